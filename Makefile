@@ -1,0 +1,46 @@
+# pyxsw: `make demo` and `make test` are all a new machine needs (run as root).
+PY        ?= python3
+VENV      := .venv
+VPY       := $(VENV)/bin/python
+DEB_PKGS  := clang llvm libxdp-dev libbpf-dev libelf-dev pkg-config xdp-tools bpftool \
+             iproute2 ethtool iputils-ping tcpdump iperf3 python3-venv
+BENCH_PKGS := dpdk-dev openvswitch-switch linux-perf
+
+.PHONY: install deps build demo test test-unit test-system bench clean
+
+install: deps $(VENV)/.installed build
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+$(VENV)/.installed: requirements.txt setup.py
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements.txt
+	$(VPY) -m pip install -q --no-build-isolation -e .
+	touch $@
+
+# Rebuilds the extension and the BPF objects in place when a source changed.
+build: $(VENV)/.installed
+	$(VPY) setup.py -q build_ext --inplace
+
+demo: install
+	$(VENV)/bin/pyxsw demo
+
+test: install
+	$(VPY) -m pytest -p no:cacheprovider tests
+
+test-unit: install
+	$(VPY) -m pytest -p no:cacheprovider tests -m "not system"
+
+bench: install
+	@missing=$$(for p in $(BENCH_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+	$(VPY) perf/fwd_rate.py
+
+clean:
+	rm -rf build pyxsw/*.c pyxsw/*.so pyxsw/bpf *.egg-info

@@ -1,0 +1,57 @@
+# C declarations from <xdp/libxdp.h> and <bpf/libbpf.h>: loading and attaching pyxsw's XDP program.
+from libc.stdint cimport uint32_t
+
+cdef extern from "<stdarg.h>":
+    ctypedef struct va_list:
+        pass
+
+cdef extern from "<bpf/libbpf.h>" nogil:
+    struct bpf_object
+    int bpf_object__find_map_fd_by_name(const bpf_object *obj, const char *name)
+
+cdef extern from "<bpf/bpf.h>" nogil:
+    int bpf_map_lookup_elem(int fd, const void *key, void *value)
+
+cdef extern from "<xdp/libxdp.h>" nogil:
+    enum xdp_attach_mode:
+        XDP_MODE_UNSPEC
+        XDP_MODE_NATIVE
+        XDP_MODE_SKB
+        XDP_MODE_HW
+
+    enum libxdp_print_level:
+        LIBXDP_WARN
+        LIBXDP_INFO
+        LIBXDP_DEBUG
+
+    ctypedef int (*libxdp_print_fn_t)(libxdp_print_level level, const char *fmt, va_list ap)
+    libxdp_print_fn_t libxdp_set_print(libxdp_print_fn_t fn)
+
+    struct xdp_program
+    struct xdp_multiprog
+
+    long libxdp_get_error(const void *ptr)
+    int libxdp_strerror(int err, char *buf, size_t size)
+    xdp_program *xdp_program__open_file(const char *filename, const char *section_name, void *opts)
+    void xdp_program__close(xdp_program *xdp_prog)
+    const char *xdp_program__name(const xdp_program *xdp_prog)
+    bpf_object *xdp_program__bpf_obj(xdp_program *xdp_prog)
+    int xdp_program__attach(xdp_program *xdp_prog, int ifindex, xdp_attach_mode mode, unsigned int flags)
+    int xdp_program__detach(xdp_program *xdp_prog, int ifindex, xdp_attach_mode mode, unsigned int flags)
+
+    xdp_multiprog *xdp_multiprog__get_from_ifindex(int ifindex)
+    xdp_program *xdp_multiprog__next_prog(const xdp_program *prog, const xdp_multiprog *mp)
+    void xdp_multiprog__close(xdp_multiprog *mp)
+    int xdp_multiprog__detach(xdp_multiprog *mp)
+    xdp_attach_mode xdp_multiprog__attach_mode(const xdp_multiprog *mp)
+    xdp_program *xdp_multiprog__main_prog(const xdp_multiprog *mp)
+    bint xdp_multiprog__is_legacy(const xdp_multiprog *mp)
+
+cdef extern from "pyxsw_shared.h" nogil:
+    enum:
+        PYXSW_MAX_QUEUES
+        PYXSW_STAT_SEEN
+        PYXSW_STAT_REDIRECTED
+        PYXSW_STAT_PASSED
+        PYXSW_STAT_MAX
+    const char *PYXSW_PROG_NAME
