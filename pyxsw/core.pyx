@@ -1,0 +1,621 @@
+# Core: the Python face of the C switch.  pyxsw.switch.Switch drives it; tests drive it
+# directly too (Core(umem=False) needs no privileges: the FDB and the forwarding decision
+# on "virtual" ports without sockets).
+#
+# Threads: each worker runs Core.run_worker(q) in its own thread with the GIL released.
+# Every other method runs on the control thread and changes what workers see only through
+# atomics, the generation counter and grace periods (wait_grace()).
+
+import threading as _threading
+
+_MODES = {"poll": MODE_POLL, "interrupt": MODE_INTERRUPT, "adaptive": MODE_ADAPTIVE}
+_MODE_NAMES = {v: k for k, v in _MODES.items()}
+FORWARD_FLOOD = FWD_FLOOD
+FORWARD_RUNT = FWD_RUNT
+FORWARD_FILTER = FWD_FILTER
+
+
+def mac_to_int(str mac):
+    """'aa:bb:cc:dd:ee:ff' -> the FDB's key form (wire bytes read little-endian)."""
+    parts = mac.replace("-", ":").split(":")
+    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+        raise ValueError(f"not a MAC address: {mac!r}")
+    try:
+        return int.from_bytes(bytes(int(p, 16) for p in parts), "little")
+    except ValueError:
+        raise ValueError(f"not a MAC address: {mac!r}") from None
+
+
+def int_to_mac(uint64_t key):
+    return (key & MAC_MASK).to_bytes(6, "little").hex(":")
+
+
+cdef class Core:
+    cdef Sw *sw
+    cdef bint has_umem
+    cdef int nsocks             # sockets open on the UMEM
+    cdef int bind_flags         # the first socket's; the others share its mode
+    cdef public str zero_copy   # "auto" | "on" | "off" as configured
+    cdef public str xdp_mode
+    cdef public object tx_budget        # frames per TX kick, or None where not settable
+    cdef public object busy_poll        # True when the kernel took the busy-poll options
+    cdef public bint zero_copy_active
+    cdef object lock            # serializes control-path calls
+
+    def __cinit__(self, *, uint32_t frames=16384, uint32_t frame_size=2048,
+                  uint32_t ring_size=2048, uint32_t batch=64, int workers=1,
+                  uint32_t capacity=65536, uint32_t port_limit=0, uint32_t aging=300,
+                  str zero_copy="auto", str xdp_mode="auto", str mode="poll", bint umem=True):
+        cdef xsk_umem_config ucfg
+        cdef int q, rc
+        cdef Worker *w
+        if frame_size not in (2048, 4096):
+            raise ValueError("frame_size must be 2048 or 4096")
+        if ring_size == 0 or ring_size & (ring_size - 1):
+            raise ValueError("ring_size must be a power of two")
+        if not 1 <= batch <= MAX_BATCH or batch > ring_size:
+            raise ValueError(f"batch must be 1..{MAX_BATCH} and at most ring_size")
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be 1..{MAX_WORKERS}")
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {', '.join(_MODES)}")
+        if capacity == 0:
+            raise ValueError("capacity must be at least 1")
+        self.lock = _threading.RLock()
+        self.zero_copy = zero_copy
+        self.xdp_mode = xdp_mode
+        self.tx_budget = None
+        self.busy_poll = None
+        self.sw = <Sw *>calloc(1, sizeof(Sw))
+        if self.sw == NULL:
+            raise MemoryError()
+        sw = self.sw
+        sw.frame_size = frame_size
+        sw.frame_mask = ~(<uint64_t>frame_size - 1)
+        sw.nframes = frames
+        sw.ring_size = ring_size
+        sw.batch = batch
+        sw.fill_target = ring_size
+        sw.nworkers = workers
+        if pool_init(&sw.pool, frames, frame_size) or fdb_init(&sw.fdb, capacity, port_limit, aging):
+            raise MemoryError()
+        for q in range(workers):
+            w = <Worker *>calloc(1, sizeof(Worker))
+            if w == NULL:
+                raise MemoryError()
+            sw.workers[q] = w
+            w.sw = sw
+            w.q = q
+            w.running = 1
+            w.mode = _MODES[mode]
+            w.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+            w.gen = <uint32_t>-1
+            w.cache_max = max(2 * CACHE_CHUNK, min(CACHE_SIZE, frames // (4 * workers)))
+        if umem:
+            sw.area_size = <uint64_t>frames * frame_size
+            sw.area = <uint8_t *>umem_area_new(sw.area_size)
+            if sw.area == NULL:
+                raise MemoryError(f"cannot map a UMEM of {sw.area_size >> 20} MiB")
+            self._umem_create()
+            self.has_umem = True
+
+    cdef _umem_create(self):
+        cdef xsk_umem_config ucfg
+        cdef Sw *sw = self.sw
+        ucfg.fill_size = sw.ring_size
+        ucfg.comp_size = sw.ring_size
+        ucfg.frame_size = sw.frame_size
+        ucfg.frame_headroom = 0
+        ucfg.flags = 0
+        rc = xsk_umem__create(&sw.umem, sw.area, sw.area_size, &sw.umem_fill, &sw.umem_comp, &ucfg)
+        if rc:
+            sw.umem = NULL
+            raise OSError(-rc, f"cannot register the UMEM ({sw.area_size >> 20} MiB): "
+                               f"{_os.strerror(-rc)} (needs root: CAP_NET_RAW, CAP_IPC_LOCK)")
+
+    def __dealloc__(self):
+        self._free()
+
+    cdef _free(self):
+        cdef int q
+        cdef Sw *sw = self.sw
+        if sw == NULL:
+            return
+        for q in range(MAX_PORTS):
+            if sw.ports[q].ifindex:
+                self._port_teardown(q)
+        if sw.umem != NULL:
+            xsk_umem__delete(sw.umem)
+        if sw.area != NULL:
+            munmap(sw.area, sw.area_size)
+        for q in range(sw.nworkers):
+            if sw.workers[q] != NULL:
+                close(sw.workers[q].efd)
+                free(sw.workers[q])
+        fdb_destroy(&sw.fdb)
+        pool_destroy(&sw.pool)
+        free(sw)
+        self.sw = NULL
+
+    def close(self):
+        """Free everything: ports torn down, UMEM released.  Workers must have stopped."""
+        with self.lock:
+            self._free()
+
+    # ------------------------------------------------------------------ workers
+
+    @property
+    def workers(self):
+        return self.sw.nworkers
+
+    def run_worker(self, int q):
+        """Worker q's loop, in the calling thread, with the GIL released, until stop()."""
+        cdef Worker *w = self.sw.workers[q]
+        pyxsw_store_int(&w.parked, 0)
+        with nogil:
+            worker_loop(w)
+
+    cdef void _wake(self, int q) noexcept:
+        cdef uint64_t one = 1
+        write(self.sw.workers[q].efd, &one, 8)
+
+    def stop(self):
+        """Ask every worker loop to return (they finish their current pass)."""
+        cdef int q
+        for q in range(self.sw.nworkers):
+            pyxsw_store_int(&self.sw.workers[q].running, 0)
+            self._wake(q)
+
+    def wait_grace(self, double timeout=2.0):
+        """Wait until every worker has passed a quiescent point since the call.
+
+        After it returns, no worker holds a pointer it loaded before the call: an FDB table
+        or a socket unpublished before calling can be freed."""
+        cdef int q
+        cdef Worker *w
+        pyxsw_fence_seq()
+        snap = [pyxsw_load64(&self.sw.workers[q].epoch) for q in range(self.sw.nworkers)]
+        deadline = _time.monotonic() + timeout
+        pending = set(range(self.sw.nworkers))
+        while pending:
+            for q in list(pending):
+                w = self.sw.workers[q]
+                if (pyxsw_load_int(&w.parked) or not pyxsw_load_int(&w.running)
+                        or pyxsw_load64(&w.epoch) != snap[q]):
+                    pending.discard(q)
+            if pending:
+                if _time.monotonic() > deadline:
+                    raise TimeoutError(f"workers {sorted(pending)} did not pass a grace period")
+                _time.sleep(0.0002)
+
+    cdef void _publish(self) noexcept:
+        """Ports changed: bump the generation and wake sleeping workers to see it."""
+        cdef int q
+        pyxsw_fence_seq()
+        pyxsw_store_rel32(&self.sw.gen, self.sw.gen + 1)
+        for q in range(self.sw.nworkers):
+            self._wake(q)
+
+    def set_mode(self, str mode):
+        cdef int q, p, m
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {', '.join(_MODES)}")
+        m = _MODES[mode]
+        with self.lock:
+            for p in range(MAX_PORTS):
+                if self.sw.ports[p].ifindex:
+                    self._port_sockopts(p, m)
+            for q in range(self.sw.nworkers):
+                pyxsw_store_int(&self.sw.workers[q].mode, m)
+                self._wake(q)
+
+    @property
+    def mode(self):
+        return _MODE_NAMES[pyxsw_load_int(&self.sw.workers[0].mode)]
+
+    # ------------------------------------------------------------------ ports
+
+    cdef int _free_index(self) except -1:
+        cdef int p
+        for p in range(MAX_PORTS):
+            if self.sw.ports[p].ifindex == 0 and not self.sw.ports[p].active:
+                return p
+        raise OSError(_errno.ENOSPC, f"at most {MAX_PORTS} ports")
+
+    cdef void _port_sockopts(self, int p, int mode) noexcept:
+        cdef Port *pt = &self.sw.ports[p]
+        cdef int q, rc
+        for q in range(self.sw.nworkers):
+            if pt.socks[q] != NULL:
+                rc = sock_busy_poll(pt.socks[q], mode == MODE_POLL, self.sw.batch)
+                if mode == MODE_POLL:
+                    self.busy_poll = rc == 0
+
+    cdef uint32_t _fill_target_for(self, int nsocks):
+        cdef uint32_t t
+        if nsocks == 0:
+            return self.sw.ring_size
+        # Fill rings may hold half of the UMEM; caches and frames in flight use the rest.
+        t = self.sw.nframes // 2 // nsocks
+        return min(t, self.sw.ring_size)
+
+    def port_add(self, str name, *, bint up=True):
+        """Make an interface a switch port; returns (index, note)."""
+        cdef int p, q, flags, rc
+        cdef Port *pt
+        cdef Sock *s
+        cdef uint32_t key, fd, target
+        cdef bytes bname = name.encode()
+        if not self.has_umem:
+            raise RuntimeError("this Core has no UMEM: use add_virtual_port()")
+        if not 0 < len(bname) < 16:
+            raise ValueError(f"not an interface name: {name!r}")
+        with self.lock:
+            for p in range(MAX_PORTS):
+                if self.sw.ports[p].ifindex and self.sw.ports[p].name == bname:
+                    raise OSError(_errno.EEXIST, f"{name}: already a switch port")
+            ifindex = if_nametoindex(bname)
+            if ifindex == 0:
+                raise OSError(_errno.ENODEV, f"{name}: no such interface")
+            target = self._fill_target_for(self.nsocks + self.sw.nworkers)
+            if target < self.sw.batch:
+                need = 2 * self.sw.batch * (self.nsocks + self.sw.nworkers)
+                raise ValueError(f"frames = {self.sw.nframes} is too few for "
+                                 f"{self.nsocks + self.sw.nworkers} sockets (ports x queues): "
+                                 f"need at least {need}")
+            p = self._free_index()
+            pt = &self.sw.ports[p]
+            memset(pt, 0, sizeof(Port))
+            strncpy(pt.name, bname, 15)
+            pt.ifindex = ifindex
+            pt.xsks_map_fd = -1
+            pt.stats_map_fd = -1
+            try:
+                note = remove_stale_xdp(ifindex, name)
+                attach_xdp(pt, self.xdp_mode)
+                for q in range(self.sw.nworkers):
+                    pt.socks[q] = self._sock_open(pt, q)
+                    self.nsocks += 1
+                    s = pt.socks[q]
+                    if self.tx_budget is None or self.tx_budget:
+                        self.tx_budget = self.sw.ring_size if sock_tx_budget(s, self.sw.ring_size) == 0 else 0
+                    key = q
+                    fd = s.fd
+                    rc = bpf_map_update_elem(pt.xsks_map_fd, &key, &fd, 0)
+                    if rc:
+                        raise OSError(-rc, f"{name}: cannot insert queue {q} in xsks_map")
+                self._port_sockopts(p, pyxsw_load_int(&self.sw.workers[0].mode))
+            except BaseException:
+                self._port_teardown(p)
+                raise
+            self.sw.fill_target = target
+            pyxsw_store_int(&pt.up, 1 if up else 0)
+            pyxsw_store_int(&pt.active, 1)
+            self._publish()
+            return p, note
+
+    cdef Sock *_sock_open(self, Port *pt, int q) except NULL:
+        cdef int flags = XDP_USE_NEED_WAKEUP
+        cdef Sock *s
+        if self.nsocks == 0:
+            # The first socket's bind flags decide copy or zero-copy for every socket that
+            # shares the UMEM.  A failed first bind leaves libxdp's UMEM unusable, so "auto"
+            # probes zero-copy on a scratch UMEM instead of trying it on the real one.
+            zc = self.zero_copy == "on" or (self.zero_copy == "auto" and _probe_zero_copy(pt.name, q))
+            flags |= XDP_ZEROCOPY if zc else XDP_COPY
+            self.bind_flags = flags
+            try:
+                s = sock_create(self.sw, pt, q, flags)
+            except OSError:
+                self._umem_reset()
+                raise
+            self.zero_copy_active = sock_zero_copy(s)
+            return s
+        return sock_create(self.sw, pt, q, flags)
+
+    cdef _umem_reset(self):
+        if self.sw.umem != NULL:
+            xsk_umem__delete(self.sw.umem)
+            self.sw.umem = NULL
+        self._umem_create()
+
+    def add_virtual_port(self, str name, bint up=True):
+        """A port with no interface, for tests of the forwarding decision without root."""
+        cdef int p
+        cdef Port *pt
+        with self.lock:
+            p = self._free_index()
+            pt = &self.sw.ports[p]
+            memset(pt, 0, sizeof(Port))
+            strncpy(pt.name, name.encode(), 15)
+            pt.up = 1 if up else 0
+            pt.active = 1
+            self._publish()
+            return p
+
+    def set_port_up(self, int p, bint up):
+        """Link state: a down port leaves the flood set and is no unicast destination."""
+        with self.lock:
+            pyxsw_store_int(&self.sw.ports[p].up, 1 if up else 0)
+            self._publish()
+
+    def port_del(self, int p):
+        """Stop switching on port p: sockets closed, frames reclaimed, XDP detached, FDB flushed."""
+        with self.lock:
+            if not (0 <= p < MAX_PORTS) or not self.sw.ports[p].active:
+                raise KeyError(p)
+            pyxsw_store_int(&self.sw.ports[p].active, 0)
+            pyxsw_store_int(&self.sw.ports[p].up, 0)
+            self._publish()
+            self.wait_grace()
+            self._port_teardown(p)
+            self.sw.fill_target = self._fill_target_for(self.nsocks)
+            self.fdb_flush(p, True)
+
+    cdef void _port_teardown(self, int p) noexcept:
+        cdef Port *pt = &self.sw.ports[p]
+        cdef uint32_t key
+        cdef int q
+        for q in range(self.sw.nworkers):
+            if pt.socks[q] != NULL and pt.xsks_map_fd >= 0:
+                key = q
+                bpf_map_delete_elem(pt.xsks_map_fd, &key)
+        detach_xdp(pt)
+        for q in range(self.sw.nworkers):
+            if pt.socks[q] != NULL:
+                sock_reclaim(self.sw, pt.socks[q])
+                xsk_socket__delete(pt.socks[q].xsk)
+                free(pt.socks[q])
+                pt.socks[q] = NULL
+                self.nsocks -= 1
+        pt.active = 0
+        pt.up = 0
+        pt.ifindex = 0
+        pt.name[0] = 0
+
+    def ports(self):
+        """{index: name} of the active ports."""
+        cdef int p
+        return {p: self.sw.ports[p].name.decode() for p in range(MAX_PORTS)
+                if self.sw.ports[p].active}
+
+    def port_info(self, int p):
+        cdef Port *pt = &self.sw.ports[p]
+        return {"name": pt.name.decode(), "index": p, "ifindex": pt.ifindex,
+                "up": bool(pt.up), "active": bool(pt.active),
+                "xdp_mode": {XDP_MODE_NATIVE: "native", XDP_MODE_SKB: "generic"}.get(pt.attach_mode, "none")
+                            if pt.prog != NULL else "none",
+                "queues": sum(1 for q in range(self.sw.nworkers) if pt.socks[q] != NULL)}
+
+    def port_stats(self, int p):
+        """Counters of port p summed over workers, with the kernel's socket statistics."""
+        cdef Port *pt = &self.sw.ports[p]
+        cdef PortStats *st
+        cdef int q
+        out = dict(rx_packets=0, rx_bytes=0, tx_packets=0, tx_bytes=0, tx_dropped=0,
+                   flooded=0, runts=0, filtered=0)
+        for q in range(self.sw.nworkers):
+            st = &self.sw.workers[q].st[p]
+            out["rx_packets"] += st.rx_packets
+            out["rx_bytes"] += st.rx_bytes
+            out["tx_packets"] += st.tx_packets
+            out["tx_bytes"] += st.tx_bytes
+            out["tx_dropped"] += st.tx_dropped
+            out["flooded"] += st.flooded
+            out["runts"] += st.runts
+            out["filtered"] += st.filtered
+        xdp = {}
+        queues = []
+        for q in range(self.sw.nworkers):
+            if pt.socks[q] != NULL:
+                qs = sock_stats(pt.socks[q])
+                st = &self.sw.workers[q].st[p]
+                queues.append({"queue": q, "rx_packets": st.rx_packets, "tx_packets": st.tx_packets, **qs})
+                for k, v in qs.items():
+                    xdp[k] = xdp.get(k, 0) + v
+        seen, redirected, passed = xdp_prog_stats(pt)
+        xdp["prog_seen"] = seen
+        xdp["prog_redirected"] = redirected
+        xdp["prog_passed"] = passed
+        # Frames lost on receive: the kernel had no fill-ring frame or no RX-ring room for
+        # them, plus the runts this switch dropped.
+        out["rx_dropped"] = (xdp.get("rx_dropped", 0) + xdp.get("rx_ring_full", 0)
+                             + xdp.get("rx_fill_ring_empty_descs", 0) + out["runts"])
+        out["xdp"] = xdp
+        out["queues"] = queues
+        return out
+
+    def worker_stats(self):
+        cdef Worker *w
+        cdef int q
+        out = []
+        for q in range(self.sw.nworkers):
+            w = self.sw.workers[q]
+            out.append({"queue": q, "loops": w.loops, "idle_loops": w.idle_loops,
+                        "wakeups": w.wakeups, "rx_kicks": w.rx_kicks, "tx_kicks": w.tx_kicks,
+                        "learned": w.learned, "moved": w.moved, "learn_full": w.learn_full,
+                        "learn_limited": w.learn_limited, "learn_busy": w.learn_busy,
+                        "pool_empty": w.pool_empty, "cache": w.ncache,
+                        "mode": _MODE_NAMES[w.mode]})
+        return out
+
+    def accounting(self):
+        """Where every UMEM frame is.  At rest pool+caches+rings add up to `frames`; a
+        shortfall while traffic flows is frames in the kernel or in a worker's hands."""
+        cdef int p, q
+        cdef Sock *s
+        cdef uint64_t fill = 0, rx = 0, tx = 0, comp = 0, caches = 0, pool
+        pthread_mutex_lock(&self.sw.pool.lock)
+        pool = self.sw.pool.n
+        pthread_mutex_unlock(&self.sw.pool.lock)
+        for q in range(self.sw.nworkers):
+            caches += self.sw.workers[q].ncache
+        for p in range(MAX_PORTS):
+            for q in range(self.sw.nworkers):
+                s = self.sw.ports[p].socks[q]
+                if s != NULL:
+                    fill += ring_occupancy(s.fill.producer, s.fill.consumer)
+                    rx += ring_occupancy(s.rx.producer, s.rx.consumer)
+                    tx += ring_occupancy(s.tx.producer, s.tx.consumer)
+                    comp += ring_occupancy(s.comp.producer, s.comp.consumer)
+        placed = pool + caches + fill + rx + tx + comp
+        return {"frames": self.sw.nframes, "pool": pool, "caches": caches, "fill": fill,
+                "rx": rx, "tx": tx, "completion": comp, "placed": placed,
+                "in_flight": self.sw.nframes - placed, "fill_target": self.sw.fill_target}
+
+    # ------------------------------------------------------------------ FDB
+
+    def fdb_list(self):
+        """[(mac, vlan, port index, age seconds, static)] of the live entries."""
+        cdef Fdb *f = &self.sw.fdb
+        cdef FdbTable *t
+        cdef FdbSlot *s
+        cdef uint32_t i, now = now_s()
+        out = []
+        with self.lock:
+            pthread_mutex_lock(&f.lock)
+            try:
+                t = f.tab
+                for i in range(t.mask + 1):
+                    s = &t.slots[i]
+                    if s.state == FDB_LIVE:
+                        out.append((int_to_mac(s.key), <int>(s.key >> 48), s.port,
+                                    0 if s.is_static else <uint32_t>(now - s.seen), bool(s.is_static)))
+            finally:
+                pthread_mutex_unlock(&f.lock)
+        return out
+
+    def fdb_add(self, str mac, int vlan, int port):
+        """Add (or turn into) a static entry."""
+        cdef uint64_t key = mac_to_int(mac) | (<uint64_t>vlan << 48)
+        cdef int r
+        if not 0 <= vlan < 4096:
+            raise ValueError(f"vlan must be 0..4095: {vlan}")
+        if key & 1:
+            raise ValueError(f"{mac} is a multicast address")
+        if not (0 <= port < MAX_PORTS) or not self.sw.ports[port].active:
+            raise KeyError(port)
+        with self.lock:
+            pthread_mutex_lock(&self.sw.fdb.lock)
+            r = fdb_put_locked(&self.sw.fdb, key, port, now_s(), 1)
+            pthread_mutex_unlock(&self.sw.fdb.lock)
+        if r == FDB_R_FULL:
+            raise OSError(_errno.ENOSPC, f"the FDB is full ({self.sw.fdb.capacity} entries)")
+        return r == FDB_R_NEW
+
+    def fdb_del(self, str mac, int vlan=0):
+        cdef uint64_t key = mac_to_int(mac) | (<uint64_t>vlan << 48)
+        cdef FdbSlot *s
+        with self.lock:
+            pthread_mutex_lock(&self.sw.fdb.lock)
+            s = fdb_find_locked(self.sw.fdb.tab, key)
+            if s != NULL:
+                fdb_kill_locked(&self.sw.fdb, s)
+            pthread_mutex_unlock(&self.sw.fdb.lock)
+        return s != NULL
+
+    def fdb_flush(self, int port=-1, bint static=False):
+        """Remove learned entries (and static ones too if `static`), of one port or all."""
+        cdef FdbTable *t
+        cdef FdbSlot *s
+        cdef uint32_t i, n = 0
+        with self.lock:
+            pthread_mutex_lock(&self.sw.fdb.lock)
+            t = self.sw.fdb.tab
+            for i in range(t.mask + 1):
+                s = &t.slots[i]
+                if (s.state == FDB_LIVE and (port < 0 or s.port == port)
+                        and (static or not s.is_static)):
+                    fdb_kill_locked(&self.sw.fdb, s)
+                    n += 1
+            pthread_mutex_unlock(&self.sw.fdb.lock)
+        return n
+
+    def fdb_maintain(self):
+        """The sweep: age entries out, and rebuild the table when tombstones pile up.
+        Returns how many entries aged out.  Runs on the control thread."""
+        cdef Fdb *f = &self.sw.fdb
+        cdef uint32_t n
+        cdef bint rebuilt = False
+        with self.lock:
+            pthread_mutex_lock(&f.lock)
+            n = fdb_age_locked(f, now_s())
+            if fdb_needs_rebuild(f):
+                rebuilt = fdb_rebuild_locked(f) == 0
+            pthread_mutex_unlock(&f.lock)
+            if rebuilt:
+                self.wait_grace()
+                fdb_table_free(f.retired)
+                f.retired = NULL
+        return n
+
+    def set_aging(self, uint32_t seconds):
+        self.sw.fdb.aging = seconds
+
+    def fdb_counters(self):
+        cdef Fdb *f = &self.sw.fdb
+        cdef Worker *w
+        cdef int q
+        out = {"entries": f.tab.live, "capacity": f.capacity, "slots": f.tab.mask + 1,
+               "tombstones": f.tab.used - f.tab.live, "aging": f.aging,
+               "port_limit": f.port_limit, "aged": f.aged,
+               "learned": 0, "moved": 0, "learn_full": 0, "learn_limited": 0, "learn_busy": 0}
+        for q in range(self.sw.nworkers):
+            w = self.sw.workers[q]
+            out["learned"] += w.learned
+            out["moved"] += w.moved
+            out["learn_full"] += w.learn_full
+            out["learn_limited"] += w.learn_limited
+            out["learn_busy"] += w.learn_busy
+        return out
+
+    # ------------------------------------------------------------------ tests
+
+    def decide(self, const uint8_t[:] frame, int in_port, now=None):
+        """The worker's forwarding decision (learning included) on one frame, run on worker 0's
+        state; for tests.  Returns an egress port index or FORWARD_FLOOD/RUNT/FILTER."""
+        cdef Worker *w = self.sw.workers[0]
+        cdef uint32_t t = now_s() if now is None else now
+        cdef const uint8_t *ptr = &frame[0] if frame.shape[0] else <const uint8_t *>b""
+        if pyxsw_load_int(&w.running) and self.has_umem and self.nsocks:
+            raise RuntimeError("decide() is for a Core whose workers do not run")
+        if w.gen != self.sw.gen:
+            worker_apply_gen(w)
+        return decide(w, self.sw.fdb.tab, ptr, frame.shape[0], in_port, t)
+
+
+def _probe_zero_copy(bytes ifname, int q):
+    """Can (ifname, q) bind an AF_XDP socket in zero-copy mode?  Tried on a scratch UMEM."""
+    cdef void *area
+    cdef xsk_umem *umem = NULL
+    cdef xsk_socket *xsk = NULL
+    cdef xsk_ring_prod fill, tx
+    cdef xsk_ring_cons comp, rx
+    cdef xsk_umem_config ucfg
+    cdef xsk_socket_config cfg
+    cdef uint64_t size = 64 * 4096
+    cdef int rc
+    area = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    if area == MAP_FAILED:
+        return False
+    ucfg.fill_size = 64
+    ucfg.comp_size = 64
+    ucfg.frame_size = 4096
+    ucfg.frame_headroom = 0
+    ucfg.flags = 0
+    try:
+        if xsk_umem__create(&umem, area, size, &fill, &comp, &ucfg):
+            return False
+        cfg.rx_size = 64
+        cfg.tx_size = 64
+        cfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD
+        cfg.xdp_flags = 0
+        cfg.bind_flags = XDP_ZEROCOPY
+        rc = xsk_socket__create_shared(&xsk, ifname, q, umem, &rx, &tx, &fill, &comp, &cfg)
+        if rc == 0:
+            xsk_socket__delete(xsk)
+        return rc == 0
+    finally:
+        if umem != NULL:
+            xsk_umem__delete(umem)
+        munmap(area, size)

@@ -1,0 +1,250 @@
+# Ports: the XDP program and the AF_XDP sockets of each switch port (control path).
+#
+# A port comes up in an order that never black-holes the interface: promiscuous mode (done
+# by the Python side), then the XDP program (frames on queues without a socket still go to
+# the kernel: XDP_PASS), then one socket per queue on the shared UMEM, then the XSKMAP
+# entries that start the redirect.  It goes down in the reverse order, and the frames its
+# rings held go back to the pool so that the accounting still adds up.
+
+import errno as _errno
+import os as _os
+import time as _time
+
+cdef enum:
+    SOL_XDP = 283
+    XDP_MAX_TX_SKB_BUDGET = 9   # newer than Debian's headers: probed at run time
+    SO_BUSY_POLL = 46
+    SO_PREFER_BUSY_POLL = 69
+    SO_BUSY_POLL_BUDGET = 70
+    BUSY_POLL_USECS = 20
+
+
+cdef extern from "<bpf/libbpf.h>" nogil:
+    int libbpf_num_possible_cpus()
+    void *libbpf_set_print(libxdp_print_fn_t fn)
+
+cdef extern from "<bpf/bpf.h>" nogil:
+    int bpf_map_update_elem(int fd, const void *key, const void *value, unsigned long long flags)
+    int bpf_map_delete_elem(int fd, const void *key)
+
+
+cdef int libxdp_print(libxdp_print_level level, const char *fmt, va_list ap) noexcept nogil:
+    # libxdp tells on stderr that the kernel refused its multi-program dispatcher and that
+    # it falls back to a single program, and libbpf that the dispatcher's object has
+    # sections it does not know: expected on some kernels, and status says which attach
+    # mode is in use, so those are not shown.  Other warnings are.
+    if (level != LIBXDP_WARN or strstr(fmt, "ispatcher") != NULL
+            or strstr(fmt, "alling back") != NULL or strstr(fmt, "unrecognized data section") != NULL
+            or strstr(fmt, "bpffs") != NULL):
+        return 0
+    return vfprintf(stderr, fmt, ap)
+
+cdef extern from "<stdio.h>" nogil:
+    int vfprintf(void *stream, const char *fmt, va_list ap)
+
+libxdp_set_print(libxdp_print)
+libbpf_set_print(<libxdp_print_fn_t>libxdp_print)   # same levels, same signature
+
+
+def _bpf_object_path():
+    return _os.path.join(_os.path.dirname(__file__), "bpf", "pyxsw.bpf.o")
+
+
+cdef str _libxdp_err(int err):
+    cdef char buf[256]
+    libxdp_strerror(err, buf, sizeof(buf))
+    return buf.decode(errors="replace")
+
+
+cdef bint _is_ours(xdp_program *prog) noexcept:
+    cdef const char *n = xdp_program__name(prog)
+    # The kernel keeps 15 characters of a program name.
+    return n != NULL and strncmp(n, PYXSW_PROG_NAME, 15) == 0
+
+
+cdef str remove_stale_xdp(int ifindex, str ifname):
+    """Detach a pyxsw program left by a killed instance; refuse another program's."""
+    cdef xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex)
+    cdef xdp_program *prog = NULL
+    cdef str found = ""
+    if mp == NULL or libxdp_get_error(mp):
+        return ""
+    try:
+        if xdp_multiprog__is_legacy(mp):
+            prog = xdp_multiprog__main_prog(mp)
+            if prog != NULL and _is_ours(prog):
+                xdp_multiprog__detach(mp)
+                found = "replaced a stale pyxsw XDP program"
+            elif prog != NULL:
+                name = (xdp_program__name(prog) or b"?").decode()
+                raise OSError(_errno.EBUSY, f"{ifname}: another XDP program ({name}) is attached; "
+                                           f"remove it first (ip link set dev {ifname} xdp off)")
+        else:
+            prog = xdp_multiprog__next_prog(NULL, mp)
+            while prog != NULL:
+                if _is_ours(prog):
+                    xdp_program__detach(prog, ifindex, xdp_multiprog__attach_mode(mp), 0)
+                    found = "replaced a stale pyxsw XDP program"
+                prog = xdp_multiprog__next_prog(prog, mp)
+    finally:
+        xdp_multiprog__close(mp)
+    return found
+
+
+cdef void attach_xdp(Port *pt, str xdp_mode) except *:
+    path = _bpf_object_path().encode()
+    cdef xdp_program *prog = xdp_program__open_file(path, b"xdp", NULL)
+    cdef long err = libxdp_get_error(prog)
+    cdef int rc = -1
+    cdef int mode
+    name = pt.name.decode()
+    if err:
+        raise OSError(-err, f"{name}: cannot open the XDP program {path.decode()}: {_libxdp_err(err)}")
+    modes = {"native": [XDP_MODE_NATIVE], "generic": [XDP_MODE_SKB],
+             "auto": [XDP_MODE_NATIVE, XDP_MODE_SKB]}[xdp_mode]
+    for mode in modes:
+        rc = xdp_program__attach(prog, pt.ifindex, <xdp_attach_mode>mode, 0)
+        if rc == 0:
+            pt.attach_mode = mode
+            break
+    if rc != 0:
+        xdp_program__close(prog)
+        raise OSError(-rc, f"{name}: cannot attach the XDP program ({xdp_mode} mode): {_libxdp_err(rc)}")
+    pt.prog = prog
+    obj = xdp_program__bpf_obj(prog)
+    pt.xsks_map_fd = bpf_object__find_map_fd_by_name(obj, b"xsks_map")
+    pt.stats_map_fd = bpf_object__find_map_fd_by_name(obj, b"xdp_stats_map")
+
+
+cdef void detach_xdp(Port *pt) noexcept:
+    if pt.prog != NULL:
+        xdp_program__detach(pt.prog, pt.ifindex, <xdp_attach_mode>pt.attach_mode, 0)
+        xdp_program__close(pt.prog)
+        pt.prog = NULL
+
+
+cdef list xdp_prog_stats(Port *pt):
+    """The XDP program's per-CPU counters, summed: [seen, redirected, passed]."""
+    cdef int ncpu = libbpf_num_possible_cpus()
+    cdef uint64_t *vals
+    cdef uint32_t k
+    cdef int c
+    out = [0] * PYXSW_STAT_MAX
+    if pt.stats_map_fd < 0 or ncpu <= 0:
+        return out
+    vals = <uint64_t *>calloc(ncpu, sizeof(uint64_t))
+    try:
+        for k in range(PYXSW_STAT_MAX):
+            if bpf_map_lookup_elem(pt.stats_map_fd, &k, vals) == 0:
+                out[k] = sum(vals[c] for c in range(ncpu))
+    finally:
+        free(vals)
+    return out
+
+
+cdef Sock *sock_create(Sw *sw, Port *pt, int q, int bind_flags) except NULL:
+    """An AF_XDP socket on (port, queue q) sharing the switch's UMEM."""
+    cdef xsk_socket_config cfg
+    cdef Sock *s = <Sock *>calloc(1, sizeof(Sock))
+    cdef int rc = 0, tries
+    if s == NULL:
+        raise MemoryError()
+    cfg.rx_size = sw.ring_size
+    cfg.tx_size = sw.ring_size
+    cfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD
+    cfg.xdp_flags = 0
+    cfg.bind_flags = bind_flags
+    # A socket closed a moment ago can keep the queue busy while the kernel tears it down.
+    for tries in range(50):
+        rc = xsk_socket__create_shared(&s.xsk, pt.name, q, sw.umem, &s.rx, &s.tx,
+                                       &s.fill, &s.comp, &cfg)
+        if rc != -_errno.EBUSY:
+            break
+        _time.sleep(0.02)
+    if rc:
+        free(s)
+        raise OSError(-rc, f"{pt.name.decode()} queue {q}: cannot create an AF_XDP socket: "
+                           f"{_os.strerror(-rc)}")
+    s.fd = xsk_socket__fd(s.xsk)
+    return s
+
+
+cdef int sock_tx_budget(Sock *s, uint32_t budget) noexcept nogil:
+    """Raise the frames one copy-mode TX kick may send; 0 if the kernel took it."""
+    return setsockopt(s.fd, SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &budget, sizeof(budget))
+
+
+cdef int sock_busy_poll(Sock *s, bint on, uint32_t budget) noexcept nogil:
+    """Busy-poll socket options for poll mode (off for the others); 0 if all were taken."""
+    cdef int prefer = 1 if on else 0
+    cdef int usecs = BUSY_POLL_USECS if on else 0
+    cdef int b = budget
+    cdef int rc = 0
+    rc |= setsockopt(s.fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &prefer, sizeof(int))
+    rc |= setsockopt(s.fd, SOL_SOCKET, SO_BUSY_POLL, &usecs, sizeof(int))
+    if on:
+        rc |= setsockopt(s.fd, SOL_SOCKET, SO_BUSY_POLL_BUDGET, &b, sizeof(int))
+    return rc
+
+
+cdef uint32_t ring_occupancy(uint32_t *prod, uint32_t *cons) noexcept nogil:
+    return pyxsw_load_acq32(prod) - pyxsw_load_acq32(cons)
+
+
+cdef void sock_reclaim(Sw *sw, Sock *s) noexcept nogil:
+    """Return every frame the socket's rings hold to the pool (socket idle, no worker on it)."""
+    cdef uint32_t i, a, b
+    cdef uint64_t addr
+    a = pyxsw_load_acq32(s.fill.consumer)
+    b = pyxsw_load_acq32(s.fill.producer)
+    i = a
+    while i != b:
+        addr = xsk_ring_prod__fill_addr(&s.fill, i)[0] & sw.frame_mask
+        pool_put(&sw.pool, &addr, 1)
+        i += 1
+    pyxsw_store_rel32(s.fill.consumer, b)   # (the kernel is done with this ring)
+    a = pyxsw_load_acq32(s.rx.consumer)
+    b = pyxsw_load_acq32(s.rx.producer)
+    i = a
+    while i != b:
+        addr = xsk_ring_cons__rx_desc(&s.rx, i).addr & sw.frame_mask
+        pool_put(&sw.pool, &addr, 1)
+        i += 1
+    pyxsw_store_rel32(s.rx.consumer, b)
+    a = pyxsw_load_acq32(s.tx.consumer)
+    b = pyxsw_load_acq32(s.tx.producer)
+    i = a
+    while i != b:
+        addr = xsk_ring_prod__tx_desc(&s.tx, i).addr & sw.frame_mask
+        pool_put(&sw.pool, &addr, 1)
+        i += 1
+    pyxsw_store_rel32(s.tx.consumer, b)
+    a = pyxsw_load_acq32(s.comp.consumer)
+    b = pyxsw_load_acq32(s.comp.producer)
+    i = a
+    while i != b:
+        addr = xsk_ring_cons__comp_addr(&s.comp, i)[0] & sw.frame_mask
+        pool_put(&sw.pool, &addr, 1)
+        i += 1
+    pyxsw_store_rel32(s.comp.consumer, b)
+
+
+cdef dict sock_stats(Sock *s):
+    cdef xdp_statistics xs
+    cdef socklen_t ln = sizeof(xs)
+    memset(&xs, 0, sizeof(xs))
+    if getsockopt(s.fd, SOL_XDP, XDP_STATISTICS, &xs, &ln) != 0:
+        return {}
+    return {"rx_dropped": xs.rx_dropped, "rx_invalid_descs": xs.rx_invalid_descs,
+            "tx_invalid_descs": xs.tx_invalid_descs, "rx_ring_full": xs.rx_ring_full,
+            "rx_fill_ring_empty_descs": xs.rx_fill_ring_empty_descs,
+            "tx_ring_empty_descs": xs.tx_ring_empty_descs}
+
+
+cdef bint sock_zero_copy(Sock *s) noexcept nogil:
+    cdef xdp_options o
+    cdef socklen_t ln = sizeof(o)
+    o.flags = 0
+    if getsockopt(s.fd, SOL_XDP, XDP_OPTIONS, &o, &ln) != 0:
+        return False
+    return (o.flags & XDP_OPTIONS_ZEROCOPY) != 0

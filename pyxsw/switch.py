@@ -1,0 +1,294 @@
+"""Switch: a running pyxsw switch inside this Python process.
+
+    with Switch(Config.load("conf/lab3.toml")) as sw:
+        ...
+        print(sw.fdb_list(), sw.port_stats())
+
+start() builds the core (UMEM, FDB), makes every configured interface a port (promiscuous,
+XDP program, one AF_XDP socket per queue) and starts one worker thread per entry of
+`cores`, pinned to that core.  A housekeeping thread ages the FDB and watches link state.
+stop() undoes all of it; so does leaving the `with` block, whatever the exit.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+
+from . import _core
+from .config import Config
+
+log = logging.getLogger("pyxsw")
+
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+
+
+class SwitchError(Exception):
+    """A start-up problem the operator must fix; `key` names the config key when there is one."""
+
+    def __init__(self, message, key=None):
+        super().__init__(message)
+        self.key = key
+
+
+class _Promisc:
+    """Promiscuous mode held through a packet socket's membership.
+
+    The kernel counts promiscuity references and drops this one when the socket closes,
+    however the process ends (kill -9 included), so the interface always returns to the
+    state it had.  A packet socket of protocol 0 receives no frames: it costs nothing."""
+
+    def __init__(self, ifindex):
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
+                                 struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b""))
+        except OSError:
+            self.sock.close()
+            raise
+
+    def close(self):
+        self.sock.close()
+
+
+def _link_up(name):
+    try:
+        with open(f"/sys/class/net/{name}/operstate") as f:
+            state = f.read().strip()
+        with open(f"/sys/class/net/{name}/carrier") as f:
+            carrier = f.read().strip() == "1"
+    except OSError:
+        return False
+    return carrier and state in ("up", "unknown")
+
+
+class Port:
+    """What the switch knows of one port beyond the core's index."""
+
+    def __init__(self, name, index, promisc):
+        self.name = name
+        self.index = index
+        self.promisc = promisc
+        self.up = True
+
+
+class Switch:
+    def __init__(self, config: Config):
+        self.config = config
+        self.core = None
+        self.ports: dict[str, Port] = {}
+        self._threads = []
+        self._stop = threading.Event()
+        self._housekeeper = None
+        self._lock = threading.RLock()
+        self.started_at = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        c = self.config
+        allowed = os.sched_getaffinity(0)
+        for i, core in enumerate(c.switch.cores):
+            if core not in allowed:
+                raise SwitchError(f"core {core} does not exist or is not usable here "
+                                  f"(usable: {sorted(allowed)})", key=f"switch.cores[{i}]")
+        try:
+            self.core = _core.Core(
+                frames=c.switch.frames, frame_size=c.switch.frame_size,
+                ring_size=c.switch.ring_size, batch=c.switch.batch,
+                workers=len(c.switch.cores), capacity=c.fdb.capacity,
+                port_limit=c.fdb.port_limit, aging=c.fdb.aging,
+                zero_copy=c.switch.zero_copy, xdp_mode=c.switch.xdp_mode, mode=c.switch.mode)
+        except (OSError, MemoryError, ValueError) as e:
+            raise SwitchError(str(e), key="switch.frames") from e
+        try:
+            for i, p in enumerate(c.ports):
+                try:
+                    self.add_port(p.name)
+                except (OSError, ValueError) as e:
+                    raise SwitchError(str(e), key=f"port[{i}].name") from e
+            for q, cpu in enumerate(c.switch.cores):
+                t = threading.Thread(target=self._worker, args=(q, cpu),
+                                     name=f"pyxsw-worker-{q}", daemon=True)
+                t.start()
+                self._threads.append(t)
+            self._housekeeper = threading.Thread(target=self._housekeeping,
+                                                 name="pyxsw-housekeeping", daemon=True)
+            self._housekeeper.start()
+        except BaseException:
+            self.stop()
+            raise
+        self.started_at = time.monotonic()
+        return self
+
+    def _worker(self, q, cpu):
+        os.sched_setaffinity(0, {cpu})      # 0: this thread
+        self.core.run_worker(q)
+
+    def stop(self):
+        """Stop the workers, tear every port down (XDP detached, promiscuous mode restored)."""
+        with self._lock:
+            if self.core is None:
+                return
+            self._stop.set()
+            self.core.stop()
+            for t in self._threads:
+                t.join()
+            self._threads.clear()
+            if self._housekeeper is not None:
+                self._housekeeper.join()
+                self._housekeeper = None
+            for name in list(self.ports):
+                self._drop_port(name)
+            self.core.close()
+            self.core = None
+
+    def _housekeeping(self):
+        """Age the FDB and follow link state, about twice a second."""
+        while not self._stop.wait(0.25):
+            try:
+                self.core.fdb_maintain()
+                self._watch_links()
+            except Exception:               # never let housekeeping die silently
+                log.exception("housekeeping")
+
+    def _watch_links(self):
+        with self._lock:
+            for port in self.ports.values():
+                up = _link_up(port.name)
+                if up != port.up:
+                    port.up = up
+                    self.core.set_port_up(port.index, up)
+                    if not up:
+                        self.core.fdb_flush(port.index)
+                    log.warning("port %s is %s", port.name, "up" if up else "down")
+
+    # ------------------------------------------------------------------ ports
+
+    def add_port(self, name):
+        with self._lock:
+            if name in self.ports:
+                raise ValueError(f"{name}: already a switch port")
+            ifindex = socket.if_nametoindex(name) if os.path.exists(f"/sys/class/net/{name}") else 0
+            if not ifindex:
+                raise OSError(19, f"{name}: no such interface")
+            promisc = _Promisc(ifindex)
+            try:
+                up = _link_up(name)
+                index, note = self.core.port_add(name, up=up)
+            except BaseException:
+                promisc.close()
+                raise
+            if note:
+                log.warning("%s: %s", name, note)
+            port = Port(name, index, promisc)
+            port.up = up
+            self.ports[name] = port
+            return port
+
+    def del_port(self, name):
+        with self._lock:
+            if name not in self.ports:
+                raise KeyError(name)
+            self.core.port_del(self.ports[name].index)
+            self._drop_port(name)
+
+    def _drop_port(self, name):
+        port = self.ports.pop(name)
+        if self.core is not None and port.index in self.core.ports():
+            self.core.port_del(port.index)
+        port.promisc.close()
+
+    def _index(self, name):
+        try:
+            return self.ports[name].index
+        except KeyError:
+            raise KeyError(f"{name}: not a switch port") from None
+
+    def _name_of(self, index):
+        for p in self.ports.values():
+            if p.index == index:
+                return p.name
+        return f"#{index}"
+
+    # ------------------------------------------------------------------ what users call
+
+    def set_mode(self, mode):
+        self.core.set_mode(mode)
+
+    @property
+    def mode(self):
+        return self.core.mode
+
+    def set_aging(self, seconds):
+        self.core.set_aging(int(seconds))
+
+    def fdb_list(self, port=None, vlan=None):
+        names = {p.index: p.name for p in self.ports.values()}
+        out = []
+        for mac, v, idx, age, static in self.core.fdb_list():
+            name = names.get(idx, f"#{idx}")
+            if (port is None or name == port) and (vlan is None or v == vlan):
+                out.append({"mac": mac, "vlan": v, "port": name, "age": age, "static": static})
+        out.sort(key=lambda e: (e["port"], e["vlan"], e["mac"]))
+        return out
+
+    def fdb_add(self, mac, port, vlan=0):
+        return self.core.fdb_add(mac, vlan, self._index(port))
+
+    def fdb_del(self, mac, vlan=0):
+        return self.core.fdb_del(mac, vlan)
+
+    def fdb_flush(self, port=None):
+        return self.core.fdb_flush(-1 if port is None else self._index(port))
+
+    def port_stats(self, name=None):
+        names = [name] if name is not None else list(self.ports)
+        out = {}
+        for n in names:
+            st = self.core.port_stats(self._index(n))
+            st["up"] = self.ports[n].up
+            out[n] = st
+        return out
+
+    def worker_stats(self):
+        return self.core.worker_stats()
+
+    def accounting(self):
+        return self.core.accounting()
+
+    def wait_quiet(self, timeout=5.0):
+        """Wait until every frame is placed (nothing in flight); returns the accounting."""
+        deadline = time.monotonic() + timeout
+        acc = self.accounting()
+        while acc["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            acc = self.accounting()
+        return acc
+
+    def status(self):
+        core = self.core
+        return {
+            "name": self.config.switch.name,
+            "mode": core.mode,
+            "uptime": round(time.monotonic() - self.started_at, 3) if self.started_at else 0,
+            "workers": [{"queue": q, "core": c} for q, c in enumerate(self.config.switch.cores)],
+            "ports": [dict(core.port_info(p.index), up=p.up) for p in self.ports.values()],
+            "zero_copy": core.zero_copy_active,
+            "tx_budget": core.tx_budget,
+            "busy_poll": core.busy_poll,
+            "fdb": core.fdb_counters(),
+            "frames": self.accounting(),
+        }
