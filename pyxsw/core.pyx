@@ -87,6 +87,7 @@ cdef class Core:
             w.sw = sw
             w.q = q
             w.running = 1
+            w.parked = 1            # not running yet: holds nothing
             w.mode = _MODES[mode]
             w.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
             w.gen = <uint32_t>-1
@@ -619,3 +620,8 @@ def _probe_zero_copy(bytes ifname, int q):
         if umem != NULL:
             xsk_umem__delete(umem)
         munmap(area, size)
+
+
+def clock():
+    """The FDB's clock: coarse monotonic seconds (what "last seen" is measured in)."""
+    return now_s()

@@ -19,7 +19,7 @@ import threading
 import time
 
 from . import _core
-from .config import Config
+from .config import Config  # noqa: F401 (type of Switch.config)
 
 log = logging.getLogger("pyxsw")
 
