@@ -436,7 +436,7 @@ cdef class Core:
                         "wakeups": w.wakeups, "rx_kicks": w.rx_kicks, "tx_kicks": w.tx_kicks,
                         "learned": w.learned, "moved": w.moved, "learn_full": w.learn_full,
                         "learn_limited": w.learn_limited, "learn_busy": w.learn_busy,
-                        "pool_empty": w.pool_empty, "cache": w.ncache,
+                        "pool_empty": w.pool_empty, "cache": w.ncache, "events_lost": w.ev_lost,
                         "mode": _MODE_NAMES[w.mode]})
         return out
 
@@ -534,21 +534,49 @@ cdef class Core:
 
     def fdb_maintain(self):
         """The sweep: age entries out, and rebuild the table when tombstones pile up.
-        Returns how many entries aged out.  Runs on the control thread."""
+        Returns the aged entries as [(mac, vlan, port index)].  Runs on the control thread."""
         cdef Fdb *f = &self.sw.fdb
-        cdef uint32_t n
+        cdef FdbTable *t
+        cdef FdbSlot *s
+        cdef uint32_t i, now = now_s()
         cdef bint rebuilt = False
+        aged = []
         with self.lock:
             pthread_mutex_lock(&f.lock)
-            n = fdb_age_locked(f, now_s())
-            if fdb_needs_rebuild(f):
-                rebuilt = fdb_rebuild_locked(f) == 0
-            pthread_mutex_unlock(&f.lock)
+            try:
+                t = f.tab
+                for i in range(t.mask + 1 if f.aging else 0):
+                    s = &t.slots[i]
+                    if s.state == FDB_LIVE and not s.is_static and <uint32_t>(now - s.seen) >= f.aging:
+                        aged.append((int_to_mac(s.key), <int>(s.key >> 48), s.port))
+                        fdb_kill_locked(f, s)
+                f.aged += len(aged)
+                if fdb_needs_rebuild(f):
+                    rebuilt = fdb_rebuild_locked(f) == 0
+            finally:
+                pthread_mutex_unlock(&f.lock)
             if rebuilt:
                 self.wait_grace()
                 fdb_table_free(f.retired)
                 f.retired = NULL
-        return n
+        return aged
+
+    def drain_events(self):
+        """FDB events the workers queued: [("learn"|"move", mac, vlan, port, old port)]."""
+        cdef Worker *w
+        cdef FdbEvent *e
+        cdef uint32_t head
+        cdef int q
+        out = []
+        for q in range(self.sw.nworkers):
+            w = self.sw.workers[q]
+            head = pyxsw_load_acq32(&w.ev_head)
+            while w.ev_tail != head:
+                e = &w.ev[w.ev_tail & (EV_RING - 1)]
+                out.append(("learn" if e.kind == EV_LEARN else "move", int_to_mac(e.key),
+                            <int>(e.key >> 48), e.port, e.old_port))
+                pyxsw_store_rel32(&w.ev_tail, w.ev_tail + 1)
+        return out
 
     def set_aging(self, uint32_t seconds):
         self.sw.fdb.aging = seconds

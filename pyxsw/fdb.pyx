@@ -227,20 +227,6 @@ cdef void fdb_destroy(Fdb *f) noexcept nogil:
     pthread_mutex_destroy(&f.lock)
 
 
-cdef uint32_t fdb_age_locked(Fdb *f, uint32_t now) noexcept nogil:
-    """Remove learned entries not seen for f.aging seconds; returns how many."""
-    cdef FdbTable *t = f.tab
-    cdef uint32_t i, n = 0
-    cdef FdbSlot *s
-    if f.aging == 0:
-        return 0
-    for i in range(t.mask + 1):
-        s = &t.slots[i]
-        if s.state == FDB_LIVE and not s.is_static and <uint32_t>(now - s.seen) >= f.aging:
-            fdb_kill_locked(f, s)
-            n += 1
-    f.aged += n
-    return n
 
 
 cdef bint fdb_needs_rebuild(Fdb *f) noexcept nogil:

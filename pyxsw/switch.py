@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -56,6 +57,12 @@ class _Promisc:
         self.sock.close()
 
 
+def _ensure_bpffs():
+    """libxdp keeps its multi-program state in bpffs; mount it where it is missing."""
+    if not os.path.ismount("/sys/fs/bpf"):
+        subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], capture_output=True)
+
+
 def _link_up(name):
     try:
         with open(f"/sys/class/net/{name}/operstate") as f:
@@ -86,6 +93,7 @@ class Switch:
         self._stop = threading.Event()
         self._housekeeper = None
         self._lock = threading.RLock()
+        self._listeners = []
         self.started_at = None
 
     # ------------------------------------------------------------------ life cycle
@@ -104,6 +112,7 @@ class Switch:
             if core not in allowed:
                 raise SwitchError(f"core {core} does not exist or is not usable here "
                                   f"(usable: {sorted(allowed)})", key=f"switch.cores[{i}]")
+        _ensure_bpffs()
         try:
             self.core = _core.Core(
                 frames=c.switch.frames, frame_size=c.switch.frame_size,
@@ -155,25 +164,54 @@ class Switch:
             self.core.close()
             self.core = None
 
-    def _housekeeping(self):
-        """Age the FDB and follow link state, about twice a second."""
-        while not self._stop.wait(0.25):
+    # ------------------------------------------------------------------ events
+
+    def add_listener(self, fn):
+        """Call fn(event: dict) for FDB and port events (from a switch thread)."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn):
+        try:
+            self._listeners.remove(fn)
+        except ValueError:
+            pass
+
+    def _emit(self, **event):
+        for fn in list(self._listeners):
             try:
-                self.core.fdb_maintain()
-                self._watch_links()
+                fn(event)
+            except Exception:
+                log.exception("event listener")
+
+    def _housekeeping(self):
+        """Age the FDB, follow link state and pass events on, ten times a second."""
+        while not self._stop.wait(0.1):
+            try:
+                with self._lock:
+                    names = {p.index: p.name for p in self.ports.values()}
+                    for kind, mac, vlan, idx, old in self.core.drain_events():
+                        if kind == "learn":
+                            self._emit(event="fdb.learn", mac=mac, vlan=vlan, port=names.get(idx))
+                        else:
+                            self._emit(event="fdb.move", mac=mac, vlan=vlan, port=names.get(idx),
+                                       **{"from": names.get(old)})
+                    for mac, vlan, idx in self.core.fdb_maintain():
+                        self._emit(event="fdb.age", mac=mac, vlan=vlan, port=names.get(idx))
+                    self._watch_links()
             except Exception:               # never let housekeeping die silently
                 log.exception("housekeeping")
 
     def _watch_links(self):
-        with self._lock:
-            for port in self.ports.values():
-                up = _link_up(port.name)
-                if up != port.up:
-                    port.up = up
-                    self.core.set_port_up(port.index, up)
-                    if not up:
-                        self.core.fdb_flush(port.index)
-                    log.warning("port %s is %s", port.name, "up" if up else "down")
+        for port in self.ports.values():
+            up = _link_up(port.name)
+            if up != port.up:
+                port.up = up
+                self.core.set_port_up(port.index, up)
+                log.warning("port %s is %s", port.name, "up" if up else "down")
+                self._emit(event="port.up" if up else "port.down", port=port.name)
+                if not up:
+                    n = self.core.fdb_flush(port.index)
+                    self._emit(event="fdb.flush", port=port.name, count=n)
 
     # ------------------------------------------------------------------ ports
 
@@ -196,14 +234,15 @@ class Switch:
             port = Port(name, index, promisc)
             port.up = up
             self.ports[name] = port
+            self._emit(event="port.add", port=name)
             return port
 
     def del_port(self, name):
         with self._lock:
             if name not in self.ports:
                 raise KeyError(name)
-            self.core.port_del(self.ports[name].index)
             self._drop_port(name)
+            self._emit(event="port.del", port=name)
 
     def _drop_port(self, name):
         port = self.ports.pop(name)
@@ -252,7 +291,9 @@ class Switch:
         return self.core.fdb_del(mac, vlan)
 
     def fdb_flush(self, port=None):
-        return self.core.fdb_flush(-1 if port is None else self._index(port))
+        n = self.core.fdb_flush(-1 if port is None else self._index(port))
+        self._emit(event="fdb.flush", port=port, count=n)
+        return n
 
     def port_stats(self, name=None):
         names = [name] if name is not None else list(self.ports)

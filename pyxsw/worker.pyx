@@ -31,6 +31,9 @@ cdef enum:
     FWD_FILTER = -3     # destination sits on the ingress port
 
     ADAPTIVE_SPINS = 2048   # empty passes before an adaptive worker sleeps
+    EV_RING = 1024          # FDB events a worker can queue for the control thread
+    EV_LEARN = 1
+    EV_MOVE = 2
     SLEEP_MS = 1000         # poll(2) timeout: the eventfd wakes a sleeper sooner
 
 
@@ -43,6 +46,13 @@ cdef struct PortStats:      # one per (worker, port): written by that worker onl
     uint64_t flooded        # frames received here and flooded
     uint64_t runts          # frames shorter than an Ethernet header
     uint64_t filtered       # destination on the ingress port
+
+
+cdef struct FdbEvent:       # a MAC learned or moved, for the management plane's subscribers
+    uint64_t key
+    uint16_t port
+    uint16_t old_port
+    uint8_t kind            # EV_LEARN / EV_MOVE
 
 
 cdef struct Sock:           # one AF_XDP socket: a (port, queue)
@@ -101,6 +111,12 @@ cdef struct Worker:
     uint64_t learn_busy
     uint64_t pool_empty     # a frame was wanted and there was none
     PortStats st[MAX_PORTS]
+    # FDB events: a single-producer (this worker) single-consumer (control thread) ring;
+    # when it is full, events are counted as lost, never waited for
+    uint32_t ev_head        # next slot the worker writes
+    uint32_t ev_tail        # next slot the control thread reads
+    uint64_t ev_lost
+    FdbEvent ev[EV_RING]
     # burst scratch: frames staged per egress port
     int ndirty
     uint16_t dirty[MAX_PORTS]
@@ -195,8 +211,22 @@ cdef void worker_apply_gen(Worker *w) noexcept nogil:
 
 # ---------------------------------------------------------------------------- forwarding decision
 
+cdef void push_event(Worker *w, uint8_t kind, uint64_t key, uint16_t port, uint16_t old) noexcept nogil:
+    cdef uint32_t h = w.ev_head
+    cdef FdbEvent *e
+    if h - pyxsw_load_acq32(&w.ev_tail) >= EV_RING:
+        w.ev_lost += 1
+        return
+    e = &w.ev[h & (EV_RING - 1)]
+    e.kind = kind
+    e.key = key
+    e.port = port
+    e.old_port = old
+    pyxsw_store_rel32(&w.ev_head, h + 1)
+
+
 cdef inline void learn(Worker *w, FdbTable *tab, uint64_t src, uint16_t p, uint32_t now) noexcept nogil:
-    cdef uint16_t at
+    cdef uint16_t at = 0xffff
     cdef FdbSlot *s = fdb_find(tab, src, &at)
     cdef Fdb *f = &w.sw.fdb
     cdef int r
@@ -211,8 +241,10 @@ cdef inline void learn(Worker *w, FdbTable *tab, uint64_t src, uint16_t p, uint3
     pthread_mutex_unlock(&f.lock)
     if r == FDB_R_NEW:
         w.learned += 1
+        push_event(w, EV_LEARN, src, p, p)
     elif r == FDB_R_MOVED:
         w.moved += 1
+        push_event(w, EV_MOVE, src, p, at)
     elif r == FDB_R_FULL:
         w.learn_full += 1
     elif r == FDB_R_LIMIT:

@@ -112,7 +112,7 @@ def test_aging_removes_learned_keeps_static():
     c.decide(frame(BCAST, "02:00:00:00:00:01"), a, now=old)  # last seen long ago
     c.decide(frame(BCAST, "02:00:00:00:00:02"), a)           # just now
     c.fdb_add("02:00:00:00:00:03", 0, b)
-    assert c.fdb_maintain() == 1
+    assert c.fdb_maintain() == [("02:00:00:00:00:01", 0, a)]
     assert set(entries(c)) == {("02:00:00:00:00:02", 0), ("02:00:00:00:00:03", 0)}
     # the aged MAC is unknown again: frames to it flood
     assert c.decide(frame("02:00:00:00:00:01", "02:00:00:00:00:02"), a) == FORWARD_FLOOD
@@ -239,3 +239,17 @@ def test_many_random_frames_against_model():
         p = rng.choice(ports)
         data = dst + src + bytes(rng.choice([0, 2, 46]))
         assert c.decide(data, p) == m.decide(data, p)
+
+
+def test_learn_and_move_events_are_queued_for_the_control_thread():
+    c, (a, b, d) = core()
+    M = "02:00:00:00:00:0c"
+    c.decide(frame(BCAST, M), a)
+    c.decide(frame(BCAST, M), a)                            # known: no event
+    c.decide(frame(BCAST, M), b)
+    assert c.drain_events() == [("learn", M, 0, a, a), ("move", M, 0, b, a)]
+    assert c.drain_events() == []
+    for i in range(1100):                                   # more than the ring holds
+        c.decide(frame(BCAST, f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}"), a)
+    assert len(c.drain_events()) == 1024
+    assert c.worker_stats()[0]["events_lost"] == 1100 - 1024

@@ -1,0 +1,236 @@
+"""Configuration: a TOML file checked completely before anything starts.
+
+    cfg = Config.load("conf/sw0.toml")
+    cfg.switch.mode, cfg.fdb.aging, cfg.management.socket, [p.name for p in cfg.ports]
+
+Every problem is one `ConfigError` whose text is a single line, "<file>: <key>: <reason>", so
+an operator (or systemd's journal) sees exactly what to fix.  Checks here are the ones that
+need only the file; what depends on the machine (does core 3 exist, is s0 an interface) is
+checked by the switch when it starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import tomllib
+from dataclasses import dataclass, field
+
+MODES = ("poll", "interrupt", "adaptive")
+XDP_MODES = ("auto", "native", "generic")
+ZERO_COPY = ("auto", "on", "off")
+FRAME_SIZES = (2048, 4096)
+MAX_BATCH = 256                 # the core's burst arrays are this long
+IFNAMSIZ = 16                   # Linux interface names: at most 15 bytes plus the NUL
+
+
+class ConfigError(Exception):
+    """A configuration problem: `source` (file name), `key` (dotted, "-" for the whole file)
+    and `reason`.  str() is the one line the CLI prints."""
+
+    def __init__(self, source, key, reason):
+        self.source, self.key = str(source), key
+        # One line whatever the reason says (tomllib messages are one line; be sure).
+        self.reason = " ".join(str(reason).split())
+        super().__init__(f"{self.source}: {self.key}: {self.reason}")
+
+
+@dataclass(frozen=True)
+class SwitchSection:
+    name: str = "sw0"
+    mode: str = "poll"
+    cores: list = field(default_factory=lambda: [1])
+    batch: int = 64
+    xdp_mode: str = "auto"
+    zero_copy: str = "auto"
+    frame_size: int = 2048
+    frames: int = 16384
+    ring_size: int = 2048
+
+
+@dataclass(frozen=True)
+class FdbSection:
+    aging: int = 300
+    capacity: int = 65536
+    port_limit: int = 0
+
+
+@dataclass(frozen=True)
+class ManagementSection:
+    socket: str = ""            # "" until resolved: Config fills in /run/pyxsw/<name>.sock
+
+
+@dataclass(frozen=True)
+class PortSection:
+    name: str
+
+
+@dataclass(frozen=True)
+class Config:
+    switch: SwitchSection = field(default_factory=SwitchSection)
+    fdb: FdbSection = field(default_factory=FdbSection)
+    management: ManagementSection = field(default_factory=ManagementSection)
+    ports: list = field(default_factory=list)
+    source: str = "<dict>"      # where it came from, for messages
+
+    @classmethod
+    def load(cls, path) -> Config:
+        path = str(path)
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(path, "-", f"cannot read: {e.strerror or e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(path, "-", f"not valid TOML: {e}") from None
+        return cls.from_dict(data, source=path)
+
+    @classmethod
+    def from_dict(cls, d, source="<dict>") -> Config:
+        return _Parser(source).config(d)
+
+    def to_dict(self) -> dict:
+        """The TOML-shaped dict that from_dict() reads back to an equal Config."""
+        return {
+            "switch": dataclasses.asdict(self.switch),
+            "fdb": dataclasses.asdict(self.fdb),
+            "management": dataclasses.asdict(self.management),
+            "port": [dataclasses.asdict(p) for p in self.ports],
+        }
+
+
+def valid_ifname(name) -> bool:
+    """What the kernel's dev_valid_name() accepts."""
+    return (isinstance(name, str) and 0 < len(name.encode()) < IFNAMSIZ
+            and name not in (".", "..")
+            and not any(c in "/:" or c.isspace() or c == "\0" for c in name))
+
+
+def _what(v):
+    # bool before int: in Python a bool *is* an int, in a config file it is not.
+    for t, word in ((bool, "a boolean"), (int, "an integer"), (float, "a float"),
+                    (str, "a string"), (list, "an array"), (dict, "a table"),
+                    (datetime.datetime, "a date-time"), (datetime.date, "a date"),
+                    (datetime.time, "a time")):
+        if isinstance(v, t):
+            return word
+    return type(v).__name__
+
+
+class _Parser:
+    def __init__(self, source):
+        self.source = source
+
+    def fail(self, key, reason):
+        raise ConfigError(self.source, key, reason)
+
+    def table(self, d, key, fields):
+        """Check that `d` is a table with no key outside `fields`."""
+        if not isinstance(d, dict):
+            self.fail(key, f"expected a table, got {_what(d)}")
+        for k in d:
+            if k not in fields:
+                self.fail(f"{key}.{k}" if key else k, "unknown key")
+        return d
+
+    def int(self, d, section, key, default, minimum):
+        v = d.get(key, default)
+        if type(v) is not int:
+            self.fail(f"{section}.{key}", f"expected an integer, got {_what(v)}")
+        if v < minimum:
+            self.fail(f"{section}.{key}",
+                      f"must be {'positive' if minimum == 1 else 'zero or more'}, got {v}")
+        return v
+
+    def str(self, d, section, key, default, choices=None):
+        v = d.get(key, default)
+        if not isinstance(v, str):
+            self.fail(f"{section}.{key}", f"expected a string, got {_what(v)}")
+        if choices and v not in choices:
+            self.fail(f"{section}.{key}", f"must be one of {', '.join(choices)}, got {v!r}")
+        return v
+
+    def config(self, d) -> Config:
+        self.table(d, "", ("switch", "fdb", "management", "port"))
+        sw = self.switch(d.get("switch", {}))
+        fdb = self.fdb(d.get("fdb", {}))
+        mgmt = self.management(d.get("management", {}), sw.name)
+        ports = self.ports(d.get("port", []))
+        return Config(switch=sw, fdb=fdb, management=mgmt, ports=ports, source=self.source)
+
+    def switch(self, d) -> SwitchSection:
+        S, D = "switch", SwitchSection()
+        self.table(d, S, [f.name for f in dataclasses.fields(SwitchSection)])
+        name = self.str(d, S, "name", D.name)
+        # The name becomes a file name (the socket) and a log tag: keep it plain.
+        if not name or len(name) > 64 or not all(c.isalnum() or c in "_.-" for c in name) \
+                or name in (".", ".."):
+            self.fail("switch.name", f"must be 1-64 letters, digits, '_', '.' or '-', got {name!r}")
+        cores = d.get("cores", D.cores)
+        if not isinstance(cores, list):
+            self.fail("switch.cores", f"expected an array of integers, got {_what(cores)}")
+        if not cores:
+            self.fail("switch.cores", "must name at least one core")
+        for i, c in enumerate(cores):
+            if type(c) is not int:
+                self.fail(f"switch.cores[{i}]", f"expected an integer, got {_what(c)}")
+            if c < 0:
+                self.fail(f"switch.cores[{i}]", f"must be zero or more, got {c}")
+            if c in cores[:i]:
+                self.fail(f"switch.cores[{i}]", f"core {c} is listed twice")
+        ring_size = self.int(d, S, "ring_size", D.ring_size, 1)
+        if ring_size & (ring_size - 1):
+            # xsk rings index with a mask: the kernel refuses other sizes.
+            self.fail("switch.ring_size", f"must be a power of two, got {ring_size}")
+        batch = self.int(d, S, "batch", D.batch, 1)
+        if batch > MAX_BATCH:
+            self.fail("switch.batch", f"must be at most {MAX_BATCH}, got {batch}")
+        if batch > ring_size:
+            self.fail("switch.batch", f"must be at most ring_size ({ring_size}), got {batch}")
+        frame_size = self.int(d, S, "frame_size", D.frame_size, 1)
+        if frame_size not in FRAME_SIZES:
+            self.fail("switch.frame_size", f"must be 2048 or 4096, got {frame_size}")
+        return SwitchSection(
+            name=name,
+            mode=self.str(d, S, "mode", D.mode, MODES),
+            cores=list(cores),
+            batch=batch,
+            xdp_mode=self.str(d, S, "xdp_mode", D.xdp_mode, XDP_MODES),
+            zero_copy=self.str(d, S, "zero_copy", D.zero_copy, ZERO_COPY),
+            frame_size=frame_size,
+            frames=self.int(d, S, "frames", D.frames, 1),
+            ring_size=ring_size,
+        )
+
+    def fdb(self, d) -> FdbSection:
+        S, D = "fdb", FdbSection()
+        self.table(d, S, [f.name for f in dataclasses.fields(FdbSection)])
+        capacity = self.int(d, S, "capacity", D.capacity, 0)
+        if capacity == 0:
+            self.fail("fdb.capacity", "must be positive, got 0")
+        return FdbSection(aging=self.int(d, S, "aging", D.aging, 0), capacity=capacity,
+                          port_limit=self.int(d, S, "port_limit", D.port_limit, 0))
+
+    def management(self, d, switch_name) -> ManagementSection:
+        self.table(d, "management", ["socket"])
+        sock = self.str(d, "management", "socket", f"/run/pyxsw/{switch_name}.sock")
+        if not sock.startswith("/"):
+            self.fail("management.socket", f"must be an absolute path, got {sock!r}")
+        return ManagementSection(socket=sock)
+
+    def ports(self, lst) -> list:
+        if not isinstance(lst, list):
+            self.fail("port", f"expected an array of tables ([[port]]), got {_what(lst)}")
+        ports = []
+        for i, p in enumerate(lst):
+            key = f"port[{i}]"
+            self.table(p, key, ["name"])
+            if "name" not in p:
+                self.fail(f"{key}.name", "missing")
+            name = self.str(p, key, "name", None)
+            if not valid_ifname(name):
+                self.fail(f"{key}.name", f"not a valid interface name (1-15 characters, "
+                                         f"no '/', ':' or space): {name!r}")
+            if any(q.name == name for q in ports):
+                self.fail(f"{key}.name", f"port {name} is listed twice")
+            ports.append(PortSection(name=name))
+        return ports

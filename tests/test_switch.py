@@ -1,0 +1,269 @@
+"""System tests: a real switch over veth ports, hosts in network namespaces (root).
+
+Each test builds its own lab with names unique to the run (the `prefix` fixture) and tears
+it down whatever happens; the switch is stopped in `finally` too."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from pyxsw import Config, Switch
+
+pytestmark = pytest.mark.system
+NETTOOL = str(Path(__file__).with_name("nettool.py"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_config(ports, tmp_path, mode="poll", cores=(1,), **fdb):
+    return Config.from_dict({
+        "switch": {"name": "t", "mode": mode, "cores": list(cores)},
+        "fdb": fdb,
+        "management": {"socket": str(tmp_path / "sw.sock")},
+        "port": [{"name": p} for p in ports],
+    })
+
+
+@contextmanager
+def running(cfg):
+    sw = Switch(cfg)
+    sw.start()
+    try:
+        yield sw
+    finally:
+        sw.stop()
+
+
+def ping(lab, a, b, count=1):
+    r = lab.run(a, "ping", "-c", str(count), "-i", "0.2", "-W", "2", lab.hosts[b].ip,
+                capture_output=True, text=True)
+    return r.returncode == 0
+
+
+def nettool(lab, i, *args, **kw):
+    return lab.run(i, sys.executable, NETTOOL, *args, **kw)
+
+
+@contextmanager
+def capture(lab, i, seconds):
+    """Capture frames arriving at host i; yields a list filled in when the block ends."""
+    p = lab.popen(i, sys.executable, NETTOOL, "capture", "--ifname", "eth0",
+                  "--seconds", str(seconds), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    frames = []
+    try:
+        p.stderr.readline()                 # "ready": the socket is bound
+        yield frames
+    finally:
+        out, _ = p.communicate(timeout=seconds + 10)
+        frames.extend(bytes.fromhex(h) for h in json.loads(out))
+
+
+def mac_bytes(mac):
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def send(lab, i, frame, count=1):
+    r = nettool(lab, i, "send", "--ifname", "eth0", "--hex", frame.hex(), "--count", str(count),
+                capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------------------- the tests
+
+@pytest.mark.parametrize("mode", ["poll", "interrupt", "adaptive"])
+def test_all_pairs_ping(lab_factory, tmp_path, mode):
+    lab = lab_factory(hosts=3)
+    with running(make_config(lab.ports, tmp_path, mode=mode)) as sw:
+        assert sw.mode == mode
+        failed = [(a, b) for a in range(3) for b in range(3) if a != b and not ping(lab, a, b, 2)]
+        assert failed == []
+        # learning: each host's MAC on its own port, nothing else
+        fdb = {(e["mac"], e["vlan"]): e["port"] for e in sw.fdb_list()}
+        assert fdb == {(h.mac, 0): p for h, p in zip(lab.hosts, lab.ports)}
+        assert all(not e["static"] for e in sw.fdb_list())
+        st = sw.port_stats()
+        for p in lab.ports:
+            assert st[p]["rx_packets"] > 0 and st[p]["tx_packets"] > 0
+            assert st[p]["xdp"]["prog_redirected"] == st[p]["rx_packets"]
+
+
+def test_mode_changes_while_running(lab_factory, tmp_path):
+    lab = lab_factory(hosts=2)
+    with running(make_config(lab.ports, tmp_path, mode="poll")) as sw:
+        for mode in ["interrupt", "adaptive", "poll", "interrupt"]:
+            sw.set_mode(mode)
+            assert sw.mode == mode
+            assert ping(lab, 0, 1) and ping(lab, 1, 0)
+        assert all(w["mode"] == "interrupt" for w in sw.worker_stats())
+
+
+def test_tcp_transfer_20mb(lab_factory, tmp_path):
+    lab = lab_factory(hosts=2)
+    nbytes = 20 * 1024 * 1024
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        server = lab.popen(1, sys.executable, NETTOOL, "tcp-server", "--port", "5201",
+                           "--bytes", str(nbytes), stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.5)
+            client = nettool(lab, 0, "tcp-client", "--host", lab.hosts[1].ip, "--port", "5201",
+                             "--bytes", str(nbytes), "--seed", "7", capture_output=True, text=True,
+                             timeout=120)
+            out, _ = server.communicate(timeout=120)
+        finally:
+            if server.poll() is None:
+                server.kill()
+        assert client.returncode == 0, client.stderr
+        sent, got = client.stdout.split()[-1], out.split()[-1]
+        assert len(sent) == 64 and sent == got
+        assert sw.port_stats(lab.ports[0])[lab.ports[0]]["rx_bytes"] > nbytes
+
+
+def test_flooding_reaches_others_never_the_sender(lab_factory, tmp_path):
+    lab = lab_factory(hosts=3)
+    src = mac_bytes(lab.hosts[0].mac)
+    bcast = b"\xff" * 6 + src + b"\x88\xb5" + b"pyxsw-bcast".ljust(46, b".")
+    unknown = b"\x02\xee\xee\xee\xee\x01" + src + b"\x88\xb5" + b"pyxsw-unknown".ljust(46, b".")
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        with capture(lab, 0, 3) as at0, capture(lab, 1, 3) as at1, capture(lab, 2, 3) as at2:
+            send(lab, 0, bcast)
+            send(lab, 0, unknown)
+        for got in (at1, at2):
+            assert bcast in got and unknown in got
+        assert bcast not in at0 and unknown not in at0
+        assert sw.port_stats(lab.ports[0])[lab.ports[0]]["flooded"] >= 2
+
+
+def test_aging_then_flood(lab_factory, tmp_path):
+    lab = lab_factory(hosts=3)
+    with running(make_config(lab.ports, tmp_path, aging=2)) as sw:
+        h0 = lab.hosts[0]
+        send(lab, 0, b"\xff" * 6 + mac_bytes(h0.mac) + b"\x88\xb5" + bytes(46))
+        assert [e["mac"] for e in sw.fdb_list()] == [h0.mac]
+        deadline = time.monotonic() + 6
+        while sw.fdb_list() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sw.fdb_list() == []
+        # the next frame to h0 is unknown unicast again: flooded, so h2 sees it as well
+        to_h0 = mac_bytes(h0.mac) + mac_bytes(lab.hosts[1].mac) + b"\x88\xb5" + b"aged".ljust(46, b".")
+        before = sw.port_stats(lab.ports[1])[lab.ports[1]]["flooded"]
+        with capture(lab, 0, 2) as at0, capture(lab, 2, 2) as at2:
+            send(lab, 1, to_h0)
+        assert to_h0 in at0 and to_h0 in at2
+        assert sw.port_stats(lab.ports[1])[lab.ports[1]]["flooded"] == before + 1
+
+
+def test_two_queues_two_workers(lab_factory, tmp_path):
+    lab = lab_factory(hosts=2, queues=2)
+    with running(make_config(lab.ports, tmp_path, cores=(0, 1))) as sw:
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+        with capture(lab, 1, 3) as at1:
+            r = nettool(lab, 0, "udp-flows", "--dst", lab.hosts[1].ip, "--flows", "64",
+                        "--count", "640", capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+        udp = [f for f in at1 if f[12:14] == b"\x08\x00" and f[23] == 17]
+        assert len(udp) == 640
+        queues = sw.port_stats(lab.ports[0])[lab.ports[0]]["queues"]
+        assert [q["queue"] for q in queues] == [0, 1]
+        assert all(q["rx_packets"] > 0 for q in queues), queues
+        assert all(w["loops"] > 0 for w in sw.worker_stats())
+
+
+def test_no_frame_leaks_after_mixed_traffic(lab_factory, tmp_path):
+    lab = lab_factory(hosts=3)
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        h = lab.hosts
+        assert ping(lab, 0, 1) and ping(lab, 1, 2)
+        # unicast between known hosts, broadcast, unknown unicast and header-only frames
+        # (the shortest a veth delivers: shorter ones are padded to 14 bytes by the kernel)
+        send(lab, 0, mac_bytes(h[1].mac) + mac_bytes(h[0].mac) + b"\x88\xb5" + bytes(46), 500)
+        send(lab, 1, b"\xff" * 6 + mac_bytes(h[1].mac) + b"\x88\xb5" + bytes(46), 500)
+        send(lab, 2, b"\x02\xee\xee\xee\xee\x02" + mac_bytes(h[2].mac) + b"\x88\xb5" + bytes(46), 500)
+        send(lab, 0, mac_bytes(h[2].mac) + mac_bytes(h[0].mac) + b"\x88\xb5", 500)
+        r = nettool(lab, 1, "udp-flows", "--dst", h[0].ip, "--flows", "8", "--count", "2000",
+                    capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        acc = sw.wait_quiet()
+        placed = acc["pool"] + acc["caches"] + acc["fill"] + acc["rx"] + acc["tx"] + acc["completion"]
+        assert placed == acc["frames"] == sw.config.switch.frames, acc
+        st = sw.port_stats()
+        assert sum(s["rx_packets"] for s in st.values()) >= 4000
+
+
+def _link_flags(name):
+    out = subprocess.run(["ip", "-d", "-j", "link", "show", "dev", name],
+                         capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)[0]
+    return set(info.get("flags", [])), ("xdp" in info), info.get("promiscuity", 0)
+
+
+def test_sigterm_shuts_down_cleanly(lab_factory, tmp_path):
+    lab = lab_factory(hosts=2)
+    # one port promiscuous beforehand (it must stay so), the other not (it must go back)
+    subprocess.run(["ip", "link", "set", lab.ports[1], "promisc", "on"], check=True)
+    before = {p: _link_flags(p) for p in lab.ports}
+    conf = tmp_path / "sw.toml"
+    conf.write_text(f'[switch]\nname = "t"\ncores = [1]\n[management]\nsocket = "{tmp_path}/sw.sock"\n'
+                    + "".join(f'[[port]]\nname = "{p}"\n' for p in lab.ports))
+    proc = subprocess.Popen([sys.executable, "-m", "pyxsw.cli", "run", "-c", str(conf)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not ping(lab, 0, 1):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        during = {p: _link_flags(p) for p in lab.ports}
+        assert all(d[1] for d in during.values())                       # XDP attached
+        assert all("PROMISC" in d[0] for d in during.values())
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    after = {p: _link_flags(p) for p in lab.ports}
+    assert not any(a[1] for a in after.values()), after                # no XDP left
+    assert after == before
+    assert "PROMISC" in after[lab.ports[1]][0] and "PROMISC" not in after[lab.ports[0]][0]
+
+
+def _start_cli(conf, tmp_path):
+    return subprocess.Popen([sys.executable, "-m", "pyxsw.cli", "run", "-c", str(conf)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_restart_after_kill_replaces_stale_xdp(lab_factory, tmp_path):
+    lab = lab_factory(hosts=2)
+    conf = tmp_path / "sw.toml"
+    conf.write_text(f'[switch]\nname = "t"\ncores = [1]\n[management]\nsocket = "{tmp_path}/sw.sock"\n'
+                    + "".join(f'[[port]]\nname = "{p}"\n' for p in lab.ports))
+    procs = []
+    try:
+        for attempt in range(2):
+            proc = _start_cli(conf, tmp_path)
+            procs.append(proc)
+            deadline = time.monotonic() + 20
+            while not ping(lab, 0, 1):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            if attempt == 0:
+                proc.kill()                 # SIGKILL: nothing cleans up
+                proc.wait()
+                # the stale program stays attached but passes frames to the kernel
+                assert all(_link_flags(p)[1] for p in lab.ports)
+                assert all(_link_flags(p)[2] == 0 for p in lab.ports)    # promisc released
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert "stale" in proc.stderr.read()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert not any(_link_flags(p)[1] for p in lab.ports)
