@@ -56,7 +56,7 @@ class FdbSection:
 
 @dataclass(frozen=True)
 class ManagementSection:
-    socket: str = ""            # "" until resolved: Config fills in /run/pyxsw/<name>.sock
+    socket: str = "/run/pyxsw/sw0.sock"    # from_dict() derives it from switch.name
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Config:
     fdb: FdbSection = field(default_factory=FdbSection)
     management: ManagementSection = field(default_factory=ManagementSection)
     ports: list = field(default_factory=list)
-    source: str = "<dict>"      # where it came from, for messages
+    source: str = field(default="<dict>", compare=False)    # where it came from, for messages
 
     @classmethod
     def load(cls, path) -> Config:
@@ -132,7 +132,7 @@ class _Parser:
                 self.fail(f"{key}.{k}" if key else k, "unknown key")
         return d
 
-    def int(self, d, section, key, default, minimum):
+    def integer(self, d, section, key, default, minimum):
         v = d.get(key, default)
         if type(v) is not int:
             self.fail(f"{section}.{key}", f"expected an integer, got {_what(v)}")
@@ -141,7 +141,7 @@ class _Parser:
                       f"must be {'positive' if minimum == 1 else 'zero or more'}, got {v}")
         return v
 
-    def str(self, d, section, key, default, choices=None):
+    def string(self, d, section, key, default, choices=None):
         v = d.get(key, default)
         if not isinstance(v, str):
             self.fail(f"{section}.{key}", f"expected a string, got {_what(v)}")
@@ -160,7 +160,7 @@ class _Parser:
     def switch(self, d) -> SwitchSection:
         S, D = "switch", SwitchSection()
         self.table(d, S, [f.name for f in dataclasses.fields(SwitchSection)])
-        name = self.str(d, S, "name", D.name)
+        name = self.string(d, S, "name", D.name)
         # The name becomes a file name (the socket) and a log tag: keep it plain.
         if not name or len(name) > 64 or not all(c.isalnum() or c in "_.-" for c in name) \
                 or name in (".", ".."):
@@ -177,42 +177,40 @@ class _Parser:
                 self.fail(f"switch.cores[{i}]", f"must be zero or more, got {c}")
             if c in cores[:i]:
                 self.fail(f"switch.cores[{i}]", f"core {c} is listed twice")
-        ring_size = self.int(d, S, "ring_size", D.ring_size, 1)
+        ring_size = self.integer(d, S, "ring_size", D.ring_size, 1)
         if ring_size & (ring_size - 1):
             # xsk rings index with a mask: the kernel refuses other sizes.
             self.fail("switch.ring_size", f"must be a power of two, got {ring_size}")
-        batch = self.int(d, S, "batch", D.batch, 1)
+        batch = self.integer(d, S, "batch", D.batch, 1)
         if batch > MAX_BATCH:
             self.fail("switch.batch", f"must be at most {MAX_BATCH}, got {batch}")
         if batch > ring_size:
             self.fail("switch.batch", f"must be at most ring_size ({ring_size}), got {batch}")
-        frame_size = self.int(d, S, "frame_size", D.frame_size, 1)
+        frame_size = self.integer(d, S, "frame_size", D.frame_size, 1)
         if frame_size not in FRAME_SIZES:
             self.fail("switch.frame_size", f"must be 2048 or 4096, got {frame_size}")
         return SwitchSection(
             name=name,
-            mode=self.str(d, S, "mode", D.mode, MODES),
+            mode=self.string(d, S, "mode", D.mode, MODES),
             cores=list(cores),
             batch=batch,
-            xdp_mode=self.str(d, S, "xdp_mode", D.xdp_mode, XDP_MODES),
-            zero_copy=self.str(d, S, "zero_copy", D.zero_copy, ZERO_COPY),
+            xdp_mode=self.string(d, S, "xdp_mode", D.xdp_mode, XDP_MODES),
+            zero_copy=self.string(d, S, "zero_copy", D.zero_copy, ZERO_COPY),
             frame_size=frame_size,
-            frames=self.int(d, S, "frames", D.frames, 1),
+            frames=self.integer(d, S, "frames", D.frames, 1),
             ring_size=ring_size,
         )
 
     def fdb(self, d) -> FdbSection:
         S, D = "fdb", FdbSection()
         self.table(d, S, [f.name for f in dataclasses.fields(FdbSection)])
-        capacity = self.int(d, S, "capacity", D.capacity, 0)
-        if capacity == 0:
-            self.fail("fdb.capacity", "must be positive, got 0")
-        return FdbSection(aging=self.int(d, S, "aging", D.aging, 0), capacity=capacity,
-                          port_limit=self.int(d, S, "port_limit", D.port_limit, 0))
+        return FdbSection(aging=self.integer(d, S, "aging", D.aging, 0),
+                          capacity=self.integer(d, S, "capacity", D.capacity, 1),
+                          port_limit=self.integer(d, S, "port_limit", D.port_limit, 0))
 
     def management(self, d, switch_name) -> ManagementSection:
         self.table(d, "management", ["socket"])
-        sock = self.str(d, "management", "socket", f"/run/pyxsw/{switch_name}.sock")
+        sock = self.string(d, "management", "socket", f"/run/pyxsw/{switch_name}.sock")
         if not sock.startswith("/"):
             self.fail("management.socket", f"must be an absolute path, got {sock!r}")
         return ManagementSection(socket=sock)
@@ -226,7 +224,7 @@ class _Parser:
             self.table(p, key, ["name"])
             if "name" not in p:
                 self.fail(f"{key}.name", "missing")
-            name = self.str(p, key, "name", None)
+            name = self.string(p, key, "name", None)
             if not valid_ifname(name):
                 self.fail(f"{key}.name", f"not a valid interface name (1-15 characters, "
                                          f"no '/', ':' or space): {name!r}")

@@ -28,19 +28,46 @@ cdef extern from "<bpf/bpf.h>" nogil:
     int bpf_map_delete_elem(int fd, const void *key)
 
 
+# While a program is attached, libxdp and libbpf warnings are kept, not printed: on some
+# kernels libxdp's multi-program dispatcher is refused (with alarming lines about
+# permissions and ulimit) and libxdp falls back to a single program, which works, and the
+# port status says which mode is in use.  If the attach fails after all, they are shown.
+cdef bint log_keep = False
+cdef char log_buf[4096]
+cdef size_t log_len = 0
+
 cdef int libxdp_print(libxdp_print_level level, const char *fmt, va_list ap) noexcept nogil:
-    # libxdp tells on stderr that the kernel refused its multi-program dispatcher and that
-    # it falls back to a single program, and libbpf that the dispatcher's object has
-    # sections it does not know: expected on some kernels, and status says which attach
-    # mode is in use, so those are not shown.  Other warnings are.
-    if (level != LIBXDP_WARN or strstr(fmt, "ispatcher") != NULL
-            or strstr(fmt, "alling back") != NULL or strstr(fmt, "unrecognized data section") != NULL
-            or strstr(fmt, "bpffs") != NULL):
+    global log_len
+    cdef char line[512]
+    if level != LIBXDP_WARN:
         return 0
-    return vfprintf(stderr, fmt, ap)
+    vsnprintf(line, sizeof(line), fmt, ap)
+    if not log_keep:
+        fputs(line, stderr)
+    elif log_len + strlen(line) < sizeof(log_buf):
+        memcpy(&log_buf[log_len], line, strlen(line) + 1)
+        log_len += strlen(line)
+    return 0
 
 cdef extern from "<stdio.h>" nogil:
-    int vfprintf(void *stream, const char *fmt, va_list ap)
+    int vsnprintf(char *buf, size_t n, const char *fmt, va_list ap)
+
+cdef extern from "<string.h>" nogil:
+    size_t strlen(const char *s)
+
+
+cdef void log_hold() noexcept:
+    global log_keep, log_len
+    log_keep = True
+    log_len = 0
+    log_buf[0] = 0
+
+
+cdef str log_release():
+    """Stop keeping warnings; returns what was kept."""
+    global log_keep
+    log_keep = False
+    return log_buf[:log_len].decode(errors="replace")
 
 libxdp_set_print(libxdp_print)
 libbpf_set_print(<libxdp_print_fn_t>libxdp_print)   # same levels, same signature
@@ -102,13 +129,17 @@ cdef void attach_xdp(Port *pt, str xdp_mode) except *:
         raise OSError(-err, f"{name}: cannot open the XDP program {path.decode()}: {_libxdp_err(err)}")
     modes = {"native": [XDP_MODE_NATIVE], "generic": [XDP_MODE_SKB],
              "auto": [XDP_MODE_NATIVE, XDP_MODE_SKB]}[xdp_mode]
+    log_hold()
     for mode in modes:
         rc = xdp_program__attach(prog, pt.ifindex, <xdp_attach_mode>mode, 0)
         if rc == 0:
             pt.attach_mode = mode
             break
+    kept = log_release()
     if rc != 0:
         xdp_program__close(prog)
+        if kept:
+            fputs(kept.encode(), stderr)
         raise OSError(-rc, f"{name}: cannot attach the XDP program ({xdp_mode} mode): {_libxdp_err(rc)}")
     pt.prog = prog
     obj = xdp_program__bpf_obj(prog)

@@ -57,6 +57,13 @@ class _Promisc:
         self.sock.close()
 
 
+def _reason(e):
+    """An exception as one line for the operator, without Python's '[Errno N]'."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e)
+
+
 def _ensure_bpffs():
     """libxdp keeps its multi-program state in bpffs; mount it where it is missing."""
     if not os.path.ismount("/sys/fs/bpf"):
@@ -121,13 +128,13 @@ class Switch:
                 port_limit=c.fdb.port_limit, aging=c.fdb.aging,
                 zero_copy=c.switch.zero_copy, xdp_mode=c.switch.xdp_mode, mode=c.switch.mode)
         except (OSError, MemoryError, ValueError) as e:
-            raise SwitchError(str(e), key="switch.frames") from e
+            raise SwitchError(_reason(e), key="switch.frames") from e
         try:
             for i, p in enumerate(c.ports):
                 try:
                     self.add_port(p.name)
                 except (OSError, ValueError) as e:
-                    raise SwitchError(str(e), key=f"port[{i}].name") from e
+                    raise SwitchError(_reason(e), key=f"port[{i}].name") from e
             for q, cpu in enumerate(c.switch.cores):
                 t = threading.Thread(target=self._worker, args=(q, cpu),
                                      name=f"pyxsw-worker-{q}", daemon=True)

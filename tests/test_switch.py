@@ -193,7 +193,10 @@ def test_no_frame_leaks_after_mixed_traffic(lab_factory, tmp_path):
         placed = acc["pool"] + acc["caches"] + acc["fill"] + acc["rx"] + acc["tx"] + acc["completion"]
         assert placed == acc["frames"] == sw.config.switch.frames, acc
         st = sw.port_stats()
-        assert sum(s["rx_packets"] for s in st.values()) >= 4000
+        # every frame the XDP programs redirected was taken by a worker (drops before the
+        # XDP program, in a veth's queue on a busy machine, are not the switch's)
+        rx = sum(s["rx_packets"] for s in st.values())
+        assert rx == sum(s["xdp"]["prog_redirected"] for s in st.values()) > 1000
 
 
 def _link_flags(name):
@@ -219,7 +222,7 @@ def test_sigterm_shuts_down_cleanly(lab_factory, tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         during = {p: _link_flags(p) for p in lab.ports}
         assert all(d[1] for d in during.values())                       # XDP attached
-        assert all("PROMISC" in d[0] for d in during.values())
+        assert all(d[2] > 0 for d in during.values())                  # promiscuous
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
@@ -231,7 +234,7 @@ def test_sigterm_shuts_down_cleanly(lab_factory, tmp_path):
     after = {p: _link_flags(p) for p in lab.ports}
     assert not any(a[1] for a in after.values()), after                # no XDP left
     assert after == before
-    assert "PROMISC" in after[lab.ports[1]][0] and "PROMISC" not in after[lab.ports[0]][0]
+    assert after[lab.ports[1]][2] == 1 and after[lab.ports[0]][2] == 0
 
 
 def _start_cli(conf, tmp_path):

@@ -1,0 +1,676 @@
+#!/usr/bin/env python3
+"""Forwarding rate of L2 forwarders, side by side, on the same two veth ports.
+
+    netns <P>gen                   root netns                          netns <P>sink
+    gen0 ===veth=== <P>p0 --[ forwarder under test, core 1 ]-- <P>p1 ===veth=== sink0
+    XDP live-frames generator, core 0                               XDP: count, drop
+
+The generator is an XDP program returning XDP_TX, run by BPF_PROG_RUN in live-frames mode:
+every repetition transmits the template frame out of gen0 into <P>p0.  The sink counts what
+reaches sink0.  Forwarded rate = sink frames/s over a steady window; offered rate = frames/s
+that entered <P>p0.  Systems: bridge (Linux bridge), testpmd (DPDK, AF_XDP PMD), pyxsw (once
+per --modes entry), xdp (in-kernel devmap redirect, the ceiling).
+
+Run as root:   .venv/bin/python perf/fwd_rate.py [--only bridge,testpmd] [--size 1500]
+Everything it creates carries a random prefix pb<4 hex> and is removed on exit, on SIGINT and
+on SIGTERM; after a SIGKILL, `fwd_rate.py cleanup` removes what is left.
+"""
+import argparse
+import contextlib
+import ctypes as C
+import datetime
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SYSTEMS = ("bridge", "testpmd", "pyxsw", "xdp")
+PYXSW = REPO / ".venv" / "bin" / "pyxsw"
+
+# ----------------------------------------------------------------------------------------
+# libbpf through ctypes
+# ----------------------------------------------------------------------------------------
+XDP_FLAGS_DRV_MODE = 1 << 2         # native XDP: veth's ndo_xdp_xmit needs it on the peer
+BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
+CLONE_NEWNET = 0x40000000
+
+
+class XdpMd(C.Structure):
+    _fields_ = [(n, C.c_uint32) for n in ("data", "data_end", "data_meta", "ingress_ifindex",
+                                          "rx_queue_index", "egress_ifindex")]
+
+
+class TestRunOpts(C.Structure):     # struct bpf_test_run_opts, libbpf 1.1
+    _fields_ = [("sz", C.c_size_t), ("data_in", C.c_void_p), ("data_out", C.c_void_p),
+                ("data_size_in", C.c_uint32), ("data_size_out", C.c_uint32),
+                ("ctx_in", C.c_void_p), ("ctx_out", C.c_void_p),
+                ("ctx_size_in", C.c_uint32), ("ctx_size_out", C.c_uint32),
+                ("retval", C.c_uint32), ("repeat", C.c_int), ("duration", C.c_uint32),
+                ("flags", C.c_uint32), ("cpu", C.c_uint32), ("batch_size", C.c_uint32)]
+
+
+def libbpf():
+    lib = C.CDLL("libbpf.so.1", use_errno=True)
+    lib.bpf_object__open_file.restype = C.c_void_p
+    lib.bpf_object__open_file.argtypes = [C.c_char_p, C.c_void_p]
+    lib.bpf_object__find_program_by_name.restype = C.c_void_p
+    lib.bpf_object__find_program_by_name.argtypes = [C.c_void_p, C.c_char_p]
+    for f in ("bpf_object__load", "bpf_object__close", "bpf_program__fd"):
+        getattr(lib, f).argtypes = [C.c_void_p]
+    lib.bpf_object__find_map_fd_by_name.argtypes = [C.c_void_p, C.c_char_p]
+    lib.bpf_xdp_attach.argtypes = [C.c_int, C.c_int, C.c_uint32, C.c_void_p]
+    lib.bpf_xdp_detach.argtypes = [C.c_int, C.c_uint32, C.c_void_p]
+    lib.bpf_xdp_query_id.argtypes = [C.c_int, C.c_int, C.POINTER(C.c_uint32)]
+    lib.bpf_map_lookup_elem.argtypes = [C.c_int, C.c_void_p, C.c_void_p]
+    lib.bpf_map_update_elem.argtypes = [C.c_int, C.c_void_p, C.c_void_p, C.c_uint64]
+    lib.bpf_prog_test_run_opts.argtypes = [C.c_int, C.POINTER(TestRunOpts)]
+    return lib
+
+
+def check(rc, what):
+    """libbpf returns -errno (or NULL with errno set)."""
+    if rc is None or (isinstance(rc, int) and rc < 0):
+        err = -rc if rc else C.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return rc
+
+
+class BpfObject:
+    """One compiled .o, opened and loaded; programs and maps by name."""
+
+    def __init__(self, lib, path):
+        self.lib = lib
+        self.obj = check(lib.bpf_object__open_file(str(path).encode(), None), f"open {path}")
+        check(lib.bpf_object__load(self.obj), f"load {path}")
+
+    def prog_fd(self, name):
+        prog = check(self.lib.bpf_object__find_program_by_name(self.obj, name.encode()), name)
+        return check(self.lib.bpf_program__fd(prog), name)
+
+    def map_fd(self, name):
+        return check(self.lib.bpf_object__find_map_fd_by_name(self.obj, name.encode()), name)
+
+    def close(self):
+        self.lib.bpf_object__close(self.obj)
+
+
+def percpu_sum(lib, map_fd, key):
+    """Sum of one u64 slot of a per-CPU array over every possible CPU."""
+    ncpu = lib.libbpf_num_possible_cpus()
+    vals = (C.c_uint64 * ncpu)()
+    k = C.c_uint32(key)
+    check(lib.bpf_map_lookup_elem(map_fd, C.byref(k), vals), "map lookup")
+    return sum(vals)
+
+
+# ----------------------------------------------------------------------------------------
+# Small helpers: commands, namespaces, undo stack
+# ----------------------------------------------------------------------------------------
+def sh(*cmd, ns=None, check=True):
+    """Run a command (inside netns `ns` if given); its output, or RuntimeError with stderr."""
+    cmd = [str(c) for c in cmd]
+    if ns:
+        cmd = ["ip", "netns", "exec", ns] + cmd
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip() or r.returncode}")
+    return r.stdout
+
+
+_libc = C.CDLL(None, use_errno=True)
+
+
+@contextlib.contextmanager
+def netns(name):
+    """Run a block of this (single-threaded) process inside a named netns: sockets made and
+    ifindexes looked up there belong to it.  Python 3.11 has no os.setns."""
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if _libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(C.get_errno(), f"setns {name}")
+        yield
+    finally:
+        _libc.setns(home, CLONE_NEWNET)
+        os.close(home)
+        os.close(target)
+
+
+class Undo:
+    """A stack of undo actions run newest first; unwind(mark) undoes back to a mark."""
+
+    def __init__(self):
+        self.actions = []
+
+    def push(self, what, fn, *args):
+        self.actions.append((what, fn, args))
+
+    def mark(self):
+        return len(self.actions)
+
+    def unwind(self, mark=0):
+        # A second Ctrl-C in the middle of teardown would leave half of it behind.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            while len(self.actions) > mark:
+                what, fn, args = self.actions.pop()
+                try:
+                    fn(*args)
+                except Exception as e:  # keep undoing the rest
+                    print(f"cleanup: {what}: {e}", file=sys.stderr)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def stop_process(p, timeout=10):
+    """SIGTERM the child's own process group (it runs in its own session), then SIGKILL."""
+    if p.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+class Unavailable(Exception):
+    """A system that cannot run here: reported and skipped, the others still run."""
+
+
+# ----------------------------------------------------------------------------------------
+# Frames
+# ----------------------------------------------------------------------------------------
+def mac_bytes(mac):
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def udp_frame(dst, src, size):
+    """An Ethernet/IPv4/UDP frame; `size` counts the 4-byte FCS the wire adds (RFC 2544)."""
+    payload = bytes(size - 4 - 14 - 20 - 8)
+    udp = struct.pack("!HHHH", 9, 9, 8 + len(payload), 0) + payload      # discard port, no csum
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
+                     bytes([10, 254, 0, 1]), bytes([10, 254, 0, 2]))
+    s = sum(struct.unpack("!10H", ip))
+    s = (s & 0xFFFF) + (s >> 16)
+    csum = ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF
+    ip = ip[:10] + struct.pack("!H", csum) + ip[12:]
+    return mac_bytes(dst) + mac_bytes(src) + b"\x08\x00" + ip + udp
+
+
+def garp(mac):
+    """A gratuitous ARP from `mac`: makes learning switches put `mac` on the port it came in."""
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac_bytes(mac),
+                      bytes([10, 254, 0, 2]), bytes(6), bytes([10, 254, 0, 2]))
+    return b"\xff" * 6 + mac_bytes(mac) + b"\x08\x06" + arp + bytes(18)
+
+
+# ----------------------------------------------------------------------------------------
+# The lab: namespaces, veth pairs, generator, sink
+# ----------------------------------------------------------------------------------------
+class Lab:
+    def __init__(self, args, undo):
+        self.args, self.undo = args, undo
+        self.prefix = args.prefix or f"pb{secrets.token_hex(2)}"
+        self.p0, self.p1 = f"{self.prefix}p0", f"{self.prefix}p1"
+        self.gen_ns, self.sink_ns = f"{self.prefix}gen", f"{self.prefix}sink"
+        tag = self.prefix[2:6]
+        self.gen_mac = f"02:{tag[:2]}:{tag[2:]}:00:00:01"
+        self.sink_mac = f"02:{tag[:2]}:{tag[2:]}:00:00:02"
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        undo.push("temp dir", shutil.rmtree, self.tmp, True)
+        self.lib = libbpf()
+
+    def build(self):
+        q, u = self.args.queues, self.undo
+        for ns in (self.gen_ns, self.sink_ns):
+            sh("ip", "netns", "add", ns)
+            u.push(f"netns {ns}", sh, "ip", "netns", "del", ns)
+        for port, ns, peer, mac in ((self.p0, self.gen_ns, "gen0", self.gen_mac),
+                                    (self.p1, self.sink_ns, "sink0", self.sink_mac)):
+            sh("ip", "link", "add", port, "numtxqueues", q, "numrxqueues", q, "type", "veth",
+               "peer", "name", peer, "netns", ns, "address", mac, "numtxqueues", q,
+               "numrxqueues", q)
+            u.push(f"link {port}", sh, "ip", "link", "del", port)
+            sh("ip", "link", "set", port, "up")
+            sh("ip", "link", "set", peer, "up", ns=ns)
+        self.compile()
+        # Sink: count and drop on sink0; the parent reads its map directly.
+        sink = BpfObject(self.lib, self.tmp / "xdp_sink.o")
+        u.push("sink object", sink.close)
+        self.sink_map = sink.map_fd("sink_count")
+        with netns(self.sink_ns):
+            ifindex = socket.if_nametoindex("sink0")
+            check(self.lib.bpf_xdp_attach(ifindex, sink.prog_fd("xdp_sink"),
+                                          XDP_FLAGS_DRV_MODE, None), "attach sink")
+            self.sink_sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            self.sink_sock.bind(("sink0", 0))
+        u.push("sink XDP", self.xdp_detach_in, self.sink_ns, "sink0")
+        u.push("sink socket", self.sink_sock.close)
+        with netns(self.gen_ns):
+            self.gen_sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            self.gen_sock.bind(("gen0", 0))
+        u.push("gen socket", self.gen_sock.close)
+        # Generator: loaded here (to read its counter), run by children inside gen_ns.
+        gen = BpfObject(self.lib, self.tmp / "xdp_gen.o")
+        u.push("gen object", gen.close)
+        self.gen_prog, self.gen_map = gen.prog_fd("xdp_gen"), gen.map_fd("gen_count")
+        self.frame = udp_frame(self.sink_mac, self.gen_mac, self.args.size)
+
+    def compile(self):
+        arch = sh("gcc", "-print-multiarch").strip() or f"{platform.machine()}-linux-gnu"
+        for name in ("xdp_gen", "xdp_sink", "xdp_redirect"):
+            sh("clang", "-O2", "-g", "-Wall", "-target", "bpf", f"-I/usr/include/{arch}",
+               "-c", HERE / f"{name}.bpf.c", "-o", self.tmp / f"{name}.o")
+
+    def xdp_detach_in(self, ns, ifname):
+        with netns(ns) if ns else contextlib.nullcontext():
+            ifindex = socket.if_nametoindex(ifname)
+            check(self.lib.bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, None), "xdp detach")
+
+    def xdp_attached(self, ifname):
+        pid = C.c_uint32(0)
+        self.lib.bpf_xdp_query_id(socket.if_nametoindex(ifname), 0, C.byref(pid))
+        return pid.value != 0
+
+    def announce(self):
+        """The sink speaks first, so learning forwarders unicast to it instead of flooding."""
+        for _ in range(3):
+            self.sink_sock.send(garp(self.sink_mac))
+
+    def sink_frames(self):
+        return percpu_sum(self.lib, self.sink_map, 0)
+
+    def wait_forwarding(self, proc=None, timeout=30.0):
+        """Wait until a frame sent from gen0 reaches the sink: the forwarder is really up."""
+        probe = udp_frame(self.sink_mac, self.gen_mac, 64)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if proc is not None and proc.poll() is not None:
+                raise Unavailable(f"exited with status {proc.returncode} while starting")
+            self.announce()
+            before = self.sink_frames()
+            for _ in range(8):
+                self.gen_sock.send(probe)
+            time.sleep(0.1)
+            if self.sink_frames() > before:
+                return
+        raise Unavailable(f"no probe frame reached the sink within {timeout:.0f} s")
+
+    def start_generators(self, seconds):
+        """One generator per --gen-cores entry (veth picks the peer's RX queue by the sending
+        CPU, so several generator cores are how several queues get traffic)."""
+        procs = []
+        for core in self.args.gen_cores:
+            cmd = ["ip", "netns", "exec", self.gen_ns, "taskset", "-c", str(core),
+                   sys.executable, __file__, "_gen", "--prog-fd", str(self.gen_prog),
+                   "--ifname", "gen0", "--seconds", f"{seconds:.1f}", "--frame", self.frame.hex()]
+            procs.append(subprocess.Popen(cmd, pass_fds=[self.gen_prog], start_new_session=True))
+        return procs
+
+    def sample(self):
+        return {"t": time.monotonic(), "sink": self.sink_frames(),
+                "gen": percpu_sum(self.lib, self.gen_map, 0),
+                "offered": port_rx_frames(self.p0), "cpu": cpu_times()}
+
+
+def port_rx_frames(ifname):
+    """Frames gen0 managed to put into `ifname`: veth's per-queue counter of frames taken off
+    its XDP ring (gen0's XDP_TX frames that did not fit are dropped before that)."""
+    out = sh("ethtool", "-S", ifname)
+    return sum(int(v) for k, v in re.findall(r"(rx_queue_\d+_xdp_packets):\s*(\d+)", out))
+
+
+def cpu_times():
+    """{cpu: (busy, total)} jiffies from /proc/stat."""
+    res = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        m = re.match(r"cpu(\d+) (.*)", line)
+        if m:
+            v = [int(x) for x in m.group(2).split()]
+            res[int(m.group(1))] = (sum(v) - v[3] - v[4], sum(v))      # minus idle, iowait
+    return res
+
+
+# ----------------------------------------------------------------------------------------
+# Forwarders.  Each start_* returns once frames go through, and pushes its own undo.
+# ----------------------------------------------------------------------------------------
+def rps_to_fwd_cores(lab, undo, ifname):
+    """The bridge forwards in the softirq of the port that receives, and veth runs that on
+    the CPU that sent the frame: the generator's.  RPS hands the received skbs to the
+    forwarder cores, so, as with the AF_XDP forwarders, core 0 does the port's receive and
+    core 1 the forwarding, the transmit and the sink.  (Threaded NAPI pinned to core 1 was
+    2x slower for the bridge: generator and NAPI thread fight over the veth ring.)"""
+    mask = f"{sum(1 << c for c in lab.args.fwd_cores):x}"
+    for q in Path(f"/sys/class/net/{ifname}/queues").glob("rx-*"):
+        (q / "rps_cpus").write_text(mask)
+        undo.push(f"{q.name} rps off", (q / "rps_cpus").write_text, "0")
+
+
+def napi_to_fwd_cores(lab, undo, ifname):
+    """An XDP redirect runs inside the receiving port's NAPI, before any skb, so RPS cannot
+    move it; threaded NAPI, its kthread pinned to the forwarder cores, can."""
+    threaded = Path(f"/sys/class/net/{ifname}/threaded")
+    threaded.write_text("1")
+    undo.push(f"{ifname} threaded off", threaded.write_text, "0")
+    cores = ",".join(map(str, lab.args.fwd_cores))
+    for d in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if d.name.isdigit() and (d / "comm").read_text().startswith(f"napi/{ifname}-"):
+                sh("taskset", "-pc", cores, d.name)
+
+
+def start_bridge(lab, undo):
+    br = f"{lab.prefix}br"
+    sh("ip", "link", "add", br, "type", "bridge")
+    undo.push(f"bridge {br}", sh, "ip", "link", "del", br)
+    # gen0 transmits with XDP_TX (ndo_xdp_xmit); a veth accepts such frames only when its
+    # peer has an XDP program or GRO on: the bridge attaches no XDP, so GRO it is.
+    sh("ethtool", "-K", lab.p0, "gro", "on")
+    undo.push("gro off", sh, "ethtool", "-K", lab.p0, "gro", "off")
+    for port in (lab.p0, lab.p1):
+        sh("ip", "link", "set", port, "master", br)
+        undo.push(f"{port} nomaster", sh, "ip", "link", "set", port, "nomaster")
+    sh("ip", "link", "set", br, "up")
+    if lab.args.pin_kernel:
+        rps_to_fwd_cores(lab, undo, lab.p0)
+    lab.wait_forwarding()
+
+
+def start_xdp(lab, undo):
+    obj = BpfObject(lab.lib, lab.tmp / "xdp_redirect.o")
+    undo.push("redirect object", obj.close)
+    key, val = C.c_uint32(0), C.c_uint32(socket.if_nametoindex(lab.p1))
+    check(lab.lib.bpf_map_update_elem(obj.map_fd("tx_port"), C.byref(key), C.byref(val), 0),
+          "devmap update")
+    check(lab.lib.bpf_xdp_attach(socket.if_nametoindex(lab.p0), obj.prog_fd("xdp_redirect_port"),
+                                 XDP_FLAGS_DRV_MODE, None), "attach redirect")
+    undo.push("redirect XDP", lab.xdp_detach_in, None, lab.p0)
+    if lab.args.pin_kernel:
+        napi_to_fwd_cores(lab, undo, lab.p0)
+    lab.wait_forwarding()
+
+
+def hugepages(lab, undo, pages=512):
+    """DPDK wants hugepages and a hugetlbfs mount: provide both, and put things back after."""
+    nr = Path("/proc/sys/vm/nr_hugepages")
+    old = int(nr.read_text())
+    if old < pages:
+        nr.write_text(str(pages))
+        undo.push("nr_hugepages", nr.write_text, str(old))
+    if " hugetlbfs " not in Path("/proc/mounts").read_text():
+        mnt = lab.tmp / "huge"
+        mnt.mkdir()
+        sh("mount", "-t", "hugetlbfs", "nodev", mnt)
+        undo.push("hugetlbfs", sh, "umount", mnt)
+
+
+def start_testpmd(lab, undo):
+    exe = shutil.which("dpdk-testpmd")
+    if not exe:
+        raise Unavailable("dpdk-testpmd not found (Debian package dpdk-dev)")
+    hugepages(lab, undo)
+    a, q = lab.args, lab.args.queues
+    lcores = [a.gen_cores[0]] + a.fwd_cores          # main lcore only prints stats
+    vdevs = []
+    for i, port in enumerate((lab.p0, lab.p1)):
+        vdevs += ["--vdev", f"net_af_xdp{i},iface={port},start_queue=0,queue_count={q}"
+                  + (f",{a.testpmd_vdev}" if a.testpmd_vdev else "")]
+    cmd = [exe, "-l", ",".join(map(str, lcores)), "--main-lcore", str(lcores[0]), "--no-pci",
+           # --in-memory: no /var/run/dpdk files left behind; --file-prefix in case.
+           "--in-memory", "--file-prefix", lab.prefix, *vdevs, "--",
+           "--forward-mode=io", f"--nb-cores={len(a.fwd_cores)}", f"--rxq={q}", f"--txq={q}",
+           "--auto-start", "--stats-period", "1"]
+    log = open(lab.tmp / "testpmd.log", "w")
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    undo.push("testpmd", stop_process, p)
+    undo.push("testpmd log", log.close)
+    try:
+        lab.wait_forwarding(p)
+    except Unavailable as e:
+        raise Unavailable(f"{e}; log: {tail(lab.tmp / 'testpmd.log')}")
+
+
+def start_pyxsw(lab, undo, mode):
+    if not PYXSW.exists():
+        raise Unavailable(f"{PYXSW} not found (run `make install`)")
+    cfg = lab.tmp / f"pyxsw-{mode}.toml"
+    cfg.write_text(f'[switch]\nname = "{lab.prefix}"\nmode = "{mode}"\n'
+                   f"cores = {lab.args.fwd_cores}\n"
+                   f'[management]\nsocket = "{lab.tmp / "sw.sock"}"\n'
+                   f'[[port]]\nname = "{lab.p0}"\n[[port]]\nname = "{lab.p1}"\n')
+    logf = lab.tmp / f"pyxsw-{mode}.log"
+    log = open(logf, "w")
+    # The switch pins its own workers to `cores`; taskset keeps its other threads off core 0.
+    p = subprocess.Popen(["taskset", "-c", ",".join(map(str, lab.args.fwd_cores)), PYXSW,
+                          "run", "-c", cfg], stdin=subprocess.DEVNULL, stdout=log,
+                         stderr=subprocess.STDOUT, start_new_session=True)
+    undo.push("pyxsw", stop_process, p)
+    undo.push("pyxsw log", log.close)
+    try:
+        lab.wait_forwarding(p)
+    except Unavailable as e:
+        raise Unavailable(f"{e}; log: {tail(logf)}")
+
+
+def tail(path, n=3):
+    with contextlib.suppress(OSError):
+        lines = [s for s in Path(path).read_text(errors="replace").splitlines() if s.strip()]
+        return " | ".join(lines[-n:]) or "(empty)"
+    return "(none)"
+
+
+# ----------------------------------------------------------------------------------------
+# Measuring
+# ----------------------------------------------------------------------------------------
+def measure(lab, name, start, undo):
+    """Start a forwarder, drive it for warmup + seconds, return its rates."""
+    a = lab.args
+    mark = undo.mark()
+    try:
+        start(lab, undo)
+        lab.announce()
+        gens = lab.start_generators(a.warmup + a.seconds + 1)
+        for g in gens:
+            undo.push("generator", stop_process, g)
+        time.sleep(a.warmup)
+        s0 = lab.sample()
+        time.sleep(a.seconds)
+        s1 = lab.sample()
+        for g in gens:
+            g.wait()
+            if g.returncode != 0:
+                raise RuntimeError(f"generator exited with status {g.returncode}")
+    except Unavailable as e:
+        return {"system": name, "available": False, "reason": str(e)}
+    finally:
+        undo.unwind(mark)
+    dt = s1["t"] - s0["t"]
+    rate = {k: (s1[k] - s0[k]) / dt for k in ("sink", "gen", "offered")}
+    busy = {cpu: round(100 * (s1["cpu"][cpu][0] - s0["cpu"][cpu][0])
+                       / max(1, s1["cpu"][cpu][1] - s0["cpu"][cpu][1]), 1) for cpu in s0["cpu"]}
+    return {"system": name, "available": True, "forwarded_pps": rate["sink"],
+            "offered_pps": rate["offered"], "generated_pps": rate["gen"],
+            "loss_pct": 100 * (1 - rate["sink"] / rate["offered"]) if rate["offered"] else None,
+            "cpu_busy_pct": busy, "window_s": dt}
+
+
+def machine_info():
+    cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+    git = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
+                         capture_output=True, text=True).stdout.strip()
+    dpdk = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "dpdk-dev"],
+                          capture_output=True, text=True).stdout.strip()
+    return {"kernel": platform.release(), "cpu_model": cpu.group(1) if cpu else platform.machine(),
+            "nproc": os.cpu_count(), "hostname": platform.node(), "pyxsw_git": git,
+            "dpdk": dpdk or None}
+
+
+def report(results, args):
+    ref = next((r["forwarded_pps"] for r in results
+                if r["system"] == "testpmd" and r["available"]), None)
+    print(f"\nfwd_rate: {args.size}-byte frames, {args.seconds:g} s window, "
+          f"queues={args.queues}, generator cores {args.gen_cores}, forwarder cores "
+          f"{args.fwd_cores}")
+    print(f"{'system':<20} {'offered Mpps':>12} {'fwd Mpps':>9} {'loss %':>7} "
+          f"{'vs testpmd':>10}  cpu busy %")
+    for r in results:
+        if not r["available"]:
+            print(f"{r['system']:<20} not available: {r['reason']}")
+            continue
+        r["ratio_vs_testpmd"] = r["forwarded_pps"] / ref if ref else None
+        ratio = f"{r['ratio_vs_testpmd']:.2f}x" if ref else "-"
+        busy = " ".join(f"c{c}={v:.0f}" for c, v in sorted(r["cpu_busy_pct"].items()))
+        warn = ""
+        if r["offered_pps"] < 1.05 * r["forwarded_pps"]:
+            warn = "  (generator-bound: forwarded ~ offered)"
+        print(f"{r['system']:<20} {r['offered_pps'] / 1e6:>12.3f} "
+              f"{r['forwarded_pps'] / 1e6:>9.3f} {r['loss_pct']:>7.1f} {ratio:>10}  {busy}{warn}")
+
+
+def save(results, args):
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    doc = {"benchmark": "fwd_rate", "time": now.isoformat(timespec="seconds"),
+           "machine": machine_info(),
+           "config": {"size": args.size, "seconds": args.seconds, "warmup": args.warmup,
+                      "queues": args.queues, "gen_cores": args.gen_cores,
+                      "fwd_cores": args.fwd_cores, "pin_kernel": args.pin_kernel},
+           "results": results}
+    path = out / f"fwd_rate-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    text = json.dumps(doc, indent=2) + "\n"
+    path.write_text(text)
+    (out / "fwd_rate-latest.json").write_text(text)
+    print(f"\nresults: {path.relative_to(REPO)} (and fwd_rate-latest.json)")
+
+
+# ----------------------------------------------------------------------------------------
+# Entry points
+# ----------------------------------------------------------------------------------------
+def gen_main(a):
+    """Child: loop BPF_PROG_RUN (live frames) on an inherited program fd until time is up."""
+    lib = libbpf()
+    frame = C.create_string_buffer(bytes.fromhex(a.frame))
+    # The kernel insists that ctx.data_end is the frame's length.
+    ctx = XdpMd(data_end=len(frame) - 1, ingress_ifindex=socket.if_nametoindex(a.ifname))
+    opts = TestRunOpts(sz=C.sizeof(TestRunOpts), data_in=C.addressof(frame),
+                       data_size_in=len(frame) - 1, ctx_in=C.addressof(ctx),
+                       ctx_size_in=C.sizeof(ctx), repeat=a.repeat,
+                       flags=BPF_F_TEST_XDP_LIVE_FRAMES)
+    end = time.monotonic() + a.seconds
+    while time.monotonic() < end:
+        rc = lib.bpf_prog_test_run_opts(a.prog_fd, C.byref(opts))
+        if rc < 0:
+            sys.exit(f"generator: BPF_PROG_RUN: {os.strerror(-rc)}")
+
+
+def cleanup_stale():
+    """After a SIGKILL: remove every pb<4 hex> namespace and interface."""
+    for ns in sh("ip", "netns", "list").split():
+        if re.fullmatch(r"pb[0-9a-f]{4}(gen|sink)", ns):
+            print("netns", ns)
+            sh("ip", "netns", "del", ns, check=False)
+    for name in re.findall(r"^\d+: (pb[0-9a-f]{4}(?:p\d|br))[@:]", sh("ip", "-o", "link"), re.M):
+        print("link", name)
+        sh("ip", "link", "del", name, check=False)
+
+
+def parse_args():
+    ints = lambda s: [int(x) for x in s.split(",")]        # noqa: E731
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd")
+    g = sub.add_parser("_gen", help=argparse.SUPPRESS)
+    g.add_argument("--prog-fd", type=int, required=True)
+    g.add_argument("--ifname", required=True)
+    g.add_argument("--seconds", type=float, required=True)
+    g.add_argument("--frame", required=True)
+    g.add_argument("--repeat", type=int, default=200_000)   # ~0.1 s per call: stops on time
+    sub.add_parser("cleanup", help="remove what a killed run (SIGKILL) left behind")
+    p.add_argument("--only", default=",".join(SYSTEMS),
+                   help=f"comma-separated systems, from {','.join(SYSTEMS)} (default: all)")
+    p.add_argument("--modes", default="poll", help="pyxsw modes, each run once (poll,interrupt,"
+                                                   "adaptive)")
+    p.add_argument("--size", type=int, default=64, help="frame size with FCS, 64..1518")
+    p.add_argument("--seconds", type=float, default=5.0, help="measuring window")
+    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--queues", type=int, default=1, help="queues per port")
+    p.add_argument("--gen-cores", type=ints, default=[0], help="generator cores (one process each)")
+    p.add_argument("--fwd-cores", type=ints, default=[1], help="forwarder cores")
+    p.add_argument("--testpmd-vdev", default="", metavar="K=V,..",
+                   help="extra AF_XDP PMD arguments, e.g. busy_budget=0")
+    p.add_argument("--no-pin-kernel", dest="pin_kernel", action="store_false",
+                   help="leave bridge/xdp forwarding in the generator core's softirq")
+    p.add_argument("--prefix", help=argparse.SUPPRESS)     # default pb<4 random hex>
+    p.add_argument("--no-save", action="store_true", help="do not write perf/results/")
+    a = p.parse_args()
+    if a.cmd is None:
+        a.only = [s for s in a.only.split(",") if s]
+        a.modes = [m for m in a.modes.split(",") if m]
+        bad = set(a.only) - set(SYSTEMS)
+        if bad:
+            p.error(f"unknown system(s) {','.join(sorted(bad))}; known: {','.join(SYSTEMS)}")
+        if not 64 <= a.size <= 1518:
+            p.error("--size must be 64..1518")
+    return a
+
+
+def main():
+    a = parse_args()
+    if a.cmd == "_gen":
+        return gen_main(a)
+    if os.geteuid() != 0:
+        sys.exit("fwd_rate: run as root")
+    if a.cmd == "cleanup":
+        return cleanup_stale()
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+    undo = Undo()
+    results = []
+    try:
+        lab = Lab(a, undo)
+        lab.build()
+        runs = []
+        for s in a.only:
+            if s == "pyxsw":
+                runs += [(f"pyxsw/{m}", lambda lab, u, m=m: start_pyxsw(lab, u, m))
+                         for m in a.modes]
+            else:
+                runs.append((s, globals()[f"start_{s}"]))
+        for name, start in runs:
+            print(f"fwd_rate: {name} ...", flush=True)
+            r = measure(lab, name, start, undo)
+            if not r["available"]:
+                print(f"{name}: not available: {r['reason']}", flush=True)
+            results.append(r)
+    except KeyboardInterrupt:
+        print("\nfwd_rate: interrupted, cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        undo.unwind()
+    report(results, a)
+    if not a.no_save:
+        save(results, a)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Sink for perf/fwd_rate.py, attached to sink0: counts every frame that reaches it and drops
+ * it, the cheapest possible receiver, so the measurement is the forwarder's rate and not the
+ * sink's.  Having an XDP program here also lets frames be redirected into sink0's veth peer
+ * (ndo_xdp_xmit needs an XDP program or GRO on the receiving side).
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+/* Slot 0: frames, slot 1: bytes, per CPU; the benchmark sums the CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} sink_count SEC(".maps");
+
+SEC("xdp")
+int xdp_sink(struct xdp_md *ctx)
+{
+	__u32 key = 0;
+	__u64 *v = bpf_map_lookup_elem(&sink_count, &key);
+
+	if (v)
+		*v += 1;
+	key = 1;
+	v = bpf_map_lookup_elem(&sink_count, &key);
+	if (v)
+		*v += ctx->data_end - ctx->data;
+	return XDP_DROP;
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,6 @@
+"""`python -m pyxsw` is the `pyxsw` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

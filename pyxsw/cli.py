@@ -1,0 +1,220 @@
+"""The `pyxsw` command: run, lab up/down, demo (and ctl, to come).
+
+Exit codes: 0 success, 1 failure at run time (a ping failed, an interface is missing...),
+2 a configuration or usage error, always reported as one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+
+from .config import Config, ConfigError
+from .lab import Lab, LabError, lab_down, lab_up
+
+log = logging.getLogger("pyxsw")
+
+
+def _setup_logging():
+    logging.basicConfig(level=logging.INFO, format="pyxsw: %(message)s", stream=sys.stderr)
+
+
+def _fail(msg, code):
+    print(msg, file=sys.stderr)
+    return code
+
+
+# ---------------------------------------------------------------------------- run
+
+def cmd_run(args):
+    try:
+        cfg = Config.load(args.config)
+    except ConfigError as e:
+        return _fail(str(e), 2)
+    _setup_logging()
+    from .switch import Switch, SwitchError     # the compiled core, only once the file is good
+
+    # Signals only set a flag: the switch is stopped from the main thread, never from a
+    # handler that could interrupt start() half-way.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sw = Switch(cfg)
+    try:
+        sw.start()
+    except SwitchError as e:
+        if getattr(e, "key", None):
+            return _fail(f"{cfg.source}: {e.key}: {e}", 2)
+        return _fail(f"pyxsw: {e}", 1)
+    try:
+        log.info("switch %s running: ports %s; mode %s; cores %s", cfg.switch.name,
+                 ", ".join(p.name for p in cfg.ports) or "(none)", cfg.switch.mode,
+                 ",".join(map(str, cfg.switch.cores)))
+        while not stop.wait(0.5):
+            pass
+        log.info("switch %s stopping", cfg.switch.name)
+    finally:
+        sw.stop()
+    return 0
+
+
+# ---------------------------------------------------------------------------- lab
+
+def cmd_lab(args):
+    try:
+        if args.lab_cmd == "up":
+            lab = lab_up(args.hosts, args.prefix, args.queues)
+            for h in lab.hosts:
+                print(f"{h.ns:12} {h.ifname} {h.mac} {h.cidr:16} <-> switch port {h.port}")
+        else:
+            namespaces, links = lab_down(args.prefix)
+            print(f"removed {len(namespaces)} namespaces, {len(links)} links")
+    except ValueError as e:
+        return _fail(f"pyxsw lab: {e}", 2)
+    except LabError as e:
+        return _fail(f"pyxsw lab: {e}", 1)
+    return 0
+
+
+# ---------------------------------------------------------------------------- demo
+
+def table(headers, rows):
+    """Plain text table: columns as wide as their widest cell, numbers right-aligned."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [bool(rows) and all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool)
+                                  for r in rows) for i in range(len(headers))]
+    lines = []
+    for r in cells:
+        lines.append("  ".join(c.rjust(w) if num else c.ljust(w)
+                               for c, w, num in zip(r, widths, numeric)).rstrip())
+    return "\n".join(lines)
+
+
+PORT_COUNTERS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
+                 "rx_dropped", "tx_dropped", "flooded")
+
+
+def _ping(lab, i, j):
+    """One line about host i pinging host j, and whether every reply came back."""
+    p = lab.run(i, "ping", "-n", "-c", "2", "-W", "2", lab.hosts[j].ip,
+                capture_output=True, text=True)
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", p.stdout)
+    rtt = re.search(r"= [\d.]+/([\d.]+)/", p.stdout)
+    sent, got = (int(m[1]), int(m[2])) if m else (2, 0)
+    ok = p.returncode == 0 and got == sent
+    line = (f"h{i} -> h{j} ({lab.hosts[j].ip}): {'ok  ' if ok else 'FAIL'} {got}/{sent} replies"
+            + (f", avg rtt {rtt[1]} ms" if rtt else ""))
+    return ok, line
+
+
+def demo_config(ports, socket_path) -> Config:
+    usable = os.sched_getaffinity(0)
+    core = 1 if 1 in usable else min(usable)     # keep core 0 for the pings where we can
+    return Config.from_dict({
+        "switch": {"name": "demo", "mode": "poll", "cores": [core]},
+        "management": {"socket": socket_path},
+        "port": [{"name": p} for p in ports],
+    }, source="<demo>")
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
+def cmd_demo(args):
+    _setup_logging()
+    from .switch import Switch, SwitchError
+
+    # SIGTERM unwinds like Ctrl-C so the finally blocks below tear everything down.
+    signal.signal(signal.SIGTERM, _interrupt)
+    prefix = "demo-"
+    lab_down(prefix)                # a demo killed with -9 may have left its lab behind
+    lab = Lab(hosts=3, prefix=prefix)
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="pyxsw-demo-") as tmp:
+        try:
+            lab.up()
+            cfg = demo_config(lab.ports, os.path.join(tmp, "demo.sock"))
+            print(f"lab: {len(lab.hosts)} hosts, switch ports {', '.join(lab.ports)}; "
+                  f"switch mode {cfg.switch.mode} on core {cfg.switch.cores[0]}")
+            with Switch(cfg) as sw:
+                print("\nall-pairs ping:")
+                for i in range(len(lab.hosts)):
+                    for j in range(len(lab.hosts)):
+                        if i != j:
+                            ok, line = _ping(lab, i, j)
+                            failed += not ok
+                            print(line, flush=True)
+                names = {h.mac: f"h{h.index}" for h in lab.hosts}
+                print("\nlearned FDB:")
+                print(table(["mac", "host", "vlan", "port", "age", "static"],
+                            [[e["mac"], names.get(e["mac"], "?"), e["vlan"], e["port"],
+                              e["age"], "yes" if e["static"] else "no"]
+                             for e in sw.fdb_list()]))
+                print("\nport counters:")
+                stats = sw.port_stats()
+                print(table(["port", *PORT_COUNTERS],
+                            [[p, *(s.get(k, 0) for k in PORT_COUNTERS)]
+                             for p, s in sorted(stats.items())]))
+        except (LabError, SwitchError) as e:
+            return _fail(f"pyxsw demo: {e}", 1)
+        finally:
+            lab.down()
+    print(f"\n{'all pings answered' if not failed else f'{failed} ping pair(s) FAILED'}; "
+          "lab removed")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------- ctl
+
+def cmd_ctl(args):
+    return _fail("pyxsw ctl: not implemented yet", 2)
+
+
+# ---------------------------------------------------------------------------- main
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="pyxsw", description="A userspace Ethernet switch on AF_XDP.")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a switch in the foreground")
+    r.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML configuration")
+    r.set_defaults(func=cmd_run)
+
+    lab = sub.add_parser("lab", help="host namespaces wired by veth to switch-side interfaces")
+    lsub = lab.add_subparsers(dest="lab_cmd", required=True, metavar="up|down")
+    up = lsub.add_parser("up", help="create a lab")
+    up.add_argument("--hosts", type=int, default=3, metavar="N")
+    up.add_argument("--prefix", default="", metavar="P", help="prefix of every name made")
+    up.add_argument("--queues", type=int, default=1, metavar="Q", help="queues per veth end")
+    down = lsub.add_parser("down", help="remove a lab")
+    down.add_argument("--prefix", default="", metavar="P")
+    lab.set_defaults(func=cmd_lab)
+
+    d = sub.add_parser("demo", help="a 3-host lab, a switch, all-pairs ping, FDB and counters")
+    d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("ctl", help="talk to a running switch (not implemented yet)")
+    c.add_argument("-s", "--socket", metavar="SOCKET")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND")
+    c.set_defaults(func=cmd_ctl)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

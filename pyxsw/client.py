@@ -1,0 +1,289 @@
+"""Python client of a running switch's management socket.
+
+    from pyxsw.client import Client, RpcError
+    with Client("/run/pyxsw/sw0.sock") as c:
+        c.fdb_add("02:00:00:00:00:09", "s1")
+        for entry in c.fdb_list(port="s1"):
+            print(entry["mac"], entry["vlan"], entry["age"])
+        c.call("mode.set", mode="interrupt")         # any method by its RPC name
+        for event in c.events(timeout=10):           # {"event": "fdb.learn", "mac": ...}
+            ...
+
+    async with AsyncClient(path) as c:               # the same methods, awaited
+        print(await c.status())
+        async for event in c.events():
+            ...
+
+An error reply raises RpcError(code, message).  A socket that is missing or refused raises
+the OSError of connect() (FileNotFoundError, ConnectionRefusedError, PermissionError); a
+connection the switch closes raises ConnectionError.  A Client is not thread-safe: use one
+per thread.  An AsyncClient can have many calls in flight at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+
+import msgpack
+
+from .mgmt import DEFAULT_SOCKET, NOTIFY, REQUEST, RESPONSE, RpcError
+
+__all__ = ["Client", "AsyncClient", "RpcError", "ProtocolError", "DEFAULT_SOCKET"]
+
+MAX_REPLY = 1 << 30             # the switch is trusted; a big FDB lists to tens of MB
+READ_CHUNK = 256 * 1024
+
+
+class ProtocolError(ConnectionError):
+    """The other end does not speak the switch's MessagePack-RPC."""
+
+
+def _request(msgid, method, kwargs):
+    return msgpack.packb([REQUEST, msgid, method, [kwargs] if kwargs else []], use_bin_type=True)
+
+
+def _check(msg):
+    """A well-formed response or notification, else ProtocolError."""
+    if isinstance(msg, list):
+        if len(msg) == 4 and msg[0] == RESPONSE:
+            err = msg[2]
+            if err is None or (isinstance(err, dict) and "code" in err):
+                return msg
+        elif len(msg) == 3 and msg[0] == NOTIFY:
+            return msg
+    raise ProtocolError(f"not a MessagePack-RPC response: {msg!r:.200}")
+
+
+def _error(err):
+    return RpcError(str(err.get("code")), str(err.get("message", "")))
+
+
+def _event(msg):
+    """The event of a [2, "event", [event]] notification, or None for any other one."""
+    _, name, params = msg
+    if name == "event" and isinstance(params, list) and len(params) == 1:
+        return params[0]
+    return None
+
+
+def _given(**kwargs):
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+class _Methods:
+    """The RPC methods under Python names.  `call` is a plain method in Client and a
+    coroutine in AsyncClient, so these return a result there and an awaitable here."""
+
+    def status(self):
+        return self.call("status")
+
+    def port_list(self):
+        return self.call("port.list")
+
+    def port_add(self, name):
+        return self.call("port.add", name=name)
+
+    def port_del(self, name):
+        return self.call("port.del", name=name)
+
+    def port_stats(self, name=None):
+        return self.call("port.stats", **_given(name=name))
+
+    def fdb_list(self, port=None, vlan=None):
+        return self.call("fdb.list", **_given(port=port, vlan=vlan))
+
+    def fdb_add(self, mac, port, vlan=0):
+        return self.call("fdb.add", mac=mac, port=port, vlan=vlan)
+
+    def fdb_del(self, mac, vlan=0):
+        return self.call("fdb.del", mac=mac, vlan=vlan)
+
+    def fdb_flush(self, port=None):
+        return self.call("fdb.flush", **_given(port=port))
+
+    def mode_set(self, mode):
+        return self.call("mode.set", mode=mode)
+
+    def aging_set(self, seconds):
+        return self.call("aging.set", seconds=seconds)
+
+    def shutdown(self):
+        return self.call("shutdown")
+
+
+class Client(_Methods):
+    """A blocking client.  `timeout` (seconds, None for none) bounds each call."""
+
+    def __init__(self, path=DEFAULT_SOCKET, timeout=30.0):
+        self.path = path
+        self.timeout = timeout
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.settimeout(timeout)
+            self._sock.connect(path)
+        except BaseException:
+            self._sock.close()
+            raise
+        self._unpacker = msgpack.Unpacker(max_buffer_size=MAX_REPLY)
+        self._msgid = 0
+        self._events = collections.deque()      # events that came while waiting for a reply
+        self._subscribed = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._sock.close()
+
+    def call(self, method, **kwargs):
+        """Call `method` with named arguments; its result, or RpcError."""
+        self._msgid = (self._msgid + 1) & 0xFFFFFFFF
+        msgid = self._msgid
+        self._sock.settimeout(self.timeout)
+        self._sock.sendall(_request(msgid, method, kwargs))
+        while True:
+            msg = self._receive()
+            if msg[0] == NOTIFY:
+                if (ev := _event(msg)) is not None:
+                    self._events.append(ev)
+            elif msg[1] == msgid:
+                if msg[2] is not None:
+                    raise _error(msg[2])
+                return msg[3]
+            elif msg[1] is None and msg[2] is not None:     # the server could not parse us
+                raise _error(msg[2])
+
+    def events(self, timeout=None):
+        """Subscribe (once per connection), then yield events as they come.  With `timeout`,
+        TimeoutError when none came for that long; it ends when the switch closes."""
+        if not self._subscribed:
+            self.call("events.subscribe")
+            self._subscribed = True
+        while True:
+            while self._events:
+                yield self._events.popleft()
+            self._sock.settimeout(timeout)
+            try:
+                msg = self._receive()
+            except ConnectionError:
+                return
+            except socket.timeout:
+                raise TimeoutError(f"no event for {timeout} s") from None
+            if msg[0] == NOTIFY and (ev := _event(msg)) is not None:
+                yield ev
+
+    def _receive(self):
+        while True:
+            try:
+                return _check(next(self._unpacker))
+            except StopIteration:
+                pass
+            except (ValueError, msgpack.UnpackException) as e:
+                raise ProtocolError(f"bad data from {self.path}: {e}") from e
+            data = self._sock.recv(READ_CHUNK)
+            if not data:
+                raise ConnectionError(f"{self.path}: the switch closed the connection")
+            self._unpacker.feed(data)
+
+
+class AsyncClient(_Methods):
+    """An asyncio client: `async with AsyncClient(path) as c` or `await c.connect()`."""
+
+    def __init__(self, path=DEFAULT_SOCKET):
+        self.path = path
+        self._reader = self._writer = self._task = None
+        self._pending = {}                      # msgid -> future of its reply
+        self._msgid = 0
+        self._events = asyncio.Queue()
+        self._subscribed = False
+        self._closed_error = None
+
+    async def connect(self):
+        self._reader, self._writer = await asyncio.open_unix_connection(self.path)
+        self._task = asyncio.get_running_loop().create_task(self._read_replies())
+        return self
+
+    async def __aenter__(self):
+        return await self.connect()
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    async def close(self):
+        if self._writer is not None:
+            self._writer.close()
+            try:
+                await self._writer.wait_closed()
+            except OSError:
+                pass
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def call(self, method, **kwargs):
+        if self._closed_error is not None:
+            raise self._closed_error
+        while True:                             # skip ids still in flight after a wrap
+            self._msgid = (self._msgid + 1) & 0xFFFFFFFF
+            if self._msgid not in self._pending:
+                break
+        msgid = self._msgid
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[msgid] = fut
+        try:
+            self._writer.write(_request(msgid, method, kwargs))
+            await self._writer.drain()
+            return await fut
+        finally:
+            self._pending.pop(msgid, None)
+
+    async def events(self):
+        """Subscribe (once), then yield events until the switch closes the connection."""
+        if not self._subscribed:
+            await self.call("events.subscribe")
+            self._subscribed = True
+        while (ev := await self._events.get()) is not None:
+            yield ev
+
+    async def _read_replies(self):
+        unpacker = msgpack.Unpacker(max_buffer_size=MAX_REPLY)
+        error = ConnectionError(f"{self.path}: the switch closed the connection")
+        try:
+            while data := await self._reader.read(READ_CHUNK):
+                unpacker.feed(data)
+                for msg in unpacker:
+                    self._dispatch(_check(msg))
+        except (ValueError, msgpack.UnpackException) as e:
+            error = ProtocolError(f"bad data from {self.path}: {e}")
+        except (ProtocolError, OSError) as e:
+            error = e
+        finally:
+            self._closed_error = error
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(error)
+            self._events.put_nowait(None)       # ends events()
+
+    def _dispatch(self, msg):
+        if msg[0] == NOTIFY:
+            if (ev := _event(msg)) is not None:
+                self._events.put_nowait(ev)
+            return
+        _, msgid, err, result = msg
+        if msgid is None and err is not None:   # the server could not parse us: fail them all
+            targets = list(self._pending.values())
+        else:
+            targets = [self._pending.get(msgid)]
+        for fut in targets:
+            if fut is not None and not fut.done():
+                if err is not None:
+                    fut.set_exception(_error(err))
+                else:
+                    fut.set_result(result)

@@ -1,0 +1,39 @@
+"""The management plane: a MessagePack-RPC server in the switch process (`server`), the
+RPC methods (`handlers`) and the `pyxsw ctl` command (`ctl`).  The Python client is
+`pyxsw.client`.
+
+What server and clients share lives here: the framing constants, the default socket, the
+request size limit and the error type.
+
+Wire format (MessagePack-RPC):
+    request       [0, msgid, method, params]     params: [] or [{named arguments}]
+    response      [1, msgid, error, result]      error: None or {"code": str, "message": str}
+    notification  [2, method, params]            the server sends [2, "event", [event]]
+"""
+
+REQUEST, RESPONSE, NOTIFY = 0, 1, 2
+DEFAULT_SOCKET = "/run/pyxsw/sw0.sock"
+
+# Requests are small; a bigger one is a client bug or an attack, and the server must not
+# buffer it.  Replies (an FDB listing) can be far bigger: clients allow much more.
+MAX_REQUEST = 1 << 20
+
+# The error codes a reply can carry.
+INVALID_REQUEST = "invalid_request"     # not a [0, msgid, method, params] message
+METHOD_NOT_FOUND = "method_not_found"
+INVALID_PARAMS = "invalid_params"       # missing, unknown or ill-typed argument
+NOT_FOUND = "not_found"                 # no such port, interface or FDB entry
+EXISTS = "exists"                       # already a port
+FAILED = "failed"                       # the switch could not do it; the message says why
+
+
+class RpcError(Exception):
+    """An error reply: `code` is one of the codes above, `message` is for a human."""
+
+    def __init__(self, code, message):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    def to_wire(self):
+        return {"code": self.code, "message": self.message}

@@ -1,0 +1,380 @@
+"""The management server: MessagePack-RPC on a Unix socket, in the switch process.
+
+    serve(switch, "/run/pyxsw/sw0.sock")      # returns after a `shutdown` RPC or SIGINT/SIGTERM
+
+One task per connection reads with a streaming unpacker capped at MAX_REQUEST bytes and
+answers its requests in order.  Anything wrong with one request gets an error reply; a
+byte stream that cannot be parsed any more (malformed MessagePack, a message over the cap)
+gets one error reply with msgid None and that connection is closed.  Other connections and
+the data plane never notice.
+
+Events: the switch calls our listener from its own threads; the listener hops onto the
+loop (call_soon_threadsafe) and each subscribed connection gets [2, "event", [event]].
+A subscriber has a bounded queue: one that stops reading is disconnected once it is full,
+so a stuck client costs a bounded amount of memory.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import grp
+import logging
+import os
+import signal
+import socket
+import stat
+import threading
+
+import msgpack
+
+from . import FAILED, INVALID_REQUEST, MAX_REQUEST, NOTIFY, REQUEST, RESPONSE, RpcError
+from . import handlers
+
+log = logging.getLogger("pyxsw.mgmt")
+
+READ_CHUNK = 64 * 1024
+EVENT_QUEUE = 10_000            # events waiting for one subscriber before it is cut off
+CLOSE_TIMEOUT = 5.0             # how long close() waits for requests under way (port.add)
+
+
+class ServerError(Exception):
+    """The server cannot start: the socket is in use, or its path cannot be used."""
+
+
+def _pack(obj):
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+class _Conn:
+    """One client connection; the `conn` the RPC methods are given."""
+
+    def __init__(self, server, writer):
+        self.server = server
+        self.switch = server.switch
+        self.writer = writer
+        self.events = None              # an asyncio.Queue of packed events, once subscribed
+        self._sender = None
+        self._after = []
+
+    def after_reply(self, fn):
+        self._after.append(fn)
+
+    def subscribe(self):
+        if not self.server.has_events:
+            raise RpcError(FAILED, "this switch does not report events")
+        if self.events is None:
+            self.events = asyncio.Queue(self.server.event_queue)
+            self._sender = asyncio.get_running_loop().create_task(self._send_events())
+            self.server.subscribers.add(self)
+
+    def push(self, data):
+        try:
+            self.events.put_nowait(data)
+        except asyncio.QueueFull:
+            log.warning("an event subscriber stopped reading: disconnected")
+            self.abort()
+
+    async def _send_events(self):
+        while True:
+            self.writer.write(await self.events.get())
+            await self.writer.drain()           # a client that doesn't read blocks here
+
+    async def reply(self, msgid, error, result=None):
+        try:
+            data = _pack([RESPONSE, msgid, error and error.to_wire(), result])
+        except (TypeError, ValueError, OverflowError) as e:
+            log.error("reply to msgid %s cannot be encoded: %s", msgid, e)
+            data = _pack([RESPONSE, msgid, {"code": FAILED, "message":
+                                            f"the result cannot be encoded: {e}"}, None])
+        self.writer.write(data)
+        await self.writer.drain()
+        after, self._after = self._after, []
+        for fn in after:
+            fn()
+
+    def close(self):
+        """Close once what is buffered is sent (a reply just written, say)."""
+        self._stop_events()
+        self.writer.close()
+
+    def abort(self):
+        """Close now, dropping what is buffered: for a client that doesn't read."""
+        self._stop_events()
+        self.writer.transport.abort()
+
+    def _stop_events(self):
+        self.server.subscribers.discard(self)
+        if self._sender is not None:
+            self._sender.cancel()
+
+
+class Server:
+    """The server of one switch.  In a running loop: `await start()`, then `await close()`;
+    or `run()` to do both around a wait for `request_stop()` in a loop of its own."""
+
+    def __init__(self, switch, path, *, mode=None, group=None, max_request=MAX_REQUEST,
+                 event_queue=EVENT_QUEUE):
+        self.switch = switch
+        self.path = os.fspath(path)
+        # 0660 only makes sense with a group to share with; otherwise only root gets in.
+        self.mode = mode if mode is not None else (0o660 if group is not None else 0o600)
+        self.group = group
+        self.max_request = max_request
+        self.event_queue = event_queue
+        self.has_events = hasattr(switch, "add_listener")
+        self.subscribers = set()
+        self.started = threading.Event()        # for threads waiting for run() to be ready
+        self._conns = set()
+        self._tasks = set()
+        self._loop = None
+        self._stop = None
+        self._stop_requested = False
+        self._server = None
+        self._ident = None                      # (st_dev, st_ino) of our socket file
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self):
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if self._stop_requested:
+            self._stop.set()
+        sock = self._bind()
+        try:
+            self._server = await asyncio.start_unix_server(self._serve_conn, sock=sock,
+                                                           limit=READ_CHUNK, backlog=128)
+        except BaseException:
+            sock.close()
+            self._unlink()
+            raise
+        if self.has_events:
+            self.switch.add_listener(self._on_event)
+        log.info("management socket %s", self.path)
+
+    def request_stop(self):
+        """Ask the server to stop; safe from any thread and from a signal handler."""
+        self._stop_requested = True
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:                # the loop is already closed: nothing to stop
+                pass
+
+    async def wait_stopped(self):
+        await self._stop.wait()
+
+    async def close(self):
+        """Stop listening, drop every connection, remove the socket file."""
+        if self.has_events:
+            self.switch.remove_listener(self._on_event)
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._conns):
+            conn.close()
+        if self._tasks:
+            # A request may be in the executor (port.add), a reply (to `shutdown`) may be
+            # on its way: give them a moment before cutting everything off.
+            await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT)
+        for conn in list(self._conns):
+            conn.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        self._unlink()
+
+    def run(self, *, use_uvloop=True, stop_signals=(signal.SIGINT, signal.SIGTERM)):
+        """Serve in a new event loop in this thread until request_stop() (the shutdown RPC
+        calls it; so do `stop_signals` when this is the main thread)."""
+        if use_uvloop:
+            import uvloop
+            factory = uvloop.new_event_loop
+        else:
+            factory = asyncio.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(self._run(stop_signals))
+
+    async def _run(self, stop_signals):
+        await self.start()
+        loop = asyncio.get_running_loop()
+        signals = stop_signals if threading.current_thread() is threading.main_thread() else ()
+        for sig in signals:
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            self.started.set()
+            await self._stop.wait()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            await self.close()
+
+    # ------------------------------------------------------------------ the socket file
+
+    def _bind(self):
+        """A bound, not yet listening socket at self.path with its mode and group set:
+        nobody can connect before it is listening, so nobody sneaks in before chmod."""
+        path = self.path
+        gid = self._gid()
+        try:
+            os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+        except OSError as e:
+            raise ServerError(f"cannot create the directory of {path}: {e.strerror}") from e
+        self._clear_stale()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            st = os.stat(path)
+            self._ident = (st.st_dev, st.st_ino)
+            if gid is not None:
+                os.chown(path, -1, gid)
+            os.chmod(path, self.mode)
+        except OSError as e:
+            sock.close()
+            if e.errno == 98:       # EADDRINUSE: another instance bound it a moment ago
+                raise ServerError(f"{path}: another pyxsw is serving this socket") from e
+            self._unlink()
+            raise ServerError(f"cannot create the management socket {path}: {e}") from e
+        return sock
+
+    def _gid(self):
+        if self.group is None or isinstance(self.group, int):
+            return self.group
+        try:
+            return grp.getgrnam(self.group).gr_gid
+        except KeyError:
+            raise ServerError(f"management socket group {self.group!r}: no such group") from None
+
+    def _clear_stale(self):
+        """Remove a socket file left by a dead instance; refuse if its owner still lives."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ServerError(f"{self.path} exists and is not a socket: not touching it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(self.path)
+        except ConnectionRefusedError:          # nobody listens: a dead instance's file
+            log.info("replacing stale socket %s", self.path)
+            os.unlink(self.path)
+            return
+        except socket.timeout:                  # a live server with a full backlog
+            pass
+        except OSError as e:
+            raise ServerError(f"{self.path}: cannot check the existing socket: {e}") from e
+        finally:
+            probe.close()
+        raise ServerError(f"{self.path}: another pyxsw is serving this socket")
+
+    def _unlink(self):
+        # Only our own file: a later instance may have replaced it.
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._ident:
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ connections
+
+    async def _serve_conn(self, reader, writer):
+        conn = _Conn(self, writer)
+        task = asyncio.current_task()
+        self._conns.add(conn)
+        self._tasks.add(task)
+        try:
+            async with contextlib.aclosing(self._messages(conn, reader)) as messages:
+                async for msg in messages:
+                    await self._dispatch(conn, msg)
+        except (ConnectionError, OSError, RuntimeError):
+            pass                                # the client went away mid-reply
+        finally:
+            conn.close()
+            try:
+                await writer.wait_closed()      # the last reply sent; close() may abort it
+            except Exception:
+                pass
+            finally:
+                self._conns.discard(conn)
+                self._tasks.discard(task)
+
+    async def _messages(self, conn, reader):
+        """The messages a connection sends, until EOF or a stream that cannot be read on."""
+        unpacker = msgpack.Unpacker(max_buffer_size=self.max_request)
+        while data := await reader.read(READ_CHUNK):
+            try:
+                unpacker.feed(data)
+            except msgpack.BufferFull:
+                await conn.reply(None, RpcError(
+                    INVALID_REQUEST, f"message over the limit of {self.max_request} bytes"))
+                return
+            while True:
+                try:
+                    msg = next(unpacker)
+                except StopIteration:           # the rest of a message is still to come
+                    break
+                except Exception as e:          # FormatError, StackError, bad UTF-8, ...
+                    await conn.reply(None, RpcError(INVALID_REQUEST,
+                                                    f"malformed MessagePack: {e}"))
+                    return
+                yield msg
+
+    async def _dispatch(self, conn, msg):
+        if isinstance(msg, list) and len(msg) == 3 and msg[0] == NOTIFY:
+            return                              # we take no notifications, and never answer them
+        if not (isinstance(msg, list) and len(msg) == 4 and msg[0] == REQUEST):
+            return await conn.reply(None, RpcError(
+                INVALID_REQUEST, "a request is [0, msgid, method, params]"))
+        _, msgid, name, params = msg
+        if not isinstance(msgid, int) or isinstance(msgid, bool) or not 0 <= msgid < 2**32:
+            return await conn.reply(None, RpcError(
+                INVALID_REQUEST, f"msgid must be an unsigned 32-bit integer, got {msgid!r}"))
+        try:
+            result = await self._call(conn, name, params)
+        except Exception as e:
+            return await conn.reply(msgid, handlers.to_rpc_error(e))
+        await conn.reply(msgid, None, result)
+
+    async def _call(self, conn, name, params):
+        fn = handlers.METHODS.get(name) if isinstance(name, str) else None
+        if fn is None:
+            raise RpcError("method_not_found", f"no method {name!r}")
+        kwargs = handlers.bind_args(fn, params)
+        if fn.rpc_blocking:
+            return await self._loop.run_in_executor(None, functools.partial(fn, conn, **kwargs))
+        return fn(conn, **kwargs)
+
+    # ------------------------------------------------------------------ events
+
+    def _on_event(self, event):
+        """The switch's listener: runs on a switch thread."""
+        if not self.subscribers:                # the common case costs one test
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._publish, event)
+        except RuntimeError:                    # the loop is closing
+            pass
+
+    def _publish(self, event):
+        try:
+            data = _pack([NOTIFY, "event", [event]])
+        except (TypeError, ValueError, OverflowError) as e:
+            log.error("event %r cannot be encoded: %s", event, e)
+            return
+        for conn in list(self.subscribers):
+            conn.push(data)
+
+
+def serve(switch, path, *, mode=None, group=None, use_uvloop=True,
+          stop_signals=(signal.SIGINT, signal.SIGTERM)):
+    """Serve `switch` on the Unix socket `path` in this thread until a `shutdown` RPC, a
+    stop signal (when this is the main thread) or Server.request_stop().  The socket is
+    0600, or 0660 with `group` (a name or a gid) unless `mode` says otherwise.
+    Raises ServerError when it cannot start (e.g. another instance serves `path`)."""
+    Server(switch, path, mode=mode, group=group).run(use_uvloop=use_uvloop,
+                                                     stop_signals=stop_signals)

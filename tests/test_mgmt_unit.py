@@ -1,0 +1,842 @@
+"""The management plane against a fake switch, in-process, without root.
+
+Every test that serves runs twice: with the server's loop on uvloop and on plain asyncio
+(and the async clients on the same kind of loop)."""
+import asyncio
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import msgpack
+import pytest
+import uvloop
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from pyxsw.client import AsyncClient, Client, RpcError
+from pyxsw.mgmt import handlers
+from pyxsw.mgmt.ctl import ctl_main
+from pyxsw.mgmt.server import Server, ServerError, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+CODES = {"invalid_request", "method_not_found", "invalid_params", "not_found", "exists", "failed"}
+COUNTERS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "tx_dropped",
+            "flooded")
+
+
+# ---------------------------------------------------------------------------- the fake
+
+class FakePort:
+    def __init__(self, name, index):
+        self.name, self.index, self.up = name, index, True
+
+
+class FakeSwitch:
+    """The part of pyxsw.switch.Switch the management plane uses, in memory.  Interfaces
+    whose name starts with "nosuch" do not exist; add_port/del_port take `delay` seconds."""
+
+    def __init__(self, ports=("s0", "s1", "s2")):
+        self.ports = {}
+        self.fdb = {}                           # (vlan, mac) -> [port, static]
+        self.mode = "poll"
+        self.aging = 300
+        self.delay = 0.0
+        self.listeners = []
+        self.lock = threading.Lock()
+        for p in ports:
+            self.add_port(p)
+
+    # events
+    def add_listener(self, fn):
+        self.listeners.append(fn)
+
+    def remove_listener(self, fn):
+        self.listeners.remove(fn)
+
+    def emit(self, **event):
+        for fn in list(self.listeners):
+            fn(event)
+
+    def learn(self, mac, port, vlan=0):
+        with self.lock:
+            old = self.fdb.get((vlan, mac))
+            self.fdb[(vlan, mac)] = [port, False]
+        if old is None:
+            self.emit(event="fdb.learn", mac=mac, vlan=vlan, port=port)
+        elif old[0] != port:
+            self.emit(**{"event": "fdb.move", "mac": mac, "vlan": vlan, "port": port,
+                         "from": old[0]})
+
+    # the Switch API
+    def status(self):
+        return {"name": "fake", "mode": self.mode, "uptime": 1.5,
+                "workers": [{"queue": 0, "core": 1}],
+                "ports": [{"name": p.name, "index": p.index, "up": p.up}
+                          for p in self.ports.values()],
+                "fdb": {"entries": len(self.fdb), "aging": self.aging}}
+
+    def add_port(self, name):
+        if name.startswith("nosuch"):
+            raise OSError(errno.ENODEV, f"{name}: no such interface")
+        time.sleep(self.delay)
+        with self.lock:
+            if name in self.ports:
+                raise ValueError(f"{name}: already a switch port")
+            used = {p.index for p in self.ports.values()}
+            port = FakePort(name, min(set(range(len(used) + 1)) - used))
+            self.ports[name] = port
+        self.emit(event="port.add", port=name)
+        return port
+
+    def del_port(self, name):
+        time.sleep(self.delay)
+        with self.lock:
+            if name not in self.ports:
+                raise KeyError(name)
+            del self.ports[name]
+            for k in [k for k, v in self.fdb.items() if v[0] == name]:
+                del self.fdb[k]
+        self.emit(event="port.del", port=name)
+
+    def port_stats(self, name=None):
+        names = [name] if name is not None else list(self.ports)
+        return {n: dict({k: 10 * i for i, k in enumerate(COUNTERS)}, up=self.ports[n].up,
+                        xdp={"prog_seen": 5, "rx_ring_full": 0},
+                        queues=[{"queue": 0, "rx_packets": 0, "tx_packets": 20}])
+                for n in names}
+
+    def fdb_list(self, port=None, vlan=None):
+        with self.lock:
+            items = list(self.fdb.items())
+        out = [{"mac": mac, "vlan": v, "port": p, "age": 0 if static else 3, "static": static}
+               for (v, mac), (p, static) in items
+               if (port is None or p == port) and (vlan is None or v == vlan)]
+        return sorted(out, key=lambda e: (e["port"], e["vlan"], e["mac"]))
+
+    def fdb_add(self, mac, port, vlan=0):
+        if port not in self.ports:
+            raise KeyError(f"{port}: not a switch port")
+        with self.lock:
+            new = (vlan, mac) not in self.fdb
+            self.fdb[(vlan, mac)] = [port, True]
+        return new
+
+    def fdb_del(self, mac, vlan=0):
+        with self.lock:
+            return self.fdb.pop((vlan, mac), None) is not None
+
+    def fdb_flush(self, port=None):
+        with self.lock:
+            gone = [k for k, (p, static) in self.fdb.items()
+                    if not static and (port is None or p == port)]
+            for k in gone:
+                del self.fdb[k]
+        self.emit(event="fdb.flush", port=port, count=len(gone))
+        return len(gone)
+
+    def set_mode(self, mode):
+        self.mode = mode
+
+    def set_aging(self, seconds):
+        self.aging = seconds
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+@pytest.fixture
+def short_dir():
+    # A Unix socket path must fit in 108 bytes: pytest's tmp_path may not.
+    d = tempfile.mkdtemp(prefix="pyxsw-t-")
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def loop_kind(request):
+    return request.param
+
+
+def run_async(kind, coro):
+    return uvloop.run(coro) if kind == "uvloop" else asyncio.run(coro)
+
+
+def start_server(switch, path, kind, **kw):
+    srv = Server(switch, path, **kw)
+    t = threading.Thread(target=srv.run, kwargs={"use_uvloop": kind == "uvloop"}, daemon=True)
+    t.start()
+    assert srv.started.wait(5), "the server did not start"
+    return srv, t
+
+
+@pytest.fixture
+def served(short_dir, loop_kind):
+    """A live server on a fake switch: .fake, .path, .server, .kind."""
+    fake = FakeSwitch()
+    path = str(short_dir / "run" / "sw.sock")
+    srv, t = start_server(fake, path, loop_kind)
+    yield SimpleNamespace(fake=fake, path=path, server=srv, thread=t, kind=loop_kind)
+    srv.request_stop()
+    t.join(10)
+    assert not t.is_alive()
+    assert fake.listeners == []                 # the server let go of the switch
+    assert not os.path.exists(path)
+
+
+def raw(path, timeout=5):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    return s
+
+
+def exchange(path, data):
+    """Send bytes, close our side, return every message the server sent until it closed."""
+    with raw(path) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        return read_all(s)
+
+
+def read_all(s):
+    unpacker = msgpack.Unpacker()
+    while True:
+        try:
+            data = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        unpacker.feed(data)
+    return list(unpacker)
+
+
+def request(msgid, method, params=None):
+    return msgpack.packb([0, msgid, method, [params] if params is not None else []])
+
+
+def assert_response(msg):
+    assert isinstance(msg, list) and len(msg) == 4 and msg[0] == 1, msg
+    err = msg[2]
+    if err is not None:
+        assert set(err) == {"code", "message"}, err
+        assert err["code"] in CODES and isinstance(err["message"], str) and err["message"]
+        # a handler never crashed: every failure was foreseen
+        assert not err["message"].startswith("internal error"), err
+
+
+def error_code(client, method, **kw):
+    with pytest.raises(RpcError) as e:
+        client.call(method, **kw)
+    assert e.value.code in CODES
+    return e.value.code
+
+
+# ---------------------------------------------------------------------------- every method
+
+def test_status_and_port_list(served):
+    with Client(served.path) as c:
+        st = c.status()
+        assert st["name"] == "fake" and st["mode"] == "poll"
+        assert c.port_list() == [{"name": n, "index": i, "up": True}
+                                 for i, n in enumerate(["s0", "s1", "s2"])]
+
+
+def test_port_add_and_del(served):
+    with Client(served.path) as c:
+        assert c.port_add("eth3") == {"name": "eth3", "index": 3, "up": True}
+        assert "eth3" in served.fake.ports
+        assert error_code(c, "port.add", name="eth3") == "exists"
+        assert error_code(c, "port.add", name="nosuch0") == "not_found"
+        assert c.port_del("eth3") == {"name": "eth3"}
+        assert "eth3" not in served.fake.ports
+        assert error_code(c, "port.del", name="eth3") == "not_found"
+
+
+def test_port_stats(served):
+    with Client(served.path) as c:
+        every = c.port_stats()
+        assert sorted(every) == ["s0", "s1", "s2"]
+        one = c.port_stats("s1")
+        assert list(one) == ["s1"]
+        assert all(k in one["s1"] for k in COUNTERS + ("xdp", "queues"))
+        assert error_code(c, "port.stats", name="s9") == "not_found"
+
+
+def test_fdb_add_list_del_flush(served):
+    fake = served.fake
+    with Client(served.path) as c:
+        r = c.fdb_add("02:AA:bb:cc:dd:01", "s1")                    # upper case is fine
+        assert r == {"mac": "02:aa:bb:cc:dd:01", "vlan": 0, "port": "s1", "static": True,
+                     "new": True}
+        assert c.fdb_add("02-aa-bb-cc-dd-02", "s2", vlan=7)["mac"] == "02:aa:bb:cc:dd:02"
+        fake.learn("02:00:00:00:00:0a", "s0")
+        fake.learn("02:00:00:00:00:0b", "s1", vlan=7)
+        every = c.fdb_list()
+        assert len(every) == 4
+        assert set(every[0]) == {"mac", "vlan", "port", "age", "static"}
+        assert [e["mac"] for e in c.fdb_list(port="s1")] == ["02:aa:bb:cc:dd:01",
+                                                             "02:00:00:00:00:0b"]
+        assert {e["mac"] for e in c.fdb_list(vlan=7)} == {"02:aa:bb:cc:dd:02",
+                                                           "02:00:00:00:00:0b"}
+        assert c.fdb_list(port="s2", vlan=0) == []
+        assert error_code(c, "fdb.list", port="s9") == "not_found"
+
+        assert c.fdb_del("02:aa:bb:cc:dd:02", vlan=7) == {"mac": "02:aa:bb:cc:dd:02", "vlan": 7}
+        assert error_code(c, "fdb.del", mac="02:aa:bb:cc:dd:02", vlan=7) == "not_found"
+        assert c.fdb_flush(port="s0") == {"flushed": 1}
+        assert c.fdb_flush() == {"flushed": 1}                      # statics stay
+        assert [e["mac"] for e in c.fdb_list()] == ["02:aa:bb:cc:dd:01"]
+        assert error_code(c, "fdb.flush", port="s9") == "not_found"
+
+
+def test_mode_and_aging(served):
+    with Client(served.path) as c:
+        for mode in ("interrupt", "adaptive", "poll"):
+            assert c.mode_set(mode) == {"mode": mode}
+            assert served.fake.mode == mode
+        assert c.aging_set(0) == {"aging": 0}
+        assert c.aging_set(42) == {"aging": 42}
+        assert served.fake.aging == 42
+
+
+def test_shutdown_replies_then_stops(served):
+    with Client(served.path) as c:
+        assert c.shutdown() == {"stopping": True}
+    served.thread.join(5)
+    assert not served.thread.is_alive()
+    assert not os.path.exists(served.path)
+
+
+def test_events_reach_subscribers_only(served):
+    fake = served.fake
+    with Client(served.path) as sub, Client(served.path) as other:
+        events = sub.events(timeout=5)
+        fake.learn("02:00:00:00:00:01", "s0")        # before subscribing: not seen
+        assert sub.call("events.subscribe") == {"subscribed": True}
+        fake.learn("02:00:00:00:00:02", "s0")
+        fake.learn("02:00:00:00:00:02", "s1")
+        fake.emit(event="port.down", port="s2")
+        got = [next(events) for _ in range(3)]
+        assert got == [
+            {"event": "fdb.learn", "mac": "02:00:00:00:00:02", "vlan": 0, "port": "s0"},
+            {"event": "fdb.move", "mac": "02:00:00:00:00:02", "vlan": 0, "port": "s1",
+             "from": "s0"},
+            {"event": "port.down", "port": "s2"}]
+        # calls still work on a subscribed connection; events that come meanwhile wait
+        fake.emit(event="fdb.age", mac="02:00:00:00:00:02", vlan=0, port="s1")
+        assert c_status_ok(sub)
+        assert next(events)["event"] == "fdb.age"
+        assert other.status()["name"] == "fake"     # no events mixed into its replies
+
+
+def c_status_ok(c):
+    return c.status()["name"] == "fake"
+
+
+def test_async_client_and_events(served):
+    async def main():
+        async with AsyncClient(served.path) as c:
+            results = await asyncio.gather(c.status(), c.port_list(), c.fdb_list(),
+                                           c.port_stats("s0"))
+            assert results[0]["name"] == "fake" and len(results[1]) == 3
+            with pytest.raises(RpcError) as e:
+                await c.port_del("s9")
+            assert e.value.code == "not_found" and "s9" in e.value.message
+            events = c.events()
+            first = asyncio.ensure_future(events.__anext__())
+            while not served.server.subscribers:
+                await asyncio.sleep(0.01)
+            served.fake.learn("02:00:00:00:00:05", "s2")
+            ev = await asyncio.wait_for(first, 5)
+            assert ev["event"] == "fdb.learn" and ev["mac"] == "02:00:00:00:00:05"
+
+    run_async(served.kind, main())
+
+
+# ---------------------------------------------------------------------------- bad input
+
+BAD_CALLS = [
+    ("no.such.method", {}, "method_not_found"),
+    ("status", {"verbose": True}, "invalid_params"),
+    ("port.add", {}, "invalid_params"),
+    ("port.add", {"name": "s4", "extra": 1}, "invalid_params"),
+    ("port.add", {"name": ""}, "invalid_params"),
+    ("port.add", {"name": "a" * 16}, "invalid_params"),
+    ("port.add", {"name": "a/b"}, "invalid_params"),
+    ("port.add", {"name": "a b"}, "invalid_params"),
+    ("port.add", {"name": "eth0:1"}, "invalid_params"),
+    ("port.add", {"name": ".."}, "invalid_params"),
+    ("port.add", {"name": 7}, "invalid_params"),
+    ("port.add", {"name": None}, "invalid_params"),
+    ("port.del", {"name": ["s0"]}, "invalid_params"),
+    ("port.stats", {"name": b"s0"}, "invalid_params"),
+    ("fdb.add", {"mac": "02:00:00:00:00:01"}, "invalid_params"),
+    ("fdb.add", {"mac": "02:00:00:00:01", "port": "s0"}, "invalid_params"),
+    ("fdb.add", {"mac": "02:00:00:00:00:0g", "port": "s0"}, "invalid_params"),
+    ("fdb.add", {"mac": "0200.0000.0001", "port": "s0"}, "invalid_params"),
+    ("fdb.add", {"mac": "02:00-00:00:00:01", "port": "s0"}, "invalid_params"),
+    ("fdb.add", {"mac": "01:00:5e:00:00:01", "port": "s0"}, "invalid_params"),
+    ("fdb.add", {"mac": "02:00:00:00:00:01", "port": "s0", "vlan": 4096}, "invalid_params"),
+    ("fdb.add", {"mac": "02:00:00:00:00:01", "port": "s0", "vlan": -1}, "invalid_params"),
+    ("fdb.add", {"mac": "02:00:00:00:00:01", "port": "s0", "vlan": "1"}, "invalid_params"),
+    ("fdb.add", {"mac": "02:00:00:00:00:01", "port": "s0", "vlan": True}, "invalid_params"),
+    ("fdb.add", {"mac": "02:00:00:00:00:01", "port": "s0", "vlan": 1.0}, "invalid_params"),
+    ("fdb.add", {"mac": "02:00:00:00:00:01", "port": "s9"}, "not_found"),
+    ("fdb.del", {"mac": 2}, "invalid_params"),
+    ("fdb.list", {"vlan": 2**64 - 1}, "invalid_params"),
+    ("fdb.list", {"port": "bad name"}, "invalid_params"),
+    ("fdb.flush", {"port": 0}, "invalid_params"),
+    ("mode.set", {"mode": "turbo"}, "invalid_params"),
+    ("mode.set", {"mode": ["poll"]}, "invalid_params"),
+    ("mode.set", {}, "invalid_params"),
+    ("aging.set", {"seconds": -1}, "invalid_params"),
+    ("aging.set", {"seconds": 1.5}, "invalid_params"),
+    ("aging.set", {"seconds": "300"}, "invalid_params"),
+    ("aging.set", {"seconds": 2**32}, "invalid_params"),
+    ("shutdown", {"now": True}, "invalid_params"),
+    ("events.subscribe", {"filter": "fdb"}, "invalid_params"),
+]
+
+
+def test_bad_calls(served):
+    before = (dict(served.fake.ports), dict(served.fake.fdb), served.fake.mode,
+              served.fake.aging)
+    with Client(served.path) as c:
+        for method, kw, code in BAD_CALLS:
+            with pytest.raises(RpcError) as e:
+                c.call(method, **kw)
+            assert e.value.code == code, (method, kw, e.value)
+        assert c.status()["name"] == "fake"        # the same connection still serves
+    assert before == (dict(served.fake.ports), dict(served.fake.fdb), served.fake.mode,
+                      served.fake.aging)
+
+
+@pytest.mark.parametrize("message", [
+    5, "status", {"method": "status"}, [], [0], [0, 1, "status"], [0, 1, "status", [], 9],
+    [1, 1, None, None], [3, 1, "status", []], ["0", 1, "status", []],
+    [0, "1", "status", []], [0, -1, "status", []], [0, 2**32, "status", []],
+    [0, True, "status", []], [0, None, "status", []], [0, 1.0, "status", []],
+])
+def test_not_a_request_gets_invalid_request(served, message):
+    replies = exchange(served.path, msgpack.packb(message) + request(9, "status"))
+    assert len(replies) == 2
+    assert replies[0][:2] == [1, None] and replies[0][2]["code"] == "invalid_request"
+    assert replies[1][:3] == [1, 9, None]        # the connection went on
+
+
+@pytest.mark.parametrize("msg, code", [
+    ([0, 1, 5, []], "method_not_found"),
+    ([0, 1, None, []], "method_not_found"),
+    ([0, 1, b"status", []], "method_not_found"),
+    ([0, 1, "status", None], "invalid_params"),
+    ([0, 1, "status", {}], "invalid_params"),
+    ([0, 1, "status", [1]], "invalid_params"),
+    ([0, 1, "status", [{}, {}]], "invalid_params"),
+    ([0, 1, "port.del", [{b"name": "s0"}]], "invalid_params"),
+    ([0, 1, "port.del", ["s0"]], "invalid_params"),
+])
+def test_wrong_method_or_params(served, msg, code):
+    replies = exchange(served.path, msgpack.packb(msg))
+    assert [(r[1], r[2]["code"]) for r in replies] == [(1, code)]
+
+
+def test_client_notification_is_ignored(served):
+    replies = exchange(served.path, msgpack.packb([2, "status", []]) + request(3, "status"))
+    assert [r[1] for r in replies] == [3]
+
+
+@pytest.mark.parametrize("garbage", [
+    b"\xc1",                                     # a byte MessagePack never uses
+    b"\x94\x00\x01\xa6status\x91\x81\x01\x02",   # a map with an int key
+    b"\x94\x00\x01\xa6stat\xff\xfe\x90",         # invalid UTF-8 in a str
+    b"\x91" * 2000,                              # nested deeper than the unpacker allows
+])
+def test_malformed_msgpack_closes_that_connection_only(served, garbage):
+    with Client(served.path) as bystander:
+        replies = exchange(served.path, request(1, "status") + garbage + request(2, "status"))
+        assert replies[0][:3] == [1, 1, None]
+        assert replies[1][:2] == [1, None] and replies[1][2]["code"] == "invalid_request"
+        assert len(replies) == 2                  # closed: request 2 never answered
+        assert bystander.status()["name"] == "fake"
+
+
+def test_message_over_the_limit(served):
+    big = msgpack.packb([0, 1, "status", [{"x": "y" * (2 << 20)}]])
+    with Client(served.path) as bystander, raw(served.path) as s:
+        try:
+            s.sendall(big)                        # the server may stop reading half-way
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        replies = read_all(s)
+        assert len(replies) == 1 and replies[0][2]["code"] == "invalid_request"
+        assert "limit" in replies[0][2]["message"] or "exceeds" in replies[0][2]["message"]
+        assert bystander.status()["name"] == "fake"
+
+
+def test_slow_message_is_assembled(served):
+    data = request(4, "port.list") + request(5, "status")
+    with raw(served.path) as s:
+        for b in data:                            # one byte at a time
+            s.send(bytes([b]))
+        s.shutdown(socket.SHUT_WR)
+        assert [r[1] for r in read_all(s)] == [4, 5]
+
+
+# ---------------------------------------------------------------------------- property tests
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats()
+    | st.text(max_size=20) | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                               max_size=4),
+    max_leaves=12)
+arg_names = st.sampled_from(["name", "port", "mac", "vlan", "mode", "seconds"]) | st.text(max_size=6)
+arg_values = (values | st.sampled_from(["s0", "s1", "s9", "eth5", "02:00:00:00:00:01",
+                                        "poll", "turbo", 0, 4095, 4096, -1])
+              | st.from_regex(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", fullmatch=True))
+known = st.sampled_from(sorted(set(handlers.METHODS) - {"shutdown"}))
+methods = st.one_of(known, known, st.text(max_size=12))
+named = st.builds(lambda d: [d], st.dictionaries(arg_names, arg_values, max_size=3))
+params = st.one_of(st.just([]), named, named, st.lists(values, max_size=2), values)
+msgids = st.integers(0, 2**32 - 1)
+requests = st.builds(lambda msgid, m, p: [0, msgid, m, p],
+                     st.one_of(msgids, msgids, values), methods, params)
+# mostly request-shaped, so that most get past the framing checks into the methods
+messages = st.one_of(requests, requests, requests, st.lists(values, max_size=5), values)
+
+HYPOTHESIS = settings(max_examples=150, deadline=None,
+                      suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                             HealthCheck.too_slow])
+
+
+@HYPOTHESIS
+@given(batch=st.lists(messages, min_size=1, max_size=5))
+def test_property_wrong_requests(served, batch):
+    data = b"".join(msgpack.packb(m) for m in batch)
+    replies = exchange(served.path, data)
+    expected = [m for m in batch if not (isinstance(m, list) and len(m) == 3 and m[0] == 2)]
+    assert len(replies) == len(expected)          # one reply per message, in order
+    for m, r in zip(expected, replies):
+        assert_response(r)
+        event(r[2]["code"] if r[2] else "ok")
+        ok_id = (isinstance(m, list) and len(m) == 4 and m[0] == 0
+                 and isinstance(m[1], int) and not isinstance(m[1], bool)
+                 and 0 <= m[1] < 2**32)
+        assert r[1] == (m[1] if ok_id else None)
+    with Client(served.path) as c:
+        assert c.status()["name"] == "fake"
+
+
+@HYPOTHESIS
+@given(data=st.binary(max_size=3000)
+       | st.builds(lambda a, b: a + b, st.sampled_from([request(1, "status"), b"\x94\x00"]),
+                   st.binary(max_size=200)))
+def test_property_random_bytes(served, data):
+    with Client(served.path) as bystander:
+        for r in exchange(served.path, data):
+            assert_response(r)
+        assert bystander.status()["name"] == "fake"
+
+
+# ---------------------------------------------------------------------------- concurrency
+
+def test_100_concurrent_clients(served):
+    async def one(i, started):
+        async with AsyncClient(served.path) as c:
+            started.append(i)
+            while len(started) < 100:             # every client connected at once
+                await asyncio.sleep(0.01)
+            for k in range(20):
+                if k % 2:
+                    assert (await c.status())["name"] == "fake"
+                else:
+                    assert len(await c.port_list()) == 3
+            return i
+
+    async def main():
+        started = []
+        return await asyncio.wait_for(asyncio.gather(*(one(i, started) for i in range(100))), 60)
+
+    assert run_async(served.kind, main()) == list(range(100))
+
+
+def test_slow_port_add_does_not_stall_others(served):
+    served.fake.delay = 0.8
+    done = threading.Event()
+
+    def add():
+        with Client(served.path) as c:
+            c.port_add("eth7")
+        done.set()
+
+    t = threading.Thread(target=add)
+    t.start()
+    time.sleep(0.1)
+    with Client(served.path) as c:
+        t0 = time.monotonic()
+        for _ in range(10):
+            c.status()
+        assert time.monotonic() - t0 < 0.4 and not done.is_set()
+    t.join()
+    assert "eth7" in served.fake.ports
+
+
+def test_subscriber_that_never_reads_is_disconnected(short_dir, loop_kind):
+    fake = FakeSwitch()
+    path = str(short_dir / "sw.sock")
+    srv, t = start_server(fake, path, loop_kind, event_queue=50)
+    try:
+        s = raw(path)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(request(1, "events.subscribe"))
+        deadline = time.monotonic() + 5
+        while not srv.subscribers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.subscribers
+        for i in range(5000):
+            fake.emit(event="fdb.learn", mac="02:00:00:00:00:01", vlan=0, port="s0",
+                      pad="x" * 1000)
+            if not srv.subscribers:
+                break
+        deadline = time.monotonic() + 5
+        while srv.subscribers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not srv.subscribers                # cut off, not buffered without end
+        with Client(path) as c:
+            assert c.status()["name"] == "fake"
+        s.settimeout(5)
+        with pytest.raises((ConnectionResetError, AssertionError)):
+            while s.recv(65536):                  # what was sent, then the end
+                pass
+            raise AssertionError("closed")
+        s.close()
+    finally:
+        srv.request_stop()
+        t.join(10)
+
+
+# ---------------------------------------------------------------------------- the socket file
+
+def test_socket_mode_and_parent_dir(short_dir, loop_kind):
+    path = short_dir / "new" / "dir" / "sw.sock"
+    srv, t = start_server(FakeSwitch(), str(path), loop_kind)
+    try:
+        assert stat.S_ISSOCK(path.stat().st_mode)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755
+    finally:
+        srv.request_stop()
+        t.join(10)
+    assert not path.exists()
+
+
+def test_socket_group(short_dir, loop_kind):
+    gid = os.getgid()
+    path = short_dir / "sw.sock"
+    srv, t = start_server(FakeSwitch(), str(path), loop_kind, group=gid)
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o660
+        assert path.stat().st_gid == gid
+    finally:
+        srv.request_stop()
+        t.join(10)
+
+
+def test_unknown_group_refuses_to_start(short_dir):
+    with pytest.raises(ServerError, match="no such group"):
+        asyncio.run(Server(FakeSwitch(), str(short_dir / "sw.sock"),
+                           group="no-such-group-pyxsw").start())
+
+
+def test_stale_socket_is_replaced(short_dir, loop_kind):
+    path = str(short_dir / "sw.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)                               # a file with nobody listening behind it
+    dead.close()
+    assert os.path.exists(path)
+    srv, t = start_server(FakeSwitch(), path, loop_kind)
+    try:
+        with Client(path) as c:
+            assert c.status()["name"] == "fake"
+    finally:
+        srv.request_stop()
+        t.join(10)
+
+
+def test_second_instance_refuses_while_first_lives(served):
+    async def second():
+        await Server(FakeSwitch(), served.path).start()
+
+    with pytest.raises(ServerError, match="another pyxsw"):
+        run_async(served.kind, second())
+    with Client(served.path) as c:                # the first one is untouched
+        assert c.status()["name"] == "fake"
+
+
+def test_path_that_is_not_a_socket_is_left_alone(short_dir):
+    path = short_dir / "sw.sock"
+    path.write_text("precious")
+    with pytest.raises(ServerError, match="not a socket"):
+        asyncio.run(Server(FakeSwitch(), str(path)).start())
+    assert path.read_text() == "precious"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_on_signal(short_dir, loop_kind, sig):
+    path = short_dir / "sw.sock"
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(ROOT)!r}, {str(Path(__file__).parent)!r}]
+        from test_mgmt_unit import FakeSwitch
+        from pyxsw.mgmt.server import serve
+        serve(FakeSwitch(), {str(path)!r}, use_uvloop={loop_kind == "uvloop"})
+        print("stopped cleanly")
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with Client(str(path)) as c:
+            assert c.status()["name"] == "fake"
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err
+    assert "stopped cleanly" in out
+    assert not path.exists()
+
+
+def test_serve_until_shutdown_rpc(short_dir, loop_kind):
+    path = str(short_dir / "sw.sock")
+    t = threading.Thread(target=serve, args=(FakeSwitch(), path),
+                         kwargs={"use_uvloop": loop_kind == "uvloop"})
+    t.start()
+    deadline = time.monotonic() + 5
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ctl_main(["-s", path, "shutdown"]) == 0
+    t.join(5)
+    assert not t.is_alive() and not os.path.exists(path)
+
+
+def test_request_stop_before_start_is_honoured(short_dir):
+    srv = Server(FakeSwitch(), str(short_dir / "sw.sock"))
+    srv.request_stop()
+    srv.run(use_uvloop=False)                     # returns at once
+
+
+# ---------------------------------------------------------------------------- pyxsw ctl
+
+def ctl(served, capsys, *words, json_out=False):
+    argv = ["-s", served.path] + (["--json"] if json_out else []) + list(words)
+    code = ctl_main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ctl_every_command(served, capsys):
+    fake = served.fake
+    fake.learn("02:00:00:00:00:0a", "s0")
+    assert ctl(served, capsys, "status")[0] == 0
+    code, out, _ = ctl(served, capsys, "status")
+    assert "name: fake" in out and "mode: poll" in out
+    code, out, _ = ctl(served, capsys, "port", "list")
+    assert code == 0 and out.split("\n")[0].split() == ["port", "index", "up"]
+    assert ctl(served, capsys, "port", "add", "eth4")[1] == "port eth4 added (index 3, up)\n"
+    assert "eth4" in fake.ports
+    code, out, _ = ctl(served, capsys, "port", "stats")
+    assert code == 0 and "rx_packets" in out and "eth4" in out
+    code, out, _ = ctl(served, capsys, "port", "stats", "s1")
+    assert code == 0 and "prog_seen" in out and "s0" not in out
+    assert ctl(served, capsys, "port", "del", "eth4")[1] == "port eth4 removed\n"
+    assert ctl(served, capsys, "fdb", "add", "02:00:00:00:00:09", "s1", "--vlan", "5")[1] == \
+        "02:00:00:00:00:09 vlan 5 -> s1 (static)\n"
+    code, out, _ = ctl(served, capsys, "fdb", "show")
+    lines = out.splitlines()
+    assert lines[0].split() == ["mac", "vlan", "port", "age", "type"]
+    assert lines[-1] == "2 entries" and "static" in out and "learned" in out
+    code, out, _ = ctl(served, capsys, "fdb", "show", "--port", "s1", "--vlan", "5")
+    assert out.splitlines()[-1] == "1 entry"
+    assert ctl(served, capsys, "fdb", "del", "02:00:00:00:00:09", "--vlan", "5")[0] == 0
+    assert ctl(served, capsys, "fdb", "flush", "--port", "s0")[1] == "flushed 1 entry\n"
+    assert ctl(served, capsys, "fdb", "flush")[1] == "flushed 0 entries\n"
+    assert ctl(served, capsys, "mode", "interrupt")[1] == "mode interrupt\n"
+    assert fake.mode == "interrupt"
+    assert ctl(served, capsys, "aging", "60")[1] == "aging 60 s\n"
+    assert ctl(served, capsys, "aging", "0")[1] == "aging off\n"
+    assert ctl(served, capsys, "shutdown")[1] == "switch shutting down\n"
+    served.thread.join(5)
+    assert not served.thread.is_alive()
+
+
+def test_ctl_json(served, capsys):
+    served.fake.learn("02:00:00:00:00:0a", "s2")
+    code, out, _ = ctl(served, capsys, "fdb", "show", json_out=True)
+    assert code == 0 and json.loads(out) == [{"mac": "02:00:00:00:00:0a", "vlan": 0,
+                                             "port": "s2", "age": 3, "static": False}]
+    assert json.loads(ctl(served, capsys, "port", "list", json_out=True)[1])[0]["name"] == "s0"
+    assert sorted(json.loads(ctl(served, capsys, "port", "stats", json_out=True)[1])) == \
+        ["s0", "s1", "s2"]
+    assert json.loads(ctl(served, capsys, "status", json_out=True)[1])["name"] == "fake"
+    # options after the command words work too
+    code, out, _ = ctl(served, capsys, "mode", "poll", "--json")
+    assert json.loads(out) == {"mode": "poll"}
+
+
+def test_ctl_errors(served, capsys):
+    code, out, err = ctl(served, capsys, "port", "del", "s9")
+    assert code == 1 and out == "" and "not_found" in err and "s9" in err
+    code, _, err = ctl(served, capsys, "fdb", "add", "zz:00:00:00:00:01", "s0")
+    assert code == 1 and "invalid_params" in err
+    assert ctl(served, capsys, "mode", "turbo")[0] == 2
+    assert ctl(served, capsys, "aging", "-5")[0] == 2
+    assert ctl(served, capsys, "fdb", "show", "--vlan", "5000")[0] == 2
+    assert ctl(served, capsys, "frobnicate")[0] == 2
+    assert ctl_main([]) == 2
+
+
+def test_ctl_without_a_switch(short_dir, capsys):
+    path = str(short_dir / "sw.sock")
+    assert ctl_main(["-s", path, "status"]) == 3
+    err = capsys.readouterr().err
+    assert path in err and "no such socket" in err
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)
+    dead.close()
+    assert ctl_main(["-s", path, "port", "list"]) == 3
+    assert "refused" in capsys.readouterr().err
+
+
+def test_ctl_events(served, capsys):
+    def feed():
+        while not served.server.subscribers:
+            time.sleep(0.01)
+        served.fake.learn("02:00:00:00:00:0c", "s1")
+        served.fake.emit(event="port.down", port="s1")
+        served.server.request_stop()             # ends the stream
+
+    t = threading.Thread(target=feed)
+    t.start()
+    code = ctl_main(["-s", served.path, "events"])
+    t.join()
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[0].split() == ["fdb.learn", "mac=02:00:00:00:00:0c", "vlan=0", "port=s1"]
+    assert out[1].split() == ["port.down", "port=s1"]
