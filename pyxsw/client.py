@@ -6,6 +6,7 @@
         for entry in c.fdb_list(port="s1"):
             print(entry["mac"], entry["vlan"], entry["age"])
         c.call("mode.set", mode="interrupt")         # any method by its RPC name
+        c.subscribe()                                # events from now on are kept
         for event in c.events(timeout=10):           # {"event": "fdb.learn", "mac": ...}
             ...
 
@@ -157,12 +158,17 @@ class Client(_Methods):
             elif msg[1] is None and msg[2] is not None:     # the server could not parse us
                 raise _error(msg[2])
 
-    def events(self, timeout=None):
-        """Subscribe (once per connection), then yield events as they come.  With `timeout`,
-        TimeoutError when none came for that long; it ends when the switch closes."""
+    def subscribe(self):
+        """Start receiving events on this connection (events() does it when needed; call
+        this first when nothing may be missed between now and the first next())."""
         if not self._subscribed:
             self.call("events.subscribe")
             self._subscribed = True
+
+    def events(self, timeout=None):
+        """Subscribe if not yet done, then yield events as they come.  With `timeout`,
+        TimeoutError when none came for that long; it ends when the switch closes."""
+        self.subscribe()
         while True:
             while self._events:
                 yield self._events.popleft()
@@ -244,11 +250,14 @@ class AsyncClient(_Methods):
         finally:
             self._pending.pop(msgid, None)
 
-    async def events(self):
-        """Subscribe (once), then yield events until the switch closes the connection."""
+    async def subscribe(self):
         if not self._subscribed:
             await self.call("events.subscribe")
             self._subscribed = True
+
+    async def events(self):
+        """Subscribe if not yet done, then yield events until the switch closes."""
+        await self.subscribe()
         while (ev := await self._events.get()) is not None:
             yield ev
 

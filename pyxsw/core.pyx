@@ -34,6 +34,14 @@ cdef class Core:
     cdef Sw *sw
     cdef bint has_umem
     cdef int nsocks             # sockets open on the UMEM
+    # libxdp makes the first socket on a UMEM out of the UMEM's own file descriptor, which
+    # stays bound to its (interface, queue) until the UMEM goes.  When that socket's port
+    # is deleted, the socket is kept here, idle and empty, and taken again if the same
+    # interface comes back.
+    cdef Sock *owner
+    cdef int owner_ifindex
+    cdef int owner_q
+    cdef bint owner_retired
     cdef int bind_flags         # the first socket's; the others share its mode
     cdef public str zero_copy   # "auto" | "on" | "off" as configured
     cdef public str xdp_mode
@@ -125,6 +133,10 @@ cdef class Core:
         for q in range(MAX_PORTS):
             if sw.ports[q].ifindex:
                 self._port_teardown(q)
+        if self.owner != NULL:
+            xsk_socket__delete(self.owner.xsk)
+            free(self.owner)
+            self.owner = NULL
         if sw.umem != NULL:
             xsk_umem__delete(sw.umem)
         if sw.area != NULL:
@@ -298,7 +310,10 @@ cdef class Core:
     cdef Sock *_sock_open(self, Port *pt, int q) except NULL:
         cdef int flags = XDP_USE_NEED_WAKEUP
         cdef Sock *s
-        if self.nsocks == 0:
+        if self.owner_retired and self.owner_ifindex == pt.ifindex and self.owner_q == q:
+            self.owner_retired = False          # the interface is back: its socket too
+            return self.owner
+        if self.owner == NULL:
             # The first socket's bind flags decide copy or zero-copy for every socket that
             # shares the UMEM.  A failed first bind leaves libxdp's UMEM unusable, so "auto"
             # probes zero-copy on a scratch UMEM instead of trying it on the real one.
@@ -311,6 +326,9 @@ cdef class Core:
                 self._umem_reset()
                 raise
             self.zero_copy_active = sock_zero_copy(s)
+            self.owner = s
+            self.owner_ifindex = pt.ifindex
+            self.owner_q = q
             return s
         return sock_create(self.sw, pt, q, flags)
 
@@ -362,11 +380,15 @@ cdef class Core:
                 key = q
                 bpf_map_delete_elem(pt.xsks_map_fd, &key)
         detach_xdp(pt)
+        _time.sleep(0.005)      # frames already redirected, or sent and not yet completed
         for q in range(self.sw.nworkers):
             if pt.socks[q] != NULL:
-                sock_reclaim(self.sw, pt.socks[q])
-                xsk_socket__delete(pt.socks[q].xsk)
-                free(pt.socks[q])
+                sock_reclaim(self.sw, pt.socks[q], pt.socks[q] != self.owner)
+                if pt.socks[q] == self.owner:
+                    self.owner_retired = True   # kept: see `owner`
+                else:
+                    xsk_socket__delete(pt.socks[q].xsk)
+                    free(pt.socks[q])
                 pt.socks[q] = NULL
                 self.nsocks -= 1
         pt.active = 0
@@ -451,14 +473,16 @@ cdef class Core:
         pthread_mutex_unlock(&self.sw.pool.lock)
         for q in range(self.sw.nworkers):
             caches += self.sw.workers[q].ncache
-        for p in range(MAX_PORTS):
-            for q in range(self.sw.nworkers):
-                s = self.sw.ports[p].socks[q]
-                if s != NULL:
-                    fill += ring_occupancy(s.fill.producer, s.fill.consumer)
-                    rx += ring_occupancy(s.rx.producer, s.rx.consumer)
-                    tx += ring_occupancy(s.tx.producer, s.tx.consumer)
-                    comp += ring_occupancy(s.comp.producer, s.comp.consumer)
+        socks = [<size_t>self.sw.ports[p].socks[q] for p in range(MAX_PORTS)
+                 for q in range(self.sw.nworkers) if self.sw.ports[p].socks[q] != NULL]
+        if self.owner_retired:
+            socks.append(<size_t>self.owner)
+        for addr in socks:
+            s = <Sock *><size_t>addr
+            fill += ring_occupancy(s.fill.producer, s.fill.consumer)
+            rx += ring_occupancy(s.rx.producer, s.rx.consumer)
+            tx += ring_occupancy(s.tx.producer, s.tx.consumer)
+            comp += ring_occupancy(s.comp.producer, s.comp.consumer)
         placed = pool + caches + fill + rx + tx + comp
         return {"frames": self.sw.nframes, "pool": pool, "caches": caches, "fill": fill,
                 "rx": rx, "tx": tx, "completion": comp, "placed": placed,

@@ -222,42 +222,38 @@ cdef uint32_t ring_occupancy(uint32_t *prod, uint32_t *cons) noexcept nogil:
     return pyxsw_load_acq32(prod) - pyxsw_load_acq32(cons)
 
 
-cdef void sock_reclaim(Sw *sw, Sock *s) noexcept nogil:
-    """Return every frame the socket's rings hold to the pool (socket idle, no worker on it)."""
-    cdef uint32_t i, a, b
+cdef void reclaim_range(Sw *sw, uint32_t *cons, uint32_t *prod, void *ring_base, uint32_t mask,
+                        bint descs) noexcept nogil:
+    """Return the frames between a ring's consumer and producer to the pool."""
+    cdef uint32_t i = pyxsw_load_acq32(cons)
+    cdef uint32_t end = pyxsw_load_acq32(prod)
     cdef uint64_t addr
-    a = pyxsw_load_acq32(s.fill.consumer)
-    b = pyxsw_load_acq32(s.fill.producer)
-    i = a
-    while i != b:
-        addr = xsk_ring_prod__fill_addr(&s.fill, i)[0] & sw.frame_mask
+    while i != end:
+        if descs:
+            addr = (<xdp_desc *>ring_base)[i & mask].addr
+        else:
+            addr = (<uint64_t *>ring_base)[i & mask]
+        addr &= sw.frame_mask
         pool_put(&sw.pool, &addr, 1)
         i += 1
-    pyxsw_store_rel32(s.fill.consumer, b)   # (the kernel is done with this ring)
-    a = pyxsw_load_acq32(s.rx.consumer)
-    b = pyxsw_load_acq32(s.rx.producer)
-    i = a
-    while i != b:
-        addr = xsk_ring_cons__rx_desc(&s.rx, i).addr & sw.frame_mask
-        pool_put(&sw.pool, &addr, 1)
-        i += 1
-    pyxsw_store_rel32(s.rx.consumer, b)
-    a = pyxsw_load_acq32(s.tx.consumer)
-    b = pyxsw_load_acq32(s.tx.producer)
-    i = a
-    while i != b:
-        addr = xsk_ring_prod__tx_desc(&s.tx, i).addr & sw.frame_mask
-        pool_put(&sw.pool, &addr, 1)
-        i += 1
-    pyxsw_store_rel32(s.tx.consumer, b)
-    a = pyxsw_load_acq32(s.comp.consumer)
-    b = pyxsw_load_acq32(s.comp.producer)
-    i = a
-    while i != b:
-        addr = xsk_ring_cons__comp_addr(&s.comp, i)[0] & sw.frame_mask
-        pool_put(&sw.pool, &addr, 1)
-        i += 1
-    pyxsw_store_rel32(s.comp.consumer, b)
+    pyxsw_store_rel32(cons, end)
+
+
+cdef void sock_reclaim(Sw *sw, Sock *s, bint closing) noexcept nogil:
+    """Return the frames a socket's rings hold to the pool; no worker may be using it.
+
+    The RX and completion rings are ours to consume.  The fill and TX rings are the
+    kernel's to consume: their frames are taken back only when the socket is about to be
+    closed (`closing`), since a socket that lives on would use them later."""
+    reclaim_range(sw, s.rx.consumer, s.rx.producer, s.rx.ring, s.rx.mask, True)
+    reclaim_range(sw, s.comp.consumer, s.comp.producer, s.comp.ring, s.comp.mask, False)
+    s.rx.cached_cons = pyxsw_load_acq32(s.rx.consumer)
+    s.rx.cached_prod = s.rx.cached_cons
+    s.comp.cached_cons = pyxsw_load_acq32(s.comp.consumer)
+    s.comp.cached_prod = s.comp.cached_cons
+    if closing:
+        reclaim_range(sw, s.fill.consumer, s.fill.producer, s.fill.ring, s.fill.mask, False)
+        reclaim_range(sw, s.tx.consumer, s.tx.producer, s.tx.ring, s.tx.mask, True)
 
 
 cdef dict sock_stats(Sock *s):
