@@ -229,6 +229,10 @@ class Switch:
             ifindex = socket.if_nametoindex(name) if os.path.exists(f"/sys/class/net/{name}") else 0
             if not ifindex:
                 raise OSError(19, f"{name}: no such interface")
+            nq = sum(1 for d in os.listdir(f"/sys/class/net/{name}/queues") if d.startswith("rx-"))
+            if nq < self.core.workers:
+                raise OSError(22, f"{name} has {nq} RX queue(s) but cores has {self.core.workers} "
+                                  f"entries: worker q needs queue q on every port")
             promisc = _Promisc(ifindex)
             try:
                 up = _link_up(name)
