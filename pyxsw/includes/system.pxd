@@ -102,6 +102,7 @@ cdef extern from *:
     static inline void pyxsw_fence_rel(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
     static inline void pyxsw_fence_seq(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
     static inline void pyxsw_cpu_relax(void) { __builtin_ia32_pause(); }
+    static inline void pyxsw_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
     static inline uint64_t pyxsw_load_mac8(const uint8_t *p) { uint64_t v; __builtin_memcpy(&v, p, 8); return v; }
     #define pyxsw_likely(x) __builtin_expect(!!(x), 1)
     #define pyxsw_unlikely(x) __builtin_expect(!!(x), 0)
@@ -120,6 +121,7 @@ cdef extern from *:
     void pyxsw_fence_rel() nogil
     void pyxsw_fence_seq() nogil
     void pyxsw_cpu_relax() nogil
+    void pyxsw_prefetch(const void *p) nogil
     uint64_t pyxsw_load_mac8(const uint8_t *p) nogil
     bint pyxsw_likely(bint x) nogil
     bint pyxsw_unlikely(bint x) nogil

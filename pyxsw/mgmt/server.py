@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import grp
 import logging
@@ -76,9 +77,12 @@ class _Conn:
             self.abort()
 
     async def _send_events(self):
-        while True:
-            self.writer.write(await self.events.get())
-            await self.writer.drain()           # a client that doesn't read blocks here
+        try:
+            while True:
+                self.writer.write(await self.events.get())
+                await self.writer.drain()       # a client that doesn't read blocks here
+        except (ConnectionError, OSError, RuntimeError):
+            self.abort()                        # gone: the reading side ends the rest
 
     async def reply(self, msgid, error, result=None):
         try:
@@ -87,11 +91,13 @@ class _Conn:
             log.error("reply to msgid %s cannot be encoded: %s", msgid, e)
             data = _pack([RESPONSE, msgid, {"code": FAILED, "message":
                                             f"the result cannot be encoded: {e}"}, None])
-        self.writer.write(data)
-        await self.writer.drain()
-        after, self._after = self._after, []
-        for fn in after:
-            fn()
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        finally:                                # a `shutdown` stops even if its caller left
+            after, self._after = self._after, []
+            for fn in after:
+                fn()
 
     def close(self):
         """Close once what is buffered is sent (a reply just written, say)."""
@@ -132,24 +138,41 @@ class Server:
         self._stop_requested = False
         self._server = None
         self._ident = None                      # (st_dev, st_ino) of our socket file
+        self._sock = None                       # bound by bind(), not yet served
+        self._listening = False                 # our listener is registered with the switch
 
     # ------------------------------------------------------------------ life cycle
+
+    def bind(self):
+        """Claim the socket path now: ServerError if another instance serves it.  `pyxsw run`
+        calls this before starting the switch, so that a second instance refuses before it
+        touches any port; start() binds if this was not done."""
+        if self._sock is None:
+            self._sock = self._bind()
+
+    def release(self):
+        """Give up a bind() that was never served (the switch failed to start)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            self._unlink()
 
     async def start(self):
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
-        sock = self._bind()
+        self.bind()
         try:
-            self._server = await asyncio.start_unix_server(self._serve_conn, sock=sock,
+            self._server = await asyncio.start_unix_server(self._serve_conn, sock=self._sock,
                                                            limit=READ_CHUNK, backlog=128)
         except BaseException:
-            sock.close()
-            self._unlink()
+            self.release()
             raise
+        self._sock = None                       # the asyncio server owns it now
         if self.has_events:
             self.switch.add_listener(self._on_event)
+            self._listening = True
         log.info("management socket %s", self.path)
 
     def request_stop(self):
@@ -167,8 +190,9 @@ class Server:
 
     async def close(self):
         """Stop listening, drop every connection, remove the socket file."""
-        if self.has_events:
+        if self._listening:
             self.switch.remove_listener(self._on_event)
+            self._listening = False
         if self._server is not None:
             self._server.close()
         for conn in list(self._conns):
@@ -201,6 +225,9 @@ class Server:
         await self.start()
         loop = asyncio.get_running_loop()
         signals = stop_signals if threading.current_thread() is threading.main_thread() else ()
+        # Put back whatever handled them before: the caller (pyxsw run) still has a switch
+        # to stop after we return, and a second signal must not kill it half-way.
+        previous = {sig: signal.getsignal(sig) for sig in signals}
         for sig in signals:
             loop.add_signal_handler(sig, self.request_stop)
         try:
@@ -209,13 +236,16 @@ class Server:
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
+                signal.signal(sig, previous[sig])
             await self.close()
 
     # ------------------------------------------------------------------ the socket file
 
     def _bind(self):
-        """A bound, not yet listening socket at self.path with its mode and group set:
-        nobody can connect before it is listening, so nobody sneaks in before chmod."""
+        """A listening socket at self.path.  Mode and group are set before listen(): until
+        then a connect is refused, so nobody gets in before chmod.  It listens from here on,
+        even before the loop serves it, so that a second instance sees a live socket (the
+        connection waits in the backlog) and never takes a refused one for a stale file."""
         path = self.path
         gid = self._gid()
         try:
@@ -231,9 +261,10 @@ class Server:
             if gid is not None:
                 os.chown(path, -1, gid)
             os.chmod(path, self.mode)
+            sock.listen(128)
         except OSError as e:
             sock.close()
-            if e.errno == 98:       # EADDRINUSE: another instance bound it a moment ago
+            if e.errno == errno.EADDRINUSE:     # another instance bound it a moment ago
                 raise ServerError(f"{path}: another pyxsw is serving this socket") from e
             self._unlink()
             raise ServerError(f"cannot create the management socket {path}: {e}") from e
@@ -375,6 +406,7 @@ def serve(switch, path, *, mode=None, group=None, use_uvloop=True,
     """Serve `switch` on the Unix socket `path` in this thread until a `shutdown` RPC, a
     stop signal (when this is the main thread) or Server.request_stop().  The socket is
     0600, or 0660 with `group` (a name or a gid) unless `mode` says otherwise.
-    Raises ServerError when it cannot start (e.g. another instance serves `path`)."""
+    Raises ServerError when it cannot start (e.g. another instance serves `path`).
+    To refuse before a switch is started, use Server: bind(), start the switch, run()."""
     Server(switch, path, mode=mode, group=group).run(use_uvloop=use_uvloop,
                                                      stop_signals=stop_signals)
