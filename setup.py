@@ -66,7 +66,7 @@ setup(
     name="pyxsw",
     version="0.1.0",
     description="A userspace Ethernet switch on AF_XDP with a Cython core",
-    packages=["pyxsw"],
+    packages=["pyxsw", "pyxsw.mgmt"],
     package_data={"pyxsw": ["bpf/*.o"]},
     ext_modules=[Extension(
         "pyxsw._core",

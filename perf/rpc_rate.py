@@ -2,6 +2,10 @@
 
     perf/rpc_rate.py                     # serve a fake switch holding 100,000 FDB entries
     perf/rpc_rate.py -s /run/pyxsw/sw0.sock      # measure a running switch instead
+    perf/rpc_rate.py -s SOCKET --storm 10        # 10 s of RPCs as fast as 4 clients go
+
+The storm is for measuring what management traffic costs the data plane: run it against a
+switch that perf/fwd_rate.py is driving and compare the forwarded rate with a run without.
 
 Without -s, the server runs in a child process (as in `pyxsw run`, it does not share the
 GIL with the client) once on uvloop and once on plain asyncio.  The fake's fdb_list does the
@@ -35,6 +39,12 @@ class FakeSwitch:
 
     def status(self):
         return {"name": "fake", "mode": "poll", "uptime": 1.0, "fdb": {"entries": len(self.rows)}}
+
+    def port_stats(self, name=None):
+        counters = dict.fromkeys(("rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
+                                  "rx_dropped", "tx_dropped", "flooded"), 12345)
+        return {n: dict(counters, up=True, xdp={"prog_seen": 1}, queues=[])
+                for n in ([name] if name else self.ports)}
 
     def fdb_list(self, port=None, vlan=None):
         names = {p.index: p.name for p in self.ports.values()}
@@ -83,10 +93,36 @@ def fdb_list_time(path, repeat=3):
     return n, best
 
 
+STORM_CALLS = ("status", "port.stats", "port.list", "fdb.list")
+
+
+def storm(path, seconds, clients=4, depth=8):
+    """Every client keeps `depth` calls in flight, cycling through STORM_CALLS."""
+    async def one(deadline):
+        n = 0
+        async with AsyncClient(path) as c:
+            try:
+                while time.perf_counter() < deadline:
+                    await asyncio.gather(*(c.call(STORM_CALLS[(n + k) % len(STORM_CALLS)])
+                                           for k in range(depth)))
+                    n += depth
+            except ConnectionError:             # the switch stopped first: count what was done
+                pass
+        return n
+
+    async def main():
+        t0 = time.perf_counter()
+        counts = await asyncio.gather(*(one(t0 + seconds) for _ in range(clients)))
+        return sum(counts) / (time.perf_counter() - t0)
+    return asyncio.run(main())
+
+
 def measure(path, seconds):
-    print(f"  port.list, one client, one call at a time: {rate_sync(path, 'port.list', seconds):8.0f} RPCs/s")
-    print(f"  status,    one client, one call at a time: {rate_sync(path, 'status', seconds):8.0f} RPCs/s")
-    print(f"  port.list, one client, 32 calls in flight: {rate_pipelined(path, 'port.list', seconds):8.0f} RPCs/s")
+    one = "one client, one call at a time"
+    print(f"  port.list, {one}: {rate_sync(path, 'port.list', seconds):8.0f} RPCs/s")
+    print(f"  status,    {one}: {rate_sync(path, 'status', seconds):8.0f} RPCs/s")
+    rate = rate_pipelined(path, "port.list", seconds)
+    print(f"  port.list, one client, 32 calls in flight: {rate:8.0f} RPCs/s")
     n, dt = fdb_list_time(path)
     print(f"  fdb.list of {n} entries: {dt * 1000:.0f} ms (best of 3)")
 
@@ -96,7 +132,14 @@ def main():
     ap.add_argument("-s", "--socket", help="a running switch's socket (default: a fake)")
     ap.add_argument("--entries", type=int, default=100_000, help="FDB entries of the fake")
     ap.add_argument("--seconds", type=float, default=2.0, help="per rate measurement")
+    ap.add_argument("--storm", type=float, metavar="SECONDS",
+                    help="with -s: only an RPC storm of this length (4 clients, 8 in flight each)")
     a = ap.parse_args()
+    if a.storm:
+        if not a.socket:
+            ap.error("--storm needs -s SOCKET")
+        print(f"storm on {a.socket}: {storm(a.socket, a.storm):.0f} RPCs/s for {a.storm:g} s")
+        return
     if a.socket:
         print(f"switch at {a.socket}:")
         measure(a.socket, a.seconds)

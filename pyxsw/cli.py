@@ -1,4 +1,4 @@
-"""The `pyxsw` command: run, lab up/down, demo (and ctl, to come).
+"""The `pyxsw` command: run, ctl, lab up/down, demo.
 
 Exit codes: 0 success, 1 failure at run time (a ping failed, an interface is missing...),
 2 a configuration or usage error, always reported as one line on stderr.
@@ -37,28 +37,40 @@ def cmd_run(args):
     except ConfigError as e:
         return _fail(str(e), 2)
     _setup_logging()
-    from .switch import Switch, SwitchError     # the compiled core, only once the file is good
+    # The compiled core and the server only once the file is good.
+    from .mgmt.server import Server, ServerError
+    from .switch import Switch, SwitchError
 
-    # Signals only set a flag: the switch is stopped from the main thread, never from a
-    # handler that could interrupt start() half-way.
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     sw = Switch(cfg)
+    server = Server(sw, cfg.management.socket, group=cfg.management.group or None)
+    # Signals only ask the server to stop: the switch is stopped from this thread, never
+    # from a handler that could interrupt start() half-way.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: server.request_stop())
     try:
-        sw.start()
-    except SwitchError as e:
-        if getattr(e, "key", None):
-            return _fail(f"{cfg.source}: {e.key}: {e}", 2)
-        return _fail(f"pyxsw: {e}", 1)
+        # Claim the socket first: a second instance must refuse before touching any port.
+        server.bind()
+    except (ServerError, OSError) as e:
+        return _fail(f"{cfg.source}: management.socket: {e}", 2)
     try:
-        log.info("switch %s running: ports %s; mode %s; cores %s", cfg.switch.name,
+        try:
+            sw.start()
+        except SwitchError as e:
+            if getattr(e, "key", None):
+                return _fail(f"{cfg.source}: {e.key}: {e}", 2)
+            return _fail(f"pyxsw: {e}", 1)
+        # The management loop (this thread) keeps off the workers' cores when the machine
+        # has others: an RPC storm must not eat a worker's core.
+        spare = os.sched_getaffinity(0) - set(cfg.switch.cores)
+        if spare:
+            os.sched_setaffinity(0, spare)
+        log.info("switch %s running: ports %s; mode %s; cores %s; socket %s", cfg.switch.name,
                  ", ".join(p.name for p in cfg.ports) or "(none)", cfg.switch.mode,
-                 ",".join(map(str, cfg.switch.cores)))
-        while not stop.wait(0.5):
-            pass
+                 ",".join(map(str, cfg.switch.cores)), cfg.management.socket)
+        server.run()            # until the shutdown RPC, SIGINT or SIGTERM
         log.info("switch %s stopping", cfg.switch.name)
     finally:
+        server.release()
         sw.stop()
     return 0
 
@@ -173,10 +185,6 @@ def cmd_demo(args):
 
 # ---------------------------------------------------------------------------- ctl
 
-def cmd_ctl(args):
-    return _fail("pyxsw ctl: not implemented yet", 2)
-
-
 # ---------------------------------------------------------------------------- main
 
 def build_parser():
@@ -200,15 +208,17 @@ def build_parser():
     d = sub.add_parser("demo", help="a 3-host lab, a switch, all-pairs ping, FDB and counters")
     d.set_defaults(func=cmd_demo)
 
-    c = sub.add_parser("ctl", help="talk to a running switch (not implemented yet)")
-    c.add_argument("-s", "--socket", metavar="SOCKET")
-    c.add_argument("--json", action="store_true")
-    c.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND")
-    c.set_defaults(func=cmd_ctl)
+    # Listed for --help only: main() hands `ctl ...` to pyxsw.mgmt.ctl before parsing.
+    sub.add_parser("ctl", help="talk to a running switch (pyxsw ctl --help)")
     return p
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ctl"]:
+        # `ctl` has its own parser, options included: hand it everything after the word.
+        from .mgmt.ctl import ctl_main
+        return ctl_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -11,6 +11,7 @@ checked by the switch when it starts.
 from __future__ import annotations
 
 import dataclasses
+import re
 import datetime
 import tomllib
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class FdbSection:
 @dataclass(frozen=True)
 class ManagementSection:
     socket: str = "/run/pyxsw/sw0.sock"    # from_dict() derives it from switch.name
+    group: str = ""                        # a group that may use the socket (mode 0660); "" = root only
 
 
 @dataclass(frozen=True)
@@ -209,11 +211,14 @@ class _Parser:
                           port_limit=self.integer(d, S, "port_limit", D.port_limit, 0))
 
     def management(self, d, switch_name) -> ManagementSection:
-        self.table(d, "management", ["socket"])
+        self.table(d, "management", ["socket", "group"])
         sock = self.string(d, "management", "socket", f"/run/pyxsw/{switch_name}.sock")
         if not sock.startswith("/"):
             self.fail("management.socket", f"must be an absolute path, got {sock!r}")
-        return ManagementSection(socket=sock)
+        group = self.string(d, "management", "group", "")
+        if group and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]+", group):
+            self.fail("management.group", f"not a group name or gid: {group!r}")
+        return ManagementSection(socket=sock, group=group)
 
     def ports(self, lst) -> list:
         if not isinstance(lst, list):

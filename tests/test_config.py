@@ -204,6 +204,14 @@ def test_python_dash_m_pyxsw_is_the_cli():
     assert r.returncode == 0 and "run" in r.stdout and "demo" in r.stdout
 
 
-def test_ctl_is_not_implemented_yet():
-    r = run_cli("ctl", "status")
-    assert r.returncode == 2 and "not implemented yet" in r.stderr
+def test_ctl_without_a_switch_says_so(tmp_path):
+    r = run_cli("ctl", "-s", str(tmp_path / "none.sock"), "status")
+    assert r.returncode == 3 and "none.sock" in r.stderr
+
+
+def test_management_group_key():
+    cfg = Config.from_dict({"management": {"group": "pyxsw"}})
+    assert cfg.management.group == "pyxsw" and Config.from_dict({}).management.group == ""
+    with pytest.raises(ConfigError) as e:
+        Config.from_dict({"management": {"group": "bad group"}})
+    assert "management.group" in str(e.value)

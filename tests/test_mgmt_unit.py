@@ -194,6 +194,19 @@ def served(short_dir, loop_kind):
     assert not os.path.exists(path)
 
 
+def wait_serving(path, timeout=10):
+    """Until a connect succeeds: the file appears at bind(), a moment before listen()."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            raw(path).close()
+            return
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def raw(path, timeout=5):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
@@ -322,9 +335,10 @@ def test_shutdown_replies_then_stops(served):
 def test_events_reach_subscribers_only(served):
     fake = served.fake
     with Client(served.path) as sub, Client(served.path) as other:
-        events = sub.events(timeout=5)
         fake.learn("02:00:00:00:00:01", "s0")        # before subscribing: not seen
         assert sub.call("events.subscribe") == {"subscribed": True}
+        sub.subscribe()                               # a second subscription is harmless
+        events = sub.events(timeout=5)
         fake.learn("02:00:00:00:00:02", "s0")
         fake.learn("02:00:00:00:00:02", "s1")
         fake.emit(event="port.down", port="s2")
@@ -502,7 +516,8 @@ values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                max_size=4),
     max_leaves=12)
-arg_names = st.sampled_from(["name", "port", "mac", "vlan", "mode", "seconds"]) | st.text(max_size=6)
+arg_names = (st.sampled_from(["name", "port", "mac", "vlan", "mode", "seconds"])
+             | st.text(max_size=6))
 arg_values = (values | st.sampled_from(["s0", "s1", "s9", "eth5", "02:00:00:00:00:01",
                                         "poll", "turbo", 0, 4095, 4096, -1])
               | st.from_regex(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", fullmatch=True))
@@ -526,6 +541,10 @@ HYPOTHESIS = settings(max_examples=150, deadline=None,
 def test_property_wrong_requests(served, batch):
     data = b"".join(msgpack.packb(m) for m in batch)
     replies = exchange(served.path, data)
+    # a batch that subscribed may also get events (fdb.flush makes one): well-formed ones
+    events = [r for r in replies if r[0] == 2]
+    assert all(r[1] == "event" and isinstance(r[2][0], dict) for r in events)
+    replies = [r for r in replies if r[0] != 2]
     expected = [m for m in batch if not (isinstance(m, list) and len(m) == 3 and m[0] == 2)]
     assert len(replies) == len(expected)          # one reply per message, in order
     for m, r in zip(expected, replies):
@@ -699,17 +718,21 @@ def test_serve_stops_on_signal(short_dir, loop_kind, sig):
     code = textwrap.dedent(f"""
         import sys
         sys.path[:0] = [{str(ROOT)!r}, {str(Path(__file__).parent)!r}]
+        import signal
         from test_mgmt_unit import FakeSwitch
         from pyxsw.mgmt.server import serve
+        def mine(*_):
+            pass
+        signal.signal({int(sig)}, mine)
         serve(FakeSwitch(), {str(path)!r}, use_uvloop={loop_kind == "uvloop"})
+        # the caller's handler is back: a second signal cannot kill it while it cleans up
+        assert signal.getsignal({int(sig)}) is mine
         print("stopped cleanly")
     """)
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_serving(str(path))
         with Client(str(path)) as c:
             assert c.status()["name"] == "fake"
         p.send_signal(sig)
@@ -728,12 +751,34 @@ def test_serve_until_shutdown_rpc(short_dir, loop_kind):
     t = threading.Thread(target=serve, args=(FakeSwitch(), path),
                          kwargs={"use_uvloop": loop_kind == "uvloop"})
     t.start()
-    deadline = time.monotonic() + 5
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_serving(path)
     assert ctl_main(["-s", path, "shutdown"]) == 0
     t.join(5)
     assert not t.is_alive() and not os.path.exists(path)
+
+
+def test_bind_first_then_serve(short_dir, loop_kind):
+    """What `pyxsw run` does: claim the socket, start the switch (slow), then serve."""
+    path = str(short_dir / "sw.sock")
+    first = Server(FakeSwitch(), path)
+    first.bind()
+    with pytest.raises(ServerError, match="another pyxsw"):
+        Server(FakeSwitch(), path).bind()        # the first is still starting: not stale
+    first.release()
+    assert not os.path.exists(path)
+
+    srv = Server(FakeSwitch(), path)
+    srv.bind()
+    early = Client(path)                          # connects at once, answered once served
+    t = threading.Thread(target=srv.run, kwargs={"use_uvloop": loop_kind == "uvloop"})
+    t.start()
+    try:
+        assert early.status()["name"] == "fake"
+    finally:
+        early.close()
+        srv.request_stop()
+        t.join(10)
+    assert not os.path.exists(path)
 
 
 def test_request_stop_before_start_is_honoured(short_dir):
@@ -840,3 +885,15 @@ def test_ctl_events(served, capsys):
     assert code == 0
     assert out[0].split() == ["fdb.learn", "mac=02:00:00:00:00:0c", "vlan=0", "port=s1"]
     assert out[1].split() == ["port.down", "port=s1"]
+
+
+def test_error_messages_stay_short(served):
+    # a megabyte of bad argument must not come back as a megabyte of error message
+    with Client(served.path) as c:
+        for kw in ({"name": "x" * 500_000}, {"name": "s0", "y" * 500_000: 1}):
+            with pytest.raises(RpcError) as e:
+                c.call("port.add", **kw)
+            assert e.value.code == "invalid_params" and len(e.value.message) < 400
+        with pytest.raises(RpcError) as e:
+            c.call("z" * 500_000)
+        assert e.value.code == "method_not_found" and len(e.value.message) < 400

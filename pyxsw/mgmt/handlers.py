@@ -51,13 +51,23 @@ def bind_args(fn, params):
         raise RpcError(INVALID_PARAMS, "argument names must be strings")
     unknown = sorted(set(args) - fn.rpc_allowed)
     if unknown:
-        raise RpcError(INVALID_PARAMS, f"unknown argument(s): {', '.join(unknown)}"
+        raise RpcError(INVALID_PARAMS, f"unknown argument(s): {_names(unknown)}"
                        + _expects(fn))
     missing = sorted(fn.rpc_required - set(args))
     if missing:
-        raise RpcError(INVALID_PARAMS, f"missing argument(s): {', '.join(missing)}"
+        raise RpcError(INVALID_PARAMS, f"missing argument(s): {_names(missing)}"
                        + _expects(fn))
     return {k: v for k, v in args.items() if v is not None or k in fn.rpc_required}
+
+
+def show(value, limit=60):
+    """A value for an error message, cut short: a request may carry a megabyte of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _names(names):
+    return show(", ".join(names), 200)[1:-1] if names else ""
 
 
 def _expects(fn):
@@ -91,7 +101,7 @@ def _bad(message):
 def _int(value, what, lo, hi):
     # bool is an int to Python but never a number to a user
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise _bad(f"{what} must be an integer {lo}..{hi}, got {value!r}")
+        raise _bad(f"{what} must be an integer {lo}..{hi}, got {show(value)}")
     return value
 
 
@@ -102,7 +112,7 @@ def _vlan(value):
 def _mac(value):
     """'aa:bb:cc:dd:ee:ff' (or with '-') in the switch's form: lower case, colons."""
     if not isinstance(value, str) or not _MAC.fullmatch(value):
-        raise _bad(f"not a MAC address (aa:bb:cc:dd:ee:ff): {value!r}")
+        raise _bad(f"not a MAC address (aa:bb:cc:dd:ee:ff): {show(value)}")
     return value.lower().replace("-", ":")
 
 
@@ -110,10 +120,10 @@ def _ifname(value, what="interface name"):
     """What the kernel accepts as a name (dev_valid_name): 1..15 bytes, not '.' or '..',
     no '/', ':' or white space."""
     if not isinstance(value, str):
-        raise _bad(f"{what} must be a string, got {value!r}")
+        raise _bad(f"{what} must be a string, got {show(value)}")
     if (not 1 <= len(value.encode("utf-8", "surrogatepass")) <= 15 or value in (".", "..")
             or any(c in "/:" or c.isspace() or c == "\0" for c in value)):
-        raise _bad(f"not a valid {what} (1..15 characters, no '/', ':' or spaces): {value!r}")
+        raise _bad(f"not a valid {what} (1..15 characters, no '/', ':' or spaces): {show(value)}")
     return value
 
 
@@ -200,7 +210,7 @@ def fdb_flush(conn, port=None):
 @method("mode.set")
 def mode_set(conn, mode):
     if mode not in MODES:
-        raise _bad(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise _bad(f"mode must be one of {', '.join(MODES)}, got {show(mode)}")
     conn.switch.set_mode(mode)
     return {"mode": mode}
 

@@ -29,7 +29,8 @@ import threading
 
 import msgpack
 
-from . import FAILED, INVALID_REQUEST, MAX_REQUEST, NOTIFY, REQUEST, RESPONSE, RpcError
+from . import (FAILED, INVALID_REQUEST, MAX_REQUEST, METHOD_NOT_FOUND, NOTIFY, REQUEST,
+               RESPONSE, RpcError)
 from . import handlers
 
 log = logging.getLogger("pyxsw.mgmt")
@@ -363,8 +364,8 @@ class Server:
                 INVALID_REQUEST, "a request is [0, msgid, method, params]"))
         _, msgid, name, params = msg
         if not isinstance(msgid, int) or isinstance(msgid, bool) or not 0 <= msgid < 2**32:
-            return await conn.reply(None, RpcError(
-                INVALID_REQUEST, f"msgid must be an unsigned 32-bit integer, got {msgid!r}"))
+            return await conn.reply(None, RpcError(INVALID_REQUEST, "msgid must be an unsigned "
+                                                   f"32-bit integer, got {handlers.show(msgid)}"))
         try:
             result = await self._call(conn, name, params)
         except Exception as e:
@@ -374,7 +375,7 @@ class Server:
     async def _call(self, conn, name, params):
         fn = handlers.METHODS.get(name) if isinstance(name, str) else None
         if fn is None:
-            raise RpcError("method_not_found", f"no method {name!r}")
+            raise RpcError(METHOD_NOT_FOUND, f"no method {handlers.show(name)}")
         kwargs = handlers.bind_args(fn, params)
         if fn.rpc_blocking:
             return await self._loop.run_in_executor(None, functools.partial(fn, conn, **kwargs))

@@ -1,0 +1,335 @@
+"""System tests of the management plane: a real switch over veth ports and namespaces, its
+server on a Unix socket, driven through pyxsw.client and `pyxsw ctl` (root).
+
+Every test that serves runs with the server's loop on uvloop and on plain asyncio."""
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import msgpack
+import pytest
+import uvloop
+
+from helpers import BCAST, eth_frame, ping, send, udp_flows, udp_sink, wait_until
+from pyxsw import Config, Switch
+from pyxsw.client import AsyncClient, Client, RpcError
+from pyxsw.mgmt.ctl import ctl_main
+from pyxsw.mgmt.server import Server
+
+pytestmark = pytest.mark.system
+ROOT = Path(__file__).resolve().parent.parent
+CORE = 1 if 1 in os.sched_getaffinity(0) else min(os.sched_getaffinity(0))
+
+
+@pytest.fixture
+def short_dir():
+    d = tempfile.mkdtemp(prefix="pyxsw-t-")     # a socket path must fit in 108 bytes
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def loop_kind(request):
+    return request.param
+
+
+def run_async(kind, coro):
+    return uvloop.run(coro) if kind == "uvloop" else asyncio.run(coro)
+
+
+def config(ports, sock, mode="poll", **fdb):
+    return Config.from_dict({"switch": {"name": "t", "mode": mode, "cores": [CORE]},
+                             "fdb": fdb, "management": {"socket": str(sock)},
+                             "port": [{"name": p} for p in ports]})
+
+
+@contextmanager
+def live(ports, sock_dir, kind, **fdb):
+    """A started switch on `ports` and its management server; yields (switch, socket path)."""
+    path = str(sock_dir / "sw.sock")
+    sw = Switch(config(ports, path, **fdb))
+    sw.start()
+    srv = None
+    try:
+        srv = Server(sw, path)
+        t = threading.Thread(target=srv.run, kwargs={"use_uvloop": kind == "uvloop"},
+                             daemon=True)
+        t.start()
+        assert srv.started.wait(5)
+        yield sw, path
+    finally:
+        if srv is not None:
+            srv.request_stop()
+            t.join(10)
+        sw.stop()
+
+
+def ctl(capsys, path, *words):
+    code = ctl_main(["-s", path, *words])
+    out, err = capsys.readouterr()
+    assert code == 0, (words, err)
+    return out
+
+
+def ctl_json(capsys, path, *words):
+    return json.loads(ctl(capsys, path, "--json", *words))
+
+
+# ---------------------------------------------------------------------------- every command
+
+def test_every_method_and_ctl_command(lab_factory, short_dir, loop_kind, capsys):
+    lab = lab_factory(hosts=3)
+    h, (s0, s1, s2) = lab.hosts, lab.ports
+    with live([s0, s1], short_dir, loop_kind) as (sw, path):
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+
+        st = ctl_json(capsys, path, "status")
+        assert st["name"] == "t" and st["mode"] == "poll"
+        assert "mode: poll" in ctl(capsys, path, "status")
+        assert [p["name"] for p in ctl_json(capsys, path, "port", "list")] == [s0, s1]
+        assert s1 in ctl(capsys, path, "port", "list")
+
+        stats = ctl_json(capsys, path, "port", "stats")
+        assert sorted(stats) == sorted([s0, s1]) and stats[s0]["rx_packets"] > 0
+        assert list(ctl_json(capsys, path, "port", "stats", s1)) == [s1]
+        assert "rx_packets" in ctl(capsys, path, "port", "stats")
+
+        fdb = ctl_json(capsys, path, "fdb", "show")
+        assert {(e["mac"], e["port"]) for e in fdb} == {(h[0].mac, s0), (h[1].mac, s1)}
+        assert [e["mac"] for e in ctl_json(capsys, path, "fdb", "show", "--port", s1)] == [h[1].mac]
+        assert len(ctl_json(capsys, path, "fdb", "show", "--vlan", "0")) == 2
+        assert ctl_json(capsys, path, "fdb", "show", "--vlan", "7") == []
+        assert h[0].mac in ctl(capsys, path, "fdb", "show")
+
+        # a port added at run time forwards at once
+        assert ctl_json(capsys, path, "port", "add", s2)["name"] == s2
+        assert s2 in sw.ports
+        assert ping(lab, 0, 2) and ping(lab, 2, 1)
+
+        static = "02:00:00:00:00:09"
+        ctl(capsys, path, "fdb", "add", static, s1, "--vlan", "3")
+        assert {"mac": static, "vlan": 3, "port": s1, "static": True} in [
+            {k: e[k] for k in ("mac", "vlan", "port", "static")} for e in sw.fdb_list()]
+        ctl(capsys, path, "fdb", "del", static, "--vlan", "3")
+        assert static not in [e["mac"] for e in sw.fdb_list()]
+
+        assert ctl_json(capsys, path, "fdb", "flush", "--port", s0)["flushed"] == 1
+        assert not sw.fdb_list(port=s0)
+        assert ctl_json(capsys, path, "fdb", "flush")["flushed"] >= 2
+        assert sw.fdb_list() == []
+
+        for mode in ("interrupt", "adaptive", "poll"):
+            assert ctl(capsys, path, "mode", mode) == f"mode {mode}\n"
+            assert sw.mode == mode
+            assert ping(lab, 0, 1)
+
+        ctl(capsys, path, "aging", "120")
+        ctl(capsys, path, "aging", "0")
+
+        assert ping(lab, 2, 0)
+        ctl(capsys, path, "port", "del", s2)
+        assert s2 not in sw.ports
+        assert sw.fdb_list(port=s2) == []           # its entries went with it
+        assert ping(lab, 0, 1) and not ping(lab, 0, 2)
+
+        with Client(path) as c:
+            for method, kw, code in [("port.del", {"name": s2}, "not_found"),
+                                     ("port.add", {"name": s0}, "exists"),
+                                     ("port.add", {"name": "nosuchif0"}, "not_found"),
+                                     ("fdb.add", {"mac": static, "port": s2}, "not_found"),
+                                     ("mode.set", {"mode": "turbo"}, "invalid_params")]:
+                with pytest.raises(RpcError) as e:
+                    c.call(method, **kw)
+                assert e.value.code == code, (method, e.value)
+
+        assert ctl(capsys, path, "shutdown") == "switch shutting down\n"
+        assert wait_until(lambda: not os.path.exists(path))
+
+
+# ---------------------------------------------------------------------------- runtime changes
+
+def test_port_add_and_del_while_traffic_flows(lab_factory, short_dir, loop_kind):
+    """Ports 2 and 3 come and go while host 0 sends to host 1: not one datagram lost."""
+    lab = lab_factory(hosts=4)
+    s = lab.ports
+    count = 4000
+    with live(s[:2], short_dir, loop_kind) as (sw, path):
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)      # ARP done, both MACs learned
+        before = sw.port_stats()
+        dropped = _kernel_tx_dropped(s[1])
+        result = {}
+        with udp_sink(lab, 1, seconds=12) as got:
+            sender = threading.Thread(target=lambda: result.update(
+                udp_flows(lab, 0, lab.hosts[1].ip, flows=4, count=count, interval=0.001)))
+            sender.start()
+            with Client(path) as c:
+                time.sleep(0.3)
+                for _ in range(2):
+                    c.port_add(s[2])
+                    c.port_add(s[3])
+                    c.mode_set("interrupt")
+                    c.port_del(s[2])
+                    c.mode_set("poll")
+                    c.port_del(s[3])
+                assert sender.is_alive(), "traffic ended before the changes: raise count"
+            sender.join()
+        assert result["sent"] == count
+        after = sw.port_stats()
+        # Where a loss happened: the switch's counters, and the kernel's drops on the
+        # egress veth (its peer's backlog was full: the core is busy with something else?)
+        assert got["received"] == count, (after[s[1]], _kernel_tx_dropped(s[1]) - dropped)
+        assert after[s[0]]["rx_packets"] - before[s[0]]["rx_packets"] >= count
+        assert after[s[1]]["tx_packets"] - before[s[1]]["tx_packets"] >= count
+        assert after[s[1]]["tx_dropped"] == before[s[1]]["tx_dropped"]
+
+
+def _kernel_tx_dropped(ifname):
+    with open(f"/sys/class/net/{ifname}/statistics/tx_dropped") as f:
+        return int(f.read())
+
+
+def test_event_stream_appear_move_age(lab_factory, short_dir, loop_kind):
+    lab = lab_factory(hosts=3)
+    h, s = lab.hosts, lab.ports
+    with live(s, short_dir, loop_kind, aging=2) as (sw, path):
+        with Client(path) as c:
+            c.subscribe()
+            events = c.events(timeout=10)
+            send(lab, 0, eth_frame(BCAST, h[0].mac))    # h0 appears on s0
+            send(lab, 1, eth_frame(BCAST, h[0].mac))    # ... and moves to s1
+            seen = []
+            for ev in events:
+                if ev.get("mac") == h[0].mac:
+                    seen.append(ev)
+                    if ev["event"] == "fdb.age":
+                        break
+        kinds = [e["event"] for e in seen]
+        assert kinds == ["fdb.learn", "fdb.move", "fdb.age"], seen
+        assert seen[0]["port"] == s[0] and seen[0]["vlan"] == 0
+        assert seen[1]["port"] == s[1] and seen[1]["from"] == s[0]
+        assert seen[2]["port"] == s[1]
+
+
+def test_link_down_is_reported(lab_factory, short_dir, loop_kind):
+    lab = lab_factory(hosts=3)
+    h, s = lab.hosts, lab.ports
+    with live(s, short_dir, loop_kind) as (sw, path):
+        assert ping(lab, 2, 0)
+        with Client(path) as c:
+            c.subscribe()
+            events = c.events(timeout=10)
+            lab.run(2, "ip", "link", "set", "eth0", "down", check=True)
+            ev = next(e for e in events if e["event"].startswith("port."))
+            assert ev == {"event": "port.down", "port": s[2]}
+            assert {p["name"]: p["up"] for p in c.port_list()}[s[2]] is False
+            assert [p for p in c.status()["ports"] if p["name"] == s[2]][0]["up"] is False
+            assert c.fdb_list(port=s[2]) == []
+            assert ping(lab, 0, 1)                      # the rest keeps forwarding
+            lab.run(2, "ip", "link", "set", "eth0", "up", check=True)
+            ev = next(e for e in events if e["event"].startswith("port."))
+            assert ev == {"event": "port.up", "port": s[2]}
+        assert wait_until(lambda: ping(lab, 2, 0), timeout=10)
+
+
+# ---------------------------------------------------------------------------- load and abuse
+
+def test_100_concurrent_clients(lab_factory, short_dir, loop_kind):
+    lab = lab_factory(hosts=2)
+    with live(lab.ports, short_dir, loop_kind) as (sw, path):
+        assert ping(lab, 0, 1)
+
+        async def one(i):
+            async with AsyncClient(path) as c:
+                for _ in range(10):
+                    st, stats, fdb = await asyncio.gather(c.status(), c.port_stats(), c.fdb_list())
+                    assert st["name"] == "t" and len(stats) == 2 and len(fdb) == 2
+                return i
+
+        async def main():
+            return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(100))), 60)
+
+        assert run_async(loop_kind, main()) == list(range(100))
+        assert ping(lab, 1, 0)
+
+
+def test_bad_clients_do_not_disturb_forwarding(lab_factory, short_dir, loop_kind):
+    lab = lab_factory(hosts=2)
+    count = 3000
+    with live(lab.ports, short_dir, loop_kind) as (sw, path):
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+        with udp_sink(lab, 1, seconds=8) as got:
+            result = {}
+            sender = threading.Thread(target=lambda: result.update(
+                udp_flows(lab, 0, lab.hosts[1].ip, flows=2, count=count, interval=0.001)))
+            sender.start()
+            garbage = [b"\xc1", os.urandom(5000), msgpack.packb([0, 1, "x", ["y" * (2 << 20)]]),
+                       msgpack.packb({"not": "a request"}), b"\x91" * 3000]
+            with Client(path) as good:
+                while sender.is_alive():
+                    for g in garbage:
+                        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                            s.settimeout(5)
+                            s.connect(path)
+                            try:
+                                s.sendall(g)
+                                s.shutdown(socket.SHUT_WR)
+                                while s.recv(65536):
+                                    pass
+                            except (BrokenPipeError, ConnectionResetError):
+                                pass
+                    assert good.status()["name"] == "t"
+            sender.join()
+        assert result["sent"] == count and got["received"] == count
+
+
+# ---------------------------------------------------------------------------- pyxsw run
+
+def test_pyxsw_run_ctl_and_a_second_instance(lab_factory, short_dir):
+    lab = lab_factory(hosts=2)
+    sock = short_dir / "run" / "sw.sock"
+    cfg = short_dir / "sw.toml"
+    cfg.write_text(f'[switch]\nname = "t"\ncores = [{CORE}]\n\n'
+                   f'[management]\nsocket = "{sock}"\n\n'
+                   + "".join(f'[[port]]\nname = "{p}"\n\n' for p in lab.ports))
+    pyxsw = [sys.executable, "-m", "pyxsw"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    first = subprocess.Popen(pyxsw + ["run", "-c", str(cfg)], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def status():
+            return subprocess.run(pyxsw + ["ctl", "-s", str(sock), "--json", "status"],
+                                  cwd=ROOT, env=env, capture_output=True, text=True)
+
+        assert wait_until(lambda: status().returncode == 0, timeout=20, interval=0.2)
+        assert json.loads(status().stdout)["name"] == "t"
+        assert oct(sock.stat().st_mode & 0o777) == oct(0o600)
+        assert ping(lab, 0, 1)
+
+        # a second instance on the same socket refuses while the first lives
+        second = subprocess.run(pyxsw + ["run", "-c", str(cfg)], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert second.returncode != 0 and str(sock) in second.stderr
+        assert ping(lab, 0, 1)
+
+        down = subprocess.run(pyxsw + ["ctl", "-s", str(sock), "shutdown"], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+        assert down.returncode == 0, down.stderr
+        first.wait(15)
+        assert first.returncode == 0, first.stderr.read()
+        assert not sock.exists()
+        gone = subprocess.run(pyxsw + ["ctl", "-s", str(sock), "status"], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+        assert gone.returncode == 3 and str(sock) in gone.stderr
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
