@@ -330,7 +330,15 @@ cdef class Core:
             self.owner_ifindex = pt.ifindex
             self.owner_q = q
             return s
-        return sock_create(self.sw, pt, q, flags)
+        try:
+            return sock_create(self.sw, pt, q, flags)
+        except OSError as e:
+            if e.errno == _errno.EBADF:
+                # The kernel shares a UMEM through its first socket, which must stay bound.
+                raise OSError(e.errno, f"{pt.name.decode()}: cannot share the UMEM: the interface "
+                                       f"of its first socket was deleted; restart the switch "
+                                       f"to add ports") from None
+            raise
 
     cdef _umem_reset(self):
         if self.sw.umem != NULL:

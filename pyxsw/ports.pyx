@@ -148,8 +148,11 @@ cdef void attach_xdp(Port *pt, str xdp_mode) except *:
 
 
 cdef void detach_xdp(Port *pt) noexcept:
+    # Quietly: the interface may be gone already, and then so is the program.
     if pt.prog != NULL:
+        log_hold()
         xdp_program__detach(pt.prog, pt.ifindex, <xdp_attach_mode>pt.attach_mode, 0)
+        log_release()
         xdp_program__close(pt.prog)
         pt.prog = NULL
 

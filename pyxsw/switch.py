@@ -88,6 +88,7 @@ class Port:
         self.name = name
         self.index = index
         self.promisc = promisc
+        self.ifindex = 0
         self.up = True
 
 
@@ -224,9 +225,15 @@ class Switch:
 
     def add_port(self, name):
         with self._lock:
-            if name in self.ports:
-                raise ValueError(f"{name}: already a switch port")
             ifindex = socket.if_nametoindex(name) if os.path.exists(f"/sys/class/net/{name}") else 0
+            old = self.ports.get(name)
+            if old is not None:
+                if ifindex and ifindex == old.ifindex:
+                    raise ValueError(f"{name}: already a switch port")
+                # The interface was deleted (and maybe made again) under the switch: the
+                # old port is a husk; tear it down and start over on the new interface.
+                self._drop_port(name)
+                self._emit(event="port.del", port=name)
             if not ifindex:
                 raise OSError(19, f"{name}: no such interface")
             nq = sum(1 for d in os.listdir(f"/sys/class/net/{name}/queues") if d.startswith("rx-"))
@@ -243,6 +250,7 @@ class Switch:
             if note:
                 log.warning("%s: %s", name, note)
             port = Port(name, index, promisc)
+            port.ifindex = ifindex
             port.up = up
             self.ports[name] = port
             self._emit(event="port.add", port=name)

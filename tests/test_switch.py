@@ -277,3 +277,30 @@ def test_restart_after_kill_replaces_stale_xdp(lab_factory, tmp_path):
                 p.kill()
                 p.wait()
     assert not any(_link_flags(p)[1] for p in lab.ports)
+
+
+def test_interface_deleted_then_recreated(lab_factory, tmp_path):
+    lab = lab_factory(hosts=3)
+    h2, s2 = lab.hosts[2], lab.ports[2]
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        assert ping(lab, 0, 2)
+        events = []
+        sw.add_listener(events.append)
+        subprocess.run(["ip", "link", "del", s2], check=True)
+        deadline = time.monotonic() + 5
+        while sw.ports[s2].up and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sw.ports[s2].up is False
+        assert {"event": "port.down", "port": s2} in events
+        assert all(e["port"] != s2 for e in sw.fdb_list())      # its entries are flushed
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)              # the others keep forwarding
+        # the interface comes back; `port add` makes it a switch port again
+        subprocess.run(["ip", "link", "add", s2, "type", "veth", "peer", "name", "eth0",
+                        "netns", h2.ns], check=True)
+        for cmd in (["link", "set", "eth0", "address", h2.mac], ["addr", "add", h2.cidr, "dev", "eth0"],
+                    ["link", "set", "eth0", "up"]):
+            subprocess.run(["ip", "-n", h2.ns, *cmd], check=True)
+        subprocess.run(["ip", "link", "set", s2, "up"], check=True)
+        sw.add_port(s2)
+        assert sw.ports[s2].up and ping(lab, 0, 2) and ping(lab, 2, 1)
+        assert sw.wait_quiet()["in_flight"] == 0
