@@ -64,6 +64,7 @@ class ManagementSection:
 @dataclass(frozen=True)
 class PortSection:
     name: str
+    flood_limit: int = 0                   # flooded frames/s this port may cause; 0 = no limit
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,7 @@ class _Parser:
         ports = []
         for i, p in enumerate(lst):
             key = f"port[{i}]"
-            self.table(p, key, ["name"])
+            self.table(p, key, ["name", "flood_limit"])
             if "name" not in p:
                 self.fail(f"{key}.name", "missing")
             name = self.string(p, key, "name", None)
@@ -235,5 +236,6 @@ class _Parser:
                                          f"no '/', ':' or space): {name!r}")
             if any(q.name == name for q in ports):
                 self.fail(f"{key}.name", f"port {name} is listed twice")
-            ports.append(PortSection(name=name))
+            flood_limit = self.integer(p, key, "flood_limit", 0, 0)
+            ports.append(PortSection(name=name, flood_limit=flood_limit))
         return ports

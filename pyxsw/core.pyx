@@ -252,7 +252,7 @@ cdef class Core:
         t = self.sw.nframes // 2 // nsocks
         return min(t, self.sw.ring_size)
 
-    def port_add(self, str name, *, bint up=True):
+    def port_add(self, str name, *, bint up=True, uint32_t flood_limit=0):
         """Make an interface a switch port; returns (index, note)."""
         cdef int p, q, flags, rc
         cdef Port *pt
@@ -302,6 +302,7 @@ cdef class Core:
                 self._port_teardown(p)
                 raise
             self.sw.fill_target = target
+            pt.flood_limit = flood_limit
             pyxsw_store_int(&pt.up, 1 if up else 0)
             pyxsw_store_int(&pt.active, 1)
             self._publish()
@@ -346,7 +347,7 @@ cdef class Core:
             self.sw.umem = NULL
         self._umem_create()
 
-    def add_virtual_port(self, str name, bint up=True):
+    def add_virtual_port(self, str name, bint up=True, uint32_t flood_limit=0):
         """A port with no interface, for tests of the forwarding decision without root."""
         cdef int p
         cdef Port *pt
@@ -355,6 +356,7 @@ cdef class Core:
             pt = &self.sw.ports[p]
             memset(pt, 0, sizeof(Port))
             strncpy(pt.name, name.encode(), 15)
+            pt.flood_limit = flood_limit
             pt.up = 1 if up else 0
             pt.active = 1
             self._publish()
@@ -416,7 +418,8 @@ cdef class Core:
                 "up": bool(pt.up), "active": bool(pt.active),
                 "xdp_mode": {XDP_MODE_NATIVE: "native", XDP_MODE_SKB: "generic"}.get(pt.attach_mode, "none")
                             if pt.prog != NULL else "none",
-                "queues": sum(1 for q in range(self.sw.nworkers) if pt.socks[q] != NULL)}
+                "queues": sum(1 for q in range(self.sw.nworkers) if pt.socks[q] != NULL),
+                "flood_limit": pt.flood_limit}
 
     def port_stats(self, int p):
         """Counters of port p summed over workers, with the kernel's socket statistics."""
@@ -424,7 +427,7 @@ cdef class Core:
         cdef PortStats *st
         cdef int q
         out = dict(rx_packets=0, rx_bytes=0, tx_packets=0, tx_bytes=0, tx_dropped=0,
-                   flooded=0, runts=0, filtered=0)
+                   flooded=0, runts=0, filtered=0, flood_limited=0)
         for q in range(self.sw.nworkers):
             st = &self.sw.workers[q].st[p]
             out["rx_packets"] += st.rx_packets
@@ -435,6 +438,7 @@ cdef class Core:
             out["flooded"] += st.flooded
             out["runts"] += st.runts
             out["filtered"] += st.filtered
+            out["flood_limited"] += st.flood_limited
         xdp = {}
         queues = []
         for q in range(self.sw.nworkers):

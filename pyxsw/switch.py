@@ -133,7 +133,7 @@ class Switch:
         try:
             for i, p in enumerate(c.ports):
                 try:
-                    self.add_port(p.name)
+                    self.add_port(p.name, flood_limit=p.flood_limit)
                 except (OSError, ValueError) as e:
                     raise SwitchError(_reason(e), key=f"port[{i}].name") from e
             for q, cpu in enumerate(c.switch.cores):
@@ -223,7 +223,7 @@ class Switch:
 
     # ------------------------------------------------------------------ ports
 
-    def add_port(self, name):
+    def add_port(self, name, flood_limit=0):
         with self._lock:
             ifindex = socket.if_nametoindex(name) if os.path.exists(f"/sys/class/net/{name}") else 0
             old = self.ports.get(name)
@@ -243,7 +243,7 @@ class Switch:
             promisc = _Promisc(ifindex)
             try:
                 up = _link_up(name)
-                index, note = self.core.port_add(name, up=up)
+                index, note = self.core.port_add(name, up=up, flood_limit=flood_limit)
             except BaseException:
                 promisc.close()
                 raise

@@ -46,6 +46,7 @@ cdef struct PortStats:      # one per (worker, port): written by that worker onl
     uint64_t flooded        # frames received here and flooded
     uint64_t runts          # frames shorter than an Ethernet header
     uint64_t filtered       # destination on the ingress port
+    uint64_t flood_limited  # floods dropped by the port's flood_limit (storm control)
 
 
 cdef struct FdbEvent:       # a MAC learned or moved, for the management plane's subscribers
@@ -68,6 +69,7 @@ cdef struct Port:
     int active              # sockets ready: workers poll and transmit on it
     int up                  # link up: part of the flood set and a unicast destination
     int ifindex
+    uint32_t flood_limit    # flooded frames/s this port may cause; 0 = no limit
     char name[16]
     xdp_program *prog
     int attach_mode         # XDP_MODE_NATIVE / XDP_MODE_SKB
@@ -94,6 +96,10 @@ cdef struct Worker:
     pollfd pfd[MAX_PORTS + 1]
     int npfd
     uint32_t idle_run       # consecutive empty passes (adaptive mode)
+    # storm control: each worker lets a port flood its share of flood_limit per 100 ms
+    uint32_t fl_allow[MAX_PORTS]    # floods per window for each port; 0 = no limit
+    uint32_t fl_used[MAX_PORTS]     # floods in the current window
+    uint64_t fl_window              # the current window (monotonic time / 100 ms)
     # frame cache: frames this worker owns and can hand out without a lock
     uint32_t ncache
     uint32_t cache_max
@@ -200,6 +206,10 @@ cdef void worker_apply_gen(Worker *w) noexcept nogil:
             w.pfd[w.npfd].fd = w.sock[p].fd
             w.pfd[w.npfd].events = POLLIN
             w.npfd += 1
+        w.fl_allow[p] = 0
+        if pt.flood_limit:
+            # this worker's share (queues split a port's traffic), per 100 ms, at least 1
+            w.fl_allow[p] = max(1, (pt.flood_limit + 10 * sw.nworkers - 1) // (10 * sw.nworkers))
         if pyxsw_load_int(&pt.up):
             w.isup[p] = 1
             w.upl[w.nup] = p
@@ -418,6 +428,12 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
         if pyxsw_likely(e >= 0):
             stage(w, <uint16_t>e, addr, ln)
         elif e == FWD_FLOOD:
+            if pyxsw_unlikely(w.fl_allow[p] != 0):
+                if w.fl_used[p] >= w.fl_allow[p]:
+                    st.flood_limited += 1
+                    cache_put(w, addr)
+                    continue
+                w.fl_used[p] += 1
             st.flooded += 1
             flood(w, p, addr, ln)
         else:
@@ -466,6 +482,8 @@ cdef void worker_loop(Worker *w) noexcept nogil:
     cdef Sw *sw = w.sw
     cdef FdbTable *tab
     cdef uint32_t now, got
+    cdef uint64_t window
+    cdef timespec ts
     cdef int j
     cdef uint16_t p
     cdef Sock *s
@@ -474,7 +492,12 @@ cdef void worker_loop(Worker *w) noexcept nogil:
         if w.gen != pyxsw_load_rlx32(&sw.gen):
             worker_apply_gen(w)
         tab = <FdbTable *>pyxsw_load_ptr(<void **>&sw.fdb.tab)
-        now = now_s()
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+        now = <uint32_t>ts.tv_sec
+        window = <uint64_t>ts.tv_sec * 10 + <uint64_t>(ts.tv_nsec // 100000000)
+        if window != w.fl_window:
+            w.fl_window = window
+            memset(w.fl_used, 0, sizeof(w.fl_used))
         got = 0
         for j in range(w.nact):
             p = w.act[j]

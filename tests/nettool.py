@@ -16,6 +16,7 @@ word of stdout is the sha256, so `out.split()[-1]` compares the two sides.
 Only the standard library: it runs with the venv's interpreter, but needs nothing from it.
 """
 import argparse
+import errno
 import hashlib
 import json
 import random
@@ -42,7 +43,14 @@ def cmd_send(a):
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as s:
         s.bind((a.ifname, 0))
         for _ in range(a.count):
-            s.send(frame)
+            while True:
+                try:
+                    s.send(frame)
+                    break
+                except OSError as e:        # the device queue is full: wait, do not drop
+                    if e.errno not in (errno.ENOBUFS, errno.EAGAIN):
+                        raise
+                    time.sleep(0.001)
             if a.interval:
                 time.sleep(a.interval)
     print(f"sent {a.count} frames of {len(frame)} bytes")

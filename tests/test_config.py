@@ -215,3 +215,12 @@ def test_management_group_key():
     with pytest.raises(ConfigError) as e:
         Config.from_dict({"management": {"group": "bad group"}})
     assert "management.group" in str(e.value)
+
+
+def test_port_flood_limit():
+    cfg = Config.from_dict({"port": [{"name": "s0", "flood_limit": 500}, {"name": "s1"}]})
+    assert [p.flood_limit for p in cfg.ports] == [500, 0]
+    for bad in (-1, "many", 1.5, True):
+        with pytest.raises(ConfigError) as e:
+            Config.from_dict({"port": [{"name": "s0", "flood_limit": bad}]})
+        assert "port[0].flood_limit" in str(e.value)
