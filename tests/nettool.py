@@ -69,6 +69,25 @@ def _with_vlan_tag(data, ancdata):
     return data
 
 
+def cmd_spray(a):
+    """Frames from `count` random unicast source MACs: a MAC flooding attack."""
+    rng = random.Random(a.seed)
+    dst = bytes.fromhex(a.dst.replace(":", ""))
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as s:
+        s.bind((a.ifname, 0))
+        for _ in range(a.count):
+            src = bytes([rng.randrange(256) & 0xfe | 0x02]) + rng.randbytes(5)
+            while True:
+                try:
+                    s.send(dst + src + b"\x88\xb5" + bytes(46))
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.ENOBUFS, errno.EAGAIN):
+                        raise
+                    time.sleep(0.001)
+    print(f"sprayed {a.count} source MACs")
+
+
 def cmd_capture(a):
     frames = []
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as s:
@@ -191,6 +210,12 @@ def main(argv=None):
     s.add_argument("--interval", type=float, default=0.0, help="seconds between frames")
     s.set_defaults(func=cmd_send)
 
+    sp = sub.add_parser("spray")
+    sp.add_argument("--ifname", default="eth0")
+    sp.add_argument("--dst", default="ff:ff:ff:ff:ff:ff")
+    sp.add_argument("--count", type=int, required=True)
+    sp.add_argument("--seed", type=int, default=1)
+    sp.set_defaults(func=cmd_spray)
     c = sub.add_parser("capture")
     c.add_argument("--ifname", required=True)
     c.add_argument("--seconds", type=float, required=True)

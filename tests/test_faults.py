@@ -1,0 +1,117 @@
+"""Attacks and faults (root, namespaces): the switch keeps forwarding and loses nothing."""
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from test_switch import make_config, mac_bytes, nettool, ping, running, _link_flags
+
+pytestmark = pytest.mark.system
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_mac_flooding_attack(lab_factory, tmp_path):
+    """200,000 random source MACs from one host: static entries stay, the table stays within
+    its capacity, the attacker's port stops learning at its limit, the others still talk."""
+    lab = lab_factory(hosts=3)
+    cfg = make_config(lab.ports, tmp_path, capacity=4096, port_limit=1000)
+    with running(cfg) as sw:
+        sw.fdb_add("02:00:00:00:5a:5a", lab.ports[2])
+        assert ping(lab, 1, 2) and ping(lab, 2, 1)
+        attack = lab.popen(0, sys.executable, str(Path(__file__).with_name("nettool.py")), "spray",
+                           "--count", "200000", stdout=subprocess.PIPE, text=True)
+        try:
+            during = [ping(lab, a, b) for a, b in [(1, 2), (2, 1), (1, 2)]]
+            out, _ = attack.communicate(timeout=300)
+        finally:
+            if attack.poll() is None:
+                attack.kill()
+        assert attack.returncode == 0 and "200000" in out
+        assert all(during)
+        fdb = sw.fdb_list()
+        counters = sw.status()["fdb"]
+        assert len(fdb) <= 4096 and counters["entries"] == len(fdb)
+        on_attacker = [e for e in fdb if e["port"] == lab.ports[0]]
+        assert len(on_attacker) == 1000                             # the per-port limit
+        assert counters["learn_limited"] > 100000                   # ... counted
+        assert {"mac": "02:00:00:00:5a:5a", "vlan": 0, "port": lab.ports[2], "age": 0,
+                "static": True} in fdb
+        assert {e["mac"] for e in fdb} >= {lab.hosts[1].mac, lab.hosts[2].mac}
+        assert all(ping(lab, a, b) for a, b in [(1, 2), (2, 1), (0, 1)])
+        acc = sw.wait_quiet()
+        assert acc["in_flight"] == 0
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "pyxsw.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, **kw)
+
+
+def write_conf(tmp_path, ports, switch="", management=None):
+    conf = tmp_path / "sw.toml"
+    sock = management or f'socket = "{tmp_path}/sw.sock"'
+    conf.write_text(f'[switch]\nname = "t"\ncores = [1]\n{switch}\n[management]\n{sock}\n'
+                    + "".join(f'[[port]]\nname = "{p}"\n' for p in ports))
+    return conf
+
+
+@pytest.mark.parametrize("case", ["missing-interface", "umem", "cores", "socket-dir"])
+def test_start_up_errors_are_one_line_exit_2_and_leave_nothing(lab_factory, tmp_path, case):
+    lab = lab_factory(hosts=2)
+    ports = list(lab.ports)
+    switch, management, key = "", None, None
+    if case == "missing-interface":
+        ports.append("nope0")
+        key = "port[2].name"
+    elif case == "umem":
+        switch = "frames = 134217728"                   # 256 GiB of frames
+        key = "switch.frames"
+    elif case == "cores":
+        switch = "cores = [1, 64]"
+        key = "switch.cores[1]"
+    else:
+        (tmp_path / "ro").mkdir(mode=0o500)
+        management = f'socket = "/proc/pyxsw-none/sw.sock"'
+        key = "management.socket"
+    if case == "cores":
+        conf = tmp_path / "sw.toml"
+        conf.write_text(f'[switch]\nname = "t"\ncores = [1, 64]\n[management]\n'
+                        f'socket = "{tmp_path}/sw.sock"\n'
+                        + "".join(f'[[port]]\nname = "{p}"\n' for p in ports))
+    else:
+        conf = write_conf(tmp_path, ports, switch, management)
+    r = run_cli("run", "-c", str(conf))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and f"{conf}: {key}: " in r.stderr, r.stderr
+    for p in lab.ports:                                 # nothing left attached or promiscuous
+        flags, xdp, promiscuity = _link_flags(p)
+        assert not xdp and promiscuity == 0
+    assert not (tmp_path / "sw.sock").exists()
+
+
+def test_socket_refuses_unprivileged_users(lab_factory, tmp_path):
+    lab = lab_factory(hosts=2)
+    os.chmod(tmp_path, 0o755)
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        from pyxsw.mgmt.server import Server
+        server = Server(sw, str(tmp_path / "sw.sock"))
+        t = threading.Thread(target=server.run, kwargs={"stop_signals": ()}, daemon=True)
+        t.start()
+        try:
+            assert server.started.wait(10)
+            assert oct((tmp_path / "sw.sock").stat().st_mode & 0o777) == oct(0o600)
+            code = ("import socket,sys; s=socket.socket(socket.AF_UNIX); "
+                    f"s.connect({str(tmp_path / 'sw.sock')!r})")
+            r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                sys.executable, "-c", code], capture_output=True, text=True)
+            assert r.returncode != 0 and "PermissionError" in r.stderr, r.stderr
+            with socket.socket(socket.AF_UNIX) as s:      # root still gets in
+                s.connect(str(tmp_path / "sw.sock"))
+        finally:
+            server.request_stop()
+            t.join(10)
