@@ -451,8 +451,17 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
 
 cdef void worker_sleep(Worker *w) noexcept nogil:
     cdef uint64_t v
+    cdef int j, timeout = SLEEP_MS
+    cdef Sock *s
+    # A TX ring the kernel has not emptied (the egress queue was busy) needs another kick
+    # soon, and no RX event may come to give one: nap briefly instead of sleeping.
+    for j in range(w.nact):
+        s = w.sock[w.act[j]]
+        if s != NULL and s.tx.cached_prod != pyxsw_load_acq32(s.tx.consumer):
+            timeout = 1
+            break
     pyxsw_store_int(&w.parked, 1)
-    poll(w.pfd, w.npfd, SLEEP_MS)
+    poll(w.pfd, w.npfd, timeout)
     pyxsw_store_int(&w.parked, 0)
     w.wakeups += 1
     if w.pfd[w.npfd - 1].revents:
