@@ -6,7 +6,7 @@ DEB_PKGS  := clang llvm libxdp-dev libbpf-dev libelf-dev pkg-config xdp-tools bp
              iproute2 ethtool iputils-ping tcpdump iperf3 python3-venv
 BENCH_PKGS := dpdk-dev openvswitch-switch linux-perf
 
-.PHONY: install deps build demo test test-unit test-system bench clean
+.PHONY: install deps build demo test test-unit test-debug bench clean
 
 install: deps $(VENV)/.installed build
 
@@ -36,6 +36,15 @@ test: install
 
 test-unit: install
 	$(VPY) -m pytest -p no:cacheprovider tests -m "not system"
+
+# The core built with its packet-path invariant checks (PYXSW_DEBUG) and AddressSanitizer,
+# then the unit and system tests of the switch over it; the release build is restored after.
+ASAN_LIB = $(shell gcc -print-file-name=libasan.so)
+test-debug: install
+	PYXSW_DEBUG=1 $(VPY) setup.py -q build_ext --inplace --force
+	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$(ASAN_LIB) $(VPY) -m pytest -p no:cacheprovider \
+		tests/test_fdb.py tests/test_switch.py tests/test_faults.py; \
+	rc=$$?; $(VPY) setup.py -q build_ext --inplace --force; exit $$rc
 
 bench: install
 	@missing=$$(for p in $(BENCH_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \

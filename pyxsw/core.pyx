@@ -471,6 +471,9 @@ cdef class Core:
                         "learned": w.learned, "moved": w.moved, "learn_full": w.learn_full,
                         "learn_limited": w.learn_limited, "learn_busy": w.learn_busy,
                         "pool_empty": w.pool_empty, "cache": w.ncache, "events_lost": w.ev_lost,
+                        "frames_from_pool": w.from_pool, "frames_to_pool": w.to_pool,
+                        "frames_from_rx": w.from_rx, "frames_from_completion": w.from_comp,
+                        "frames_to_fill": w.to_fill, "frames_to_tx": w.to_tx,
                         "mode": _MODE_NAMES[w.mode]})
         return out
 

@@ -116,6 +116,14 @@ cdef struct Worker:
     uint64_t learn_limited
     uint64_t learn_busy
     uint64_t pool_empty     # a frame was wanted and there was none
+    # frame flow through this worker, in frames: what came into its hands and what left
+    # them.  At the end of every pass `ncache` must equal the balance: a debug build checks.
+    uint64_t from_pool
+    uint64_t to_pool
+    uint64_t from_rx
+    uint64_t from_comp
+    uint64_t to_fill
+    uint64_t to_tx
     PortStats st[MAX_PORTS]
     # FDB events: a single-producer (this worker) single-consumer (control thread) ring;
     # when it is full, events are counted as lost, never waited for
@@ -158,8 +166,10 @@ cdef inline uint32_t cache_fill(Worker *w, uint32_t want) noexcept nogil:
     cdef uint32_t room
     if w.ncache < want:
         room = w.cache_max - w.ncache
-        w.ncache += pool_get(&w.sw.pool, &w.cache[w.ncache],
-                             room if room < want - w.ncache + CACHE_CHUNK else want - w.ncache + CACHE_CHUNK)
+        room = pool_get(&w.sw.pool, &w.cache[w.ncache],
+                        room if room < want - w.ncache + CACHE_CHUNK else want - w.ncache + CACHE_CHUNK)
+        w.ncache += room
+        w.from_pool += room
     return w.ncache
 
 
@@ -167,6 +177,9 @@ cdef inline void cache_put(Worker *w, uint64_t addr) noexcept nogil:
     if pyxsw_unlikely(w.ncache >= w.cache_max):
         w.ncache -= CACHE_CHUNK
         pool_put(&w.sw.pool, &w.cache[w.ncache], CACHE_CHUNK)
+        w.to_pool += CACHE_CHUNK
+    if PYXSW_DEBUG:
+        pyxsw_check(addr < w.sw.area_size, "a frame address outside the UMEM")
     w.cache[w.ncache] = addr & w.sw.frame_mask
     w.ncache += 1
 
@@ -333,6 +346,7 @@ cdef void flush_tx(Worker *w) noexcept nogil:
             nbytes += l[i]
         if got:
             xsk_ring_prod__submit(&s.tx, got)
+            w.to_tx += got
             w.st[e].tx_packets += got
             w.st[e].tx_bytes += nbytes
             kick_tx(w, s)
@@ -349,6 +363,7 @@ cdef inline void reap(Worker *w, Sock *s) noexcept nogil:
         cache_put(w, xsk_ring_cons__comp_addr(&s.comp, idx + i)[0])
     if n:
         xsk_ring_cons__release(&s.comp, n)
+        w.from_comp += n
     # Frames left in the TX ring by an earlier kick that ran out of budget.
     if s.tx.cached_prod != pyxsw_load_acq32(s.tx.consumer):
         kick_tx(w, s)
@@ -373,6 +388,7 @@ cdef inline void refill(Worker *w, Sock *s) noexcept nogil:
         w.ncache -= 1
         xsk_ring_prod__fill_addr(&s.fill, idx + i)[0] = w.cache[w.ncache]
     xsk_ring_prod__submit(&s.fill, need)
+    w.to_fill += need
 
 
 cdef void flood(Worker *w, uint16_t p, uint64_t addr, uint32_t ln) noexcept nogil:
@@ -422,6 +438,8 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
         d = xsk_ring_cons__rx_desc(&s.rx, idx + i)
         addr = d.addr
         ln = d.len
+        if PYXSW_DEBUG:
+            pyxsw_check(addr + ln <= w.sw.area_size, "an RX descriptor outside the UMEM")
         st.rx_packets += 1
         st.rx_bytes += ln
         e = decide(w, tab, w.sw.area + addr, ln, p, now)
@@ -443,6 +461,7 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
                 st.filtered += 1
             cache_put(w, addr)
     xsk_ring_cons__release(&s.rx, n)
+    w.from_rx += n
     flush_tx(w)
     return n
 
@@ -517,6 +536,10 @@ cdef void worker_loop(Worker *w) noexcept nogil:
             refill(w, s)
             got += rx_burst(w, s, p, tab, now)
         w.loops += 1
+        if PYXSW_DEBUG:
+            pyxsw_check(w.ncache <= w.cache_max, "a worker cache over its bound")
+            pyxsw_check(w.ncache == w.from_pool - w.to_pool + w.from_rx + w.from_comp
+                        - w.to_fill - w.to_tx, "frames lost or doubled in a worker's hands")
         if got:
             w.idle_run = 0
         else:

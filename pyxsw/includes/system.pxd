@@ -88,6 +88,16 @@ cdef extern from "<pthread.h>" nogil:
 cdef extern from *:
     """
     #include <stdint.h>
+    #include <stdio.h>
+    #include <stdlib.h>
+    /* Debug builds (PYXSW_DEBUG=1 make ...) check invariants on the packet path; in release
+       builds the tests below are `if (0)` and compile away. */
+    #ifndef PYXSW_DEBUG
+    #define PYXSW_DEBUG 0
+    #endif
+    static inline void pyxsw_check(int ok, const char *what) {
+        if (!ok) { fprintf(stderr, "pyxsw: invariant broken: %s\\n", what); abort(); }
+    }
     static inline uint32_t pyxsw_load_acq32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     static inline uint32_t pyxsw_load_rlx32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
     static inline void pyxsw_store_rel32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
@@ -107,6 +117,8 @@ cdef extern from *:
     #define pyxsw_likely(x) __builtin_expect(!!(x), 1)
     #define pyxsw_unlikely(x) __builtin_expect(!!(x), 0)
     """
+    bint PYXSW_DEBUG
+    void pyxsw_check(bint ok, const char *what) nogil
     uint32_t pyxsw_load_acq32(const uint32_t *p) nogil
     uint32_t pyxsw_load_rlx32(const uint32_t *p) nogil
     void pyxsw_store_rel32(uint32_t *p, uint32_t v) nogil
