@@ -1,5 +1,6 @@
 """Attacks and faults (root, namespaces): the switch keeps forwarding and loses nothing."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -115,3 +116,61 @@ def test_socket_refuses_unprivileged_users(lab_factory, tmp_path):
         finally:
             server.request_stop()
             t.join(10)
+
+
+def test_bad_frames_are_dropped_or_forwarded_and_counted(lab_factory, tmp_path):
+    """Header-only frames, odd EtherTypes and frames bigger than a UMEM frame: forwarded
+    when the rules say so, dropped and counted otherwise, never a crash or a lost frame."""
+    lab = lab_factory(hosts=2)
+    for i, p in enumerate(lab.ports):               # room for frames over 2048 bytes
+        subprocess.run(["ip", "link", "set", p, "mtu", "3000"], check=True)
+        lab.run(i, "ip", "link", "set", "eth0", "mtu", "3000", check=True)
+    with running(make_config(lab.ports, tmp_path, xdp_mode="generic")) as sw:
+        h0, h1 = lab.hosts
+        assert ping(lab, 0, 1)
+        dst, src = mac_bytes(h1.mac), mac_bytes(h0.mac)
+        frames = [dst + src + b"\x88\xb5",                           # header only
+                  dst + src + b"\xff\xff" + bytes(46),              # reserved EtherType
+                  dst + src + b"\x00\x01" + bytes(46),              # a length, not a type
+                  dst + src + b"\x88\xb5" + bytes(2986)]            # 3000 bytes > frame_size
+        for f in frames:
+            r = nettool(lab, 0, "send", "--ifname", "eth0", "--hex", f.hex(), "--count", "10",
+                        capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+        time.sleep(0.5)
+        st = sw.port_stats()
+        s0, s1 = st[lab.ports[0]], st[lab.ports[1]]
+        assert s0["rx_packets"] >= 30 and s1["tx_packets"] >= 30   # the well-formed ones
+        assert s0["xdp"]["rx_dropped"] >= 10                       # the oversize ones, counted
+        assert s0["rx_dropped"] >= 10
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+        assert sw.wait_quiet()["in_flight"] == 0
+
+
+def test_sigterm_under_load_exits_quickly_and_cleanly(lab_factory, tmp_path):
+    lab = lab_factory(hosts=2)
+    conf = write_conf(tmp_path, lab.ports)
+    proc = subprocess.Popen([sys.executable, "-m", "pyxsw.cli", "run", "-c", str(conf)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    load = None
+    try:
+        deadline = time.monotonic() + 20
+        while not ping(lab, 0, 1):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        load = lab.popen(0, sys.executable, str(Path(__file__).with_name("nettool.py")), "udp-flows",
+                         "--dst", lab.hosts[1].ip, "--flows", "16", "--count", "2000000",
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        for p in (proc, load):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    for p in lab.ports:
+        flags, xdp, promiscuity = _link_flags(p)
+        assert not xdp and promiscuity == 0
+    assert not (tmp_path / "sw.sock").exists()

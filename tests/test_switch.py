@@ -22,9 +22,9 @@ NETTOOL = str(Path(__file__).with_name("nettool.py"))
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_config(ports, tmp_path, mode="poll", cores=(1,), port_extra=None, **fdb):
+def make_config(ports, tmp_path, mode="poll", cores=(1,), port_extra=None, xdp_mode="auto", **fdb):
     return Config.from_dict({
-        "switch": {"name": "t", "mode": mode, "cores": list(cores)},
+        "switch": {"name": "t", "mode": mode, "cores": list(cores), "xdp_mode": xdp_mode},
         "fdb": fdb,
         "management": {"socket": str(tmp_path / "sw.sock")},
         "port": [{"name": p, **(port_extra or {}).get(p, {})} for p in ports],
