@@ -321,6 +321,8 @@ cdef class Core:
             zc = self.zero_copy == "on" or (self.zero_copy == "auto" and _probe_zero_copy(pt.name, q))
             flags |= XDP_ZEROCOPY if zc else XDP_COPY
             self.bind_flags = flags
+            if not zc and self._anchor_on_loopback(flags):
+                return sock_create(self.sw, pt, q, flags)
             try:
                 s = sock_create(self.sw, pt, q, flags)
             except OSError:
@@ -340,6 +342,25 @@ cdef class Core:
                                        f"of its first socket was deleted; restart the switch "
                                        f"to add ports") from None
             raise
+
+    cdef bint _anchor_on_loopback(self, int flags) except *:
+        """In copy mode, make the UMEM's first socket on the loopback interface, where it
+        receives nothing and holds no frames, so that every port's interface can come and go.
+        False (and the UMEM as it was) when loopback is taken, e.g. by another switch."""
+        cdef Port lo
+        memset(&lo, 0, sizeof(Port))
+        strncpy(lo.name, b"lo", 15)
+        lo.ifindex = if_nametoindex(b"lo")
+        if lo.ifindex == 0:
+            return False
+        try:
+            self.owner = sock_create(self.sw, &lo, 0, flags)
+        except OSError:
+            self._umem_reset()
+            return False
+        self.owner_ifindex = -1         # on no port: never retired, never reused
+        self.zero_copy_active = False
+        return True
 
     cdef _umem_reset(self):
         if self.sw.umem != NULL:
