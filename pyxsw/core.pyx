@@ -537,8 +537,8 @@ cdef class Core:
             pthread_mutex_lock(&f.lock)
             try:
                 t = f.tab
-                for i in range(t.mask + 1):
-                    s = &t.slots[i]
+                for i in range(t.live):
+                    s = &t.slots[t.order[i]]
                     if s.state == FDB_LIVE:
                         out.append((int_to_mac(s.key), <int>(s.key >> 48), s.port,
                                     0 if s.is_static else <uint32_t>(now - s.seen), bool(s.is_static)))
@@ -583,8 +583,8 @@ cdef class Core:
         with self.lock:
             pthread_mutex_lock(&self.sw.fdb.lock)
             t = self.sw.fdb.tab
-            for i in range(t.mask + 1):
-                s = &t.slots[i]
+            for i in reversed(range(t.live)):       # backwards: a kill moves the last one here
+                s = &t.slots[t.order[i]]
                 if (s.state == FDB_LIVE and (port < 0 or s.port == port)
                         and (static or not s.is_static)):
                     fdb_kill_locked(&self.sw.fdb, s)
@@ -605,8 +605,8 @@ cdef class Core:
             pthread_mutex_lock(&f.lock)
             try:
                 t = f.tab
-                for i in range(t.mask + 1 if f.aging else 0):
-                    s = &t.slots[i]
+                for i in reversed(range(t.live if f.aging else 0)):
+                    s = &t.slots[t.order[i]]
                     if s.state == FDB_LIVE and not s.is_static and <uint32_t>(now - s.seen) >= f.aging:
                         aged.append((int_to_mac(s.key), <int>(s.key >> 48), s.port))
                         fdb_kill_locked(f, s)

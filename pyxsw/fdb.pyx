@@ -39,11 +39,13 @@ cdef struct FdbSlot:
     uint16_t port       # egress port index
     uint64_t key        # vlan << 48 | mac (the 6 wire bytes read little-endian)
     uint32_t seen       # last seen, coarse monotonic seconds (lock-free refresh)
-    uint32_t _pad
+    uint32_t pos        # where this LIVE slot is in the table's `order` (writers only)
 
 
 cdef struct FdbTable:
     FdbSlot *slots
+    uint32_t *order     # the LIVE slots' indexes, densely: listing, flushing and aging walk
+                        # these, not every slot (a full scan sweeps the cache workers use)
     uint32_t mask       # slots - 1 (a power of two)
     uint32_t live       # FDB_LIVE slots
     uint32_t used       # FDB_LIVE + FDB_DEAD slots: what a missing key's probe walks over
@@ -80,7 +82,10 @@ cdef FdbTable *fdb_table_new(uint32_t capacity) noexcept nogil:
     if t == NULL:
         return NULL
     t.slots = <FdbSlot *>calloc(n, sizeof(FdbSlot))
-    if t.slots == NULL:
+    t.order = <uint32_t *>calloc(n, sizeof(uint32_t))
+    if t.slots == NULL or t.order == NULL:
+        free(t.slots)
+        free(t.order)
         free(t)
         return NULL
     t.mask = n - 1
@@ -90,6 +95,7 @@ cdef FdbTable *fdb_table_new(uint32_t capacity) noexcept nogil:
 cdef void fdb_table_free(FdbTable *t) noexcept nogil:
     if t != NULL:
         free(t.slots)
+        free(t.order)
         free(t)
 
 
@@ -196,6 +202,8 @@ cdef int fdb_put_locked(Fdb *f, uint64_t key, uint16_t port, uint32_t now,
     if s.state == FDB_EMPTY:
         t.used += 1
     slot_write(s, FDB_LIVE, is_static, port, key, now)
+    s.pos = t.live
+    t.order[t.live] = <uint32_t>(s - t.slots)
     t.live += 1
     if not is_static:
         f.per_port[port] += 1
@@ -203,10 +211,15 @@ cdef int fdb_put_locked(Fdb *f, uint64_t key, uint16_t port, uint32_t now,
 
 
 cdef void fdb_kill_locked(Fdb *f, FdbSlot *s) noexcept nogil:
+    cdef FdbTable *t = f.tab
+    cdef uint32_t last
     if not s.is_static:
         f.per_port[s.port] -= 1
     slot_write(s, FDB_DEAD, 0, 0, s.key, 0)
-    f.tab.live -= 1
+    t.live -= 1
+    last = t.order[t.live]              # the last LIVE slot takes the dead one's place
+    t.order[s.pos] = last
+    t.slots[last].pos = s.pos
 
 
 cdef int fdb_init(Fdb *f, uint32_t capacity, uint32_t port_limit, uint32_t aging) noexcept nogil:
@@ -254,6 +267,8 @@ cdef int fdb_rebuild_locked(Fdb *f) noexcept nogil:
             j = (j + 1) & t.mask
         t.slots[j] = s[0]
         t.slots[j].seq = 0
+        t.slots[j].pos = t.live
+        t.order[t.live] = j
         t.live += 1
         t.used += 1
     pyxsw_store_ptr(<void **>&f.tab, t)
