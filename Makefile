@@ -49,7 +49,8 @@ test-debug: install
 bench: install
 	@missing=$$(for p in $(BENCH_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
-	$(VPY) perf/fwd_rate.py
+	$(VPY) -m pip install -q -r requirements-bench.txt
+	$(VPY) perf/bench.py
 
 clean:
 	rm -rf build pyxsw/*.c pyxsw/*.so pyxsw/bpf *.egg-info

@@ -8,8 +8,11 @@
 The generator is an XDP program returning XDP_TX, run by BPF_PROG_RUN in live-frames mode:
 every repetition transmits the template frame out of gen0 into <P>p0.  The sink counts what
 reaches sink0.  Forwarded rate = sink frames/s over a steady window; offered rate = frames/s
-the generator sent.  Systems: bridge (Linux bridge), testpmd (DPDK, AF_XDP PMD), pyxsw (once
-per --modes entry), xdp (in-kernel devmap redirect, the ceiling).
+the generator sent.  Systems: bridge (Linux bridge), testpmd (DPDK, AF_XDP PMD), ovs (Open
+vSwitch, netdev datapath, afxdp ports), pyxsw (once per --modes entry), xdp (in-kernel devmap
+redirect, the ceiling).  After the rate window, on the same forwarder: --storm (pyxsw's rate
+under an RPC storm, and under a CPU hog as the control), --idle (CPU with no traffic),
+--latency (UDP ping-pong through the switch); --fdb-sizes: pyxsw with N learned MACs.
 
 Run as root:   .venv/bin/python perf/fwd_rate.py [--only bridge,testpmd] [--size 1500]
 Everything it creates carries a random prefix pb<4 hex> and is removed on exit, on SIGINT and
@@ -38,7 +41,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SYSTEMS = ("bridge", "testpmd", "pyxsw", "xdp")
+SYSTEMS = ("bridge", "testpmd", "ovs", "pyxsw", "xdp")
 PYXSW = REPO / ".venv" / "bin" / "pyxsw"
 LOCK = "/run/pyxsw-fwd_rate.lock"
 
@@ -151,6 +154,8 @@ def netns(name):
 
 
 SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}     # all mean: clean up and stop
+GEN_IP, SINK_IP = "10.254.0.1", "10.254.0.2"     # the template frame's addresses
+LAT_PORT = 7007                                     # latency ping-pong (not 9: the sink's)
 
 
 class Undo:
@@ -239,6 +244,7 @@ class Lab:
         undo.push("temp dir", shutil.rmtree, self.tmp, True)
         (self.tmp / "owner.pid").write_text(str(os.getpid()))    # `cleanup` spares live runs
         self.forwarder = None       # the process under test, when it is one
+        self.forwarder_pid = None   # its pid, when not the Popen's (ovs-vswitchd detaches)
         self.lib = libbpf()
 
     def build(self):
@@ -275,13 +281,69 @@ class Lab:
         gen = BpfObject(self.lib, self.tmp / "xdp_gen.o")
         u.push("gen object", gen.close)
         self.gen_prog, self.gen_map = gen.prog_fd("xdp_gen"), gen.map_fd("gen_count")
+        self.gen_cfg = gen.map_fd("gen_cfg")
         self.frame = udp_frame(self.sink_mac, self.gen_mac, self.args.size)
+        # Two hosts for the latency ping-pong (the sink passes all but UDP port 9 to its
+        # stack).  Checksum offload off: a userspace switch over veth would otherwise
+        # forward frames with partial checksums, which the receiver drops.
+        for ns, dev, ip in ((self.gen_ns, "gen0", GEN_IP), (self.sink_ns, "sink0", SINK_IP)):
+            sh("ip", "addr", "add", f"{ip}/24", "dev", dev, ns=ns)
+            sh("ethtool", "-K", dev, "tx", "off", ns=ns)
+
+    def set_source_macs(self, n):
+        """Make the generator cycle through n source MACs (xdp_gen.bpf.c, gen_cfg)."""
+        key, val = C.c_uint32(0), C.c_uint32(n)
+        check(self.lib.bpf_map_update_elem(self.gen_cfg, C.byref(key), C.byref(val), 0),
+              "gen_cfg update")
+
+    def ping_pong(self, count, interval=0.001, port=LAT_PORT):
+        """UDP ping-pong gen0 -> sink0 -> gen0 through the forwarder, one request in flight,
+        `interval` s apart (low load): round-trip times in microseconds, and how many got
+        no answer within 100 ms."""
+        echo = subprocess.Popen(["ip", "netns", "exec", self.sink_ns, sys.executable, __file__,
+                                 "_echo", "--lab", self.prefix, "--port", str(port)],
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            with netns(self.gen_ns):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            with s:
+                s.settimeout(0.1)
+                rtts, lost = [], 0
+                deadline = time.monotonic() + 5     # wait for the echo server (and ARP)
+                while time.monotonic() < deadline:
+                    s.sendto(b"warm", (SINK_IP, port))
+                    with contextlib.suppress(socket.timeout):
+                        s.recv(64)
+                        break
+                else:
+                    raise Unavailable("latency: no echo from the sink host within 5 s")
+                for i in range(count):
+                    msg = struct.pack("!Q", i)
+                    t0 = time.perf_counter_ns()
+                    s.sendto(msg, (SINK_IP, port))
+                    try:
+                        while s.recv(64) != msg:       # a late answer to an earlier request
+                            pass
+                        rtts.append((time.perf_counter_ns() - t0) / 1000)
+                    except socket.timeout:
+                        lost += 1
+                    time.sleep(interval)
+        finally:
+            stop_process(echo)
+        return rtts, lost
 
     def compile(self):
         arch = sh("gcc", "-print-multiarch").strip() or f"{platform.machine()}-linux-gnu"
         for name in ("xdp_gen", "xdp_sink", "xdp_redirect"):
             sh("clang", "-O2", "-g", "-Wall", "-target", "bpf", f"-I/usr/include/{arch}",
                "-c", HERE / f"{name}.bpf.c", "-o", self.tmp / f"{name}.o")
+
+    def fwd_pid(self):
+        """The pid of the forwarder under test when it is a process (its CPU is read from
+        /proc/<pid>/stat), else None (bridge, xdp: kernel work, see the core's busy %)."""
+        if self.forwarder_pid:
+            return self.forwarder_pid
+        return self.forwarder.pid if self.forwarder else None
 
     def xdp_detach_in(self, ns, ifname):
         with netns(ns) if ns else contextlib.nullcontext():
@@ -325,9 +387,12 @@ class Lab:
         return procs
 
     def sample(self):
+        pid = self.fwd_pid()
         return {"t": time.monotonic(), "sink": self.sink_frames(),
+                "proc": proc_ticks(pid) if pid else None,
                 "gen": percpu_sum(self.lib, self.gen_map, 0),
-                "p0": port_rx_frames(self.p0), "cpu": cpu_times(), "other": other_ticks()}
+                "p0": port_rx_frames(self.p0), "cpu": cpu_times(),
+                "other": other_ticks(exclude=pid)}
 
 
 def port_rx_frames(ifname):
@@ -335,6 +400,31 @@ def port_rx_frames(ifname):
     its XDP ring (XDP_TX frames that find the ring full are dropped before it)."""
     out = sh("ethtool", "-S", ifname)
     return sum(int(v) for k, v in re.findall(r"(rx_queue_\d+_xdp_packets):\s*(\d+)", out))
+
+
+def proc_ticks(pid):
+    """utime + stime of a whole process (all its threads), in clock ticks; None if gone."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(f[11]) + int(f[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def thread_ticks(pid):
+    """{tid: (comm, utime+stime ticks, CPU it last ran on)} of every thread of a process."""
+    out = {}
+    for t in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            head, tail = t.joinpath("stat").read_text().rsplit(")", 1)
+            f = tail.split()
+            out[int(t.name)] = (head.split("(", 1)[1], int(f[11]) + int(f[12]), int(f[36]))
+    return out
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))] if xs else None
 
 
 def cpu_times():
@@ -348,7 +438,7 @@ def cpu_times():
     return res
 
 
-def other_ticks():
+def other_ticks(exclude=None):
     """{pid: CPU ticks} of user processes that are neither this benchmark nor its children.
     Another job on these 2-core machines (a build, a test run) skews the figures badly, so
     the report says when one ran.  (A process that ends inside the window is missed: this
@@ -363,7 +453,8 @@ def other_ticks():
 
     def ours_or_kernel(pid):
         while pid > 1:
-            if pid in (me, 2):      # 2: kthreadd; kernel threads are part of the workload
+            if pid in (me, 2, exclude):     # 2: kthreadd: kernel threads are part of the
+                # workload; exclude: the forwarder when it is not our child (ovs-vswitchd)
                 return True
             pid = parent.get(pid, 0)
         return False
@@ -425,6 +516,20 @@ def start_xdp(lab, undo):
     check(lab.lib.bpf_xdp_attach(socket.if_nametoindex(lab.p0), obj.prog_fd("xdp_redirect_port"),
                                  XDP_FLAGS_DRV_MODE, None), "attach redirect")
     undo.push("redirect XDP", lab.xdp_detach_in, None, lab.p0)
+    # The way back (p1 -> p0), for the latency ping-pong and its ARP only: frames redirected
+    # into p0 need GRO (or XDP) on its peer gen0.
+    back = BpfObject(lab.lib, lab.tmp / "xdp_redirect.o")
+    undo.push("redirect object (back)", back.close)
+    val = C.c_uint32(socket.if_nametoindex(lab.p0))
+    check(lab.lib.bpf_map_update_elem(back.map_fd("tx_port"), C.byref(key), C.byref(val), 0),
+          "devmap update")
+    sh("ethtool", "-K", "gen0", "gro", "on", ns=lab.gen_ns)
+    undo.push("gen0 gro off", sh, "ip", "netns", "exec", lab.gen_ns, "ethtool", "-K", "gen0",
+              "gro", "off")
+    check(lab.lib.bpf_xdp_attach(socket.if_nametoindex(lab.p1),
+                                 back.prog_fd("xdp_redirect_port"), XDP_FLAGS_DRV_MODE, None),
+          "attach redirect back")
+    undo.push("redirect XDP (back)", lab.xdp_detach_in, None, lab.p1)
     if lab.args.pin_kernel:
         napi_to_fwd_cores(lab, undo, lab.p0)
     lab.wait_forwarding()
@@ -472,18 +577,120 @@ def start_testpmd(lab, undo):
     spawn(lab, undo, "testpmd", cmd)
 
 
-def start_pyxsw(lab, undo, mode):
+def start_pyxsw(lab, undo, mode, fdb_macs=0):
     exe = Path(lab.args.pyxsw)
     if not exe.exists():
         raise Unavailable(f"{exe} not found (run `make install`)")
+    core = next((REPO / "pyxsw").glob("_core*.so"), None)
+    if core and "asan" in sh("ldd", core, check=False):
+        # Someone built the debug core (make test-debug) in this tree: its figures would be
+        # AddressSanitizer's, and it does not even start without LD_PRELOAD.
+        raise Unavailable(f"{core.name} is a debug (ASan) build: run `make install` first")
     cfg = lab.tmp / f"pyxsw-{mode}.toml"
     cfg.write_text(f'[switch]\nname = "{lab.prefix}"\nmode = "{mode}"\n'
                    f"cores = {lab.args.fwd_cores}\n"
-                   f'[management]\nsocket = "{lab.tmp / "sw.sock"}"\n'
+                   + (f"[fdb]\ncapacity = {max(65536, 2 * fdb_macs)}\n" if fdb_macs else "")
+                   + f'[management]\nsocket = "{lab.tmp / "sw.sock"}"\n'
                    f'[[port]]\nname = "{lab.p0}"\n[[port]]\nname = "{lab.p1}"\n')
-    # The switch pins its own workers to `cores`; taskset keeps its other threads off core 0.
-    spawn(lab, undo, f"pyxsw-{mode}",
-          ["taskset", "-c", ",".join(map(str, lab.args.fwd_cores)), exe, "run", "-c", cfg])
+    # No taskset: the switch pins its workers to `cores` and moves its main (management)
+    # thread off them by itself.  `taskset -c <fwd core>` would force the management thread
+    # onto the worker's core, and every RPC or aging sweep would then cost forwarding time.
+    spawn(lab, undo, f"pyxsw-{mode}", [exe, "run", "-c", cfg])
+
+
+OVS_DIRS = ("/etc/openvswitch", "/var/lib/openvswitch", "/var/log/openvswitch",
+            "/var/run/openvswitch")
+OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
+
+
+def ovs_files():
+    out = set()
+    for d in OVS_DIRS:
+        p = Path(d)
+        if p.is_dir():
+            out.add(p)
+            out.update(p.iterdir())
+    return out
+
+
+def ovs_remove_new(before):
+    """Remove what the run made in OVS's directories (db, lock, logs, pid files, sockets)."""
+    for f in sorted(ovs_files() - before, key=lambda f: -len(str(f))):
+        if f.is_dir() and not f.is_symlink():
+            shutil.rmtree(f, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                f.unlink()
+
+
+def ovs_running(daemon):
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(Path(f"/var/run/openvswitch/{daemon}.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    return None
+
+
+def stop_ovs_daemon(daemon):
+    """ovs-appctl exit, then SIGKILL if it is still there after 5 s."""
+    pid = ovs_running(daemon)
+    if not pid:
+        return
+    args = ["exit", "--cleanup"] if daemon == "ovs-vswitchd" else ["exit"]
+    sh("ovs-appctl", "-t", daemon, *args, check=False)
+    for _ in range(50):
+        if not Path(f"/proc/{pid}").exists():
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def start_ovs(lab, undo):
+    """Open vSwitch, userspace (netdev) datapath, both ports type=afxdp, NORMAL forwarding,
+    its PMD thread pinned to the forwarder cores.  Daemons this run starts are stopped after,
+    and the files they made (conf.db, logs, pid files) removed; daemons already running are
+    used and left running, only our bridge and our other_config key are removed."""
+    for exe in ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-appctl", OVS_CTL):
+        if not shutil.which(exe):
+            raise Unavailable(f"{exe} not found (Debian package openvswitch-switch)")
+    if lab.args.queues > 1:
+        raise Unavailable("measured with one queue only (afxdp n_rxq=1)")
+    before = ovs_files()
+    undo.push("ovs files", ovs_remove_new, before)
+    if not ovs_running("ovsdb-server"):
+        sh(OVS_CTL, "--no-ovs-vswitchd", "--no-monitor", "--system-id=random", "start")
+        undo.push("ovsdb-server", stop_ovs_daemon, "ovsdb-server")
+    vsctl = ["ovs-vsctl", "--timeout=10"]
+    old_mask = sh(*vsctl, "--if-exists", "get", "Open_vSwitch", ".",
+                  "other_config:pmd-cpu-mask", check=False).strip()
+    mask = f"0x{sum(1 << c for c in lab.args.fwd_cores):x}"
+    # --no-wait: without it ovs-vsctl waits for ovs-vswitchd to apply the change, and there
+    # is none yet (or none any more, when undone).
+    sh(*vsctl, "--no-wait", "set", "Open_vSwitch", ".", f"other_config:pmd-cpu-mask={mask}")
+    if old_mask:
+        undo.push("pmd-cpu-mask", sh, *vsctl, "--no-wait", "set", "Open_vSwitch", ".",
+                  f"other_config:pmd-cpu-mask={old_mask}")
+    else:
+        undo.push("pmd-cpu-mask", sh, *vsctl, "--no-wait", "remove", "Open_vSwitch", ".",
+                  "other_config", "pmd-cpu-mask")
+    if not ovs_running("ovs-vswitchd"):
+        sh("ovs-vswitchd", "--detach", "--pidfile", "--no-chdir",
+           f"--log-file={lab.tmp / 'ovs-vswitchd.log'}", "unix:/var/run/openvswitch/db.sock")
+        undo.push("ovs-vswitchd", stop_ovs_daemon, "ovs-vswitchd")
+    lab.forwarder_pid = ovs_running("ovs-vswitchd")
+    br = f"{lab.prefix}ob"
+    sh(*vsctl, "add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
+    undo.push(f"ovs bridge {br}", sh, *vsctl, "--if-exists", "del-br", br)
+    for port in (lab.p0, lab.p1):
+        sh(*vsctl, "add-port", br, port, "--", "set", "interface", port, "type=afxdp",
+           "options:n_rxq=1")
+    try:
+        lab.wait_forwarding()
+    except Unavailable as e:
+        log = lab.tmp / "ovs-vswitchd.log"
+        tail = log.read_text(errors="replace").splitlines()[-3:] if log.exists() else []
+        raise Unavailable(f"{e}; log: {' | '.join(tail) or '(none)'}") from None
 
 
 def spawn(lab, undo, name, cmd):
@@ -505,52 +712,168 @@ def spawn(lab, undo, name, cmd):
 # ----------------------------------------------------------------------------------------
 # Measuring
 # ----------------------------------------------------------------------------------------
-def measure(lab, system, mode, undo):
-    """Start a forwarder, drive it for warmup + seconds, return its rates."""
+def window_rates(s0, s1):
+    """Rates and CPU figures between two samples."""
+    dt = s1["t"] - s0["t"]
+    rate = {k: (s1[k] - s0[k]) / dt for k in ("sink", "gen", "p0")}
+    busy = {cpu: round(100 * (s1["cpu"][cpu][0] - s0["cpu"][cpu][0])
+                       / max(1, s1["cpu"][cpu][1] - s0["cpu"][cpu][1]), 1) for cpu in s0["cpu"]}
+    other = sum(t - s0["other"].get(pid, 0) for pid, t in s1["other"].items())
+    proc = None
+    if s0.get("proc") is not None and s1.get("proc") is not None:
+        proc = round(100 * (s1["proc"] - s0["proc"]) / os.sysconf("SC_CLK_TCK") / dt, 1)
+    return {"forwarded_pps": rate["sink"], "offered_pps": rate["gen"],
+            "into_port_pps": rate["p0"],
+            "loss_pct": 100 * (1 - rate["sink"] / rate["gen"]) if rate["gen"] else None,
+            "cpu_busy_pct": busy, "switch_cpu_pct": proc,
+            "other_load_pct": round(100 * other / os.sysconf("SC_CLK_TCK") / dt, 1),
+            "window_s": round(dt, 3)}
+
+
+def start_burn(lab, seconds):
+    """The storm's control: one process spinning on the same cores as the storm's client,
+    making no RPC.  A rate that falls as much under it as under the storm was lost to the
+    shared generator core, not to the management plane."""
+    cores = ",".join(map(str, sorted(set(range(os.cpu_count())) - set(lab.args.fwd_cores))
+                         or lab.args.gen_cores))
+    return subprocess.Popen(["taskset", "-c", cores, sys.executable, "-c",
+                             f"import time\ne = time.monotonic() + {seconds:.1f}\n"
+                             "while time.monotonic() < e: pass"],
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def start_storm(lab, seconds):
+    """perf/rpc_rate.py --storm against the switch's socket, on the generator's cores (the
+    switch's management thread is off the worker cores too): 4 clients, 8 calls in flight."""
+    cores = ",".join(map(str, sorted(set(range(os.cpu_count())) - set(lab.args.fwd_cores))
+                         or lab.args.gen_cores))
+    log = open(lab.tmp / "storm.log", "w")
+    with log:
+        return subprocess.Popen(["taskset", "-c", cores, sys.executable, HERE / "rpc_rate.py",
+                                 "-s", lab.tmp / "sw.sock", "--storm", f"{seconds:.1f}",
+                                 *(["--calls", lab.args.storm_calls]
+                                   if lab.args.storm_calls else [])],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def measure(lab, system, mode, undo, fdb_macs=0):
+    """Start a forwarder, drive it for warmup + seconds, return its rates.  Then, as asked:
+    for pyxsw a second window under an RPC storm (--storm), an idle window (--idle), the
+    latency ping-pong (--latency)."""
     a = lab.args
     name = {"system": system, "mode": mode}
+    storm = a.storm and system == "pyxsw" and not fdb_macs
     mark = undo.mark()
-    lab.forwarder = None        # set by spawn() for forwarders that are processes
+    lab.forwarder, lab.forwarder_pid = None, None   # set by spawn() / start_ovs()
+    extra = {}
     try:
+        lab.set_source_macs(fdb_macs)
         if mode:
-            START[system](lab, undo, mode)
+            START[system](lab, undo, mode, fdb_macs) if system == "pyxsw" else \
+                START[system](lab, undo, mode)
         else:
             START[system](lab, undo)
         lab.announce()
-        gens = lab.start_generators(a.warmup + a.seconds + 1)
+        gens = lab.start_generators(a.warmup + a.seconds * (3 if storm else 1)
+                                    + (3 if storm else 0) + 1)
         for g in gens:
             undo.push("generator", stop_process, g)
         time.sleep(a.warmup)
         s0 = lab.sample()
         time.sleep(a.seconds)
         s1 = lab.sample()
+        if storm:
+            st = start_storm(lab, a.seconds + 1.0)
+            undo.push("storm", stop_process, st)
+            time.sleep(0.5)
+            s2, t2 = lab.sample(), thread_ticks(lab.fwd_pid())
+            time.sleep(a.seconds)
+            s3, t3 = lab.sample(), thread_ticks(lab.fwd_pid())
+            st.wait(30)
+            out = (lab.tmp / "storm.log").read_text(errors="replace")
+            m = re.search(r": (\d+) RPCs/s", out)
+            dt = s3["t"] - s2["t"]
+            extra["storm"] = {**window_rates(s2, s3),
+                              "rpc_per_s": int(m.group(1)) if m else None,
+                              # per thread of the switch: % of a core, and its last CPU
+                              "threads": {f"{t3[k][0]}/{k}": {
+                                  "cpu_pct": round(100 * (t3[k][1] - t2[k][1])
+                                                   / os.sysconf("SC_CLK_TCK") / dt, 1),
+                                  "on_cpu": t3[k][2]} for k in t3 if k in t2}}
+            if not m:
+                extra["storm"]["error"] = out.strip()[-300:]
+            burn = start_burn(lab, a.seconds + 1.0)
+            undo.push("burn", stop_process, burn)
+            time.sleep(0.5)
+            s4 = lab.sample()
+            time.sleep(a.seconds)
+            s5 = lab.sample()
+            burn.wait(30)
+            extra["burn"] = window_rates(s4, s5)
         if lab.forwarder and lab.forwarder.poll() is not None:
             raise Unavailable(f"exited with status {lab.forwarder.returncode} while measured")
         for g in gens:
             if g.wait() != 0:
                 raise RuntimeError(f"generator exited with status {g.returncode}")
-    except (Unavailable, RuntimeError, OSError) as e:     # one system failing spoils no other
-        return {**name, "available": False, "reason": str(e)}
+        if fdb_macs:
+            extra["fdb_entries"] = pyxsw_fdb_entries(lab)
+        if a.idle and not fdb_macs:
+            time.sleep(1.0)         # let adaptive modes notice the silence
+            i0 = lab.sample()
+            time.sleep(a.idle)
+            i1 = lab.sample()
+            w = window_rates(i0, i1)
+            extra["idle"] = {"switch_cpu_pct": w["switch_cpu_pct"],
+                             "cpu_busy_pct": w["cpu_busy_pct"], "window_s": w["window_s"],
+                             "other_load_pct": w["other_load_pct"]}
+        if a.latency and not fdb_macs:
+            try:
+                rtts, lost = lab.ping_pong(a.latency)
+                extra["latency_us"] = {"n": len(rtts), "lost": lost,
+                                       "p50": percentile(rtts, 50),
+                                       "p99": percentile(rtts, 99),
+                                       "max": max(rtts) if rtts else None,
+                                       "hist": latency_hist(rtts)}
+            except (Unavailable, OSError) as e:     # the rate still stands
+                extra["latency_us"] = {"n": 0, "error": str(e)}
+                print(f"{system}: latency not measured: {e}", flush=True)
+    except (Unavailable, RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        # one system failing spoils no other
+        return {**name, "available": False, "reason": str(e),
+                **({"fdb_macs": fdb_macs} if fdb_macs else {})}
     finally:
         undo.unwind(mark)
-    dt = s1["t"] - s0["t"]
-    rate = {k: (s1[k] - s0[k]) / dt for k in ("sink", "gen", "p0")}
-    busy = {cpu: round(100 * (s1["cpu"][cpu][0] - s0["cpu"][cpu][0])
-                       / max(1, s1["cpu"][cpu][1] - s0["cpu"][cpu][1]), 1) for cpu in s0["cpu"]}
-    other = sum(t - s0["other"].get(pid, 0) for pid, t in s1["other"].items())
-    return {**name, "available": True, "forwarded_pps": rate["sink"],
-            "offered_pps": rate["gen"], "into_port_pps": rate["p0"],
-            "loss_pct": 100 * (1 - rate["sink"] / rate["gen"]) if rate["gen"] else None,
-            "cpu_busy_pct": busy, "other_load_pct": round(100 * other / os.sysconf("SC_CLK_TCK")
-                                                          / dt, 1), "window_s": round(dt, 3)}
+    r = {**name, "available": True, **window_rates(s0, s1), **extra}
+    if storm and r["forwarded_pps"]:
+        r["storm_ratio"] = r["storm"]["forwarded_pps"] / r["forwarded_pps"]
+        r["burn_ratio"] = r["burn"]["forwarded_pps"] / r["forwarded_pps"]
+    if fdb_macs:
+        r["fdb_macs"] = fdb_macs
+    return r
 
 
-def run_system(lab, system, mode, undo):
+def latency_hist(rtts):
+    """Every RTT rounded to 1 us, as {us: count}: small, and enough to plot a distribution."""
+    h = {}
+    for x in rtts:
+        h[int(x)] = h.get(int(x), 0) + 1
+    return h
+
+
+def pyxsw_fdb_entries(lab):
+    sys.path.insert(0, str(REPO))
+    from pyxsw.client import Client
+    with Client(str(lab.tmp / "sw.sock"), timeout=10) as c:
+        return c.status().get("fdb", {}).get("entries")
+
+
+def run_system(lab, system, mode, undo, fdb_macs=0):
     """--runs measurements of one system; the one with the median forwarded rate stands for
     it, the others are kept in "runs"."""
     runs = []
     for i in range(lab.args.runs):
-        r = measure(lab, system, mode, undo)
+        r = measure(lab, system, mode, undo, fdb_macs)
         if not r["available"]:
             return r
         runs.append(r)
@@ -558,14 +881,33 @@ def run_system(lab, system, mode, undo):
             print(f"  run {i + 1}: {r['forwarded_pps'] / 1e6:.3f} Mpps", flush=True)
     best = dict(sorted(runs, key=lambda r: r["forwarded_pps"])[len(runs) // 2])
     best["runs"] = [r["forwarded_pps"] for r in runs]
+    if "storm_ratio" in best:       # the median ratio, not the ratio of the median run
+        ratios = [r["storm_ratio"] for r in runs if "storm_ratio" in r]
+        best["storm_ratio_runs"] = ratios
+        best["storm_ratio"] = sorted(ratios)[len(ratios) // 2]
+    if "burn_ratio" in best:
+        ratios = [r["burn_ratio"] for r in runs if "burn_ratio" in r]
+        best["burn_ratio_runs"] = ratios
+        best["burn_ratio"] = sorted(ratios)[len(ratios) // 2]
+    for key in ("switch_cpu_pct",):
+        vals = [r[key] for r in runs if r.get(key) is not None]
+        if vals:
+            best[key] = sorted(vals)[len(vals) // 2]
+    idle = [r["idle"]["switch_cpu_pct"] for r in runs
+            if r.get("idle") and r["idle"]["switch_cpu_pct"] is not None]
+    if idle:
+        best["idle"] = dict(best["idle"], switch_cpu_pct=sorted(idle)[len(idle) // 2],
+                            switch_cpu_pct_runs=idle)
     return best
 
 
-START = {"bridge": start_bridge, "testpmd": start_testpmd, "pyxsw": start_pyxsw,
-         "xdp": start_xdp}
+START = {"bridge": start_bridge, "testpmd": start_testpmd, "ovs": start_ovs,
+         "pyxsw": start_pyxsw, "xdp": start_xdp}
 
 
 def label(r):
+    if r.get("fdb_macs"):
+        return f"{r['system']} ({r['mode']}, {r['fdb_macs']} MACs)"
     return f"{r['system']} ({r['mode']})" if r["mode"] else r["system"]
 
 
@@ -603,6 +945,39 @@ def report(results, args):
         loss = max(0.0, r["loss_pct"])      # a sample's skew can make it a hair negative
         print(f"{label(r):<20} {r['offered_pps'] / 1e6:>12.3f} "
               f"{r['forwarded_pps'] / 1e6:>9.3f} {loss:>7.1f} {ratio:>10}  {busy}{warn}")
+        more = []
+        if r.get("switch_cpu_pct") is not None:
+            more.append(f"switch process {r['switch_cpu_pct']:.0f}% of a core")
+        if r.get("idle"):
+            i = r["idle"]
+            core = " ".join(f"c{c}={v:.1f}" for c, v in sorted(i["cpu_busy_pct"].items()))
+            sw = (f"switch {i['switch_cpu_pct']:.1f}% of a core, "
+                  if i["switch_cpu_pct"] is not None else "")
+            more.append(f"idle: {sw}cores {core}")
+        if r.get("latency_us"):
+            lt = r["latency_us"]
+            if lt["n"]:
+                more.append(f"latency us p50 {lt['p50']:.0f} p99 {lt['p99']:.0f} "
+                            f"max {lt['max']:.0f} (n={lt['n']}, lost {lt['lost']})")
+        if r.get("storm"):
+            st = r["storm"]
+            busy = {n: v["cpu_pct"] for n, v in st.get("threads", {}).items()
+                    if v["cpu_pct"] >= 1}
+            more.append(f"storm: switch threads % of a core: {busy}")
+            more.append(f"RPC storm {st['rpc_per_s'] or 0} RPCs/s: fwd "
+                        f"{st['forwarded_pps'] / 1e6:.3f} Mpps, ratio storm/quiet "
+                        f"{r.get('storm_ratio', 0):.3f} (offered {st['offered_pps'] / 1e6:.3f}, "
+                        f"into p0 {st['into_port_pps'] / 1e6:.3f} vs "
+                        f"{r['into_port_pps'] / 1e6:.3f} quiet)")
+        if r.get("burn"):
+            b = r["burn"]
+            more.append(f"control, a CPU hog instead of the storm: fwd "
+                        f"{b['forwarded_pps'] / 1e6:.3f} Mpps, ratio {r['burn_ratio']:.3f} "
+                        f"(offered {b['offered_pps'] / 1e6:.3f})")
+        if r.get("fdb_entries") is not None:
+            more.append(f"FDB entries at the end: {r['fdb_entries']}")
+        for m in more:
+            print(f"{'':<22}{m}")
 
 
 def save(results, args):
@@ -613,10 +988,17 @@ def save(results, args):
            "machine": machine_info(),
            "config": {"size": args.size, "seconds": args.seconds, "warmup": args.warmup,
                       "queues": args.queues, "runs": args.runs, "gen_cores": args.gen_cores,
-                      "fwd_cores": args.fwd_cores, "pin_kernel": args.pin_kernel},
+                      "fwd_cores": args.fwd_cores, "pin_kernel": args.pin_kernel,
+                      "storm": args.storm, "idle": args.idle, "latency": args.latency,
+                      "fdb_sizes": args.fdb_sizes},
            "results": results}
-    path = out / f"fwd_rate-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
     text = json.dumps(doc, indent=2) + "\n"
+    if args.save_as:                # perf/bench.py names its parts
+        path = Path(args.save_as)
+        path.write_text(text)
+        print(f"\nresults: {path}")
+        return
+    path = out / f"fwd_rate-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(text)
     (out / "fwd_rate-latest.json").write_text(text)
     print(f"\nresults: {path.relative_to(REPO)} (and fwd_rate-latest.json)")
@@ -649,6 +1031,16 @@ def gen_main(a):
             sys.exit(f"generator: BPF_PROG_RUN: {os.strerror(-rc)}")
 
 
+def echo_main(a):
+    """Child, in the sink's namespace: echo UDP datagrams on a.port until stopped."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((SINK_IP, a.port))
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto(data, peer)
+
+
 def cleanup_stale():
     """After a SIGKILL: stop the processes and remove the namespaces, interfaces, hugetlbfs
     mounts and temp dirs of every pb<4 hex> run that is no longer running, and restore
@@ -668,7 +1060,9 @@ def cleanup_stale():
     for d in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            ours = any(k in cmd for k in ("fwd_rate.py _gen", "dpdk-testpmd", "pyxsw"))
+            ours = any(k in cmd for k in ("fwd_rate.py _gen", "fwd_rate.py _echo",
+                                          "dpdk-testpmd", "pyxsw", "rpc_rate.py"))
+            # (the storm's control, a bare `python -c` spin, ends by itself within seconds)
             if d.name.isdigit() and ours and stale(cmd):
                 print("kill", d.name, cmd[:70])
                 os.kill(int(d.name), signal.SIGKILL)
@@ -681,6 +1075,11 @@ def cleanup_stale():
                 str(int((tmp / "nr_hugepages.orig").read_text())))
         print("remove", tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+    if ovs_running("ovsdb-server"):
+        for br in sh("ovs-vsctl", "--timeout=5", "list-br", check=False).split():
+            if re.fullmatch(r"pb[0-9a-f]{4}ob", br) and stale(br):
+                print("ovs bridge", br)
+                sh("ovs-vsctl", "--timeout=5", "--if-exists", "del-br", br, check=False)
     for ns in sh("ip", "netns", "list").split():
         if re.fullmatch(r"pb[0-9a-f]{4}(gen|sink)", ns) and stale(ns):
             print("netns", ns)
@@ -702,6 +1101,9 @@ def parse_args():
     g.add_argument("--seconds", type=float, required=True)
     g.add_argument("--frame", required=True)
     g.add_argument("--repeat", type=int, default=2**31 - 1)     # minutes: the timer stops it
+    e = sub.add_parser("_echo")     # internal: the latency ping-pong's far end
+    e.add_argument("--lab")
+    e.add_argument("--port", type=int, required=True)
     sub.add_parser("cleanup", help="remove what a killed run (SIGKILL) left behind")
     p.add_argument("--only", default=",".join(SYSTEMS),
                    help=f"comma-separated systems, from {','.join(SYSTEMS)} (default: all)")
@@ -719,8 +1121,21 @@ def parse_args():
                    help="extra AF_XDP PMD arguments, e.g. busy_budget=0")
     p.add_argument("--no-pin-kernel", dest="pin_kernel", action="store_false",
                    help="leave bridge/xdp forwarding in the generator core's softirq")
+    p.add_argument("--storm", action="store_true",
+                   help="pyxsw: a second window under an RPC storm (perf/rpc_rate.py --storm); "
+                        "reports the forwarded rate's ratio storm/quiet")
+    p.add_argument("--storm-calls", metavar="M,..", help="the storm's RPC methods (default: "
+                   "rpc_rate.py's status,port.stats,port.list,fdb.list)")
+    p.add_argument("--idle", type=float, default=0, metavar="S",
+                   help="after the traffic, S seconds with none: the switch's CPU at idle")
+    p.add_argument("--latency", type=int, default=0, metavar="N",
+                   help="after the traffic, N UDP ping-pongs gen0<->sink0, 1 ms apart")
+    p.add_argument("--fdb-sizes", type=ints, default=[], metavar="N,..",
+                   help="pyxsw (first of --modes): rate with the generator cycling through N "
+                        "source MACs, so N are learned (e.g. 1,1000,100000)")
     p.add_argument("--prefix", help=argparse.SUPPRESS)     # default pb<4 random hex>
     p.add_argument("--no-save", action="store_true", help="do not write perf/results/")
+    p.add_argument("--save-as", metavar="FILE", help="write the JSON here instead")
     a = p.parse_args()
     if a.cmd is None:
         a.only = [s for s in a.only.split(",") if s]
@@ -739,6 +1154,8 @@ def main():
     a = parse_args()
     if a.cmd == "_gen":
         return gen_main(a)
+    if a.cmd == "_echo":
+        return echo_main(a)
     if os.geteuid() != 0:
         sys.exit("fwd_rate: run as root")
     if a.cmd == "cleanup":
@@ -771,6 +1188,13 @@ def main():
                 if not r["available"]:
                     print(f"{system}: not available: {r['reason']}", flush=True)
                 results.append(r)
+        for n in a.fdb_sizes if "pyxsw" in a.only else []:
+            mode = a.modes[0]
+            print(f"fwd_rate: pyxsw ({mode}), {n} learned MACs ...", flush=True)
+            r = run_system(lab, "pyxsw", mode, undo, fdb_macs=n)
+            if not r["available"]:
+                print(f"pyxsw: not available: {r['reason']}", flush=True)
+            results.append(r)
     except KeyboardInterrupt:
         print("\nfwd_rate: interrupted, cleaning up", file=sys.stderr)
         return 130

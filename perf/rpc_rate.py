@@ -96,14 +96,14 @@ def fdb_list_time(path, repeat=3):
 STORM_CALLS = ("status", "port.stats", "port.list", "fdb.list")
 
 
-def storm(path, seconds, clients=4, depth=8):
-    """Every client keeps `depth` calls in flight, cycling through STORM_CALLS."""
+def storm(path, seconds, clients=4, depth=8, calls=STORM_CALLS):
+    """Every client keeps `depth` calls in flight, cycling through `calls`."""
     async def one(deadline):
         n = 0
         async with AsyncClient(path) as c:
             try:
                 while time.perf_counter() < deadline:
-                    await asyncio.gather(*(c.call(STORM_CALLS[(n + k) % len(STORM_CALLS)])
+                    await asyncio.gather(*(c.call(calls[(n + k) % len(calls)])
                                            for k in range(depth)))
                     n += depth
             except ConnectionError:             # the switch stopped first: count what was done
@@ -134,11 +134,15 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0, help="per rate measurement")
     ap.add_argument("--storm", type=float, metavar="SECONDS",
                     help="with -s: only an RPC storm of this length (4 clients, 8 in flight each)")
+    ap.add_argument("--calls", default=",".join(STORM_CALLS),
+                    help="with --storm: the methods to cycle through (default: %(default)s)")
     a = ap.parse_args()
     if a.storm:
         if not a.socket:
             ap.error("--storm needs -s SOCKET")
-        print(f"storm on {a.socket}: {storm(a.socket, a.storm):.0f} RPCs/s for {a.storm:g} s")
+        calls = tuple(c for c in a.calls.split(",") if c)
+        print(f"storm on {a.socket}: {storm(a.socket, a.storm, calls=calls):.0f} RPCs/s "
+              f"for {a.storm:g} s")
         return
     if a.socket:
         print(f"switch at {a.socket}:")

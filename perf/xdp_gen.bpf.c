@@ -16,14 +16,36 @@ struct {
 	__type(value, __u64);
 } gen_count SEC(".maps");
 
+/* Slot 0: how many source MACs to cycle through (0 or 1: the template's own).  With N > 1,
+ * frame k gets source MAC template[0..2]:80|(i>>16):(i>>8):i, i = k mod N, so a learning switch
+ * learns (and keeps refreshing) N addresses on its ingress port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} gen_cfg SEC(".maps");
+
 SEC("xdp")
 int xdp_gen(struct xdp_md *ctx)
 {
-	__u32 key = 0;
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	__u32 key = 0, *nmacs = bpf_map_lookup_elem(&gen_cfg, &key);
 	__u64 *n = bpf_map_lookup_elem(&gen_count, &key);
+	__u64 k = 0;
 
-	if (n)
+	if (n) {
+		k = *n;
 		*n += 1; /* per-CPU slot: no atomic needed */
+	}
+	if (nmacs && *nmacs > 1 && data + 12 <= end) {
+		__u32 i = (__u32)(k % *nmacs);
+		__u8 *src = (__u8 *)data + 6;
+
+		src[3] = 0x80 | ((i >> 16) & 0x7f); /* never the template's 00:00:0x */
+		src[4] = (i >> 8) & 0xff;
+		src[5] = i & 0xff;
+	}
 	return XDP_TX;
 }
 

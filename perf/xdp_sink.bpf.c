@@ -1,12 +1,21 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Sink for perf/fwd_rate.py, attached to sink0: counts every frame that reaches it and drops
- * it, the cheapest possible receiver, so the measurement is the forwarder's rate and not the
+ * Sink for perf/fwd_rate.py, attached to sink0: counts every generator frame that reaches it
+ * and drops it, the cheapest possible receiver, so the measurement is the forwarder's rate and not the
  * sink's.  Having an XDP program here also lets frames be redirected into sink0's veth peer
  * (ndo_xdp_xmit needs an XDP program or GRO on the receiving side).
  */
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+/* The generator's frames go to UDP port 9 (discard); everything else (ARP, the latency
+ * ping-pong) goes on to sink0's network stack. */
+#define SINK_PORT 9
 
 /* Slot 0: frames, slot 1: bytes, per CPU; the benchmark sums the CPUs. */
 struct {
@@ -19,8 +28,17 @@ struct {
 SEC("xdp")
 int xdp_sink(struct xdp_md *ctx)
 {
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + sizeof(*eth);
+	struct udphdr *udp = data + sizeof(*eth) + sizeof(*ip);
 	__u32 key = 0;
-	__u64 *v = bpf_map_lookup_elem(&sink_count, &key);
+	__u64 *v;
+
+	if ((void *)(udp + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) ||
+	    ip->protocol != IPPROTO_UDP || ip->ihl != 5 || udp->dest != bpf_htons(SINK_PORT))
+		return XDP_PASS;
+	v = bpf_map_lookup_elem(&sink_count, &key);
 
 	if (v)
 		*v += 1;
