@@ -38,19 +38,24 @@ def ready():
     print("ready", file=sys.stderr, flush=True)
 
 
+def send_waiting(s, frame):
+    """Send one frame; when the device queue is full, wait for room instead of dropping."""
+    while True:
+        try:
+            s.send(frame)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOBUFS, errno.EAGAIN):
+                raise
+            time.sleep(0.001)
+
+
 def cmd_send(a):
     frame = bytes.fromhex(a.hex)
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as s:
         s.bind((a.ifname, 0))
         for _ in range(a.count):
-            while True:
-                try:
-                    s.send(frame)
-                    break
-                except OSError as e:        # the device queue is full: wait, do not drop
-                    if e.errno not in (errno.ENOBUFS, errno.EAGAIN):
-                        raise
-                    time.sleep(0.001)
+            send_waiting(s, frame)
             if a.interval:
                 time.sleep(a.interval)
     print(f"sent {a.count} frames of {len(frame)} bytes")
@@ -77,14 +82,7 @@ def cmd_spray(a):
         s.bind((a.ifname, 0))
         for _ in range(a.count):
             src = bytes([rng.randrange(256) & 0xfe | 0x02]) + rng.randbytes(5)
-            while True:
-                try:
-                    s.send(dst + src + b"\x88\xb5" + bytes(46))
-                    break
-                except OSError as e:
-                    if e.errno not in (errno.ENOBUFS, errno.EAGAIN):
-                        raise
-                    time.sleep(0.001)
+            send_waiting(s, dst + src + b"\x88\xb5" + bytes(46))
     print(f"sprayed {a.count} source MACs")
 
 
