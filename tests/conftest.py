@@ -3,9 +3,21 @@ name they make starts with a prefix unique to the test, and everything is remove
 `finally`, so a failing test leaves nothing behind and tests never see each other's hosts."""
 import os
 import secrets
+import signal
 import subprocess
 
 import pytest
+
+
+def _terminate(signum, frame):
+    # SIGTERM (a CI timeout, `timeout`, a kill) would end pytest without running fixture
+    # teardown, leaving namespaces and XDP programs behind: turn it into an interrupt,
+    # which pytest unwinds through every finalizer.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    signal.signal(signal.SIGTERM, _terminate)
 
 from pyxsw.lab import Lab, lab_down
 
