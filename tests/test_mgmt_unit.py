@@ -897,3 +897,67 @@ def test_error_messages_stay_short(served):
         with pytest.raises(RpcError) as e:
             c.call("z" * 500_000)
         assert e.value.code == "method_not_found" and len(e.value.message) < 400
+
+
+def test_client_that_never_reads_replies_is_held_back_not_buffered(short_dir, loop_kind):
+    """Requests from a client that does not read are answered at the pace it reads: the
+    server stops reading from it once its replies back up, so nothing grows without end,
+    and everyone else is served meanwhile."""
+    fake = FakeSwitch()
+    path = str(short_dir / "sw.sock")
+    srv, t = start_server(fake, path, loop_kind)
+    try:
+        s = raw(path)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.setblocking(False)
+        sent = 0
+        batch = b"".join(request(i, "status") for i in range(100))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:          # until the server stops taking more
+            try:
+                sent += s.send(batch)
+            except BlockingIOError:
+                time.sleep(0.05)
+                try:
+                    sent += s.send(batch)
+                except BlockingIOError:
+                    break
+        assert sent < 64 * 1024 * 1024              # held back: not swallowed whole
+        buffered = [c.writer.transport.get_write_buffer_size() for c in list(srv._conns)]
+        assert buffered and max(buffered) < 4 * 1024 * 1024
+        with Client(path) as c:
+            t0 = time.monotonic()
+            assert c.status()["name"] == "fake"
+            assert time.monotonic() - t0 < 1.0
+        s.close()
+    finally:
+        srv.request_stop()
+        t.join(10)
+
+
+def test_client_that_disconnects_mid_request(short_dir, loop_kind):
+    fake = FakeSwitch()
+    fake.delay = 0.3
+    path = str(short_dir / "sw.sock")
+    srv, t = start_server(fake, path, loop_kind)
+    try:
+        half = request(1, "status")
+        s = raw(path)
+        s.sendall(half[: len(half) // 2])           # half a message, then gone
+        s.close()
+        s = raw(path)
+        s.sendall(request(2, "port.add", {"name": "eth9"}))  # a slow call, then gone
+        s.close()
+        deadline = time.monotonic() + 5
+        while "eth9" not in fake.ports and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "eth9" in fake.ports                 # the call still completed
+        with Client(path) as c:
+            assert c.status()["name"] == "fake"
+        deadline = time.monotonic() + 5
+        while len(srv._conns) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(srv._conns) == 0                 # nothing left of the departed clients
+    finally:
+        srv.request_stop()
+        t.join(10)
