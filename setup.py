@@ -33,7 +33,6 @@ class BuildExt(build_ext):
             compiler_directives={"language_level": 3, "boundscheck": False,
                                  "wraparound": False, "cdivision": True,
                                  "initializedcheck": False},
-            compile_time_env={"PYXSW_DEBUG": DEBUG},
             include_path=[str(ROOT / "pyxsw")],
         )
 

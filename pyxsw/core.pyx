@@ -42,7 +42,6 @@ cdef class Core:
     cdef int owner_ifindex
     cdef int owner_q
     cdef bint owner_retired
-    cdef int bind_flags         # the first socket's; the others share its mode
     cdef public str zero_copy   # "auto" | "on" | "off" as configured
     cdef public str xdp_mode
     cdef public object tx_budget        # frames per TX kick, or None where not settable
@@ -54,8 +53,7 @@ cdef class Core:
                   uint32_t ring_size=2048, uint32_t batch=64, int workers=1,
                   uint32_t capacity=65536, uint32_t port_limit=0, uint32_t aging=300,
                   str zero_copy="auto", str xdp_mode="auto", str mode="poll", bint umem=True):
-        cdef xsk_umem_config ucfg
-        cdef int q, rc
+        cdef int q
         cdef Worker *w
         if frame_size not in (2048, 4096):
             raise ValueError("frame_size must be 2048 or 4096")
@@ -320,7 +318,6 @@ cdef class Core:
             # probes zero-copy on a scratch UMEM instead of trying it on the real one.
             zc = self.zero_copy == "on" or (self.zero_copy == "auto" and _probe_zero_copy(pt.name, q))
             flags |= XDP_ZEROCOPY if zc else XDP_COPY
-            self.bind_flags = flags
             if not zc and self._anchor_on_loopback(flags):
                 return sock_create(self.sw, pt, q, flags)
             try:

@@ -275,11 +275,6 @@ class Switch:
         except KeyError:
             raise KeyError(f"{name}: not a switch port") from None
 
-    def _name_of(self, index):
-        for p in self.ports.values():
-            if p.index == index:
-                return p.name
-        return f"#{index}"
 
     # ------------------------------------------------------------------ what users call
 
