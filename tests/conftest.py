@@ -3,8 +3,11 @@ name they make starts with a prefix unique to the test, and everything is remove
 `finally`, so a failing test leaves nothing behind and tests never see each other's hosts."""
 import os
 import secrets
+import shutil
 import signal
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +105,18 @@ def lab_factory(prefix):
             lab.down()
         for lab in labs[1:]:
             sweep(lab.prefix)       # the first one's is swept by the `prefix` fixture
+
+
+@pytest.fixture
+def short_dir():
+    """A temporary directory with a short path: a Unix socket path must fit in 108 bytes,
+    which pytest's tmp_path may not."""
+    d = tempfile.mkdtemp(prefix="pyxsw-t-")
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def loop_kind(request):
+    """The management tests run once on uvloop and once on plain asyncio."""
+    return request.param

@@ -150,3 +150,12 @@ def wait_until(predicate, timeout: float = 5.0, interval: float = 0.05) -> bool:
     while not (ok := predicate()) and time.monotonic() < deadline:
         time.sleep(interval)
     return ok
+
+
+def run_async(kind, coro):
+    """Run a coroutine on a fresh loop of the given kind ("uvloop" or "asyncio")."""
+    if kind == "uvloop":
+        import uvloop
+        return uvloop.run(coro)
+    import asyncio
+    return asyncio.run(coro)

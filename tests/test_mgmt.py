@@ -5,11 +5,9 @@ Every test that serves runs with the server's loop on uvloop and on plain asynci
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -17,9 +15,8 @@ from pathlib import Path
 
 import msgpack
 import pytest
-import uvloop
 
-from helpers import BCAST, eth_frame, ping, send, udp_flows, udp_sink, wait_until
+from helpers import BCAST, eth_frame, ping, run_async, send, udp_flows, udp_sink, wait_until
 from pyxsw import Config, Switch
 from pyxsw.client import AsyncClient, Client, RpcError
 from pyxsw.mgmt.ctl import ctl_main
@@ -28,22 +25,6 @@ from pyxsw.mgmt.server import Server
 pytestmark = pytest.mark.system
 ROOT = Path(__file__).resolve().parent.parent
 CORE = 1 if 1 in os.sched_getaffinity(0) else min(os.sched_getaffinity(0))
-
-
-@pytest.fixture
-def short_dir():
-    d = tempfile.mkdtemp(prefix="pyxsw-t-")     # a socket path must fit in 108 bytes
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(params=["uvloop", "asyncio"])
-def loop_kind(request):
-    return request.param
-
-
-def run_async(kind, coro):
-    return uvloop.run(coro) if kind == "uvloop" else asyncio.run(coro)
 
 
 def config(ports, sock, mode="poll", **fdb):

@@ -6,13 +6,11 @@ import asyncio
 import errno
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -21,7 +19,8 @@ from types import SimpleNamespace
 
 import msgpack
 import pytest
-import uvloop
+
+from helpers import run_async
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -154,23 +153,6 @@ class FakeSwitch:
 
 
 # ---------------------------------------------------------------------------- fixtures
-
-@pytest.fixture
-def short_dir():
-    # A Unix socket path must fit in 108 bytes: pytest's tmp_path may not.
-    d = tempfile.mkdtemp(prefix="pyxsw-t-")
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(params=["uvloop", "asyncio"])
-def loop_kind(request):
-    return request.param
-
-
-def run_async(kind, coro):
-    return uvloop.run(coro) if kind == "uvloop" else asyncio.run(coro)
-
 
 def start_server(switch, path, kind, **kw):
     srv = Server(switch, path, **kw)
