@@ -216,9 +216,14 @@ class Switch:
                 port.up = up
                 self.core.set_port_up(port.index, up)
                 log.warning("port %s is %s", port.name, "up" if up else "down")
+                n = 0
+                if not up:
+                    # Flush once no worker can still be learning from a frame of this
+                    # port, and before anyone hears of it: then the FDB is already clean.
+                    self.core.wait_grace()
+                    n = self.core.fdb_flush(port.index)
                 self._emit(event="port.up" if up else "port.down", port=port.name)
                 if not up:
-                    n = self.core.fdb_flush(port.index)
                     self._emit(event="fdb.flush", port=port.name, count=n)
 
     # ------------------------------------------------------------------ ports
