@@ -6,7 +6,7 @@ DEB_PKGS  := clang llvm libxdp-dev libbpf-dev libelf-dev pkg-config xdp-tools bp
              iproute2 ethtool iputils-ping tcpdump iperf3 python3-venv
 BENCH_PKGS := dpdk-dev openvswitch-switch linux-perf
 
-.PHONY: install deps build demo test test-unit test-debug bench clean
+.PHONY: install deps build demo test test-unit test-debug soak bench clean
 
 install: deps $(VENV)/.installed build
 
@@ -43,8 +43,15 @@ ASAN_LIB = $(shell gcc -print-file-name=libasan.so)
 test-debug: install
 	PYXSW_DEBUG=1 $(VPY) setup.py -q build_ext --inplace --force
 	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$(ASAN_LIB) $(VPY) -m pytest -p no:cacheprovider \
-		tests/test_fdb.py tests/test_switch.py tests/test_faults.py; \
+		tests/test_fdb.py tests/test_switch.py tests/test_faults.py && \
+	PYXSW_SOAK_FRAMES=3000000 ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$(ASAN_LIB) $(VPY) -m pytest \
+		-p no:cacheprovider -s tests/test_soak.py; \
 	rc=$$?; $(VPY) setup.py -q build_ext --inplace --force; exit $$rc
+
+# The soak of tests/test_soak.py, long: PYXSW_SOAK_FRAMES through the switch (5 min here).
+PYXSW_SOAK_FRAMES ?= 300000000
+soak: install
+	PYXSW_SOAK_FRAMES=$(PYXSW_SOAK_FRAMES) $(VPY) -m pytest -p no:cacheprovider -s tests/test_soak.py
 
 bench: install
 	@missing=$$(for p in $(BENCH_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \

@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import ctypes as C
 import datetime
-import errno
 import fcntl
 import json
 import os
@@ -39,86 +38,15 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from livegen import (BpfObject, XDP_FLAGS_DRV_MODE, check, compile_bpf, libbpf,  # noqa: E402
+                     percpu_sum, run_live)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SYSTEMS = ("bridge", "testpmd", "ovs", "pyxsw", "xdp")
 PYXSW = REPO / ".venv" / "bin" / "pyxsw"
 LOCK = "/run/pyxsw-fwd_rate.lock"
-
-# ----------------------------------------------------------------------------------------
-# libbpf through ctypes
-# ----------------------------------------------------------------------------------------
-XDP_FLAGS_DRV_MODE = 1 << 2         # native XDP: veth's ndo_xdp_xmit needs it on the peer
-BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
-CLONE_NEWNET = 0x40000000
-
-
-class XdpMd(C.Structure):
-    _fields_ = [(n, C.c_uint32) for n in ("data", "data_end", "data_meta", "ingress_ifindex",
-                                          "rx_queue_index", "egress_ifindex")]
-
-
-class TestRunOpts(C.Structure):     # struct bpf_test_run_opts, libbpf 1.1
-    _fields_ = [("sz", C.c_size_t), ("data_in", C.c_void_p), ("data_out", C.c_void_p),
-                ("data_size_in", C.c_uint32), ("data_size_out", C.c_uint32),
-                ("ctx_in", C.c_void_p), ("ctx_out", C.c_void_p),
-                ("ctx_size_in", C.c_uint32), ("ctx_size_out", C.c_uint32),
-                ("retval", C.c_uint32), ("repeat", C.c_int), ("duration", C.c_uint32),
-                ("flags", C.c_uint32), ("cpu", C.c_uint32), ("batch_size", C.c_uint32)]
-
-
-def libbpf():
-    lib = C.CDLL("libbpf.so.1", use_errno=True)
-    lib.bpf_object__open_file.restype = C.c_void_p
-    lib.bpf_object__open_file.argtypes = [C.c_char_p, C.c_void_p]
-    lib.bpf_object__find_program_by_name.restype = C.c_void_p
-    lib.bpf_object__find_program_by_name.argtypes = [C.c_void_p, C.c_char_p]
-    for f in ("bpf_object__load", "bpf_object__close", "bpf_program__fd"):
-        getattr(lib, f).argtypes = [C.c_void_p]
-    lib.bpf_object__find_map_fd_by_name.argtypes = [C.c_void_p, C.c_char_p]
-    lib.bpf_xdp_attach.argtypes = [C.c_int, C.c_int, C.c_uint32, C.c_void_p]
-    lib.bpf_xdp_detach.argtypes = [C.c_int, C.c_uint32, C.c_void_p]
-    lib.bpf_map_lookup_elem.argtypes = [C.c_int, C.c_void_p, C.c_void_p]
-    lib.bpf_map_update_elem.argtypes = [C.c_int, C.c_void_p, C.c_void_p, C.c_uint64]
-    lib.bpf_prog_test_run_opts.argtypes = [C.c_int, C.POINTER(TestRunOpts)]
-    return lib
-
-
-def check(rc, what):
-    """libbpf returns -errno (or NULL with errno set)."""
-    if rc is None or (isinstance(rc, int) and rc < 0):
-        err = -rc if rc else C.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-    return rc
-
-
-class BpfObject:
-    """One compiled .o, opened and loaded; programs and maps by name."""
-
-    def __init__(self, lib, path):
-        self.lib = lib
-        self.obj = check(lib.bpf_object__open_file(str(path).encode(), None), f"open {path}")
-        check(lib.bpf_object__load(self.obj), f"load {path}")
-
-    def prog_fd(self, name):
-        prog = check(self.lib.bpf_object__find_program_by_name(self.obj, name.encode()), name)
-        return check(self.lib.bpf_program__fd(prog), name)
-
-    def map_fd(self, name):
-        return check(self.lib.bpf_object__find_map_fd_by_name(self.obj, name.encode()), name)
-
-    def close(self):
-        self.lib.bpf_object__close(self.obj)
-
-
-def percpu_sum(lib, map_fd, key):
-    """Sum of one u64 slot of a per-CPU array over every possible CPU."""
-    ncpu = lib.libbpf_num_possible_cpus()
-    vals = (C.c_uint64 * ncpu)()
-    k = C.c_uint32(key)
-    check(lib.bpf_map_lookup_elem(map_fd, C.byref(k), vals), "map lookup")
-    return sum(vals)
-
 
 # ----------------------------------------------------------------------------------------
 # Small helpers: commands, namespaces, undo stack
@@ -134,6 +62,7 @@ def sh(*cmd, ns=None, check=True):
     return r.stdout
 
 
+CLONE_NEWNET = 0x40000000
 _libc = C.CDLL(None, use_errno=True)
 
 
@@ -333,10 +262,8 @@ class Lab:
         return rtts, lost
 
     def compile(self):
-        arch = sh("gcc", "-print-multiarch").strip() or f"{platform.machine()}-linux-gnu"
         for name in ("xdp_gen", "xdp_sink", "xdp_redirect"):
-            sh("clang", "-O2", "-g", "-Wall", "-target", "bpf", f"-I/usr/include/{arch}",
-               "-c", HERE / f"{name}.bpf.c", "-o", self.tmp / f"{name}.o")
+            compile_bpf(HERE / f"{name}.bpf.c", self.tmp / f"{name}.o")
 
     def fwd_pid(self):
         """The pid of the forwarder under test when it is a process (its CPU is read from
@@ -1008,27 +935,11 @@ def save(results, args):
 # Entry points
 # ----------------------------------------------------------------------------------------
 def gen_main(a):
-    """Child: run BPF_PROG_RUN (live frames) on an inherited program fd until time is up.
-
-    Every BPF_PROG_RUN of an XDP program swaps the XDP dispatcher in and out, each time with a
-    synchronize_rcu() that sleeps for milliseconds: with 200,000 repetitions per call the
-    generator slept half the time.  So: one call with a huge repeat count, which a timer
-    signal interrupts (the kernel checks for signals between batches: EINTR)."""
-    lib = libbpf()
-    frame = C.create_string_buffer(bytes.fromhex(a.frame))
-    # The kernel insists that ctx.data_end is the frame's length.
-    ctx = XdpMd(data_end=len(frame) - 1, ingress_ifindex=socket.if_nametoindex(a.ifname))
-    opts = TestRunOpts(sz=C.sizeof(TestRunOpts), data_in=C.addressof(frame),
-                       data_size_in=len(frame) - 1, ctx_in=C.addressof(ctx),
-                       ctx_size_in=C.sizeof(ctx), repeat=a.repeat,
-                       flags=BPF_F_TEST_XDP_LIVE_FRAMES)
-    signal.signal(signal.SIGALRM, lambda *_: None)     # only there to interrupt the call
-    signal.setitimer(signal.ITIMER_REAL, a.seconds)
-    end = time.monotonic() + a.seconds
-    while time.monotonic() < end:
-        rc = lib.bpf_prog_test_run_opts(a.prog_fd, C.byref(opts))
-        if rc < 0 and rc != -errno.EINTR:
-            sys.exit(f"generator: BPF_PROG_RUN: {os.strerror(-rc)}")
+    """Child: the generator (perf/livegen.py) on an inherited program fd until time is up."""
+    try:
+        run_live(a.prog_fd, a.ifname, bytes.fromhex(a.frame), a.repeat, a.seconds)
+    except OSError as e:
+        sys.exit(f"generator: {e}")
 
 
 def echo_main(a):

@@ -12,7 +12,6 @@ import re
 import signal
 import sys
 import tempfile
-import threading
 
 from .config import Config, ConfigError
 from .lab import Lab, LabError, lab_down, lab_up

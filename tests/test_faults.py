@@ -77,7 +77,7 @@ def test_start_up_errors_are_one_line_exit_2_and_leave_nothing(lab_factory, tmp_
         key = "switch.cores[1]"
     else:
         (tmp_path / "ro").mkdir(mode=0o500)
-        management = f'socket = "/proc/pyxsw-none/sw.sock"'
+        management = 'socket = "/proc/pyxsw-none/sw.sock"'
         key = "management.socket"
     if case == "cores":
         conf = tmp_path / "sw.toml"

@@ -202,7 +202,7 @@ def test_event_stream_appear_move_age(lab_factory, short_dir, loop_kind):
 
 def test_link_down_is_reported(lab_factory, short_dir, loop_kind):
     lab = lab_factory(hosts=3)
-    h, s = lab.hosts, lab.ports
+    s = lab.ports
     with live(s, short_dir, loop_kind) as (sw, path):
         assert ping(lab, 2, 0)
         with Client(path) as c:

@@ -2,9 +2,7 @@
 
 Each test builds its own lab with names unique to the run (the `prefix` fixture) and tears
 it down whatever happens; the switch is stopped in `finally` too."""
-import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys

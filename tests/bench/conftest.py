@@ -7,7 +7,6 @@ directory outside the repository, with the flags setup.py uses.  Importing this 
 nothing: the build happens only when a benchmark asks for the fixture."""
 import hashlib
 import importlib.util
-import os
 import shlex
 import subprocess
 import sys
