@@ -66,6 +66,7 @@ def main():
                                                          "and latency, FDB sizes 1,1000")
     ap.add_argument("--only", default=",".join(fwd_rate.SYSTEMS), help="systems (fwd_rate.py)")
     ap.add_argument("--no-1500", action="store_true", help="skip the 1500-byte rates")
+    ap.add_argument("--no-2q", action="store_true", help="skip the two-queue rates")
     ap.add_argument("--no-micro", action="store_true", help="skip the microbenchmarks")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -100,6 +101,14 @@ def main():
             out = tmp / "fwd1500.json"
             rc = run([py, fr, *common, "--size", "1500", "--save-as", out])
             parts["fwd_1500"] = json.loads(out.read_text()) if out.exists() else {"error": rc}
+        if not a.no_2q:
+            # Two queues per port, a worker and a generator on each core (veth picks the
+            # receiving queue by the sending CPU).  On a 2-core machine they share the cores.
+            out = tmp / "fwd2q.json"
+            cores = "0,1"
+            rc = run([py, fr, *common, "--queues", "2", "--gen-cores", cores, "--fwd-cores",
+                      cores, "--save-as", out])
+            parts["fwd_64_2q"] = json.loads(out.read_text()) if out.exists() else {"error": rc}
         if not a.no_micro:
             out = tmp / "micro.json"
             with open(fwd_rate.LOCK, "w") as lock:      # nothing else measures meanwhile

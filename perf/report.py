@@ -99,6 +99,23 @@ def markdown(doc):
                            f"{r.get('burn_ratio') or 0:.3f} |")
             else:
                 out.append(f"| {m} | not available: {(r.get('reason') or '')[:60]} | | |")
+    two = rows(doc.get("fwd_64_2q"))
+    if two:
+        one = {label(r): r for r in rows(f64) if r.get("available")}
+        out += ["", "| two queues, 64 B | Mpps | vs one queue | switch CPU % |",
+                "|---|---:|---:|---:|"]
+        for r in two:
+            if not r.get("available"):
+                out.append(f"| {label(r)} | not available: {r.get('reason', '')[:80]} | | |")
+                continue
+            o = one.get(label(r), {}).get("forwarded_pps")
+            ratio = f"{r['forwarded_pps'] / o:.2f}x" if o else "-"
+            out.append(f"| {label(r)} | {mpps(r['forwarded_pps'])} | {ratio} | "
+                       f"{pct(r.get('switch_cpu_pct'))} |")
+        out += ["", "Two queues: each port has two, a generator and a forwarder worker on each "
+                "of cores 0 and 1 (veth picks the receiving queue by the sending CPU); on a "
+                "2-core machine generators and workers share the cores, so this shows that "
+                "the queues work and what sharing costs, not a scaling figure."]
     fdb = [r for r in (f64.get("results") or []) if r.get("fdb_macs")]
     if fdb:
         out += ["", "| pyxsw, learned MACs | Mpps | FDB entries |", "|---|---:|---:|"]

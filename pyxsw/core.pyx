@@ -470,10 +470,10 @@ cdef class Core:
         xdp["prog_seen"] = seen
         xdp["prog_redirected"] = redirected
         xdp["prog_passed"] = passed
-        # Frames lost on receive: the kernel had no fill-ring frame or no RX-ring room for
-        # them, plus the runts this switch dropped.
-        out["rx_dropped"] = (xdp.get("rx_dropped", 0) + xdp.get("rx_ring_full", 0)
-                             + xdp.get("rx_fill_ring_empty_descs", 0) + out["runts"])
+        # Frames lost on receive: the kernel had no fill-ring frame for them or they did not
+        # fit one (both counted in its rx_dropped; the first also in fill_ring_empty_descs,
+        # so that one is not added again), or no RX-ring room; plus the runts dropped here.
+        out["rx_dropped"] = xdp.get("rx_dropped", 0) + xdp.get("rx_ring_full", 0) + out["runts"]
         out["xdp"] = xdp
         out["queues"] = queues
         return out
@@ -497,7 +497,10 @@ cdef class Core:
 
     def accounting(self):
         """Where every UMEM frame is.  At rest pool+caches+rings add up to `frames`; a
-        shortfall while traffic flows is frames in the kernel or in a worker's hands."""
+        shortfall while traffic flows is frames in the kernel or in a worker's hands.  (In
+        copy mode a receive that finds the RX ring full leaves its buffer on the kernel's
+        free list of that socket until the next frame arrives there: one frame per socket
+        can show as in flight at rest after an overload.)"""
         cdef int p, q
         cdef Sock *s
         cdef uint64_t fill = 0, rx = 0, tx = 0, comp = 0, caches = 0, pool
