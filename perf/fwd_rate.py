@@ -657,13 +657,22 @@ def window_rates(s0, s1):
             "window_s": round(dt, 3)}
 
 
+def niced(n):
+    """A command prefix running the rest at nice n.  Each session is its own scheduling
+    autogroup, whose nice the scheduler weighs against the other groups (the generator's,
+    the switch's): a task's own nice only counts inside its group.  So both."""
+    return ["sh", "-c", f'echo {n} > /proc/self/autogroup 2>/dev/null; exec nice -n {n} "$@"',
+            "niced"]
+
+
 def start_burn(lab, seconds):
     """The storm's control: one process spinning on the same cores as the storm's client,
     making no RPC.  A rate that falls as much under it as under the storm was lost to the
     shared generator core, not to the management plane."""
     cores = ",".join(map(str, sorted(set(range(os.cpu_count())) - set(lab.args.fwd_cores))
                          or lab.args.gen_cores))
-    return subprocess.Popen(["taskset", "-c", cores, sys.executable, "-c",
+    return subprocess.Popen([*niced(lab.args.storm_nice), "taskset", "-c", cores,
+                             sys.executable, "-c",
                              f"import time\ne = time.monotonic() + {seconds:.1f}\n"
                              "while time.monotonic() < e: pass"],
                             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -676,7 +685,8 @@ def start_storm(lab, seconds):
                          or lab.args.gen_cores))
     log = open(lab.tmp / "storm.log", "w")
     with log:
-        return subprocess.Popen(["taskset", "-c", cores, sys.executable, HERE / "rpc_rate.py",
+        return subprocess.Popen([*niced(lab.args.storm_nice), "taskset", "-c", cores,
+                                 sys.executable, HERE / "rpc_rate.py",
                                  "-s", lab.tmp / "sw.sock", "--storm", f"{seconds:.1f}",
                                  *(["--calls", lab.args.storm_calls]
                                    if lab.args.storm_calls else [])],
@@ -714,15 +724,16 @@ def measure(lab, system, mode, undo, fdb_macs=0):
             st = start_storm(lab, a.seconds + 1.0)
             undo.push("storm", stop_process, st)
             time.sleep(0.5)
-            s2, t2 = lab.sample(), thread_ticks(lab.fwd_pid())
+            s2, t2, l2 = lab.sample(), thread_ticks(lab.fwd_pid()), pyxsw_losses(lab)
             time.sleep(a.seconds)
-            s3, t3 = lab.sample(), thread_ticks(lab.fwd_pid())
+            s3, t3, l3 = lab.sample(), thread_ticks(lab.fwd_pid()), pyxsw_losses(lab)
             st.wait(30)
             out = (lab.tmp / "storm.log").read_text(errors="replace")
             m = re.search(r": (\d+) RPCs/s", out)
             dt = s3["t"] - s2["t"]
             extra["storm"] = {**window_rates(s2, s3),
                               "rpc_per_s": int(m.group(1)) if m else None,
+                              "switch_counters": {k: l3[k] - l2[k] for k in l3},
                               # per thread of the switch: % of a core, and its last CPU
                               "threads": {f"{t3[k][0]}/{k}": {
                                   "cpu_pct": round(100 * (t3[k][1] - t2[k][1])
@@ -793,6 +804,19 @@ def pyxsw_fdb_entries(lab):
     from pyxsw.client import Client
     with Client(str(lab.tmp / "sw.sock"), timeout=10) as c:
         return c.status().get("fdb", {}).get("entries")
+
+
+def pyxsw_losses(lab):
+    """pyxsw's own loss counters, summed over its ports: where frames went missing."""
+    sys.path.insert(0, str(REPO))
+    from pyxsw.client import Client
+    with Client(str(lab.tmp / "sw.sock"), timeout=10) as c:
+        st = c.port_stats()
+    keys = ("rx_packets", "tx_packets", "tx_dropped")
+    xkeys = ("rx_dropped", "rx_ring_full", "rx_fill_ring_empty_descs")
+    out = {k: sum(p[k] for p in st.values()) for k in keys}
+    out.update({f"xdp_{k}": sum(p["xdp"].get(k, 0) for p in st.values()) for k in xkeys})
+    return out
 
 
 def run_system(lab, system, mode, undo, fdb_macs=0):
@@ -1035,6 +1059,8 @@ def parse_args():
     p.add_argument("--storm", action="store_true",
                    help="pyxsw: a second window under an RPC storm (perf/rpc_rate.py --storm); "
                         "reports the forwarded rate's ratio storm/quiet")
+    p.add_argument("--storm-nice", type=int, default=0, metavar="N",
+                   help="run the storm's clients (and the control) at this nice value")
     p.add_argument("--storm-calls", metavar="M,..", help="the storm's RPC methods (default: "
                    "rpc_rate.py's status,port.stats,port.list,fdb.list)")
     p.add_argument("--idle", type=float, default=0, metavar="S",

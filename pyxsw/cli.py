@@ -6,12 +6,14 @@ Exit codes: 0 success, 1 failure at run time (a ping failed, an interface is mis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
 import signal
 import sys
 import tempfile
+import threading
 
 from .config import Config, ConfigError
 from .lab import Lab, LabError, lab_down, lab_up
@@ -30,6 +32,9 @@ def _fail(msg, code):
 
 # ---------------------------------------------------------------------------- run
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def cmd_run(args):
     try:
         cfg = Config.load(args.config)
@@ -42,15 +47,15 @@ def cmd_run(args):
 
     sw = Switch(cfg)
     server = Server(sw, cfg.management.socket, group=cfg.management.group or None)
-    # Signals only ask the server to stop: the switch is stopped from this thread, never
-    # from a handler that could interrupt start() half-way.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: server.request_stop())
+    # Stop signals wait, blocked, for this thread to take them (sigtimedwait below): never
+    # a handler interrupting start() half-way.  Threads started from here inherit the block.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         # Claim the socket first: a second instance must refuse before touching any port.
         server.bind()
     except (ServerError, OSError) as e:
         return _fail(f"{cfg.source}: management.socket: {e}", 2)
+    failed = []
     try:
         try:
             sw.start()
@@ -58,20 +63,44 @@ def cmd_run(args):
             if getattr(e, "key", None):
                 return _fail(f"{cfg.source}: {e.key}: {e}", 2)
             return _fail(f"pyxsw: {e}", 1)
-        # The management loop (this thread) keeps off the workers' cores when the machine
-        # has others: an RPC storm must not eat a worker's core.
-        spare = os.sched_getaffinity(0) - set(cfg.switch.cores)
-        if spare:
-            os.sched_setaffinity(0, spare)
+        sw.leave_worker_cores()
+        loop = threading.Thread(target=_serve, args=(server, cfg.management.priority, failed),
+                                name="pyxsw-management")
+        loop.start()
         log.info("switch %s running: ports %s; mode %s; cores %s; socket %s", cfg.switch.name,
                  ", ".join(p.name for p in cfg.ports) or "(none)", cfg.switch.mode,
                  ",".join(map(str, cfg.switch.cores)), cfg.management.socket)
-        server.run()            # until the shutdown RPC, SIGINT or SIGTERM
+        # This thread, at normal priority, only waits: for a stop signal, or for the loop to
+        # end (the shutdown RPC).  A loop starved of CPU by design still stops at once.
+        while loop.is_alive():
+            if signal.sigtimedwait(STOP_SIGNALS, 0.2) is not None:
+                with contextlib.suppress(OSError):
+                    os.sched_setscheduler(loop.native_id, os.SCHED_OTHER, os.sched_param(0))
+                server.request_stop()
+                break
+        loop.join()
         log.info("switch %s stopping", cfg.switch.name)
     finally:
         server.release()
         sw.stop()
+    if failed:
+        return _fail(f"pyxsw: management: {failed[0]}", 1)
     return 0
+
+
+def _serve(server, priority, failed):
+    """The management loop's thread.  With priority "idle" it runs (and the executor threads
+    it starts inherit) SCHED_IDLE: on a core it shares with the kernel's half of forwarding
+    (a NIC's receive softirq) or anything else, an RPC storm slows down, forwarding does not."""
+    if priority == "idle":
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))     # 0: this thread
+        except OSError as e:
+            log.warning("management.priority = idle not applied: %s", e)
+    try:
+        server.run(stop_signals=())
+    except BaseException as e:          # reported by cmd_run, which still stops the switch
+        failed.append(e)
 
 
 # ---------------------------------------------------------------------------- lab

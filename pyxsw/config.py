@@ -59,6 +59,7 @@ class FdbSection:
 class ManagementSection:
     socket: str = "/run/pyxsw/sw0.sock"    # from_dict() derives it from switch.name
     group: str = ""                        # a group that may use the socket (mode 0660); "" = root only
+    priority: str = "idle"                 # the management loop's: "idle" (SCHED_IDLE) or "normal"
 
 
 @dataclass(frozen=True)
@@ -212,14 +213,15 @@ class _Parser:
                           port_limit=self.integer(d, S, "port_limit", D.port_limit, 0))
 
     def management(self, d, switch_name) -> ManagementSection:
-        self.table(d, "management", ["socket", "group"])
+        self.table(d, "management", ["socket", "group", "priority"])
         sock = self.string(d, "management", "socket", f"/run/pyxsw/{switch_name}.sock")
         if not sock.startswith("/"):
             self.fail("management.socket", f"must be an absolute path, got {sock!r}")
         group = self.string(d, "management", "group", "")
         if group and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]+", group):
             self.fail("management.group", f"not a group name or gid: {group!r}")
-        return ManagementSection(socket=sock, group=group)
+        prio = self.string(d, "management", "priority", "idle", ("idle", "normal"))
+        return ManagementSection(socket=sock, group=group, priority=prio)
 
     def ports(self, lst) -> list:
         if not isinstance(lst, list):

@@ -154,6 +154,14 @@ class Switch:
         os.sched_setaffinity(0, {cpu})      # 0: this thread
         self.core.run_worker(q)
 
+    def leave_worker_cores(self):
+        """Move the calling thread off the workers' cores, when the machine has others: an
+        aging sweep or an RPC storm must not take a worker's time.  Threads it starts
+        afterwards (the management loop's executor) inherit that."""
+        spare = os.sched_getaffinity(0) - set(self.config.switch.cores)
+        if spare:
+            os.sched_setaffinity(0, spare)
+
     def stop(self):
         """Stop the workers, tear every port down (XDP detached, promiscuous mode restored)."""
         with self._lock:
@@ -193,6 +201,7 @@ class Switch:
 
     def _housekeeping(self):
         """Age the FDB, follow link state and pass events on, ten times a second."""
+        self.leave_worker_cores()
         while not self._stop.wait(0.1):
             try:
                 with self._lock:

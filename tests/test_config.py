@@ -209,6 +209,15 @@ def test_ctl_without_a_switch_says_so(tmp_path):
     assert r.returncode == 3 and "none.sock" in r.stderr
 
 
+def test_management_priority_key():
+    assert Config.from_dict({}).management.priority == "idle"
+    assert Config.from_dict({"management": {"priority": "normal"}}).management.priority == "normal"
+    for bad in ("low", 19, ""):
+        with pytest.raises(ConfigError) as e:
+            Config.from_dict({"management": {"priority": bad}})
+        assert "management.priority" in str(e.value)
+
+
 def test_management_group_key():
     cfg = Config.from_dict({"management": {"group": "pyxsw"}})
     assert cfg.management.group == "pyxsw" and Config.from_dict({}).management.group == ""

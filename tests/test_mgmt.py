@@ -274,6 +274,11 @@ def test_bad_clients_do_not_disturb_forwarding(lab_factory, short_dir, loop_kind
 
 # ---------------------------------------------------------------------------- pyxsw run
 
+def _placement(tid):
+    """(allowed CPUs, scheduling policy) of one thread."""
+    return os.sched_getaffinity(tid), os.sched_getscheduler(tid)
+
+
 def test_pyxsw_run_ctl_and_a_second_instance(lab_factory, short_dir):
     lab = lab_factory(hosts=2)
     sock = short_dir / "run" / "sw.sock"
@@ -294,6 +299,17 @@ def test_pyxsw_run_ctl_and_a_second_instance(lab_factory, short_dir):
         assert json.loads(status().stdout)["name"] == "t"
         assert oct(sock.stat().st_mode & 0o777) == oct(0o600)
         assert ping(lab, 0, 1)
+
+        # the worker owns its core; the management loop keeps off it at SCHED_IDLE; the
+        # main thread, which takes the stop signals, stays a normal thread
+        threads = {int(t.name): _placement(int(t.name)) for t in Path(f"/proc/{first.pid}/task").iterdir()}
+        workers = [tid for tid, (cpus, _) in threads.items() if cpus == {CORE}]
+        idle = [tid for tid, (_, policy) in threads.items() if policy == os.SCHED_IDLE]
+        assert len(workers) == 1 and threads[workers[0]][1] == os.SCHED_OTHER, threads
+        assert threads[first.pid][1] == os.SCHED_OTHER and idle, threads
+        if len(os.sched_getaffinity(0)) > 1:
+            assert all(CORE not in cpus for tid, (cpus, _) in threads.items()
+                       if tid not in workers), threads
 
         # a second instance on the same socket refuses while the first lives
         second = subprocess.run(pyxsw + ["run", "-c", str(cfg)], cwd=ROOT, env=env,
