@@ -228,10 +228,15 @@ class Lab:
     def ping_pong(self, count, interval=0.001, port=LAT_PORT):
         """UDP ping-pong gen0 -> sink0 -> gen0 through the forwarder, one request in flight,
         `interval` s apart (low load): round-trip times in microseconds, and how many got
-        no answer within 100 ms."""
-        echo = subprocess.Popen(["ip", "netns", "exec", self.sink_ns, sys.executable, __file__,
-                                 "_echo", "--lab", self.prefix, "--port", str(port)],
+        no answer within 100 ms.  Both ends run off the forwarder cores: on a core a
+        forwarder busy-polls they would wait for its time slice, and measure the scheduler."""
+        away = sorted(os.sched_getaffinity(0) - set(self.args.fwd_cores)) or self.args.gen_cores
+        echo = subprocess.Popen(["taskset", "-c", ",".join(map(str, away)), "ip", "netns", "exec",
+                                 self.sink_ns, sys.executable, __file__, "_echo", "--lab",
+                                 self.prefix, "--port", str(port)],
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        home = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, away)
         try:
             with netns(self.gen_ns):
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -258,6 +263,7 @@ class Lab:
                         lost += 1
                     time.sleep(interval)
         finally:
+            os.sched_setaffinity(0, home)
             stop_process(echo)
         return rtts, lost
 

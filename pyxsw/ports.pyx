@@ -21,7 +21,8 @@ cdef enum:
 
 cdef extern from "<bpf/libbpf.h>" nogil:
     int libbpf_num_possible_cpus()
-    void *libbpf_set_print(libxdp_print_fn_t fn)
+    ctypedef int (*libbpf_print_fn_t)(int level, const char *fmt, va_list ap)
+    libbpf_print_fn_t libbpf_set_print(libbpf_print_fn_t fn)
 
 cdef extern from "<bpf/bpf.h>" nogil:
     int bpf_map_update_elem(int fd, const void *key, const void *value, unsigned long long flags)
@@ -70,7 +71,7 @@ cdef str log_release():
     return log_buf[:log_len].decode(errors="replace")
 
 libxdp_set_print(libxdp_print)
-libbpf_set_print(<libxdp_print_fn_t>libxdp_print)   # same levels, same signature
+libbpf_set_print(<libbpf_print_fn_t>libxdp_print)   # same levels, same signature
 
 
 def _bpf_object_path():
