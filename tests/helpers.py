@@ -16,6 +16,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from pyxsw import Config, Switch
+
 NETTOOL = str(Path(__file__).with_name("nettool.py"))
 BCAST = "ff:ff:ff:ff:ff:ff"
 ETH_P_TEST = 0x88B5             # IEEE "local experimental" ethertype: nobody else answers it
@@ -159,3 +161,34 @@ def run_async(kind, coro):
         return uvloop.run(coro)
     import asyncio
     return asyncio.run(coro)
+
+
+# ---------------------------------------------------------------------------- a switch
+
+def make_config(ports, tmp_path, mode="poll", cores=(1,), port_extra=None, xdp_mode="auto", **fdb):
+    """A switch on `ports`, its socket in tmp_path; keyword arguments go to [fdb]."""
+    return Config.from_dict({
+        "switch": {"name": "t", "mode": mode, "cores": list(cores), "xdp_mode": xdp_mode},
+        "fdb": fdb,
+        "management": {"socket": str(tmp_path / "sw.sock")},
+        "port": [{"name": p, **(port_extra or {}).get(p, {})} for p in ports],
+    })
+
+
+@contextmanager
+def running(cfg):
+    """A started Switch, stopped when the block ends, whatever happens."""
+    sw = Switch(cfg)
+    sw.start()
+    try:
+        yield sw
+    finally:
+        sw.stop()
+
+
+def link_flags(name):
+    """(flags, XDP attached?, promiscuity) of an interface in this namespace."""
+    out = subprocess.run(["ip", "-d", "-j", "link", "show", "dev", name],
+                         capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)[0]
+    return set(info.get("flags", [])), ("xdp" in info), info.get("promiscuity", 0)

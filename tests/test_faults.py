@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_switch import make_config, mac_bytes, nettool, ping, running, _link_flags
+from helpers import link_flags, mac_bytes, make_config, nettool, ping, running
 
 pytestmark = pytest.mark.system
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +90,7 @@ def test_start_up_errors_are_one_line_exit_2_and_leave_nothing(lab_factory, tmp_
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and f"{conf}: {key}: " in r.stderr, r.stderr
     for p in lab.ports:                                 # nothing left attached or promiscuous
-        flags, xdp, promiscuity = _link_flags(p)
+        flags, xdp, promiscuity = link_flags(p)
         assert not xdp and promiscuity == 0
     assert not (tmp_path / "sw.sock").exists()
 
@@ -171,6 +171,6 @@ def test_sigterm_under_load_exits_quickly_and_cleanly(lab_factory, tmp_path):
                 p.kill()
                 p.wait()
     for p in lab.ports:
-        flags, xdp, promiscuity = _link_flags(p)
+        flags, xdp, promiscuity = link_flags(p)
         assert not xdp and promiscuity == 0
     assert not (tmp_path / "sw.sock").exists()

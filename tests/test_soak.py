@@ -19,7 +19,7 @@ from statistics import median
 
 import pytest
 
-from test_switch import make_config, ping, running
+from helpers import make_config, ping, running
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "perf"))

@@ -2,75 +2,20 @@
 
 Each test builds its own lab with names unique to the run (the `prefix` fixture) and tears
 it down whatever happens; the switch is stopped in `finally` too."""
-import json
 import signal
 import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from pyxsw import Config, Switch
+from helpers import (NETTOOL, capture, link_flags, mac_bytes, make_config, nettool, ping,
+                     running, send)
 
 pytestmark = pytest.mark.system
-NETTOOL = str(Path(__file__).with_name("nettool.py"))
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def make_config(ports, tmp_path, mode="poll", cores=(1,), port_extra=None, xdp_mode="auto", **fdb):
-    return Config.from_dict({
-        "switch": {"name": "t", "mode": mode, "cores": list(cores), "xdp_mode": xdp_mode},
-        "fdb": fdb,
-        "management": {"socket": str(tmp_path / "sw.sock")},
-        "port": [{"name": p, **(port_extra or {}).get(p, {})} for p in ports],
-    })
-
-
-@contextmanager
-def running(cfg):
-    sw = Switch(cfg)
-    sw.start()
-    try:
-        yield sw
-    finally:
-        sw.stop()
-
-
-def ping(lab, a, b, count=1):
-    r = lab.run(a, "ping", "-c", str(count), "-i", "0.2", "-W", "2", lab.hosts[b].ip,
-                capture_output=True, text=True)
-    return r.returncode == 0
-
-
-def nettool(lab, i, *args, **kw):
-    return lab.run(i, sys.executable, NETTOOL, *args, **kw)
-
-
-@contextmanager
-def capture(lab, i, seconds):
-    """Capture frames arriving at host i; yields a list filled in when the block ends."""
-    p = lab.popen(i, sys.executable, NETTOOL, "capture", "--ifname", "eth0",
-                  "--seconds", str(seconds), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    frames = []
-    try:
-        p.stderr.readline()                 # "ready": the socket is bound
-        yield frames
-    finally:
-        out, _ = p.communicate(timeout=seconds + 10)
-        frames.extend(bytes.fromhex(h) for h in json.loads(out))
-
-
-def mac_bytes(mac):
-    return bytes.fromhex(mac.replace(":", ""))
-
-
-def send(lab, i, frame, count=1):
-    r = nettool(lab, i, "send", "--ifname", "eth0", "--hex", frame.hex(), "--count", str(count),
-                capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
 
 
 # ---------------------------------------------------------------------------- the tests
@@ -204,18 +149,11 @@ def test_no_frame_leaks_after_mixed_traffic(lab_factory, tmp_path):
         assert placed == acc["frames"] == sw.config.switch.frames, acc
 
 
-def _link_flags(name):
-    out = subprocess.run(["ip", "-d", "-j", "link", "show", "dev", name],
-                         capture_output=True, text=True, check=True).stdout
-    info = json.loads(out)[0]
-    return set(info.get("flags", [])), ("xdp" in info), info.get("promiscuity", 0)
-
-
 def test_sigterm_shuts_down_cleanly(lab_factory, tmp_path):
     lab = lab_factory(hosts=2)
     # one port promiscuous beforehand (it must stay so), the other not (it must go back)
     subprocess.run(["ip", "link", "set", lab.ports[1], "promisc", "on"], check=True)
-    before = {p: _link_flags(p) for p in lab.ports}
+    before = {p: link_flags(p) for p in lab.ports}
     conf = tmp_path / "sw.toml"
     conf.write_text(f'[switch]\nname = "t"\ncores = [1]\n[management]\nsocket = "{tmp_path}/sw.sock"\n'
                     + "".join(f'[[port]]\nname = "{p}"\n' for p in lab.ports))
@@ -225,7 +163,7 @@ def test_sigterm_shuts_down_cleanly(lab_factory, tmp_path):
         deadline = time.monotonic() + 20
         while not ping(lab, 0, 1):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        during = {p: _link_flags(p) for p in lab.ports}
+        during = {p: link_flags(p) for p in lab.ports}
         assert all(d[1] for d in during.values())                       # XDP attached
         assert all(d[2] > 0 for d in during.values())                  # promiscuous
         t0 = time.monotonic()
@@ -236,7 +174,7 @@ def test_sigterm_shuts_down_cleanly(lab_factory, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    after = {p: _link_flags(p) for p in lab.ports}
+    after = {p: link_flags(p) for p in lab.ports}
     assert not any(a[1] for a in after.values()), after                # no XDP left
     assert after == before
     assert after[lab.ports[1]][2] == 1 and after[lab.ports[0]][2] == 0
@@ -264,8 +202,8 @@ def test_restart_after_kill_replaces_stale_xdp(lab_factory, tmp_path):
                 proc.kill()                 # SIGKILL: nothing cleans up
                 proc.wait()
                 # the stale program stays attached but passes frames to the kernel
-                assert all(_link_flags(p)[1] for p in lab.ports)
-                assert all(_link_flags(p)[2] == 0 for p in lab.ports)    # promisc released
+                assert all(link_flags(p)[1] for p in lab.ports)
+                assert all(link_flags(p)[2] == 0 for p in lab.ports)    # promisc released
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert "stale" in proc.stderr.read()
@@ -274,7 +212,7 @@ def test_restart_after_kill_replaces_stale_xdp(lab_factory, tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    assert not any(_link_flags(p)[1] for p in lab.ports)
+    assert not any(link_flags(p)[1] for p in lab.ports)
 
 
 @pytest.mark.parametrize("gone", [0, 2])        # the first port too: the UMEM is not tied to it
