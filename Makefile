@@ -44,7 +44,7 @@ test-debug: install
 	PYXSW_DEBUG=1 $(VPY) setup.py -q build_ext --inplace --force
 	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$(ASAN_LIB) $(VPY) -m pytest -p no:cacheprovider \
 		tests/test_fdb.py tests/test_switch.py tests/test_faults.py && \
-	PYXSW_SOAK_FRAMES=3000000 ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$(ASAN_LIB) $(VPY) -m pytest \
+	PYXSW_SOAK_FRAMES=6000000 ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$(ASAN_LIB) $(VPY) -m pytest \
 		-p no:cacheprovider -s tests/test_soak.py; \
 	rc=$$?; $(VPY) setup.py -q build_ext --inplace --force; exit $$rc
 
