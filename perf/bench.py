@@ -5,8 +5,10 @@
      with the switch's CPU under load and at idle, the latency ping-pong, the RPC storm
      (pyxsw) and pyxsw's rate with 1, 1k and 100k learned MACs;
   2. fwd_rate.py, 1500-byte frames: the rates;
-  3. the pytest-benchmark microbenchmarks of tests/bench/ (FDB, classification, frame pool);
-  4. report.py: perf/results/bench-<time>.json, bench-latest.{json,md} and bench-*.png.
+  3. fwd_rate.py, two queues per port (a generator and a worker on each core);
+  4. the pytest-benchmark microbenchmarks of tests/bench/ (FDB, classification, frame pool);
+  5. report.py: perf/results/bench-<time>.json, .md and -{rate,cpu,latency}.png, which the
+     bench-latest.* symbolic links then point to.
 
     .venv/bin/python perf/bench.py              # about 15 minutes
     .venv/bin/python perf/bench.py --quick      # one short run per system (a smoke test)
@@ -56,6 +58,13 @@ def run(cmd):
     rc = _child.wait()
     _child = None
     return rc
+
+
+def without_samples(micro):
+    """pytest-benchmark's JSON keeps every timing it took (megabytes): the statistics do."""
+    for b in micro.get("benchmarks", []):
+        b.get("stats", {}).pop("data", None)
+    return micro
 
 
 def main():
@@ -117,7 +126,8 @@ def main():
                           HERE.parent / "tests/bench", "--benchmark-json", out,
                           *(["--benchmark-max-time", "0.2", "--benchmark-min-rounds", "3"]
                             if a.quick else [])])
-            parts["micro"] = json.loads(out.read_text()) if out.exists() else {"error": rc}
+            parts["micro"] = without_samples(json.loads(out.read_text())) if out.exists() \
+                else {"error": rc}
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
@@ -129,13 +139,15 @@ def main():
     doc = {"benchmark": "bench", "time": now.isoformat(timespec="seconds"),
            "machine": fwd_rate.machine_info(), "quick": a.quick, **parts}
     RESULTS.mkdir(exist_ok=True)
-    text = json.dumps(doc, indent=2) + "\n"
-    path = RESULTS / f"bench-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(text)
-    (RESULTS / "bench-latest.json").write_text(text)
-    md = report.write_all(doc, RESULTS, "bench-latest")
+    stamp = f"bench-{now.strftime('%Y%m%dT%H%M%SZ')}"
+    path = RESULTS / f"{stamp}.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    md = report.write_all(doc, RESULTS, stamp)
+    for suffix in (".json", ".md", "-rate.png", "-cpu.png", "-latency.png"):
+        if (RESULTS / f"{stamp}{suffix}").exists():
+            fwd_rate.link_latest(RESULTS / f"{stamp}{suffix}", f"bench-latest{suffix}")
     print(md)
-    print(f"bench: {path.relative_to(REPO)}, bench-latest.json, bench-latest.md, bench-*.png")
+    print(f"bench: {path.relative_to(REPO)} with its .md and plots; bench-latest.* link to them")
     return 0
 
 

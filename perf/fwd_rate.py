@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from livegen import (BpfObject, XDP_FLAGS_DRV_MODE, check, compile_bpf, libbpf,  # noqa: E402
-                     percpu_sum, run_live)
+                     percpu_sum)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -230,13 +230,13 @@ class Lab:
         `interval` s apart (low load): round-trip times in microseconds, and how many got
         no answer within 100 ms.  Both ends run off the forwarder cores: on a core a
         forwarder busy-polls they would wait for its time slice, and measure the scheduler."""
-        away = sorted(os.sched_getaffinity(0) - set(self.args.fwd_cores)) or self.args.gen_cores
-        echo = subprocess.Popen(["taskset", "-c", ",".join(map(str, away)), "ip", "netns", "exec",
+        away = spare_cores(self)
+        echo = subprocess.Popen(["taskset", "-c", away, "ip", "netns", "exec",
                                  self.sink_ns, sys.executable, __file__, "_echo", "--lab",
                                  self.prefix, "--port", str(port)],
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         home = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, away)
+        os.sched_setaffinity(0, {int(c) for c in away.split(",")})
         try:
             with netns(self.gen_ns):
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -313,7 +313,7 @@ class Lab:
         procs = []
         for core in self.args.gen_cores:
             cmd = ["ip", "netns", "exec", self.gen_ns, "taskset", "-c", str(core),
-                   sys.executable, __file__, "_gen", "--lab", self.prefix,
+                   sys.executable, HERE / "livegen.py", "--lab", self.prefix,
                    "--prog-fd", str(self.gen_prog),
                    "--ifname", "gen0", "--seconds", f"{seconds:.1f}", "--frame", self.frame.hex()]
             procs.append(subprocess.Popen(cmd, pass_fds=[self.gen_prog], start_new_session=True))
@@ -663,22 +663,18 @@ def window_rates(s0, s1):
             "window_s": round(dt, 3)}
 
 
-def niced(n):
-    """A command prefix running the rest at nice n.  Each session is its own scheduling
-    autogroup, whose nice the scheduler weighs against the other groups (the generator's,
-    the switch's): a task's own nice only counts inside its group.  So both."""
-    return ["sh", "-c", f'echo {n} > /proc/self/autogroup 2>/dev/null; exec nice -n {n} "$@"',
-            "niced"]
+def spare_cores(lab):
+    """The cores other than the forwarder's (the generator's on a 2-core machine), as
+    taskset wants them: where the storm, its control and the latency ping-pong run."""
+    away = sorted(os.sched_getaffinity(0) - set(lab.args.fwd_cores)) or lab.args.gen_cores
+    return ",".join(map(str, away))
 
 
 def start_burn(lab, seconds):
     """The storm's control: one process spinning on the same cores as the storm's client,
     making no RPC.  A rate that falls as much under it as under the storm was lost to the
     shared generator core, not to the management plane."""
-    cores = ",".join(map(str, sorted(set(range(os.cpu_count())) - set(lab.args.fwd_cores))
-                         or lab.args.gen_cores))
-    return subprocess.Popen([*niced(lab.args.storm_nice), "taskset", "-c", cores,
-                             sys.executable, "-c",
+    return subprocess.Popen(["taskset", "-c", spare_cores(lab), sys.executable, "-c",
                              f"import time\ne = time.monotonic() + {seconds:.1f}\n"
                              "while time.monotonic() < e: pass"],
                             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -687,12 +683,10 @@ def start_burn(lab, seconds):
 def start_storm(lab, seconds):
     """perf/rpc_rate.py --storm against the switch's socket, on the generator's cores (the
     switch's management thread is off the worker cores too): 4 clients, 8 calls in flight."""
-    cores = ",".join(map(str, sorted(set(range(os.cpu_count())) - set(lab.args.fwd_cores))
-                         or lab.args.gen_cores))
     log = open(lab.tmp / "storm.log", "w")
     with log:
-        return subprocess.Popen([*niced(lab.args.storm_nice), "taskset", "-c", cores,
-                                 sys.executable, HERE / "rpc_rate.py",
+        return subprocess.Popen(["taskset", "-c", spare_cores(lab), sys.executable,
+                                 HERE / "rpc_rate.py",
                                  "-s", lab.tmp / "sw.sock", "--storm", f"{seconds:.1f}",
                                  *(["--calls", lab.args.storm_calls]
                                    if lab.args.storm_calls else [])],
@@ -957,21 +951,20 @@ def save(results, args):
         return
     path = out / f"fwd_rate-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(text)
-    (out / "fwd_rate-latest.json").write_text(text)
+    link_latest(path, "fwd_rate-latest.json")
     print(f"\nresults: {path.relative_to(REPO)} (and fwd_rate-latest.json)")
+
+
+def link_latest(path, name):
+    """<name> next to `path`, a symbolic link to it: the newest result, without a copy."""
+    latest = path.parent / name
+    latest.unlink(missing_ok=True)
+    latest.symlink_to(path.name)
 
 
 # ----------------------------------------------------------------------------------------
 # Entry points
 # ----------------------------------------------------------------------------------------
-def gen_main(a):
-    """Child: the generator (perf/livegen.py) on an inherited program fd until time is up."""
-    try:
-        run_live(a.prog_fd, a.ifname, bytes.fromhex(a.frame), a.repeat, a.seconds)
-    except OSError as e:
-        sys.exit(f"generator: {e}")
-
-
 def echo_main(a):
     """Child, in the sink's namespace: echo UDP datagrams on a.port until stopped."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -1001,7 +994,7 @@ def cleanup_stale():
     for d in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            ours = any(k in cmd for k in ("fwd_rate.py _gen", "fwd_rate.py _echo",
+            ours = any(k in cmd for k in ("livegen.py", "fwd_rate.py _echo",
                                           "dpdk-testpmd", "pyxsw", "rpc_rate.py"))
             # (the storm's control, a bare `python -c` spin, ends by itself within seconds)
             if d.name.isdigit() and ours and stale(cmd):
@@ -1035,13 +1028,6 @@ def parse_args():
     ints = lambda s: [int(x) for x in s.split(",")]        # noqa: E731
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", metavar="{cleanup}")
-    g = sub.add_parser("_gen")      # internal: the generator child
-    g.add_argument("--lab", help="the run's prefix: names the process for `cleanup`")
-    g.add_argument("--prog-fd", type=int, required=True)
-    g.add_argument("--ifname", required=True)
-    g.add_argument("--seconds", type=float, required=True)
-    g.add_argument("--frame", required=True)
-    g.add_argument("--repeat", type=int, default=2**31 - 1)     # minutes: the timer stops it
     e = sub.add_parser("_echo")     # internal: the latency ping-pong's far end
     e.add_argument("--lab")
     e.add_argument("--port", type=int, required=True)
@@ -1065,8 +1051,6 @@ def parse_args():
     p.add_argument("--storm", action="store_true",
                    help="pyxsw: a second window under an RPC storm (perf/rpc_rate.py --storm); "
                         "reports the forwarded rate's ratio storm/quiet")
-    p.add_argument("--storm-nice", type=int, default=0, metavar="N",
-                   help="run the storm's clients (and the control) at this nice value")
     p.add_argument("--storm-calls", metavar="M,..", help="the storm's RPC methods (default: "
                    "rpc_rate.py's status,port.stats,port.list,fdb.list)")
     p.add_argument("--idle", type=float, default=0, metavar="S",
@@ -1095,8 +1079,6 @@ def parse_args():
 
 def main():
     a = parse_args()
-    if a.cmd == "_gen":
-        return gen_main(a)
     if a.cmd == "_echo":
         return echo_main(a)
     if os.geteuid() != 0:

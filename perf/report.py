@@ -195,38 +195,33 @@ def plots(doc, outdir, name):
     made = []
     f64 = [r for r in rows(doc.get("fwd_64")) if r.get("available")]
     big = {label(r): r for r in rows(doc.get("fwd_1500")) if r.get("available")}
+
+    def pairs(what, names, left, right, ylabel, title):
+        """Two bars per system: `left` and `right` are (label, values)."""
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        x = range(len(names))
+        for dx, (lab, vals) in ((-0.2, left), (0.2, right)):
+            ax.bar([i + dx for i in x], vals, 0.4, label=lab)
+        ax.set_xticks(list(x), names, rotation=20, ha="right")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(outdir / f"{name}-{what}.png", dpi=100)
+        plt.close(fig)
+        made.append(f"{name}-{what}.png")
+
     if f64:
-        fig, ax = plt.subplots(figsize=(9, 4.5))
         names = [label(r) for r in f64]
-        x = range(len(names))
-        ax.bar([i - 0.2 for i in x], [r["forwarded_pps"] / 1e6 for r in f64], 0.4,
-               label="64 B")
-        ax.bar([i + 0.2 for i in x], [big.get(n, {}).get("forwarded_pps", 0) / 1e6
-                                      for n in names], 0.4, label="1500 B")
-        ax.set_xticks(list(x), names, rotation=20, ha="right")
-        ax.set_ylabel("forwarded Mpps (median)")
-        ax.set_title("Forwarding rate, one queue, one forwarder core")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(outdir / f"{name}-rate.png", dpi=100)
-        plt.close(fig)
-        made.append(f"{name}-rate.png")
-        fig, ax = plt.subplots(figsize=(9, 4.5))
+        pairs("rate", names, ("64 B", [r["forwarded_pps"] / 1e6 for r in f64]),
+              ("1500 B", [big.get(n, {}).get("forwarded_pps", 0) / 1e6 for n in names]),
+              "forwarded Mpps (median)", "Forwarding rate, one queue, one forwarder core")
         cpu = [r for r in f64 if r.get("switch_cpu_pct") is not None]
-        names = [label(r) for r in cpu]
-        x = range(len(names))
-        ax.bar([i - 0.2 for i in x], [r["switch_cpu_pct"] for r in cpu], 0.4,
-               label="forwarding at max rate")
-        ax.bar([i + 0.2 for i in x], [(r.get("idle") or {}).get("switch_cpu_pct") or 0
-                                      for r in cpu], 0.4, label="idle (5 s, no traffic)")
-        ax.set_xticks(list(x), names, rotation=20, ha="right")
-        ax.set_ylabel("% of one core (process utime+stime)")
-        ax.set_title("CPU used by the switch process")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(outdir / f"{name}-cpu.png", dpi=100)
-        plt.close(fig)
-        made.append(f"{name}-cpu.png")
+        pairs("cpu", [label(r) for r in cpu],
+              ("forwarding at max rate", [r["switch_cpu_pct"] for r in cpu]),
+              ("idle (5 s, no traffic)",
+               [(r.get("idle") or {}).get("switch_cpu_pct") or 0 for r in cpu]),
+              "% of one core (process utime+stime)", "CPU used by the switch process")
         lat = [r for r in f64 if (r.get("latency_us") or {}).get("hist")]
         if lat:
             fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -261,6 +256,7 @@ def write_all(doc, outdir, name):
 def main():
     path = Path(sys.argv[1] if len(sys.argv) > 1 else
                 Path(__file__).resolve().parent / "results" / "bench-latest.json")
+    path = path.resolve()           # bench-latest.json: a link to a bench-<time>.json
     doc = json.loads(path.read_text())
     print(write_all(doc, path.parent, path.stem))
 
