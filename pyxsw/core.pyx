@@ -502,23 +502,21 @@ cdef class Core:
         free list of that socket until the next frame arrives there: one frame per socket
         can show as in flight at rest after an overload.)"""
         cdef int p, q
-        cdef Sock *s
-        cdef uint64_t fill = 0, rx = 0, tx = 0, comp = 0, caches = 0, pool
+        cdef uint64_t caches = 0, pool
+        cdef uint64_t held[4]               # fill, RX, TX, completion rings
+        memset(held, 0, sizeof(held))
         pthread_mutex_lock(&self.sw.pool.lock)
         pool = self.sw.pool.n
         pthread_mutex_unlock(&self.sw.pool.lock)
         for q in range(self.sw.nworkers):
             caches += self.sw.workers[q].ncache
-        socks = [<size_t>self.sw.ports[p].socks[q] for p in range(MAX_PORTS)
-                 for q in range(self.sw.nworkers) if self.sw.ports[p].socks[q] != NULL]
+        for p in range(MAX_PORTS):
+            for q in range(self.sw.nworkers):
+                if self.sw.ports[p].socks[q] != NULL:
+                    sock_held(self.sw.ports[p].socks[q], held)
         if self.owner_retired:
-            socks.append(<size_t>self.owner)
-        for addr in socks:
-            s = <Sock *><size_t>addr
-            fill += ring_occupancy(s.fill.producer, s.fill.consumer)
-            rx += ring_occupancy(s.rx.producer, s.rx.consumer)
-            tx += ring_occupancy(s.tx.producer, s.tx.consumer)
-            comp += ring_occupancy(s.comp.producer, s.comp.consumer)
+            sock_held(self.owner, held)
+        fill, rx, tx, comp = held[0], held[1], held[2], held[3]
         placed = pool + caches + fill + rx + tx + comp
         return {"frames": self.sw.nframes, "pool": pool, "caches": caches, "fill": fill,
                 "rx": rx, "tx": tx, "completion": comp, "placed": placed,

@@ -226,6 +226,14 @@ cdef uint32_t ring_occupancy(uint32_t *prod, uint32_t *cons) noexcept nogil:
     return pyxsw_load_acq32(prod) - pyxsw_load_acq32(cons)
 
 
+cdef void sock_held(Sock *s, uint64_t *held) noexcept nogil:
+    """Add the frames in s's fill, RX, TX and completion rings to held[0..3]."""
+    held[0] += ring_occupancy(s.fill.producer, s.fill.consumer)
+    held[1] += ring_occupancy(s.rx.producer, s.rx.consumer)
+    held[2] += ring_occupancy(s.tx.producer, s.tx.consumer)
+    held[3] += ring_occupancy(s.comp.producer, s.comp.consumer)
+
+
 cdef void reclaim_range(Sw *sw, uint32_t *cons, uint32_t *prod, void *ring_base, uint32_t mask,
                         bint descs) noexcept nogil:
     """Return the frames between a ring's consumer and producer to the pool."""
