@@ -32,7 +32,17 @@ def _fail(msg, code):
 
 # ---------------------------------------------------------------------------- run
 
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+# Every signal whose default action ends the process stops the switch cleanly instead (XDP
+# detached, promiscuous mode restored, socket removed): SIGHUP and SIGQUIT too, until reload
+# exists.  Faults (SIGSEGV...) and SIGKILL cannot be handled; job control (SIGSTOP/SIGCONT,
+# a debugger attaching) must not stop it.
+STOP_SIGNALS = frozenset(
+    {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+     signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGIO,
+     signal.SIGPWR, signal.SIGXCPU, signal.SIGSTKFLT}
+    | set(range(signal.SIGRTMIN, signal.SIGRTMAX + 1)))
+# How long the management loop may take to close once asked (it gives requests under way 5 s).
+LOOP_CLOSE = 15.0
 
 
 def cmd_run(args):
@@ -47,8 +57,8 @@ def cmd_run(args):
 
     sw = Switch(cfg)
     server = Server(sw, cfg.management.socket, group=cfg.management.group or None)
-    # Stop signals wait, blocked, for this thread to take them (sigtimedwait below): never
-    # a handler interrupting start() half-way.  Threads started from here inherit the block.
+    # Stop signals wait, blocked, for this thread to take them (sigwait below): never a
+    # handler interrupting start() half-way.  Threads started from here inherit the block.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         # Claim the socket first: a second instance must refuse before touching any port.
@@ -56,6 +66,7 @@ def cmd_run(args):
     except (ServerError, OSError) as e:
         return _fail(f"{cfg.source}: management.socket: {e}", 2)
     failed = []
+    ended = threading.Event()
     try:
         try:
             sw.start()
@@ -64,21 +75,26 @@ def cmd_run(args):
                 return _fail(f"{cfg.source}: {e.key}: {e}", 2)
             return _fail(f"pyxsw: {e}", 1)
         sw.leave_worker_cores()
-        loop = threading.Thread(target=_serve, args=(server, cfg.management.priority, failed),
-                                name="pyxsw-management")
+        loop = threading.Thread(target=_serve, name="pyxsw-management", daemon=True,
+                                args=(server, cfg.management.priority, failed, ended,
+                                      threading.get_ident()))
         loop.start()
         log.info("switch %s running: ports %s; mode %s; cores %s; socket %s", cfg.switch.name,
                  ", ".join(p.name for p in cfg.ports) or "(none)", cfg.switch.mode,
                  ",".join(map(str, cfg.switch.cores)), cfg.management.socket)
         # This thread, at normal priority, only waits: for a stop signal, or for the loop to
-        # end (the shutdown RPC).  A loop starved of CPU by design still stops at once.
-        while loop.is_alive():
-            if signal.sigtimedwait(STOP_SIGNALS, 0.2) is not None:
-                with contextlib.suppress(OSError):
-                    os.sched_setscheduler(loop.native_id, os.SCHED_OTHER, os.sched_param(0))
-                server.request_stop()
-                break
-        loop.join()
+        # end (the shutdown RPC), which wakes it with one.  sigwait() returns nothing but a
+        # signal of the set (sigtimedwait can return garbage after EINTR: issue 9).
+        signo = signal.sigwait(STOP_SIGNALS)
+        if not ended.is_set():
+            log.info("%s: stopping", signal.Signals(signo).name)
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(loop.native_id, os.SCHED_OTHER, os.sched_param(0))
+            server.request_stop()
+        loop.join(LOOP_CLOSE)
+        if loop.is_alive():
+            log.error("the management loop did not close within %d s; stopping the switch "
+                      "without it", LOOP_CLOSE)
         log.info("switch %s stopping", cfg.switch.name)
     finally:
         server.release()
@@ -88,19 +104,24 @@ def cmd_run(args):
     return 0
 
 
-def _serve(server, priority, failed):
+def _serve(server, priority, failed, ended, main_thread):
     """The management loop's thread.  With priority "idle" it runs (and the executor threads
     it starts inherit) SCHED_IDLE: on a core it shares with the kernel's half of forwarding
-    (a NIC's receive softirq) or anything else, an RPC storm slows down, forwarding does not."""
-    if priority == "idle":
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))     # 0: this thread
-        except OSError as e:
-            log.warning("management.priority = idle not applied: %s", e)
+    (a NIC's receive softirq) or anything else, an RPC storm slows down, forwarding does not.
+    When it ends, for whatever reason, it wakes the main thread to stop the switch."""
     try:
+        if priority == "idle":
+            try:
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))     # 0: this thread
+            except OSError as e:
+                log.warning("management.priority = idle not applied: %s", e)
         server.run(stop_signals=())
     except BaseException as e:          # reported by cmd_run, which still stops the switch
         failed.append(e)
+    finally:
+        ended.set()
+        with contextlib.suppress(OSError):
+            signal.pthread_kill(main_thread, signal.SIGTERM)
 
 
 # ---------------------------------------------------------------------------- lab

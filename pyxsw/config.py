@@ -66,6 +66,7 @@ class ManagementSection:
 class PortSection:
     name: str
     flood_limit: int = 0                   # flooded frames/s this port may cause; 0 = no limit
+    forward_reserved: bool = False         # flood 01:80:c2:00:00:0x frames received here
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ class _Parser:
         ports = []
         for i, p in enumerate(lst):
             key = f"port[{i}]"
-            self.table(p, key, ["name", "flood_limit"])
+            self.table(p, key, ["name", "flood_limit", "forward_reserved"])
             if "name" not in p:
                 self.fail(f"{key}.name", "missing")
             name = self.string(p, key, "name", None)
@@ -239,5 +240,10 @@ class _Parser:
             if any(q.name == name for q in ports):
                 self.fail(f"{key}.name", f"port {name} is listed twice")
             flood_limit = self.integer(p, key, "flood_limit", 0, 0)
-            ports.append(PortSection(name=name, flood_limit=flood_limit))
+            forward_reserved = p.get("forward_reserved", False)
+            if not isinstance(forward_reserved, bool):
+                self.fail(f"{key}.forward_reserved",
+                          f"expected true or false, got {_what(forward_reserved)}")
+            ports.append(PortSection(name=name, flood_limit=flood_limit,
+                                     forward_reserved=forward_reserved))
         return ports

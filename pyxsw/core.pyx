@@ -13,6 +13,7 @@ _MODE_NAMES = {v: k for k, v in _MODES.items()}
 FORWARD_FLOOD = FWD_FLOOD
 FORWARD_RUNT = FWD_RUNT
 FORWARD_FILTER = FWD_FILTER
+FORWARD_RESERVED = FWD_RESERVED
 
 
 def mac_to_int(str mac):
@@ -42,6 +43,7 @@ cdef class Core:
     cdef int owner_ifindex
     cdef int owner_q
     cdef bint owner_retired
+    cdef public int anchor_ifindex      # the interface of the UMEM's anchor socket (loopback), or 0
     cdef public str zero_copy   # "auto" | "on" | "off" as configured
     cdef public str xdp_mode
     cdef public object tx_budget        # frames per TX kick, or None where not settable
@@ -250,8 +252,10 @@ cdef class Core:
         t = self.sw.nframes // 2 // nsocks
         return min(t, self.sw.ring_size)
 
-    def port_add(self, str name, *, bint up=True, uint32_t flood_limit=0):
-        """Make an interface a switch port; returns (index, note)."""
+    def port_add(self, str name, *, bint up=True, uint32_t flood_limit=0,
+                 bint forward_reserved=False):
+        """Make an interface a switch port; returns (index, note).  The caller has made sure
+        no other live switch uses the interface: a pyxsw program found on it is replaced."""
         cdef int p, q, flags, rc
         cdef Port *pt
         cdef Sock *s
@@ -268,6 +272,15 @@ cdef class Core:
             ifindex = if_nametoindex(bname)
             if ifindex == 0:
                 raise OSError(_errno.ENODEV, f"{name}: no such interface")
+            # Two sockets of one UMEM on one (interface, queue) share its fill and completion
+            # rings, which libxdp then does not hand to the second: refuse, never crash.
+            if ifindex == self.anchor_ifindex:
+                raise OSError(_errno.EBUSY, f"{name}: the switch itself uses this interface "
+                                            f"(the UMEM's anchor socket)")
+            for p in range(MAX_PORTS):
+                if self.sw.ports[p].ifindex == ifindex:
+                    raise OSError(_errno.EEXIST, f"{name}: already a switch port "
+                                                 f"(as {self.sw.ports[p].name.decode()})")
             target = self._fill_target_for(self.nsocks + self.sw.nworkers)
             if target < self.sw.batch:
                 need = 2 * self.sw.batch * (self.nsocks + self.sw.nworkers)
@@ -301,6 +314,7 @@ cdef class Core:
                 raise
             self.sw.fill_target = target
             pt.flood_limit = flood_limit
+            pt.forward_reserved = forward_reserved
             pyxsw_store_int(&pt.up, 1 if up else 0)
             pyxsw_store_int(&pt.active, 1)
             self._publish()
@@ -356,6 +370,7 @@ cdef class Core:
             self._umem_reset()
             return False
         self.owner_ifindex = -1         # on no port: never retired, never reused
+        self.anchor_ifindex = lo.ifindex
         self.zero_copy_active = False
         return True
 
@@ -365,7 +380,8 @@ cdef class Core:
             self.sw.umem = NULL
         self._umem_create()
 
-    def add_virtual_port(self, str name, bint up=True, uint32_t flood_limit=0):
+    def add_virtual_port(self, str name, bint up=True, uint32_t flood_limit=0,
+                         bint forward_reserved=False):
         """A port with no interface, for tests of the forwarding decision without root."""
         cdef int p
         cdef Port *pt
@@ -375,6 +391,7 @@ cdef class Core:
             memset(pt, 0, sizeof(Port))
             strncpy(pt.name, name.encode(), 15)
             pt.flood_limit = flood_limit
+            pt.forward_reserved = forward_reserved
             pt.up = 1 if up else 0
             pt.active = 1
             self._publish()
@@ -437,7 +454,17 @@ cdef class Core:
                 "xdp_mode": {XDP_MODE_NATIVE: "native", XDP_MODE_SKB: "generic"}.get(pt.attach_mode, "none")
                             if pt.prog != NULL else "none",
                 "queues": sum(1 for q in range(self.sw.nworkers) if pt.socks[q] != NULL),
-                "flood_limit": pt.flood_limit}
+                "flood_limit": pt.flood_limit, "forward_reserved": bool(pt.forward_reserved)}
+
+    def port_prog_id(self, int p):
+        """The kernel's id of port p's XDP program (0 when it has none)."""
+        return xdp_program__id(self.sw.ports[p].prog) if self.sw.ports[p].prog != NULL else 0
+
+    def port_in_dispatcher(self, int p):
+        """Does the program libxdp runs on port p's interface still include port p's program?
+        For libxdp's multi-program mode, where the attached program is a dispatcher whose id
+        changes whenever any program is added or removed.  OSError when it cannot be told."""
+        return prog_is_attached(&self.sw.ports[p])
 
     def port_stats(self, int p):
         """Counters of port p summed over workers, with the kernel's socket statistics."""
@@ -445,7 +472,7 @@ cdef class Core:
         cdef PortStats *st
         cdef int q
         out = dict(rx_packets=0, rx_bytes=0, tx_packets=0, tx_bytes=0, tx_dropped=0,
-                   flooded=0, runts=0, filtered=0, flood_limited=0)
+                   flooded=0, runts=0, filtered=0, flood_limited=0, reserved_dropped=0)
         for q in range(self.sw.nworkers):
             st = &self.sw.workers[q].st[p]
             out["rx_packets"] += st.rx_packets
@@ -457,6 +484,7 @@ cdef class Core:
             out["runts"] += st.runts
             out["filtered"] += st.filtered
             out["flood_limited"] += st.flood_limited
+            out["reserved_dropped"] += st.reserved_dropped
         xdp = {}
         queues = []
         for q in range(self.sw.nworkers):
@@ -660,7 +688,8 @@ cdef class Core:
 
     def decide(self, const uint8_t[:] frame, int in_port, now=None):
         """The worker's forwarding decision (learning included) on one frame, run on worker 0's
-        state; for tests.  Returns an egress port index or FORWARD_FLOOD/RUNT/FILTER."""
+        state; for tests.  Returns an egress port index or FORWARD_FLOOD/RUNT/FILTER/
+        RESERVED."""
         cdef Worker *w = self.sw.workers[0]
         cdef uint32_t t = now_s() if now is None else now
         cdef const uint8_t *ptr = &frame[0] if frame.shape[0] else <const uint8_t *>b""

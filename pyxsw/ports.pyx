@@ -91,12 +91,16 @@ cdef bint _is_ours(xdp_program *prog) noexcept:
 
 
 cdef str remove_stale_xdp(int ifindex, str ifname):
-    """Detach a pyxsw program left by a killed instance; refuse another program's."""
+    """Detach a pyxsw program left by a killed instance; refuse another program's.  Only
+    for an interface no live switch claims (pyxsw.switch's claim): its program is stale."""
     cdef xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex)
     cdef xdp_program *prog = NULL
     cdef str found = ""
-    if mp == NULL or libxdp_get_error(mp):
-        return ""
+    cdef long err = libxdp_get_error(mp)
+    if mp == NULL or err == -_errno.ENOENT:
+        return ""                       # no program attached
+    if err:
+        raise OSError(-err, f"{ifname}: cannot tell which XDP program is attached: {_libxdp_err(err)}")
     try:
         if xdp_multiprog__is_legacy(mp):
             prog = xdp_multiprog__main_prog(mp)
@@ -146,6 +150,36 @@ cdef void attach_xdp(Port *pt, str xdp_mode) except *:
     obj = xdp_program__bpf_obj(prog)
     pt.xsks_map_fd = bpf_object__find_map_fd_by_name(obj, b"xsks_map")
     pt.stats_map_fd = bpf_object__find_map_fd_by_name(obj, b"xdp_stats_map")
+
+
+cdef bint prog_is_attached(Port *pt) except -1:
+    """Is pt's program attached to its interface, alone or in libxdp's dispatcher?"""
+    cdef xdp_multiprog *mp
+    cdef xdp_program *prog
+    cdef long err
+    cdef uint32_t ours
+    if pt.prog == NULL:
+        return False
+    ours = xdp_program__id(pt.prog)
+    mp = xdp_multiprog__get_from_ifindex(pt.ifindex)
+    err = libxdp_get_error(mp)
+    if mp == NULL or err == -_errno.ENOENT:
+        return False
+    if err:
+        raise OSError(-err, f"{pt.name.decode()}: cannot tell which XDP program is attached: "
+                            f"{_libxdp_err(err)}")
+    try:
+        if xdp_multiprog__is_legacy(mp):
+            prog = xdp_multiprog__main_prog(mp)
+            return prog != NULL and xdp_program__id(prog) == ours
+        prog = xdp_multiprog__next_prog(NULL, mp)
+        while prog != NULL:
+            if xdp_program__id(prog) == ours:
+                return True
+            prog = xdp_multiprog__next_prog(prog, mp)
+        return False
+    finally:
+        xdp_multiprog__close(mp)
 
 
 cdef void detach_xdp(Port *pt) noexcept:

@@ -11,8 +11,10 @@ stop() undoes all of it; so does leaving the `with` block, whatever the exit.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import select
 import socket
 import struct
 import subprocess
@@ -21,6 +23,7 @@ import time
 
 from . import _core
 from .config import Config  # noqa: F401 (type of Switch.config)
+from .links import RESYNC, LinkError, Links
 
 log = logging.getLogger("pyxsw")
 
@@ -70,37 +73,98 @@ def _ensure_bpffs():
         subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], capture_output=True)
 
 
-def _link_up(name):
+class _Claim:
+    """This process's claim on an interface, held for as long as the interface is a port.
+
+    An abstract Unix socket named after the interface's index: the kernel frees the name when
+    the process ends, however it ends (kill -9 included), and abstract names live in the
+    network namespace as interface indexes do.  So a pyxsw program found on an interface
+    nobody claims was left by a switch that died, and is safe to replace, while a claimed one
+    belongs to a live switch, which a second instance must not touch at all.  The socket
+    listens so that the refused one can name the owner (SO_PEERCRED gives the listener's pid)."""
+
+    def __init__(self, ifindex, name):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        address = f"\0pyxsw/ifindex/{ifindex}"
+        try:
+            self.sock.bind(address)
+            self.sock.listen(8)
+        except OSError as e:
+            self.sock.close()
+            if e.errno != errno.EADDRINUSE:
+                raise
+            raise OSError(errno.EBUSY, f"{name} is a port of another running pyxsw switch"
+                                       f"{_owner(address)}: not touching it") from None
+
+    def close(self):
+        self.sock.close()
+
+
+def _owner(address):
+    """' (pid N)' of the process that listens on an abstract address, or ''."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(0.5)
     try:
-        with open(f"/sys/class/net/{name}/operstate") as f:
-            state = f.read().strip()
-        with open(f"/sys/class/net/{name}/carrier") as f:
-            carrier = f.read().strip() == "1"
+        probe.connect(address)
+        pid, _, _ = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                         struct.calcsize("3i")))
+        return f" (pid {pid})"
     except OSError:
-        return False
-    return carrier and state in ("up", "unknown")
+        return ""
+    finally:
+        probe.close()
 
 
 class Port:
-    """What the switch knows of one port beyond the core's index."""
+    """What the switch knows of one port beyond the core's index.
 
-    def __init__(self, name, index, promisc):
+    `state` is what an operator sees: "up" (switching), "down" (no carrier, or admin down),
+    "gone" (its interface was deleted: the port waits for one of that name to come back) or
+    "degraded" (something detached or replaced pyxsw's XDP program: nothing reaches the
+    switch from it).  Only an "up" port is in the flood set and a unicast destination."""
+
+    def __init__(self, name, index, ifindex, promisc, claim, *, flood_limit=0,
+                 forward_reserved=False):
         self.name = name
         self.index = index
+        self.ifindex = ifindex
         self.promisc = promisc
-        self.ifindex = 0
-        self.up = True
+        self.claim = claim
+        self.flood_limit = flood_limit
+        self.forward_reserved = forward_reserved
+        self.state = "up"
+        self.reason = ""                # why the state is not "up", in words
+        self.xdp_mode = "none"          # "native" | "generic": how the program is attached
+        self.xdp_expect = 0             # the program id the interface should run
+        self.warnings = []              # said when the port was added
+        self.retried = 0                # the ifindex a re-attach last failed on
+
+    @property
+    def up(self):
+        return self.state == "up"
+
+    def close(self):
+        self.promisc.close()
+        self.claim.close()
+
+
+TICK = 0.1                  # housekeeping: FDB events and aging, link notifications
 
 
 class Switch:
     def __init__(self, config: Config):
         self.config = config
         self.core = None
+        self.links = None
         self.ports: dict[str, Port] = {}
         self._threads = []
         self._stop = threading.Event()
         self._housekeeper = None
+        # _lock guards the ports and the core's control calls; housekeeping takes it every
+        # tick.  _stop_lock only serializes stop() callers.  Rule: no thread ever waits for
+        # another thread (join) while it holds _lock.
         self._lock = threading.RLock()
+        self._stop_lock = threading.Lock()
         self._listeners = []
         self.started_at = None
 
@@ -121,6 +185,11 @@ class Switch:
                 raise SwitchError(f"core {core} does not exist or is not usable here "
                                   f"(usable: {sorted(allowed)})", key=f"switch.cores[{i}]")
         _ensure_bpffs()
+        self._stop.clear()
+        try:
+            self.links = Links()
+        except OSError as e:
+            raise SwitchError(f"cannot open rtnetlink: {_reason(e)}") from e
         try:
             self.core = _core.Core(
                 frames=c.switch.frames, frame_size=c.switch.frame_size,
@@ -129,11 +198,14 @@ class Switch:
                 port_limit=c.fdb.port_limit, aging=c.fdb.aging,
                 zero_copy=c.switch.zero_copy, xdp_mode=c.switch.xdp_mode, mode=c.switch.mode)
         except (OSError, MemoryError, ValueError) as e:
+            self.links.close()
+            self.links = None
             raise SwitchError(_reason(e), key="switch.frames") from e
         try:
             for i, p in enumerate(c.ports):
                 try:
-                    self.add_port(p.name, flood_limit=p.flood_limit)
+                    self.add_port(p.name, flood_limit=p.flood_limit,
+                                  forward_reserved=p.forward_reserved)
                 except (OSError, ValueError) as e:
                     raise SwitchError(_reason(e), key=f"port[{i}].name") from e
             for q, cpu in enumerate(c.switch.cores):
@@ -163,8 +235,14 @@ class Switch:
             os.sched_setaffinity(0, spare)
 
     def stop(self):
-        """Stop the workers, tear every port down (XDP detached, promiscuous mode restored)."""
-        with self._lock:
+        """Stop the workers, tear every port down (XDP detached, promiscuous mode restored).
+
+        The threads are joined without the switch lock held: housekeeping takes that lock on
+        every tick, so holding it across the join could wait forever (issue 9)."""
+        me = threading.current_thread()
+        if me is self._housekeeper or me in self._threads:
+            raise RuntimeError("Switch.stop() from one of the switch's own threads")
+        with self._stop_lock:
             if self.core is None:
                 return
             self._stop.set()
@@ -175,10 +253,13 @@ class Switch:
             if self._housekeeper is not None:
                 self._housekeeper.join()
                 self._housekeeper = None
-            for name in list(self.ports):
-                self._drop_port(name)
-            self.core.close()
-            self.core = None
+            with self._lock:
+                for name in list(self.ports):
+                    self._drop_port(name)
+                self.core.close()
+                self.core = None
+                self.links.close()
+                self.links = None
 
     # ------------------------------------------------------------------ events
 
@@ -200,75 +281,201 @@ class Switch:
                 log.exception("event listener")
 
     def _housekeeping(self):
-        """Age the FDB, follow link state and pass events on, ten times a second."""
+        """Pass FDB events on, age the FDB and follow the ports' interfaces, every tick, and
+        at once when the kernel reports a link change."""
         self.leave_worker_cores()
-        while not self._stop.wait(0.1):
+        links = self.links
+        while not self._stop.is_set():
+            try:
+                readable = select.select([links.fileno()], [], [], TICK)[0]
+                changed = links.read() if readable else ()
+            except (OSError, ValueError) as e:      # LinkError included: state is kept
+                log.error("reading link notifications: %s", _reason(e))
+                changed = ()
+                self._stop.wait(TICK)
             try:
                 with self._lock:
+                    if self._stop.is_set():
+                        break
+                    self._drain_events()
                     names = {p.index: p.name for p in self.ports.values()}
-                    for kind, mac, vlan, idx, old in self.core.drain_events():
-                        if kind == "learn":
-                            self._emit(event="fdb.learn", mac=mac, vlan=vlan, port=names.get(idx))
-                        else:
-                            self._emit(event="fdb.move", mac=mac, vlan=vlan, port=names.get(idx),
-                                       **{"from": names.get(old)})
                     for mac, vlan, idx in self.core.fdb_maintain():
                         self._emit(event="fdb.age", mac=mac, vlan=vlan, port=names.get(idx))
-                    self._watch_links()
+                    for port in list(self.ports.values()):
+                        if changed == RESYNC or port.ifindex in changed or port.name in changed:
+                            self._reconcile(port)
             except Exception:               # never let housekeeping die silently
                 log.exception("housekeeping")
 
-    def _watch_links(self):
-        for port in self.ports.values():
-            up = _link_up(port.name)
-            if up != port.up:
-                port.up = up
-                self.core.set_port_up(port.index, up)
-                log.warning("port %s is %s", port.name, "up" if up else "down")
-                n = 0
-                if not up:
-                    # Flush once no worker can still be learning from a frame of this
-                    # port, and before anyone hears of it: then the FDB is already clean.
-                    self.core.wait_grace()
-                    n = self.core.fdb_flush(port.index)
-                self._emit(event="port.up" if up else "port.down", port=port.name)
-                if not up:
-                    self._emit(event="fdb.flush", port=port.name, count=n)
+    def _drain_events(self):
+        names = {p.index: p.name for p in self.ports.values()}
+        for kind, mac, vlan, idx, old in self.core.drain_events():
+            if kind == "learn":
+                self._emit(event="fdb.learn", mac=mac, vlan=vlan, port=names.get(idx))
+            else:
+                self._emit(event="fdb.move", mac=mac, vlan=vlan, port=names.get(idx),
+                           **{"from": names.get(old)})
+
+    # ------------------------------------------------------------------ port states
+
+    def _reconcile(self, port):
+        """Bring port's state in line with its interface as the kernel has it now.  An error
+        asking is not a state: the port keeps the one it had (issue 9)."""
+        try:
+            link = self.links.get(ifindex=port.ifindex)
+        except LinkError as e:
+            log.error("port %s: cannot read its link state (%s); it stays %s",
+                      port.name, _reason(e), port.state)
+            return
+        if link is None:
+            self._set_state(port, "gone", "interface deleted")
+            self._reattach(port)
+            return
+        if port.state == "gone":
+            return
+        problem = self._xdp_problem(port, link)
+        if problem is None:
+            self._set_state(port, "up" if link.up else "down",
+                            "" if link.up else "no carrier or administratively down")
+        elif problem:
+            self._set_state(port, "degraded", problem)
+
+    def _xdp_problem(self, port, link):
+        """'' when port's program is still the one that runs on its interface, a reason when
+        it is not, None (with the reason logged) when that cannot be told."""
+        attached = link.xdp_id(port.xdp_mode)
+        if attached == port.xdp_expect:
+            return None
+        if not attached:
+            return "pyxsw's XDP program was detached from the interface"
+        try:
+            # libxdp's dispatcher gets a new id whenever any program joins or leaves it
+            if self.core.port_in_dispatcher(port.index):
+                port.xdp_expect = attached
+                return None
+        except OSError as e:
+            log.error("port %s: cannot check its XDP program: %s", port.name, _reason(e))
+            return ""
+        return f"another XDP program (id {attached}) replaced pyxsw's on the interface"
+
+    def _set_state(self, port, state, reason=""):
+        old = port.state
+        port.reason = reason
+        if state == old:
+            return
+        if old == "up" or state == "up":
+            self.core.set_port_up(port.index, state == "up")
+        n = None
+        if old == "up":
+            # Flush once no worker can still be learning from a frame of this port, and
+            # before anyone hears of it: then the FDB is already clean.
+            self.core.wait_grace()
+            n = self.core.fdb_flush(port.index)
+        port.state = state
+        if state == "up":
+            log.warning("port %s is up", port.name)
+            self._emit(event="port.up", port=port.name)
+        elif old == "up":
+            log.warning("port %s is down", port.name)
+            self._emit(event="port.down", port=port.name)
+        if n is not None:
+            self._emit(event="fdb.flush", port=port.name, count=n)
+        if state == "gone":
+            log.warning("port %s: its interface was deleted; the port comes back when an "
+                        "interface of that name does", port.name)
+            self._emit(event="port.gone", port=port.name)
+        elif state == "degraded":
+            log.error("port %s is degraded: %s; it switches nothing until `pyxsw ctl port add "
+                      "%s` attaches it again", port.name, reason, port.name)
+            self._emit(event="port.degraded", port=port.name, reason=reason)
+
+    def _reattach(self, port):
+        """A gone port whose name has a new interface: make that interface the port."""
+        try:
+            link = self.links.get(name=port.name)
+        except LinkError as e:
+            log.error("port %s: cannot look for its interface: %s", port.name, _reason(e))
+            return
+        if link is None or link.ifindex in (port.ifindex, port.retried):
+            return
+        log.warning("port %s: a new interface of that name appeared (ifindex %d): attaching it",
+                    port.name, link.ifindex)
+        try:
+            new = self._open_port(port.name, port.flood_limit, port.forward_reserved,
+                                  replacing=port)
+        except (OSError, ValueError) as e:
+            port.retried = link.ifindex
+            port.reason = f"interface deleted; attaching the new one failed: {_reason(e)}"
+            log.error("port %s: %s", port.name, port.reason)
+            return
+        self._emit(event="port.reattach", port=new.name, ifindex=new.ifindex)
 
     # ------------------------------------------------------------------ ports
 
-    def add_port(self, name, flood_limit=0):
+    def add_port(self, name, flood_limit=0, forward_reserved=False):
+        """Make interface `name` a port.  A port whose interface is gone or whose program was
+        taken away can be added again: that attaches it anew."""
         with self._lock:
-            ifindex = socket.if_nametoindex(name) if os.path.exists(f"/sys/class/net/{name}") else 0
+            if self.core is None:
+                raise OSError(errno.ESHUTDOWN, "the switch is not running")
             old = self.ports.get(name)
+            if old is not None and old.state not in ("gone", "degraded"):
+                raise ValueError(f"{name}: already a switch port")
+            port = self._open_port(name, flood_limit, forward_reserved, replacing=old)
             if old is not None:
-                if ifindex and ifindex == old.ifindex:
-                    raise ValueError(f"{name}: already a switch port")
-                # The interface was deleted (and maybe made again) under the switch: the
-                # old port is a husk; tear it down and start over on the new interface.
-                self._drop_port(name)
                 self._emit(event="port.del", port=name)
-            if not ifindex:
-                raise OSError(19, f"{name}: no such interface")
-            nq = sum(1 for d in os.listdir(f"/sys/class/net/{name}/queues") if d.startswith("rx-"))
-            if nq < self.core.workers:
-                raise OSError(22, f"{name} has {nq} RX queue(s) but cores has {self.core.workers} "
-                                  f"entries: worker q needs queue q on every port")
-            promisc = _Promisc(ifindex)
-            try:
-                up = _link_up(name)
-                index, note = self.core.port_add(name, up=up, flood_limit=flood_limit)
-            except BaseException:
-                promisc.close()
-                raise
-            if note:
-                log.warning("%s: %s", name, note)
-            port = Port(name, index, promisc)
-            port.ifindex = ifindex
-            port.up = up
-            self.ports[name] = port
             self._emit(event="port.add", port=name)
             return port
+
+    def _open_port(self, name, flood_limit, forward_reserved, replacing=None):
+        """Everything that can refuse is checked before anything is touched; `replacing`, an
+        old port of that name, is torn down only then."""
+        link = self.links.get(name=name)
+        if link is None:
+            raise OSError(errno.ENODEV, f"{name}: no such interface")
+        if link.loopback:
+            raise OSError(errno.EINVAL, f"{name}: a loopback interface cannot be a switch port")
+        if link.ifindex == self.core.anchor_ifindex:
+            raise OSError(errno.EBUSY, f"{name}: the switch itself uses this interface")
+        for p in self.ports.values():
+            if p.ifindex == link.ifindex and p is not replacing:
+                raise ValueError(f"{name}: already a switch port (as {p.name})")
+        nq = link.rx_queues
+        if nq < self.core.workers:
+            raise OSError(errno.EINVAL, f"{name} has {nq} RX queue(s) but cores has "
+                                        f"{self.core.workers} entries: worker q needs queue q "
+                                        f"on every port")
+        claim = _Claim(link.ifindex, name)
+        try:
+            promisc = _Promisc(link.ifindex)
+        except BaseException:
+            claim.close()
+            raise
+        try:
+            if replacing is not None:
+                self._drop_port(replacing.name)
+            index, note = self.core.port_add(name, up=link.up, flood_limit=flood_limit,
+                                             forward_reserved=forward_reserved)
+        except BaseException:
+            promisc.close()
+            claim.close()
+            raise
+        if note:
+            log.warning("%s: %s", name, note)
+        port = Port(name, index, link.ifindex, promisc, claim, flood_limit=flood_limit,
+                    forward_reserved=forward_reserved)
+        port.xdp_mode = self.core.port_info(index)["xdp_mode"]
+        port.xdp_expect = self.core.port_prog_id(index)     # or libxdp's dispatcher: _reconcile
+        if not link.up:
+            port.state, port.reason = "down", "no carrier or administratively down"
+        self.ports[name] = port
+        addresses = self.links.addresses(link.ifindex)
+        if addresses:
+            port.warnings.append(f"{name} has IP addresses ({', '.join(addresses)}): frames "
+                                 f"to them now reach the switch, not this host")
+            log.warning("%s", port.warnings[-1])
+        self._reconcile(port)           # a change between the checks and now
+        return port
 
     def del_port(self, name):
         with self._lock:
@@ -281,14 +488,13 @@ class Switch:
         port = self.ports.pop(name)
         if self.core is not None and port.index in self.core.ports():
             self.core.port_del(port.index)
-        port.promisc.close()
+        port.close()
 
     def _index(self, name):
         try:
             return self.ports[name].index
         except KeyError:
             raise KeyError(f"{name}: not a switch port") from None
-
 
     # ------------------------------------------------------------------ what users call
 
@@ -354,7 +560,8 @@ class Switch:
             "mode": core.mode,
             "uptime": round(time.monotonic() - self.started_at, 3) if self.started_at else 0,
             "workers": [{"queue": q, "core": c} for q, c in enumerate(self.config.switch.cores)],
-            "ports": [dict(core.port_info(p.index), up=p.up) for p in self.ports.values()],
+            "ports": [dict(core.port_info(p.index), up=p.up, state=p.state, reason=p.reason)
+                      for p in self.ports.values()],
             "zero_copy": core.zero_copy_active,
             "tx_budget": core.tx_budget,
             "busy_poll": core.busy_poll,

@@ -29,6 +29,7 @@ cdef enum:
     FWD_FLOOD = -1      # broadcast, multicast, unknown unicast
     FWD_RUNT = -2       # shorter than an Ethernet header
     FWD_FILTER = -3     # destination sits on the ingress port
+    FWD_RESERVED = -4   # to a reserved link-local group (01:80:c2:00:00:0x): not forwarded
 
     ADAPTIVE_SPINS = 2048   # empty passes before an adaptive worker sleeps
     EV_RING = 1024          # FDB events a worker can queue for the control thread
@@ -47,6 +48,7 @@ cdef struct PortStats:      # one per (worker, port): written by that worker onl
     uint64_t runts          # frames shorter than an Ethernet header
     uint64_t filtered       # destination on the ingress port
     uint64_t flood_limited  # floods dropped by the port's flood_limit (storm control)
+    uint64_t reserved_dropped   # to 01:80:c2:00:00:0x (STP, LACP, LLDP, 802.1X...), not forwarded
 
 
 cdef struct FdbEvent:       # a MAC learned or moved, for the management plane's subscribers
@@ -70,6 +72,7 @@ cdef struct Port:
     int up                  # link up: part of the flood set and a unicast destination
     int ifindex
     uint32_t flood_limit    # flooded frames/s this port may cause; 0 = no limit
+    int forward_reserved    # flood reserved link-local frames received here (else drop them)
     char name[16]
     xdp_program *prog
     int attach_mode         # XDP_MODE_NATIVE / XDP_MODE_SKB
@@ -93,6 +96,7 @@ cdef struct Worker:
     int nup                 # the flood set: active ports whose link is up
     uint16_t upl[MAX_PORTS]
     uint8_t isup[MAX_PORTS]
+    uint8_t fwd_res[MAX_PORTS]      # the ports' forward_reserved
     pollfd pfd[MAX_PORTS + 1]
     int npfd
     uint32_t idle_run       # consecutive empty passes (adaptive mode)
@@ -219,6 +223,7 @@ cdef void worker_apply_gen(Worker *w) noexcept nogil:
             w.pfd[w.npfd].fd = w.sock[p].fd
             w.pfd[w.npfd].events = POLLIN
             w.npfd += 1
+        w.fwd_res[p] = 1 if pt.forward_reserved else 0
         w.fl_allow[p] = 0
         if pt.flood_limit:
             # this worker's share (queues split a port's traffic), per 100 ms, at least 1
@@ -274,9 +279,19 @@ cdef inline void learn(Worker *w, FdbTable *tab, uint64_t src, uint16_t p, uint3
         w.learn_limited += 1
 
 
+# Reserved link-local groups, 01:80:c2:00:00:00 to 0f (wire bytes read little-endian, the last
+# nibble masked): STP, MAC control (PAUSE), LACP, 802.1X, LLDP...  IEEE 802.1Q bridges never
+# forward them, nor by default do the Linux bridge and Open vSwitch; a port's forward_reserved
+# floods them like other multicast, except PAUSE (:01), which stops at the link it was sent on.
+cdef uint64_t RESERVED_MASK = 0xf0ffffffffffULL
+cdef uint64_t RESERVED_GROUP = 0x000000c28001ULL
+cdef uint64_t PAUSE_GROUP = 0x010000c28001ULL
+
+
 cdef inline int decide(Worker *w, FdbTable *tab, const uint8_t *pkt, uint32_t ln, uint16_t p,
                        uint32_t now) noexcept nogil:
-    """Learn the source, then: an egress port index, FWD_FLOOD, FWD_RUNT or FWD_FILTER."""
+    """Learn the source, then: an egress port index, FWD_FLOOD, FWD_RUNT, FWD_FILTER or
+    FWD_RESERVED."""
     cdef uint64_t dst, src
     cdef uint16_t e
     if pyxsw_unlikely(ln < 14):
@@ -286,6 +301,9 @@ cdef inline int decide(Worker *w, FdbTable *tab, const uint8_t *pkt, uint32_t ln
     if not (src & 1):           # never learn a multicast source
         learn(w, tab, src, p, now)
     if dst & 1:                 # the I/G bit: broadcast and multicast
+        if pyxsw_unlikely((dst & RESERVED_MASK) == RESERVED_GROUP) and (
+                not w.fwd_res[p] or dst == PAUSE_GROUP):
+            return FWD_RESERVED
         return FWD_FLOOD
     if fdb_find(tab, dst, &e) == NULL or not w.isup[e]:
         return FWD_FLOOD
@@ -457,6 +475,8 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
         else:
             if e == FWD_RUNT:
                 st.runts += 1
+            elif e == FWD_RESERVED:
+                st.reserved_dropped += 1
             else:
                 st.filtered += 1
             cache_put(w, addr)

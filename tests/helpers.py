@@ -165,10 +165,13 @@ def run_async(kind, coro):
 
 # ---------------------------------------------------------------------------- a switch
 
-def make_config(ports, tmp_path, mode="poll", cores=(1,), port_extra=None, xdp_mode="auto", **fdb):
-    """A switch on `ports`, its socket in tmp_path; keyword arguments go to [fdb]."""
+def make_config(ports, tmp_path, mode="poll", cores=(1,), port_extra=None, xdp_mode="auto",
+                switch=None, **fdb):
+    """A switch on `ports`, its socket in tmp_path; keyword arguments go to [fdb], `switch`
+    to [switch]."""
     return Config.from_dict({
-        "switch": {"name": "t", "mode": mode, "cores": list(cores), "xdp_mode": xdp_mode},
+        "switch": {"name": "t", "mode": mode, "cores": list(cores), "xdp_mode": xdp_mode,
+                   **(switch or {})},
         "fdb": fdb,
         "management": {"socket": str(tmp_path / "sw.sock")},
         "port": [{"name": p, **(port_extra or {}).get(p, {})} for p in ports],

@@ -39,7 +39,13 @@ COUNTERS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "t
 
 class FakePort:
     def __init__(self, name, index):
-        self.name, self.index, self.up = name, index, True
+        self.name, self.index, self.state, self.reason = name, index, "up", ""
+        # like a real port whose interface carries addresses: the reply must say so
+        self.warnings = [f"{name} has IP addresses (10.9.0.1/24)"] if name.startswith("ip") else []
+
+    @property
+    def up(self):
+        return self.state == "up"
 
 
 class FakeSwitch:
@@ -91,7 +97,7 @@ class FakeSwitch:
             raise OSError(errno.ENODEV, f"{name}: no such interface")
         time.sleep(self.delay)
         with self.lock:
-            if name in self.ports:
+            if name in self.ports and self.ports[name].state == "up":
                 raise ValueError(f"{name}: already a switch port")
             used = {p.index for p in self.ports.values()}
             port = FakePort(name, min(set(range(len(used) + 1)) - used))
@@ -244,15 +250,21 @@ def test_status_and_port_list(served):
     with Client(served.path) as c:
         st = c.status()
         assert st["name"] == "fake" and st["mode"] == "poll"
-        assert c.port_list() == [{"name": n, "index": i, "up": True}
+        assert c.port_list() == [{"name": n, "index": i, "up": True, "state": "up", "reason": ""}
                                  for i, n in enumerate(["s0", "s1", "s2"])]
 
 
 def test_port_add_and_del(served):
     with Client(served.path) as c:
-        assert c.port_add("eth3") == {"name": "eth3", "index": 3, "up": True}
+        assert c.port_add("eth3") == {"name": "eth3", "index": 3, "up": True, "state": "up",
+                                      "reason": "", "warnings": []}
         assert "eth3" in served.fake.ports
         assert error_code(c, "port.add", name="eth3") == "exists"
+        # a port whose interface is gone, or whose XDP program was taken, can be added again
+        served.fake.ports["eth3"].state = "gone"
+        assert c.port_add("eth3")["state"] == "up"
+        assert c.port_add("ip0")["warnings"] == ["ip0 has IP addresses (10.9.0.1/24)"]
+        assert c.port_del("ip0") == {"name": "ip0"}
         assert error_code(c, "port.add", name="nosuch0") == "not_found"
         assert c.port_del("eth3") == {"name": "eth3"}
         assert "eth3" not in served.fake.ports
@@ -785,8 +797,11 @@ def test_ctl_every_command(served, capsys):
     code, out, _ = ctl(served, capsys, "status")
     assert "name: fake" in out and "mode: poll" in out
     code, out, _ = ctl(served, capsys, "port", "list")
-    assert code == 0 and out.split("\n")[0].split() == ["port", "index", "up"]
+    assert code == 0 and out.split("\n")[0].split() == ["port", "index", "up", "state", "reason"]
     assert ctl(served, capsys, "port", "add", "eth4")[1] == "port eth4 added (index 3, up)\n"
+    assert ctl(served, capsys, "port", "add", "ip4")[1] == \
+        "port ip4 added (index 4, up)\nwarning: ip4 has IP addresses (10.9.0.1/24)\n"
+    assert ctl(served, capsys, "port", "del", "ip4")[0] == 0
     assert "eth4" in fake.ports
     code, out, _ = ctl(served, capsys, "port", "stats")
     assert code == 0 and "rx_packets" in out and "eth4" in out

@@ -35,6 +35,7 @@ cdef extern from "<xdp/libxdp.h>" nogil:
     xdp_program *xdp_program__open_file(const char *filename, const char *section_name, void *opts)
     void xdp_program__close(xdp_program *xdp_prog)
     const char *xdp_program__name(const xdp_program *xdp_prog)
+    uint32_t xdp_program__id(const xdp_program *xdp_prog)
     bpf_object *xdp_program__bpf_obj(xdp_program *xdp_prog)
     int xdp_program__attach(xdp_program *xdp_prog, int ifindex, xdp_attach_mode mode, unsigned int flags)
     int xdp_program__detach(xdp_program *xdp_prog, int ifindex, xdp_attach_mode mode, unsigned int flags)

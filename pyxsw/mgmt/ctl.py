@@ -72,7 +72,9 @@ def show_status(r, args):
 
 
 def show_ports(r, args):
-    return table(["port", "index", "up"], [[p["name"], p["index"], p["up"]] for p in r])
+    return table(["port", "index", "up", "state", "reason"],
+                 [[p["name"], p["index"], p["up"], p.get("state"), p.get("reason") or ""]
+                  for p in r])
 
 
 def show_stats(r, args):
@@ -96,7 +98,8 @@ def show_fdb(r, args):
 
 SHOW_DONE = {
     "port.add": lambda r, a: f"port {r['name']} added (index {r['index']}, "
-                             f"{'up' if r['up'] else 'down'})",
+                             f"{r.get('state') or ('up' if r['up'] else 'down')})"
+                             + "".join(f"\nwarning: {w}" for w in r.get("warnings", ())),
     "port.del": lambda r, a: f"port {r['name']} removed",
     "fdb.add": lambda r, a: f"{r['mac']} vlan {r['vlan']} -> {r['port']} (static)",
     "fdb.del": lambda r, a: f"{r['mac']} vlan {r['vlan']} removed",

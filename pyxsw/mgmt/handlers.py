@@ -136,7 +136,8 @@ def _port(sw, value, what="port"):
 
 
 def _port_info(port):
-    return {"name": port.name, "index": port.index, "up": bool(port.up)}
+    return {"name": port.name, "index": port.index, "up": bool(port.up), "state": port.state,
+            "reason": port.reason}
 
 
 # ---------------------------------------------------------------------------- methods
@@ -154,9 +155,11 @@ def port_list(conn):
 @method("port.add", blocking=True)
 def port_add(conn, name):
     name = _ifname(name)
-    if name in conn.switch.ports:
+    port = conn.switch.ports.get(name)
+    if port is not None and port.state not in ("gone", "degraded"):     # those: attach anew
         raise RpcError(EXISTS, f"{name}: already a switch port")
-    return _port_info(conn.switch.add_port(name))
+    port = conn.switch.add_port(name)
+    return dict(_port_info(port), warnings=list(port.warnings))
 
 
 @method("port.del", blocking=True)
