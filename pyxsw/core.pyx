@@ -266,9 +266,6 @@ cdef class Core:
         if not 0 < len(bname) < 16:
             raise ValueError(f"not an interface name: {name!r}")
         with self.lock:
-            for p in range(MAX_PORTS):
-                if self.sw.ports[p].ifindex and self.sw.ports[p].name == bname:
-                    raise OSError(_errno.EEXIST, f"{name}: already a switch port")
             ifindex = if_nametoindex(bname)
             if ifindex == 0:
                 raise OSError(_errno.ENODEV, f"{name}: no such interface")

@@ -50,7 +50,6 @@ class Link:
     name: str
     up: bool                            # carrier and operationally up (or "unknown")
     loopback: bool
-    rx_queues: int
     xdp: dict                           # {"generic"|"native"|"any": program id} attached
 
     def xdp_id(self, mode):
@@ -70,8 +69,7 @@ def _link(msg) -> Link:
     oper = msg.get("IFLA_OPERSTATE")
     return Link(ifindex=msg["index"], name=msg.get("IFLA_IFNAME") or "",
                 up=msg.get("IFLA_CARRIER") == 1 and oper in ("UP", "UNKNOWN"),
-                loopback=bool(msg["flags"] & IFF_LOOPBACK),
-                rx_queues=msg.get("IFLA_NUM_RX_QUEUES") or 1, xdp=xdp)
+                loopback=bool(msg["flags"] & IFF_LOOPBACK), xdp=xdp)
 
 
 def _touched(data, out):

@@ -145,7 +145,8 @@ class Port:
 
     def close(self):
         self.promisc.close()
-        self.claim.close()
+        if self.claim is not None:
+            self.claim.close()
 
 
 TICK = 0.1                  # housekeeping: FDB events and aging, link notifications
@@ -328,7 +329,8 @@ class Switch:
                       port.name, _reason(e), port.state)
             return
         if link is None:
-            self._set_state(port, "gone", "interface deleted")
+            if port.state != "gone":
+                self._set_state(port, "gone", "interface deleted")
             self._reattach(port)
             return
         if port.state == "gone":
@@ -428,8 +430,9 @@ class Switch:
             return port
 
     def _open_port(self, name, flood_limit, forward_reserved, replacing=None):
-        """Everything that can refuse is checked before anything is touched; `replacing`, an
-        old port of that name, is torn down only then."""
+        """Everything that can refuse is checked before anything is touched.  `replacing`, an
+        old port of that name, stays as it was if the new one fails, unless it is on the same
+        interface (a degraded port): its program must go first, and a failure removes it."""
         link = self.links.get(name=name)
         if link is None:
             raise OSError(errno.ENODEV, f"{name}: no such interface")
@@ -440,26 +443,37 @@ class Switch:
         for p in self.ports.values():
             if p.ifindex == link.ifindex and p is not replacing:
                 raise ValueError(f"{name}: already a switch port (as {p.name})")
-        nq = link.rx_queues
+        # The queues in use (sysfs), not the ones allocated (IFLA_NUM_RX_QUEUES: a veth
+        # allocates one per CPU and uses one).  An error here is an error, not a count.
+        nq = sum(1 for d in os.listdir(f"/sys/class/net/{name}/queues") if d.startswith("rx-"))
         if nq < self.core.workers:
             raise OSError(errno.EINVAL, f"{name} has {nq} RX queue(s) but cores has "
                                         f"{self.core.workers} entries: worker q needs queue q "
                                         f"on every port")
-        claim = _Claim(link.ifindex, name)
+        same = replacing is not None and replacing.ifindex == link.ifindex
+        if same:
+            claim, replacing.claim = replacing.claim, None      # the same interface: ours
+        else:
+            claim = _Claim(link.ifindex, name)
         try:
             promisc = _Promisc(link.ifindex)
         except BaseException:
             claim.close()
             raise
         try:
-            if replacing is not None:
-                self._drop_port(replacing.name)
+            if same:
+                self._close_port(replacing)
             index, note = self.core.port_add(name, up=link.up, flood_limit=flood_limit,
                                              forward_reserved=forward_reserved)
         except BaseException:
             promisc.close()
             claim.close()
+            if same:
+                del self.ports[name]
+                self._emit(event="port.del", port=name)
             raise
+        if replacing is not None and not same:
+            self._close_port(replacing)
         if note:
             log.warning("%s: %s", name, note)
         port = Port(name, index, link.ifindex, promisc, claim, flood_limit=flood_limit,
@@ -485,7 +499,9 @@ class Switch:
             self._emit(event="port.del", port=name)
 
     def _drop_port(self, name):
-        port = self.ports.pop(name)
+        self._close_port(self.ports.pop(name))
+
+    def _close_port(self, port):
         if self.core is not None and port.index in self.core.ports():
             self.core.port_del(port.index)
         port.close()

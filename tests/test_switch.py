@@ -215,35 +215,6 @@ def test_restart_after_kill_replaces_stale_xdp(lab_factory, tmp_path):
     assert not any(link_flags(p)[1] for p in lab.ports)
 
 
-@pytest.mark.parametrize("gone", [0, 2])        # the first port too: the UMEM is not tied to it
-def test_interface_deleted_then_recreated(lab_factory, tmp_path, gone):
-    lab = lab_factory(hosts=3)
-    h2, s2 = lab.hosts[gone], lab.ports[gone]
-    a, b = [i for i in range(3) if i != gone]
-    with running(make_config(lab.ports, tmp_path)) as sw:
-        assert ping(lab, a, gone)
-        events = []
-        sw.add_listener(events.append)
-        subprocess.run(["ip", "link", "del", s2], check=True)
-        deadline = time.monotonic() + 5
-        while sw.ports[s2].up and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert sw.ports[s2].up is False
-        assert {"event": "port.down", "port": s2} in events
-        assert all(e["port"] != s2 for e in sw.fdb_list())      # its entries are flushed
-        assert ping(lab, a, b) and ping(lab, b, a)              # the others keep forwarding
-        # the interface comes back; `port add` makes it a switch port again
-        subprocess.run(["ip", "link", "add", s2, "type", "veth", "peer", "name", "eth0",
-                        "netns", h2.ns], check=True)
-        for cmd in (["link", "set", "eth0", "address", h2.mac], ["addr", "add", h2.cidr, "dev", "eth0"],
-                    ["link", "set", "eth0", "up"]):
-            subprocess.run(["ip", "-n", h2.ns, *cmd], check=True)
-        subprocess.run(["ip", "link", "set", s2, "up"], check=True)
-        sw.add_port(s2)
-        assert sw.ports[s2].up and ping(lab, a, gone) and ping(lab, gone, b)
-        assert sw.wait_quiet()["in_flight"] == 0
-
-
 def test_flood_limit_caps_a_broadcast_storm(lab_factory, tmp_path):
     lab = lab_factory(hosts=3)
     storm = b"\xff" * 6 + mac_bytes(lab.hosts[0].mac) + b"\x88\xb5" + b"storm".ljust(46, b".")

@@ -1,0 +1,229 @@
+"""Ports and their interfaces (root, namespaces): a port is never silently black-holed.  The
+switch follows each port's interface by index, notices within a second when it goes, comes
+back, or loses pyxsw's XDP program, and never touches an interface another switch owns."""
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import link_flags, make_config, ping, running, wait_until
+
+pytestmark = pytest.mark.system
+ROOT = Path(__file__).resolve().parent.parent
+BPF_OBJECT = ROOT / "pyxsw" / "bpf" / "pyxsw.bpf.o"
+
+
+def xdp_prog_id(ifname):
+    """The id of the XDP program attached to an interface, 0 if none."""
+    info = json.loads(subprocess.run(["ip", "-d", "-j", "link", "show", "dev", ifname],
+                                     capture_output=True, text=True, check=True).stdout)[0]
+    xdp = info.get("xdp") or {}
+    return xdp.get("prog", {}).get("id") or xdp.get("id") or 0
+
+
+def recreate(lab, i):
+    """Make host i's veth pair again, as `ip link del` left it: the same names and addresses."""
+    h, s = lab.hosts[i], lab.ports[i]
+    subprocess.run(["ip", "link", "add", s, "type", "veth", "peer", "name", "eth0",
+                    "netns", h.ns], check=True)
+    for cmd in (["link", "set", "eth0", "address", h.mac], ["addr", "add", h.cidr, "dev", "eth0"],
+                ["link", "set", "eth0", "up"]):
+        subprocess.run(["ip", "-n", h.ns, *cmd], check=True)
+    subprocess.run(["ip", "link", "set", s, "up"], check=True)
+
+
+def _cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "pyxsw.cli", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _conf(path, sock, ports, extra=""):
+    path.write_text(f'[switch]\nname = "t"\ncores = [1]\n{extra}\n[management]\n'
+                    f'socket = "{sock}"\n' + "".join(f'[[port]]\nname = "{p}"\n' for p in ports))
+    return path
+
+
+# ---------------------------------------------------------------------------- ownership
+
+def test_second_instance_never_touches_a_live_switchs_port(lab_factory, tmp_path):
+    """A second switch (another socket, same port) took the first one's program for a stale
+    leftover, detached it, then failed: the first switch's port forwarded nothing while its
+    status said up (3 times in 3).  Now the second refuses before touching anything."""
+    lab = lab_factory(hosts=2)
+    a = _cli("run", "-c", str(_conf(tmp_path / "a.toml", tmp_path / "a.sock", lab.ports)))
+    try:
+        assert wait_until(lambda: ping(lab, 0, 1), timeout=20, interval=0.2), a.stderr.read()
+        before = {p: xdp_prog_id(p) for p in lab.ports}
+        assert all(before.values())
+        b = subprocess.run([sys.executable, "-m", "pyxsw.cli", "run", "-c",
+                            str(_conf(tmp_path / "b.toml", tmp_path / "b.sock", lab.ports[1:]))],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert b.returncode == 2, b.stderr
+        assert b.stderr.count("\n") == 1, b.stderr
+        assert f"another running pyxsw switch (pid {a.pid})" in b.stderr, b.stderr
+        assert {p: xdp_prog_id(p) for p in lab.ports} == before      # untouched
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+        assert a.poll() is None
+    finally:
+        a.terminate()
+        a.wait(15)
+    assert not any(link_flags(p)[1] for p in lab.ports)
+
+
+def test_a_killed_switchs_program_is_still_replaced(lab_factory, tmp_path):
+    """The claim dies with its process: a program left by kill -9 is stale, and replaced."""
+    lab = lab_factory(hosts=2)
+    conf = _conf(tmp_path / "a.toml", tmp_path / "a.sock", lab.ports)
+    a = _cli("run", "-c", str(conf))
+    assert wait_until(lambda: ping(lab, 0, 1), timeout=20, interval=0.2)
+    a.kill()
+    a.wait()
+    assert all(link_flags(p)[1] for p in lab.ports)         # left behind, passing to the kernel
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        assert ping(lab, 0, 1) and all(p.state == "up" for p in sw.ports.values())
+
+
+# ---------------------------------------------------------------------------- interfaces that go
+
+@pytest.mark.parametrize("gone", [0, 2])        # the first port too: the UMEM is not tied to it
+def test_interface_deleted_then_recreated_is_attached_again(lab_factory, tmp_path, gone):
+    """The link watch found ports by name: a port whose interface was deleted and made again
+    showed up with no program on the new interface, and `port add` was refused (16 in 16)."""
+    lab = lab_factory(hosts=3)
+    s2 = lab.ports[gone]
+    a, b = [i for i in range(3) if i != gone]
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        assert ping(lab, a, gone)
+        events = []
+        sw.add_listener(events.append)
+        t0 = time.monotonic()
+        subprocess.run(["ip", "link", "del", s2], check=True)
+        assert wait_until(lambda: {"event": "port.gone", "port": s2} in events, timeout=5)
+        assert time.monotonic() - t0 < 1.0
+        assert {"event": "port.down", "port": s2} in events
+        assert sw.ports[s2].state == "gone" and not sw.ports[s2].up
+        assert [p["state"] for p in sw.status()["ports"] if p["name"] == s2] == ["gone"]
+        assert all(e["port"] != s2 for e in sw.fdb_list())      # its entries are flushed
+        assert ping(lab, a, b) and ping(lab, b, a)              # the others keep forwarding
+
+        recreate(lab, gone)                 # same name, new interface: attached on its own
+        assert wait_until(lambda: sw.ports[s2].state == "up", timeout=5), sw.ports[s2].reason
+        new_ifindex = sw.ports[s2].ifindex
+        assert any(e["event"] == "port.reattach" and e["port"] == s2
+                   and e["ifindex"] == new_ifindex for e in events)
+        assert xdp_prog_id(s2) == sw.core.port_prog_id(sw.ports[s2].index)
+        assert ping(lab, a, gone) and ping(lab, gone, b)
+        assert sw.wait_quiet()["in_flight"] == 0
+
+
+def test_interface_recreated_while_the_switch_cannot_take_it(lab_factory, tmp_path):
+    """A new interface of a gone port's name that the switch cannot use (too few queues for
+    two workers) leaves the port gone, says why, and `port add` works once it is fixed."""
+    lab = lab_factory(hosts=2, queues=2)
+    s1 = lab.ports[1]
+    with running(make_config(lab.ports, tmp_path, cores=(0, 1))) as sw:
+        assert ping(lab, 0, 1)
+        subprocess.run(["ip", "link", "del", s1], check=True)
+        assert wait_until(lambda: sw.ports[s1].state == "gone")
+        recreate(lab, 1)                    # one queue only
+        assert wait_until(lambda: "attaching the new one failed" in sw.ports[s1].reason)
+        assert sw.ports[s1].state == "gone" and not link_flags(s1)[1]
+        subprocess.run(["ip", "link", "del", s1], check=True)
+        h = lab.hosts[1]
+        subprocess.run(["ip", "link", "add", s1, "numtxqueues", "2", "numrxqueues", "2", "type",
+                        "veth", "peer", "name", "eth0", "numtxqueues", "2", "numrxqueues", "2",
+                        "netns", h.ns], check=True)
+        for cmd in (["link", "set", "eth0", "address", h.mac],
+                    ["addr", "add", h.cidr, "dev", "eth0"], ["link", "set", "eth0", "up"]):
+            subprocess.run(["ip", "-n", h.ns, *cmd], check=True)
+        subprocess.run(["ip", "link", "set", s1, "up"], check=True)
+        assert wait_until(lambda: sw.ports[s1].state == "up", timeout=5), sw.ports[s1].reason
+        assert ping(lab, 0, 1)
+
+
+# ---------------------------------------------------------------------------- programs taken away
+
+@pytest.mark.parametrize("how", ["detached", "replaced"])
+def test_program_taken_away_is_noticed_and_port_add_restores_it(lab_factory, tmp_path, how,
+                                                                 caplog):
+    lab = lab_factory(hosts=3)
+    s0 = lab.ports[0]
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        assert ping(lab, 0, 1)
+        mode = {"native": "xdpdrv", "generic": "xdpgeneric"}[sw.ports[s0].xdp_mode]
+        events = []
+        sw.add_listener(events.append)
+        t0 = time.monotonic()
+        with caplog.at_level(logging.ERROR, logger="pyxsw"):
+            if how == "detached":
+                subprocess.run(["ip", "link", "set", "dev", s0, mode, "off"], check=True)
+            else:                           # another copy of a program, under a new id
+                subprocess.run(["ip", "-force", "link", "set", "dev", s0, mode, "obj",
+                                str(BPF_OBJECT), "sec", "xdp"], check=True)
+            assert wait_until(lambda: sw.ports[s0].state == "degraded", timeout=5)
+            assert time.monotonic() - t0 < 1.0
+        assert any("degraded" in r.getMessage() for r in caplog.records)
+        ev = [e for e in events if e["event"] == "port.degraded"]
+        assert ev and ev[0]["port"] == s0 and ("detached" if how == "detached" else "replaced") \
+            in ev[0]["reason"]
+        st = [p for p in sw.status()["ports"] if p["name"] == s0][0]
+        assert st["state"] == "degraded" and st["up"] is False
+        assert all(e["port"] != s0 for e in sw.fdb_list())
+        assert ping(lab, 1, 2)                                  # the others are unaffected
+        # `port add` attaches it anew
+        port = sw.add_port(s0)
+        assert port.state == "up" and xdp_prog_id(s0) == sw.core.port_prog_id(port.index)
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+        assert sw.wait_quiet()["in_flight"] == 0
+    assert not link_flags(s0)[1]
+
+
+# ---------------------------------------------------------------------------- interfaces refused
+
+def test_loopback_and_the_anchor_are_refused(lab_factory, tmp_path):
+    """`port add lo` crashed the switch (a NULL dereference), leaving XDP on every port and
+    on the host's lo."""
+    from pyxsw.client import Client, RpcError
+    from pyxsw.mgmt.server import Server
+    import threading
+    lab = lab_factory(hosts=2)
+    lo_before = link_flags("lo")
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        srv = Server(sw, str(tmp_path / "sw.sock"))
+        t = threading.Thread(target=srv.run, kwargs={"stop_signals": ()}, daemon=True)
+        t.start()
+        try:
+            assert srv.started.wait(5)
+            with Client(str(tmp_path / "sw.sock")) as c:
+                with pytest.raises(RpcError) as e:
+                    c.port_add("lo")
+                assert e.value.code == "failed" and "loopback" in e.value.message
+                assert link_flags("lo") == lo_before
+                assert ping(lab, 0, 1) and c.status()["name"] == "t"
+        finally:
+            srv.request_stop()
+            t.join(10)
+    assert link_flags("lo") == lo_before
+    r = subprocess.run([sys.executable, "-m", "pyxsw.cli", "run", "-c",
+                        str(_conf(tmp_path / "lo.toml", tmp_path / "lo.sock", ["lo"]))],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "port[0].name" in r.stderr \
+        and "loopback" in r.stderr, r.stderr
+    assert link_flags("lo") == lo_before
+
+
+def test_a_port_with_ip_addresses_is_added_with_a_warning(lab_factory, tmp_path, caplog):
+    lab = lab_factory(hosts=3)
+    s2 = lab.ports[2]
+    subprocess.run(["ip", "addr", "add", "192.0.2.77/24", "dev", s2], check=True)
+    with running(make_config(lab.ports[:2], tmp_path)) as sw:
+        with caplog.at_level(logging.WARNING, logger="pyxsw"):
+            port = sw.add_port(s2)
+        assert port.warnings and "192.0.2.77/24" in port.warnings[0]
+        assert any("192.0.2.77/24" in r.getMessage() for r in caplog.records)
+        assert not sw.ports[lab.ports[0]].warnings              # link-local IPv6 is not one
+        assert ping(lab, 0, 2)
