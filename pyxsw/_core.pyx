@@ -23,6 +23,13 @@ cdef enum:
     MAX_PORTS = 64          # switch ports (indexes into per-port arrays)
     MAX_WORKERS = 16        # workers, and so queues per port
     MAX_BATCH = 256         # frames per RX burst at most
+    # Rings: the kernel takes any power of two and allocates each ring in one piece while
+    # the bind waits (2**31 entries held the machine for tens of seconds).  32768 is four
+    # times the largest NIC descriptor rings (8K) and costs 1.5 MiB per socket.
+    MAX_RING_SIZE = 32768
+    # The FDB: its table has 2 x capacity slots rounded up to a power of two, indexed in 32
+    # bits; 2**24 entries (16.7 million: 896 MiB a table) is far beyond any switch's table.
+    MAX_FDB_CAPACITY = 1 << 24
 
 include "umem.pyx"
 include "fdb.pyx"

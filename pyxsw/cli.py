@@ -25,6 +25,11 @@ def _setup_logging():
     logging.basicConfig(level=logging.INFO, format="pyxsw: %(message)s", stream=sys.stderr)
 
 
+def _line(e):
+    # one line whatever an error's text holds (a libxdp message, a path)
+    return " ".join(str(e).split())
+
+
 def _fail(msg, code):
     print(msg, file=sys.stderr)
     return code
@@ -64,7 +69,8 @@ def cmd_run(args):
         # Claim the socket first: a second instance must refuse before touching any port.
         server.bind()
     except (ServerError, OSError) as e:
-        return _fail(f"{cfg.source}: management.socket: {e}", 2)
+        key = getattr(e, "key", "management.socket")     # a group's problem names the group
+        return _fail(f"{cfg.source}: {key}: {_line(e)}", 2)
     failed = []
     ended = threading.Event()
     try:
@@ -72,8 +78,8 @@ def cmd_run(args):
             sw.start()
         except SwitchError as e:
             if getattr(e, "key", None):
-                return _fail(f"{cfg.source}: {e.key}: {e}", 2)
-            return _fail(f"pyxsw: {e}", 1)
+                return _fail(f"{cfg.source}: {e.key}: {_line(e)}", 2)
+            return _fail(f"pyxsw: {_line(e)}", 1)
         sw.leave_worker_cores()
         loop = threading.Thread(target=_serve, name="pyxsw-management", daemon=True,
                                 args=(server, cfg.management.priority, failed, ended,

@@ -11,6 +11,7 @@ checked by the switch when it starts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import datetime
 import tomllib
@@ -22,6 +23,25 @@ ZERO_COPY = ("auto", "on", "off")
 FRAME_SIZES = (2048, 4096)
 MAX_BATCH = 256                 # the core's burst arrays are this long
 IFNAMSIZ = 16                   # Linux interface names: at most 15 bytes plus the NUL
+
+# Upper bounds, the same as the core's (pyxsw._core.LIMITS; a test compares them), so that
+# a value the file accepts can never overflow the core's 32-bit counts, hang its sizing or
+# keep the kernel allocating for a minute.  What the machine's memory allows (the UMEM, the
+# FDB) is checked by Switch.start().
+U32_MAX = 2**32 - 1
+MAX_FRAMES = U32_MAX            # the frame pool counts in 32 bits (so does the kernel: chunks)
+MAX_RING_SIZE = 32768           # 4x the largest NIC rings; the kernel takes any power of two
+                                # and allocates each ring at bind time (2**31 stalled the machine)
+MAX_CAPACITY = 2**24            # FDB entries: 2 x capacity slots indexed in 32 bits, 896 MiB a
+                                # table at most, far beyond any switch's table
+MAX_PORT_LIMIT = MAX_CAPACITY   # a limit above the capacity never bites
+MAX_AGING = U32_MAX             # seconds, kept in 32 bits (aging.set takes the same range)
+MAX_FLOOD_LIMIT = U32_MAX       # frames/s, kept in 32 bits (line rate is far below anyway)
+MAX_WORKERS = 16                # entries of `cores`: the core's per-worker arrays
+MAX_PORTS = 64                  # the core's per-port arrays
+MAX_CPU = 8192                  # Linux's NR_CPUS is at most 8192
+MAX_GID = 2**32 - 2             # gid_t is 32 bits and (gid_t)-1 means "no change" to chown
+SUN_PATH = 108                  # an AF_UNIX socket path: at most 107 bytes plus the NUL
 
 
 class ConfigError(Exception):
@@ -87,6 +107,13 @@ class Config:
             raise ConfigError(path, "-", f"cannot read: {e.strerror or e}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(path, "-", f"not valid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(path, "-", f"not valid UTF-8: byte {e.object[e.start]:#04x} "
+                                         f"at offset {e.start}") from None
+        except RecursionError:
+            raise ConfigError(path, "-", "not valid TOML: nested too deeply") from None
+        except Exception as e:      # whatever else the parser meets: still one line
+            raise ConfigError(path, "-", f"not valid TOML: {e or type(e).__name__}") from None
         return cls.from_dict(data, source=path)
 
     @classmethod
@@ -108,6 +135,16 @@ def valid_ifname(name) -> bool:
     return (isinstance(name, str) and 0 < len(name.encode()) < IFNAMSIZ
             and name not in (".", "..")
             and not any(c in "/:" or c.isspace() or c == "\0" for c in name))
+
+
+def _key(k):
+    # An unknown key as TOML writes it: bare, or quoted with escapes (never a line break).
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+
+
+def _num(v):
+    # str() of an int over 4300 digits raises ValueError: describe such a one instead.
+    return str(v) if v.bit_length() <= 128 else f"an integer of {v.bit_length()} bits"
 
 
 def _what(v):
@@ -134,16 +171,18 @@ class _Parser:
             self.fail(key, f"expected a table, got {_what(d)}")
         for k in d:
             if k not in fields:
-                self.fail(f"{key}.{k}" if key else k, "unknown key")
+                self.fail(f"{key}.{_key(k)}" if key else _key(k), "unknown key")
         return d
 
-    def integer(self, d, section, key, default, minimum):
+    def integer(self, d, section, key, default, minimum, maximum=None):
         v = d.get(key, default)
         if type(v) is not int:
             self.fail(f"{section}.{key}", f"expected an integer, got {_what(v)}")
         if v < minimum:
             self.fail(f"{section}.{key}",
-                      f"must be {'positive' if minimum == 1 else 'zero or more'}, got {v}")
+                      f"must be {'positive' if minimum == 1 else 'zero or more'}, got {_num(v)}")
+        if maximum is not None and v > maximum:
+            self.fail(f"{section}.{key}", f"must be at most {maximum}, got {_num(v)}")
         return v
 
     def string(self, d, section, key, default, choices=None):
@@ -160,6 +199,13 @@ class _Parser:
         fdb = self.fdb(d.get("fdb", {}))
         mgmt = self.management(d.get("management", {}), sw.name)
         ports = self.ports(d.get("port", []))
+        # The core's rule (Core.port_add): every socket's fill ring gets at least a batch out
+        # of half the frames; sockets are ports x queues (one queue per entry of cores).
+        need = 2 * sw.batch * len(ports) * len(sw.cores)
+        if sw.frames < need:
+            self.fail("switch.frames", f"must be at least {need} for {len(ports)} port(s) x "
+                                       f"{len(sw.cores)} queue(s) (2 x batch per socket), "
+                                       f"got {sw.frames}")
         return Config(switch=sw, fdb=fdb, management=mgmt, ports=ports, source=self.source)
 
     def switch(self, d) -> SwitchSection:
@@ -175,25 +221,28 @@ class _Parser:
             self.fail("switch.cores", f"expected an array of integers, got {_what(cores)}")
         if not cores:
             self.fail("switch.cores", "must name at least one core")
+        if len(cores) > MAX_WORKERS:
+            self.fail("switch.cores", f"at most {MAX_WORKERS} cores (one worker each), "
+                                      f"got {len(cores)}")
         for i, c in enumerate(cores):
             if type(c) is not int:
                 self.fail(f"switch.cores[{i}]", f"expected an integer, got {_what(c)}")
             if c < 0:
-                self.fail(f"switch.cores[{i}]", f"must be zero or more, got {c}")
+                self.fail(f"switch.cores[{i}]", f"must be zero or more, got {_num(c)}")
+            if c >= MAX_CPU:
+                self.fail(f"switch.cores[{i}]", f"must be below {MAX_CPU}, got {_num(c)}")
             if c in cores[:i]:
                 self.fail(f"switch.cores[{i}]", f"core {c} is listed twice")
-        ring_size = self.integer(d, S, "ring_size", D.ring_size, 1)
+        ring_size = self.integer(d, S, "ring_size", D.ring_size, 1, MAX_RING_SIZE)
         if ring_size & (ring_size - 1):
             # xsk rings index with a mask: the kernel refuses other sizes.
             self.fail("switch.ring_size", f"must be a power of two, got {ring_size}")
-        batch = self.integer(d, S, "batch", D.batch, 1)
-        if batch > MAX_BATCH:
-            self.fail("switch.batch", f"must be at most {MAX_BATCH}, got {batch}")
+        batch = self.integer(d, S, "batch", D.batch, 1, MAX_BATCH)
         if batch > ring_size:
             self.fail("switch.batch", f"must be at most ring_size ({ring_size}), got {batch}")
         frame_size = self.integer(d, S, "frame_size", D.frame_size, 1)
         if frame_size not in FRAME_SIZES:
-            self.fail("switch.frame_size", f"must be 2048 or 4096, got {frame_size}")
+            self.fail("switch.frame_size", f"must be 2048 or 4096, got {_num(frame_size)}")
         return SwitchSection(
             name=name,
             mode=self.string(d, S, "mode", D.mode, MODES),
@@ -202,31 +251,41 @@ class _Parser:
             xdp_mode=self.string(d, S, "xdp_mode", D.xdp_mode, XDP_MODES),
             zero_copy=self.string(d, S, "zero_copy", D.zero_copy, ZERO_COPY),
             frame_size=frame_size,
-            frames=self.integer(d, S, "frames", D.frames, 1),
+            frames=self.integer(d, S, "frames", D.frames, 1, MAX_FRAMES),
             ring_size=ring_size,
         )
 
     def fdb(self, d) -> FdbSection:
         S, D = "fdb", FdbSection()
         self.table(d, S, [f.name for f in dataclasses.fields(FdbSection)])
-        return FdbSection(aging=self.integer(d, S, "aging", D.aging, 0),
-                          capacity=self.integer(d, S, "capacity", D.capacity, 1),
-                          port_limit=self.integer(d, S, "port_limit", D.port_limit, 0))
+        return FdbSection(aging=self.integer(d, S, "aging", D.aging, 0, MAX_AGING),
+                          capacity=self.integer(d, S, "capacity", D.capacity, 1, MAX_CAPACITY),
+                          port_limit=self.integer(d, S, "port_limit", D.port_limit, 0,
+                                                  MAX_PORT_LIMIT))
 
     def management(self, d, switch_name) -> ManagementSection:
         self.table(d, "management", ["socket", "group", "priority"])
         sock = self.string(d, "management", "socket", f"/run/pyxsw/{switch_name}.sock")
         if not sock.startswith("/"):
             self.fail("management.socket", f"must be an absolute path, got {sock!r}")
+        if "\0" in sock or len(sock.encode(errors="surrogatepass")) >= SUN_PATH:
+            # the default comes from switch.name: blame the key the file has
+            self.fail("management.socket" if "socket" in d else "switch.name",
+                      f"the socket path must be at most {SUN_PATH - 1} bytes, without NUL, "
+                      f"got {sock!r}")
         group = self.string(d, "management", "group", "")
         if group and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]+", group):
             self.fail("management.group", f"not a group name or gid: {group!r}")
+        if group.isdigit() and int(group) > MAX_GID:
+            self.fail("management.group", f"a gid must be at most {MAX_GID}, got {group}")
         prio = self.string(d, "management", "priority", "idle", ("idle", "normal"))
         return ManagementSection(socket=sock, group=group, priority=prio)
 
     def ports(self, lst) -> list:
         if not isinstance(lst, list):
             self.fail("port", f"expected an array of tables ([[port]]), got {_what(lst)}")
+        if len(lst) > MAX_PORTS:
+            self.fail("port", f"at most {MAX_PORTS} ports, got {len(lst)}")
         ports = []
         for i, p in enumerate(lst):
             key = f"port[{i}]"
@@ -239,7 +298,7 @@ class _Parser:
                                          f"no '/', ':' or space): {name!r}")
             if any(q.name == name for q in ports):
                 self.fail(f"{key}.name", f"port {name} is listed twice")
-            flood_limit = self.integer(p, key, "flood_limit", 0, 0)
+            flood_limit = self.integer(p, key, "flood_limit", 0, 0, MAX_FLOOD_LIMIT)
             forward_reserved = p.get("forward_reserved", False)
             if not isinstance(forward_reserved, bool):
                 self.fail(f"{key}.forward_reserved",

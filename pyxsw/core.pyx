@@ -31,6 +31,47 @@ def int_to_mac(uint64_t key):
     return (key & MAC_MASK).to_bytes(6, "little").hex(":")
 
 
+# What Core() accepts at most, for pyxsw.config to check the same bounds first (a test
+# compares them).  Counts the C side keeps in 32 bits are bounded by that.
+LIMITS = {"frames": 0xffffffff, "ring_size": MAX_RING_SIZE, "batch": MAX_BATCH,
+          "workers": MAX_WORKERS, "ports": MAX_PORTS, "capacity": MAX_FDB_CAPACITY,
+          "port_limit": 0xffffffff, "aging": 0xffffffff, "flood_limit": 0xffffffff}
+
+
+def _param_error(exc, str param):
+    """exc, marked with the Core() parameter at fault: pyxsw.switch names its config key."""
+    exc.param = param
+    return exc
+
+
+def _check_arg(str name, value, lo, hi):
+    # bool is an int to Python, never a size to a caller
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _param_error(ValueError(f"{name} must be an integer, got {type(value).__name__}"),
+                           name)
+    if not lo <= value <= hi:
+        raise _param_error(ValueError(f"{name} must be {lo}..{hi}, got {value}"), name)
+
+
+def size_text(n):
+    """A byte count for people: '512 bytes', '1.5 MiB', '8 GiB'."""
+    if n < 1024:
+        return f"{n} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if n == int(n) else f"{n:.1f} {unit}"
+
+
+def fdb_memory(capacity):
+    """Bytes the FDB of `capacity` entries may hold at once: two tables while a rebuild
+    replaces one (the old waits for a grace period)."""
+    if not 1 <= capacity <= MAX_FDB_CAPACITY:
+        raise _param_error(ValueError(f"capacity must be 1..{MAX_FDB_CAPACITY}, got {capacity}"),
+                           "capacity")
+    return 2 * fdb_table_slots(capacity) * (sizeof(FdbSlot) + sizeof(uint32_t))
+
+
 cdef class Core:
     cdef Sw *sw
     cdef bint has_umem
@@ -51,24 +92,29 @@ cdef class Core:
     cdef public bint zero_copy_active
     cdef object lock            # serializes control-path calls
 
-    def __cinit__(self, *, uint32_t frames=16384, uint32_t frame_size=2048,
-                  uint32_t ring_size=2048, uint32_t batch=64, int workers=1,
-                  uint32_t capacity=65536, uint32_t port_limit=0, uint32_t aging=300,
+    def __cinit__(self, *, frames=16384, frame_size=2048, ring_size=2048, batch=64,
+                  workers=1, capacity=65536, port_limit=0, aging=300,
                   str zero_copy="auto", str xdp_mode="auto", str mode="poll", bint umem=True):
+        # Sizes are checked before anything is allocated, and against what the C side holds:
+        # a bad one is a ValueError naming its parameter (see _param_error), never an
+        # OverflowError from the conversion or a hang in the sizing.
         cdef int q
         cdef Worker *w
-        if frame_size not in (2048, 4096):
-            raise ValueError("frame_size must be 2048 or 4096")
-        if ring_size == 0 or ring_size & (ring_size - 1):
-            raise ValueError("ring_size must be a power of two")
-        if not 1 <= batch <= MAX_BATCH or batch > ring_size:
-            raise ValueError(f"batch must be 1..{MAX_BATCH} and at most ring_size")
-        if not 1 <= workers <= MAX_WORKERS:
-            raise ValueError(f"workers must be 1..{MAX_WORKERS}")
+        _check_arg("frames", frames, 1, LIMITS["frames"])
+        if type(frame_size) is not int or frame_size not in (2048, 4096):
+            raise _param_error(ValueError(f"frame_size must be 2048 or 4096, got {frame_size!r}"),
+                               "frame_size")
+        _check_arg("ring_size", ring_size, 1, MAX_RING_SIZE)
+        if ring_size & (ring_size - 1):
+            raise _param_error(ValueError(f"ring_size must be a power of two, got {ring_size}"),
+                               "ring_size")
+        _check_arg("batch", batch, 1, min(MAX_BATCH, ring_size))
+        _check_arg("workers", workers, 1, MAX_WORKERS)
+        _check_arg("capacity", capacity, 1, MAX_FDB_CAPACITY)
+        _check_arg("port_limit", port_limit, 0, LIMITS["port_limit"])
+        _check_arg("aging", aging, 0, LIMITS["aging"])
         if mode not in _MODES:
-            raise ValueError(f"mode must be one of {', '.join(_MODES)}")
-        if capacity == 0:
-            raise ValueError("capacity must be at least 1")
+            raise _param_error(ValueError(f"mode must be one of {', '.join(_MODES)}"), "mode")
         self.lock = _threading.RLock()
         self.zero_copy = zero_copy
         self.xdp_mode = xdp_mode
@@ -76,21 +122,26 @@ cdef class Core:
         self.busy_poll = None
         self.sw = <Sw *>calloc(1, sizeof(Sw))
         if self.sw == NULL:
-            raise MemoryError()
+            raise MemoryError("cannot allocate the switch's state")
         sw = self.sw
         sw.frame_size = frame_size
-        sw.frame_mask = ~(<uint64_t>frame_size - 1)
+        sw.frame_mask = ~(<uint64_t>sw.frame_size - 1)
         sw.nframes = frames
         sw.ring_size = ring_size
         sw.batch = batch
         sw.fill_target = ring_size
         sw.nworkers = workers
-        if pool_init(&sw.pool, frames, frame_size) or fdb_init(&sw.fdb, capacity, port_limit, aging):
-            raise MemoryError()
+        if pool_init(&sw.pool, sw.nframes, sw.frame_size):
+            raise _param_error(MemoryError(f"cannot allocate the frame pool of {frames} frames "
+                                           f"({size_text(8 * frames)})"), "frames")
+        if fdb_init(&sw.fdb, capacity, port_limit, aging):
+            raise _param_error(MemoryError(f"cannot allocate an FDB of {capacity} entries "
+                                           f"({size_text(fdb_memory(capacity) // 2)})"), "capacity")
         for q in range(workers):
             w = <Worker *>calloc(1, sizeof(Worker))
             if w == NULL:
-                raise MemoryError()
+                raise _param_error(MemoryError(f"cannot allocate the state of {workers} workers"),
+                                   "workers")
             sw.workers[q] = w
             w.sw = sw
             w.q = q
@@ -101,11 +152,16 @@ cdef class Core:
             w.gen = <uint32_t>-1
             w.cache_max = max(2 * CACHE_CHUNK, min(CACHE_SIZE, frames // (4 * workers)))
         if umem:
-            sw.area_size = <uint64_t>frames * frame_size
+            sw.area_size = <uint64_t>sw.nframes * sw.frame_size
             sw.area = <uint8_t *>umem_area_new(sw.area_size)
             if sw.area == NULL:
-                raise MemoryError(f"cannot map a UMEM of {sw.area_size >> 20} MiB")
-            self._umem_create()
+                raise _param_error(MemoryError(f"cannot map a UMEM of {frames} frames x "
+                                               f"{frame_size} bytes ({size_text(sw.area_size)})"),
+                                   "frames")
+            try:
+                self._umem_create()
+            except OSError as e:
+                raise _param_error(e, "frames")
             self.has_umem = True
 
     cdef _umem_create(self):
@@ -281,9 +337,9 @@ cdef class Core:
             target = self._fill_target_for(self.nsocks + self.sw.nworkers)
             if target < self.sw.batch:
                 need = 2 * self.sw.batch * (self.nsocks + self.sw.nworkers)
-                raise ValueError(f"frames = {self.sw.nframes} is too few for "
-                                 f"{self.nsocks + self.sw.nworkers} sockets (ports x queues): "
-                                 f"need at least {need}")
+                raise _param_error(ValueError(
+                    f"frames = {self.sw.nframes} is too few for {self.nsocks + self.sw.nworkers} "
+                    f"sockets (ports x queues): need at least {need}"), "frames")
             p = self._free_index()
             pt = &self.sw.ports[p]
             memset(pt, 0, sizeof(Port))

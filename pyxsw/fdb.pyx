@@ -73,11 +73,20 @@ cdef inline uint32_t fdb_hash(uint64_t key) noexcept nogil:
     return <uint32_t>((key * 0x9E3779B97F4A7C15ULL) >> 32)
 
 
-cdef FdbTable *fdb_table_new(uint32_t capacity) noexcept nogil:
-    cdef uint32_t n = 64
-    cdef FdbTable *t
-    while n < 2 * capacity:
+cdef inline uint64_t fdb_table_slots(uint32_t capacity) noexcept nogil:
+    # Counted in 64 bits: in 32, 2 * capacity wraps above 2**31 (a 64-slot table) and the
+    # loop never ends above 2**30.
+    cdef uint64_t n = 64
+    while n < 2 * <uint64_t>capacity:
         n <<= 1
+    return n
+
+
+cdef FdbTable *fdb_table_new(uint32_t capacity) noexcept nogil:
+    cdef uint64_t n = fdb_table_slots(capacity)
+    cdef FdbTable *t
+    if capacity > MAX_FDB_CAPACITY:
+        return NULL             # slot indexes are 32-bit; Core() refuses such a capacity
     t = <FdbTable *>calloc(1, sizeof(FdbTable))
     if t == NULL:
         return NULL

@@ -217,7 +217,7 @@ cdef Sock *sock_create(Sw *sw, Port *pt, int q, int bind_flags) except NULL:
     cdef Sock *s = <Sock *>calloc(1, sizeof(Sock))
     cdef int rc = 0, tries
     if s == NULL:
-        raise MemoryError()
+        raise MemoryError("cannot allocate an AF_XDP socket's state")
     cfg.rx_size = sw.ring_size
     cfg.tx_size = sw.ring_size
     cfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD

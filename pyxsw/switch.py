@@ -60,11 +60,48 @@ class _Promisc:
         self.sock.close()
 
 
+# The config key of each Core() parameter, for errors the core marks with `param`.
+_PARAM_KEYS = {"frames": "switch.frames", "frame_size": "switch.frame_size",
+               "ring_size": "switch.ring_size", "batch": "switch.batch", "workers": "switch.cores",
+               "mode": "switch.mode", "capacity": "fdb.capacity", "port_limit": "fdb.port_limit",
+               "aging": "fdb.aging"}
+
+
 def _reason(e):
     """An exception as one line for the operator, without Python's '[Errno N]'."""
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
-    return str(e)
+    # never an empty line: a bare MemoryError() says nothing
+    return str(e) or ("out of memory" if isinstance(e, MemoryError) else type(e).__name__)
+
+
+def _meminfo():
+    """(MemTotal, MemAvailable) in bytes; None where /proc/meminfo does not tell."""
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f if ":" in line)
+        return tuple(int(info[k].split()[0]) * 1024 for k in ("MemTotal", "MemAvailable"))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _check_memory(c):
+    """The UMEM (mapped, populated and pinned at start) and the FDB must fit in the memory
+    the machine has available: asked for more, the kernel stalls everything before it fails."""
+    mem = _meminfo()
+    if mem is None:
+        return
+    total, avail = mem
+    umem = c.switch.frames * (c.switch.frame_size + 8)      # the frames, and the pool's stack
+    fdb = _core.fdb_memory(c.fdb.capacity)
+    have = f"this machine has {_core.size_text(avail)} available of {_core.size_text(total)}"
+    if umem > avail:
+        raise SwitchError(f"{c.switch.frames} frames of {c.switch.frame_size} bytes need "
+                          f"{_core.size_text(umem)} of memory; {have}", key="switch.frames")
+    if umem + fdb > avail:
+        raise SwitchError(f"an FDB of {c.fdb.capacity} entries needs up to "
+                          f"{_core.size_text(fdb)} of memory, with the UMEM's "
+                          f"{_core.size_text(umem)}; {have}", key="fdb.capacity")
 
 
 def _ensure_bpffs():
@@ -188,10 +225,7 @@ class Switch:
         _ensure_bpffs()
         self._stop.clear()
         try:
-            self.links = Links()
-        except OSError as e:
-            raise SwitchError(f"cannot open rtnetlink: {_reason(e)}") from e
-        try:
+            _check_memory(c)
             self.core = _core.Core(
                 frames=c.switch.frames, frame_size=c.switch.frame_size,
                 ring_size=c.switch.ring_size, batch=c.switch.batch,
@@ -199,16 +233,20 @@ class Switch:
                 port_limit=c.fdb.port_limit, aging=c.fdb.aging,
                 zero_copy=c.switch.zero_copy, xdp_mode=c.switch.xdp_mode, mode=c.switch.mode)
         except (OSError, MemoryError, ValueError) as e:
-            self.links.close()
-            self.links = None
-            raise SwitchError(_reason(e), key="switch.frames") from e
+            raise SwitchError(_reason(e), key=_PARAM_KEYS.get(getattr(e, "param", None), "-")) \
+                from e
         try:
+            try:
+                self.links = Links()
+            except OSError as e:
+                raise SwitchError(f"cannot open rtnetlink: {_reason(e)}") from e
             for i, p in enumerate(c.ports):
                 try:
                     self.add_port(p.name, flood_limit=p.flood_limit,
                                   forward_reserved=p.forward_reserved)
-                except (OSError, ValueError) as e:
-                    raise SwitchError(_reason(e), key=f"port[{i}].name") from e
+                except (OSError, MemoryError, ValueError) as e:
+                    raise SwitchError(_reason(e), key=_PARAM_KEYS.get(getattr(e, "param", None),
+                                                                      f"port[{i}].name")) from e
             for q, cpu in enumerate(c.switch.cores):
                 t = threading.Thread(target=self._worker, args=(q, cpu),
                                      name=f"pyxsw-worker-{q}", daemon=True)
@@ -259,8 +297,9 @@ class Switch:
                     self._drop_port(name)
                 self.core.close()
                 self.core = None
-                self.links.close()
-                self.links = None
+                if self.links is not None:
+                    self.links.close()
+                    self.links = None
 
     # ------------------------------------------------------------------ events
 

@@ -226,8 +226,10 @@ cdef void worker_apply_gen(Worker *w) noexcept nogil:
         w.fwd_res[p] = 1 if pt.forward_reserved else 0
         w.fl_allow[p] = 0
         if pt.flood_limit:
-            # this worker's share (queues split a port's traffic), per 100 ms, at least 1
-            w.fl_allow[p] = max(1, (pt.flood_limit + 10 * sw.nworkers - 1) // (10 * sw.nworkers))
+            # this worker's share (queues split a port's traffic), per 100 ms, at least 1;
+            # rounded up in 64 bits: in 32 a limit near 2**32 wrapped to 1 flood per window
+            w.fl_allow[p] = <uint32_t>max(1, (<uint64_t>pt.flood_limit + 10 * sw.nworkers - 1)
+                                          // (10 * sw.nworkers))
         if pyxsw_load_int(&pt.up):
             w.isup[p] = 1
             w.upl[w.nup] = p

@@ -102,6 +102,7 @@ def test_sw0_example_shows_the_defaults():
 BAD = [
     # (TOML, key, words the reason must contain)
     ("[switch]\nmodee = 'poll'", "switch.modee", "unknown key"),
+    ('[switch]\n"mo\\nde" = 1', 'switch."mo\\nde"', "unknown key"),
     ("[swich]\nmode = 'poll'", "swich", "unknown key"),
     ("[fdb]\nttl = 3", "fdb.ttl", "unknown key"),
     ("[management]\npath = '/x'", "management.path", "unknown key"),
@@ -147,6 +148,28 @@ BAD = [
     ("[[port]]\nname = 's0'\n[[port]]\nmtu = 1", "port[1].mtu", "unknown key"),
     ("[[port]]\nname = 1", "port[0].name", "expected a string"),
     ("[[port]]", "port[0].name", "missing"),
+    # sizes beyond what the core's 32-bit counts, its FDB sizing and the kernel hold
+    ("[switch]\nframes = 4294967296", "switch.frames", "at most 4294967295"),
+    ("[switch]\nring_size = 4294967296", "switch.ring_size", "at most 32768"),
+    ("[switch]\nring_size = 2147483648", "switch.ring_size", "at most 32768"),
+    ("[switch]\nring_size = 65536", "switch.ring_size", "at most 32768"),
+    ("[switch]\nbatch = 4294967296", "switch.batch", "at most 256"),
+    ("[fdb]\ncapacity = 4294967296", "fdb.capacity", "at most 16777216"),
+    ("[fdb]\ncapacity = 2147483648", "fdb.capacity", "at most 16777216"),
+    ("[fdb]\ncapacity = 2147483647", "fdb.capacity", "at most 16777216"),
+    ("[fdb]\ncapacity = 1073741825", "fdb.capacity", "at most 16777216"),
+    ("[fdb]\naging = 4294967296", "fdb.aging", "at most 4294967295"),
+    ("[fdb]\nport_limit = 4294967296", "fdb.port_limit", "at most 16777216"),
+    ("[[port]]\nname = 's0'\nflood_limit = 4294967296", "port[0].flood_limit", "at most 4294967295"),
+    ("[switch]\nframes = 99999999999999999999999999999999999999999", "switch.frames", "at most"),
+    ("[switch]\nframes = 1\n[[port]]\nname = 's0'", "switch.frames", "at least 128"),
+    ("[switch]\nframes = 255\ncores = [0, 1]\nbatch = 32\n[[port]]\nname = 's0'\n[[port]]\nname = 's1'",
+     "switch.frames", "at least 256"),
+    ("[switch]\ncores = [" + ", ".join(map(str, range(17))) + "]", "switch.cores", "at most 16"),
+    ("[switch]\ncores = [4294967296]", "switch.cores[0]", "below 8192"),
+    ("port = [" + ", ".join(f"{{name = 's{i}'}}" for i in range(65)) + "]", "port", "at most 64"),
+    ("[management]\ngroup = '4294967295'", "management.group", "at most 4294967294"),
+    ("[management]\nsocket = '/" + "x" * 107 + "'", "management.socket", "at most 107 bytes"),
 ]
 
 
@@ -164,6 +187,36 @@ def test_unparseable_toml_is_one_line(tmp_path):
     e = error(tmp_path, "[switch\nmode = ")
     assert e.key == "-" and str(e).startswith(f"{tmp_path / 'sw.toml'}: -: not valid TOML")
     assert "\n" not in str(e)
+
+
+def test_frames_enough_for_every_socket_is_accepted():
+    # exactly 2 x batch per socket (ports x queues), the core's rule in Core.port_add
+    d = {"switch": {"frames": 256, "batch": 32, "cores": [0, 1]}, "port": [{"name": "s0"}, {"name": "s1"}]}
+    assert Config.from_dict(d).switch.frames == 256
+
+
+def test_the_largest_accepted_sizes():
+    c = Config.from_dict({"switch": {"frames": 2**32 - 1, "ring_size": 32768, "batch": 256},
+                          "fdb": {"capacity": 2**24, "aging": 2**32 - 1, "port_limit": 2**24},
+                          "management": {"group": "4294967294"},
+                          "port": [{"name": "s0", "flood_limit": 2**32 - 1}]})
+    assert (c.switch.frames, c.fdb.capacity, c.ports[0].flood_limit) == (2**32 - 1, 2**24, 2**32 - 1)
+
+
+@pytest.mark.parametrize("data,words", [
+    (b"[switch]\nname = \"sw\xff0\"\n", "not valid UTF-8: byte 0xff at offset 19"),
+    (b"\xfe\xff[switch]\n", "not valid UTF-8: byte 0xfe at offset 0"),
+    (b"x = " + b"[" * 2000 + b"]" * 2000 + b"\n", "nested too deeply"),
+    (b"x = " + b"{a = " * 2000 + b"1" + b"}" * 2000 + b"\n", "nested too deeply"),
+    (b"[fdb]\ncapacity = " + b"9" * 5000 + b"\n", "not valid TOML"),
+])
+def test_files_the_parser_cannot_take_are_one_line(tmp_path, data, words):
+    path = tmp_path / "sw.toml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as e:
+        Config.load(path)
+    assert e.value.key == "-" and words in e.value.reason, e.value
+    assert str(e.value).startswith(f"{path}: -: ") and len(str(e.value).splitlines()) == 1
 
 
 def test_missing_file(tmp_path):
@@ -233,3 +286,251 @@ def test_port_flood_limit():
         with pytest.raises(ConfigError) as e:
             Config.from_dict({"port": [{"name": "s0", "flood_limit": bad}]})
         assert "port[0].flood_limit" in str(e.value)
+
+
+# ---------------------------------------------------------------------------- every key, any value
+
+import dataclasses  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from pyxsw import config as config_mod  # noqa: E402
+from pyxsw.config import FdbSection, ManagementSection, PortSection, SwitchSection  # noqa: E402
+
+SECTIONS = {"switch": SwitchSection, "fdb": FdbSection, "management": ManagementSection,
+            "port": PortSection}
+FIELDS = {s: [f.name for f in dataclasses.fields(cls)] for s, cls in SECTIONS.items()}
+# Every key an error may name: "-", a section, a key of one (an array's element for cores and
+# port), or "bogus", the one unknown key the strategies below put anywhere.
+KEY = re.compile("|".join([
+    r"-|bogus|switch|fdb|management|port|port\[\d+\]|switch\.cores\[\d+\]",
+    *(rf"{s}\.(bogus|{'|'.join(f)})" for s, f in FIELDS.items() if s != "port"),
+    rf"port\[\d+\]\.(bogus|{'|'.join(FIELDS['port'])})",
+]))
+BOUNDARY = [0, 1, -1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**64, -(2**63), 2**1000]
+INTS = st.one_of(st.sampled_from(BOUNDARY), st.integers(-3, 70000), st.integers())
+# Anything TOML can hold, nested.
+SCALARS = st.one_of(INTS, st.booleans(), st.floats(), st.text(max_size=20), st.datetimes(),
+                    st.datetimes(timezones=st.just(datetime.timezone.utc)), st.dates(), st.times())
+ANY = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
+                   | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+# Values near the good ones, so that many examples pass and the checks between keys are met.
+NEAR = {
+    "name": st.from_regex(r"[a-z0-9_.-]{1,16}", fullmatch=True),
+    "mode": st.sampled_from(config_mod.MODES), "xdp_mode": st.sampled_from(config_mod.XDP_MODES),
+    "zero_copy": st.sampled_from(config_mod.ZERO_COPY),
+    "priority": st.sampled_from(["idle", "normal"]),
+    "cores": st.lists(st.one_of(st.integers(0, 3), INTS), min_size=1, max_size=3),
+    "frame_size": st.sampled_from([2048, 4096, 1500]),
+    "ring_size": st.sampled_from([2**k for k in range(0, 33)]),
+    "batch": st.sampled_from([1, 32, 64, 256, 257]),
+    "frames": st.one_of(st.integers(1, 2**16), st.integers(2**31, 2**33)),
+    "socket": st.text(max_size=30).map(lambda t: "/tmp/" + t),
+    "group": st.sampled_from(["", "0", "root", "4294967294", "4294967295", "no-such-group"]),
+    "aging": st.integers(0, 2**33), "capacity": st.integers(1, 2**25),
+    "port_limit": st.integers(0, 2**25), "flood_limit": st.integers(0, 2**33),
+}
+
+
+def mostly(good, bad):
+    # three draws in four from `good`: most examples get far enough to meet every check
+    return st.one_of(good, good, good, bad)
+
+
+def value(key):
+    return mostly(NEAR.get(key, INTS), st.one_of(INTS, ANY))
+
+
+def section(name, bogus):
+    return st.fixed_dictionaries({}, optional={**{k: value(k) for k in FIELDS[name]},
+                                               **({"bogus": ANY} if bogus else {})})
+
+
+def config(bogus):
+    port = st.fixed_dictionaries({"name": mostly(st.sampled_from(["s0", "s1", "s2"]), ANY)},
+                                 optional={"flood_limit": value("flood_limit"),
+                                           **({"bogus": ANY} if bogus else {})})
+    return st.fixed_dictionaries({}, optional={
+        **{s: mostly(section(s, bogus), ANY) for s in ("switch", "fdb", "management")},
+        "port": mostly(st.lists(mostly(port, ANY), max_size=3), ANY),
+        **({"bogus": ANY} if bogus else {})})
+
+
+CONFIG = mostly(config(bogus=False), config(bogus=True))
+
+
+def unknown_keys(d):
+    """The dotted names of the keys in d that are no config key, as TOML writes them."""
+    def name(k):
+        return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+    out = {name(k) for k in d if k not in SECTIONS}
+    for s in ("switch", "fdb", "management"):
+        if isinstance(d.get(s), dict):
+            out |= {f"{s}.{name(k)}" for k in d[s] if k not in FIELDS[s]}
+    for i, p in enumerate(d.get("port") if isinstance(d.get("port"), list) else []):
+        if isinstance(p, dict):
+            out |= {f"port[{i}].{name(k)}" for k in p if k not in FIELDS["port"]}
+    return out
+
+
+def fits_the_core(c):
+    """Build a Core from an accepted config: every value must convert to the core's C types
+    (frames and capacity are built small, for memory, and checked against the types)."""
+    from pyxsw._core import Core
+    core = Core(umem=False, frames=min(c.switch.frames, 4096), frame_size=c.switch.frame_size,
+                ring_size=c.switch.ring_size, batch=c.switch.batch, workers=len(c.switch.cores),
+                capacity=min(c.fdb.capacity, 1024), port_limit=c.fdb.port_limit,
+                aging=c.fdb.aging, mode=c.switch.mode)
+    try:
+        for p in c.ports:
+            core.add_virtual_port(p.name, flood_limit=p.flood_limit)
+    finally:
+        core.close()
+    # uint32_t frames; the FDB's slots (2 x capacity, a power of two) indexed in 32 bits.
+    # (That the file's bounds are the core's own: test_bounds_are_the_cores.)
+    assert c.switch.frames < 2**32 and c.fdb.capacity <= 2**30 and len(c.ports) <= 64
+
+
+@settings(max_examples=1000, deadline=None)
+@given(d=CONFIG)
+def test_any_value_of_any_key_is_a_config_or_one_clear_line(d):
+    try:
+        c = Config.from_dict(d, source="<t>")
+    except ConfigError as e:
+        if e.reason == "unknown key":
+            assert e.key in unknown_keys(d), e.key
+        else:
+            assert KEY.fullmatch(e.key), e.key
+        assert e.reason.strip() and len(str(e).splitlines()) == 1, str(e)
+        assert str(e) == f"<t>: {e.key}: {e.reason}"
+    else:
+        assert Config.from_dict(c.to_dict()) == c
+        fits_the_core(c)
+
+
+# Every integer key of every section, with every boundary value.
+INT_KEYS = [(s, f.name) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+            if f.type == "int"]
+
+
+@pytest.mark.parametrize("sec,key,value", [(s, k, v) for s, k in INT_KEYS for v in BOUNDARY],
+                         ids=[f"{s}.{k}={v if abs(v) < 2**70 else 'huge'}"
+                              for s, k in INT_KEYS for v in BOUNDARY])
+def test_boundary_integers_of_every_size(sec, key, value):
+    d = {"port": [{"name": "s0", key: value}]} if sec == "port" else {sec: {key: value}}
+    if key == "ring_size":
+        d["switch"]["batch"] = 1            # batch <= ring_size is batch's check
+    try:
+        c = Config.from_dict(d)
+    except ConfigError as e:
+        assert e.key == (f"port[0].{key}" if sec == "port" else f"{sec}.{key}")
+        assert e.reason and "\n" not in str(e)
+    else:
+        fits_the_core(c)
+
+
+def test_integers_too_long_to_print_are_described():
+    # str() refuses ints of over 4300 digits: the reason must not try
+    for v in (10**5000, -(10**5000)):
+        with pytest.raises(ConfigError) as e:
+            Config.from_dict({"fdb": {"capacity": v}})
+        assert e.value.reason.endswith("got an integer of 16610 bits")
+
+
+def test_bounds_are_the_cores():
+    from pyxsw._core import LIMITS
+    assert LIMITS == {"frames": config_mod.MAX_FRAMES, "ring_size": config_mod.MAX_RING_SIZE,
+                      "batch": config_mod.MAX_BATCH, "workers": config_mod.MAX_WORKERS,
+                      "ports": config_mod.MAX_PORTS, "capacity": config_mod.MAX_CAPACITY,
+                      "port_limit": 2**32 - 1, "aging": config_mod.MAX_AGING,
+                      "flood_limit": config_mod.MAX_FLOOD_LIMIT}
+    assert config_mod.MAX_PORT_LIMIT <= LIMITS["port_limit"]
+
+
+# ---------------------------------------------------------------------------- the core's own checks
+
+@pytest.mark.parametrize("param,value", [
+    ("frames", 2**32), ("frames", 0), ("frames", -1), ("ring_size", 2**31), ("ring_size", 65536),
+    ("ring_size", 2**32), ("ring_size", 3), ("batch", 2**32), ("batch", 4096), ("capacity", 2**31),
+    ("capacity", 2**32), ("capacity", 0), ("aging", 2**32), ("aging", -1), ("port_limit", 2**32),
+    ("workers", 17), ("frame_size", 2**32), ("frames", True), ("capacity", 1.5)])
+def test_core_refuses_what_it_cannot_hold_naming_the_parameter(param, value):
+    from pyxsw._core import Core
+    with pytest.raises(ValueError) as e:
+        Core(umem=False, **{param: value})
+    assert e.value.param == param and str(e.value).startswith(param)
+
+
+@pytest.mark.parametrize("capacity", [2**30 + 1, 2**31 - 1])
+def test_fdb_sizing_never_spins(capacity):
+    # In 32 bits, doubling the table's size past 2**31 wrapped to 0 and the loop never ended.
+    code = ("from pyxsw._core import Core\n"
+            f"try:\n    Core(umem=False, capacity={capacity})\n"
+            "except ValueError as e:\n    print(e.param, e)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=30)
+    assert r.stdout.startswith("capacity capacity must be 1..16777216"), (r.stdout, r.stderr)
+
+
+def test_fdb_table_is_sized_for_its_capacity():
+    from pyxsw._core import LIMITS, Core, fdb_memory
+    for capacity, slots in [(1, 64), (32, 64), (33, 128), (65536, 131072), (2**24, 2**25)]:
+        c = Core(umem=False, capacity=capacity)
+        assert c.fdb_counters()["slots"] == slots
+        c.close()
+        assert fdb_memory(capacity) == 2 * slots * 28       # two tables while one is rebuilt
+    assert fdb_memory(LIMITS["capacity"]) == 1792 * 2**20
+
+
+# ---------------------------------------------------------------------------- checks at start
+
+def test_memory_the_machine_lacks_is_refused_at_start(monkeypatch):
+    import os
+    from pyxsw import switch
+    cores = [min(os.sched_getaffinity(0))]
+    monkeypatch.setattr(switch, "_meminfo", lambda: (2**30, 2**29))        # 1 GiB, 512 available
+    for d, key, words in [
+            ({"frames": 2**18, "frame_size": 4096}, "switch.frames",
+             "262144 frames of 4096 bytes need 1.0 GiB of memory; this machine has 512 MiB "
+             "available of 1 GiB"),
+            ({"frames": 2**16}, "fdb.capacity",
+             "an FDB of 16777216 entries needs up to 1.8 GiB of memory, with the UMEM's 128.5 MiB")]:
+        cfg = Config.from_dict({"switch": dict(d, cores=cores), "fdb": {"capacity": 2**24}})
+        with pytest.raises(switch.SwitchError) as e:
+            switch.Switch(cfg).start()
+        assert e.value.key == key and words in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("section,name,value,key", [
+    ("switch", "ring_size", 3, "switch.ring_size"), ("switch", "batch", 300, "switch.batch"),
+    ("switch", "frame_size", 1000, "switch.frame_size"), ("fdb", "capacity", 0, "fdb.capacity"),
+    ("fdb", "capacity", 2**31, "fdb.capacity"), ("fdb", "aging", -1, "fdb.aging"),
+    ("fdb", "port_limit", 2**32, "fdb.port_limit")])
+def test_core_errors_at_start_name_their_key(section, name, value, key):
+    # Values the file refuses, given to Switch directly: the core's own checks name the key
+    # (they were all reported as switch.frames, or escaped as an OverflowError).
+    import os
+    from pyxsw.switch import Switch, SwitchError
+    sw_section = SwitchSection(cores=[min(os.sched_getaffinity(0))])
+    cfg = Config(switch=sw_section, fdb=FdbSection())
+    cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section),
+                                                                   **{name: value})})
+    sw = Switch(cfg)
+    try:
+        with pytest.raises(SwitchError) as e:
+            sw.start()
+    finally:
+        sw.stop()
+    assert e.value.key == key and str(e.value).startswith(name), str(e.value)
+
+
+def test_management_group_may_be_a_gid():
+    from pyxsw.mgmt.server import Server, ServerError
+    assert Server(None, "/tmp/x.sock", group="0")._gid() == 0
+    assert Server(None, "/tmp/x.sock", group="4294967294")._gid() == 4294967294
+    with pytest.raises(ServerError) as e:
+        Server(None, "/tmp/x.sock", group="no-such-group-pyxsw")._gid()
+    assert e.value.key == "management.group" and "no such group" in str(e.value)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import link_flags, mac_bytes, make_config, nettool, ping, running
+from helpers import link_flags, mac_bytes, make_config, nettool, ping, running, send
 
 pytestmark = pytest.mark.system
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,9 +48,9 @@ def test_mac_flooding_attack(lab_factory, tmp_path):
         assert acc["in_flight"] == 0
 
 
-def run_cli(*args, **kw):
+def run_cli(*args, timeout=60, **kw):
     return subprocess.run([sys.executable, "-m", "pyxsw.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, **kw)
+                          capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def write_conf(tmp_path, ports, switch="", management=None):
@@ -93,6 +93,104 @@ def test_start_up_errors_are_one_line_exit_2_and_leave_nothing(lab_factory, tmp_
         flags, xdp, promiscuity = link_flags(p)
         assert not xdp and promiscuity == 0
     assert not (tmp_path / "sw.sock").exists()
+
+
+def _conf(ports, sock, switch="", fdb="", management="", port1=""):
+    """A config file's bytes: a switch on `ports`, with lines added to its sections."""
+    return (f'[switch]\nname = "t"\ncores = [1]\n{switch}\n[fdb]\n{fdb}\n'
+            f'[management]\nsocket = "{sock}"\n{management}\n'
+            + "".join(f'[[port]]\nname = "{p}"\n' for p in ports) + port1 + "\n").encode()
+
+
+# Files that used to end in a traceback, an empty reason, the wrong key, a hang or a stalled
+# machine: (the file's bytes from ports and socket path, the key, words of the reason).
+BAD_RUNS = {
+    "frames-2^32": (lambda P, S: _conf(P, S, switch="frames = 4294967296"),
+                    "switch.frames", "at most 4294967295"),
+    "ring_size-2^32": (lambda P, S: _conf(P, S, switch="ring_size = 4294967296"),
+                       "switch.ring_size", "at most 32768"),
+    "capacity-2^32": (lambda P, S: _conf(P, S, fdb="capacity = 4294967296"),
+                      "fdb.capacity", "at most 16777216"),
+    "aging-2^32": (lambda P, S: _conf(P, S, fdb="aging = 4294967296"),
+                   "fdb.aging", "at most 4294967295"),
+    "port_limit-2^32": (lambda P, S: _conf(P, S, fdb="port_limit = 4294967296"),
+                        "fdb.port_limit", "at most 16777216"),
+    "flood_limit-2^32": (lambda P, S: _conf(P, S, port1="flood_limit = 4294967296"),
+                         "port[1].flood_limit", "at most 4294967295"),
+    "frames-2^32-1": (lambda P, S: _conf(P, S, switch="frames = 4294967295"),
+                      "switch.frames", "4294967295 frames of 2048 bytes need 8.0 TiB of memory"),
+    "frames-1": (lambda P, S: _conf(P, S, switch="frames = 1"),
+                 "switch.frames", "at least 256 for 2 port(s) x 1 queue(s)"),
+    "capacity-2^31-1": (lambda P, S: _conf(P, S, fdb="capacity = 2147483647"),
+                        "fdb.capacity", "at most 16777216"),
+    "ring_size-2^31": (lambda P, S: _conf(P, S, switch="ring_size = 2147483648"),
+                       "switch.ring_size", "at most 32768"),
+    "invalid-utf8": (lambda P, S: _conf(P, S).replace(b'name = "t"', b'name = "t\xff"'),
+                     "-", "not valid UTF-8: byte 0xff"),
+    "nested-2000": (lambda P, S: _conf(P, S, fdb="x = " + "[" * 2000 + "]" * 2000),
+                    "-", "nested too deeply"),
+    "digits-5000": (lambda P, S: _conf(P, S, fdb="capacity = " + "9" * 5000), "-", "not valid TOML"),
+    "no-such-group": (lambda P, S: _conf(P, S, management='group = "no-such-group-pyxsw"'),
+                      "management.group", "no such group"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RUNS))
+def test_bad_values_are_one_line_exit_2_quickly_and_leave_nothing(lab_factory, tmp_path, case):
+    lab = lab_factory(hosts=2)
+    make, key, words = BAD_RUNS[case]
+    conf, sock = tmp_path / "sw.toml", tmp_path / "sw.sock"
+    conf.write_bytes(make(lab.ports, sock))
+    t0 = time.monotonic()
+    r = run_cli("run", "-c", str(conf), timeout=30)
+    assert time.monotonic() - t0 < 10                   # refused, not spinning or allocating
+    assert r.returncode == 2, r.stderr
+    head = f"{conf}: {key}: "
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(head), r.stderr
+    reason = r.stderr[len(head):].strip()
+    assert reason and words in reason, r.stderr
+    for p in lab.ports:                                 # nothing left attached or promiscuous
+        flags, xdp, promiscuity = link_flags(p)
+        assert not xdp and promiscuity == 0
+    assert not sock.exists()
+
+
+def test_management_group_may_be_gid_0(lab_factory, tmp_path):
+    lab = lab_factory(hosts=2)
+    sock = tmp_path / "sw.sock"
+    conf = tmp_path / "sw.toml"
+    conf.write_bytes(_conf(lab.ports, sock, management='group = "0"'))
+    proc = subprocess.Popen([sys.executable, "-m", "pyxsw.cli", "run", "-c", str(conf)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while run_cli("ctl", "-s", str(sock), "status").returncode != 0:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        st = sock.stat()
+        assert st.st_gid == 0 and st.st_mode & 0o777 == 0o660
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    for p in lab.ports:
+        flags, xdp, promiscuity = link_flags(p)
+        assert not xdp and promiscuity == 0
+
+
+def test_flood_limit_near_2_32_limits_nothing(lab_factory, tmp_path):
+    # The per-window share was rounded up in 32 bits: 2**32 - 1 wrapped to 1 flood per 100 ms.
+    lab = lab_factory(hosts=2)
+    storm = b"\xff" * 6 + mac_bytes(lab.hosts[0].mac) + b"\x88\xb5" + b"storm".ljust(46, b".")
+    cfg = make_config(lab.ports, tmp_path, port_extra={lab.ports[0]: {"flood_limit": 2**32 - 1}})
+    with running(cfg) as sw:
+        send(lab, 0, storm, 2000)
+        time.sleep(0.3)
+        st = sw.port_stats(lab.ports[0])[lab.ports[0]]
+        assert st["flood_limited"] == 0 and st["flooded"] > 0, st
 
 
 def test_socket_refuses_unprivileged_users(lab_factory, tmp_path):

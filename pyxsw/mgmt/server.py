@@ -41,7 +41,12 @@ CLOSE_TIMEOUT = 5.0             # how long close() waits for requests under way 
 
 
 class ServerError(Exception):
-    """The server cannot start: the socket is in use, or its path cannot be used."""
+    """The server cannot start: the socket is in use, or its path cannot be used.  `key` is
+    the config key at fault, for `pyxsw run`'s one line."""
+
+    def __init__(self, message, key="management.socket"):
+        super().__init__(message)
+        self.key = key
 
 
 def _pack(obj):
@@ -274,10 +279,13 @@ class Server:
     def _gid(self):
         if self.group is None or isinstance(self.group, int):
             return self.group
+        if self.group.isdigit():                # a gid, as chown(1) takes one
+            return int(self.group)
         try:
             return grp.getgrnam(self.group).gr_gid
         except KeyError:
-            raise ServerError(f"management socket group {self.group!r}: no such group") from None
+            raise ServerError(f"management socket group {self.group!r}: no such group",
+                              key="management.group") from None
 
     def _clear_stale(self):
         """Remove a socket file left by a dead instance; refuse if its owner still lives."""
