@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from pyxsw import _core
-from pyxsw._core import FORWARD_FILTER, FORWARD_FLOOD, FORWARD_RUNT, Core, mac_to_int
+from pyxsw._core import (FORWARD_FILTER, FORWARD_FLOOD, FORWARD_RESERVED, FORWARD_RUNT, Core,
+                         mac_to_int)
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 
@@ -49,6 +50,26 @@ def test_broadcast_multicast_flood_and_multicast_source_not_learned():
     assert c.decide(frame("01:00:5e:00:00:01", "02:00:00:00:00:01"), a) == FORWARD_FLOOD
     assert c.decide(frame("02:00:00:00:00:01", "03:00:00:00:00:09"), b) == a
     assert ("03:00:00:00:00:09", 0) not in entries(c)
+
+
+def test_reserved_link_local_groups_are_not_forwarded_unless_the_port_says_so():
+    """01:80:c2:00:00:00 to 0f (STP, PAUSE, LACP, 802.1X, LLDP...) were flooded like any
+    multicast; IEEE bridges, and the Linux bridge and Open vSwitch by default, keep them on
+    their link.  A port with forward_reserved floods them, but never PAUSE (:01)."""
+    c = Core(umem=False)
+    plain, fwd, other = (c.add_virtual_port("v0"), c.add_virtual_port("v1", forward_reserved=True),
+                         c.add_virtual_port("v2"))
+    src = "02:00:00:00:00:01"
+    for last in range(16):
+        group = f"01:80:c2:00:00:{last:02x}"
+        assert c.decide(frame(group, src), plain) == FORWARD_RESERVED, group
+        assert c.decide(frame(group, src), fwd) == (FORWARD_RESERVED if last == 1 else FORWARD_FLOOD)
+    # the neighbours of the range are ordinary multicast
+    for group in ["01:80:c2:00:00:10", "01:80:c2:00:01:00", "01:80:c3:00:00:00", "01:81:c2:00:00:00",
+                  "01:00:5e:00:00:01", "03:80:c2:00:00:00", "01:80:c2:00:00:1e"]:
+        assert c.decide(frame(group, src), plain) == FORWARD_FLOOD, group
+    assert (src, 0) in entries(c)                           # the sender is still learned
+    assert c.port_info(fwd)["forward_reserved"] and not c.port_info(plain)["forward_reserved"]
 
 
 def test_runt_and_same_port():

@@ -83,6 +83,29 @@ def test_flooding_reaches_others_never_the_sender(lab_factory, tmp_path):
         assert sw.port_stats(lab.ports[0])[lab.ports[0]]["flooded"] >= 2
 
 
+def test_reserved_link_local_frames_stay_on_their_link(lab_factory, tmp_path):
+    """STP BPDUs, LACP, LLDP and 802.1X frames were flooded to every port; now they are
+    dropped and counted, unless the ingress port has forward_reserved."""
+    lab = lab_factory(hosts=3)
+    src = mac_bytes(lab.hosts[0].mac)
+    lldp = b"\x01\x80\xc2\x00\x00\x0e" + src + b"\x88\xcc" + b"pyxsw-lldp".ljust(46, b".")
+    stp = b"\x01\x80\xc2\x00\x00\x00" + src + b"\x00\x26\x42\x42\x03" + bytes(43)
+    pause = b"\x01\x80\xc2\x00\x00\x01" + src + b"\x88\x08\x00\x01" + bytes(44)
+    for forward in (False, True):
+        cfg = make_config(lab.ports, tmp_path,
+                          port_extra={lab.ports[0]: {"forward_reserved": forward}})
+        with running(cfg) as sw:
+            with capture(lab, 1, 2) as at1, capture(lab, 2, 2) as at2:
+                for f in (lldp, stp, pause):
+                    send(lab, 0, f, count=3)
+            for got in (at1, at2):
+                assert (lldp in got) == forward and (stp in got) == forward
+                assert pause not in got                     # never forwarded
+            st = sw.port_stats(lab.ports[0])[lab.ports[0]]
+            assert st["reserved_dropped"] == (3 if forward else 9)
+            assert ping(lab, 0, 1)
+
+
 def test_aging_then_flood(lab_factory, tmp_path):
     lab = lab_factory(hosts=3)
     with running(make_config(lab.ports, tmp_path, aging=2)) as sw:
