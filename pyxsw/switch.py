@@ -331,7 +331,7 @@ class Switch:
                 changed = links.read() if readable else ()
             except (OSError, ValueError) as e:      # LinkError included: state is kept
                 log.error("reading link notifications: %s", _reason(e))
-                changed = ()
+                changed = RESYNC                    # what was missed is asked for again
                 self._stop.wait(TICK)
             try:
                 with self._lock:
