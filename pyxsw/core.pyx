@@ -84,7 +84,9 @@ cdef class Core:
     cdef int owner_ifindex
     cdef int owner_q
     cdef bint owner_retired
-    cdef public int anchor_ifindex      # the interface of the UMEM's anchor socket (loopback), or 0
+    cdef public int anchor_ifindex      # the UMEM's anchor socket's interface, if in our namespace
+    cdef int owner_ifindex_lo
+    cdef public str anchor              # where the UMEM's first socket is bound, in words
     cdef public str zero_copy   # "auto" | "on" | "off" as configured
     cdef public str xdp_mode
     cdef public object tx_budget        # frames per TX kick, or None where not settable
@@ -119,6 +121,7 @@ cdef class Core:
         self.zero_copy = zero_copy
         self.xdp_mode = xdp_mode
         self.tx_budget = None
+        self.anchor = ""
         self.busy_poll = None
         self.sw = <Sw *>calloc(1, sizeof(Sw))
         if self.sw == NULL:
@@ -396,6 +399,7 @@ cdef class Core:
             self.owner = s
             self.owner_ifindex = pt.ifindex
             self.owner_q = q
+            self.anchor = f"{pt.name.decode()} queue {q} (the first port's socket)"
             return s
         try:
             return sock_create(self.sw, pt, q, flags)
@@ -408,9 +412,44 @@ cdef class Core:
             raise
 
     cdef bint _anchor_on_loopback(self, int flags) except *:
-        """In copy mode, make the UMEM's first socket on the loopback interface, where it
+        """In copy mode, make the UMEM's first socket on a loopback interface, where it
         receives nothing and holds no frames, so that every port's interface can come and go.
-        False (and the UMEM as it was) when loopback is taken, e.g. by another switch."""
+
+        First the lo of a network namespace of the switch's own, made for it: no other switch
+        can have taken it, the host's lo is never touched, and the kernel removes it with the
+        switch's last socket however the process ends.  Then (without the privilege to make a
+        namespace) the host's lo.  False, and the UMEM as it was, when that is taken too."""
+        result = []
+        t = _threading.Thread(target=self._anchor_in_own_netns, args=(flags, result),
+                              name="pyxsw-anchor")
+        t.start()
+        t.join()
+        if result and result[0] is None:
+            self.anchor = "lo of the switch's own network namespace"
+            return True
+        self._umem_reset()              # back in this namespace
+        if self._anchor_here(flags):
+            self.anchor_ifindex = self.owner_ifindex_lo
+            self.anchor = f"lo (the switch's own namespace failed: {result[0] if result else '?'})"
+            return True
+        return False
+
+    def _anchor_in_own_netns(self, int flags, list result):
+        """Thread body: a new network namespace for this thread alone, the UMEM made again in
+        it (libxdp's first socket is the UMEM's own descriptor, bound in the namespace it was
+        made in), and that socket bound to the namespace's lo.  Sockets on the ports, made in
+        the switch's namespace, share the UMEM across namespaces."""
+        if unshare(CLONE_NEWNET) != 0:
+            result.append(_os.strerror(errno))
+            return
+        try:
+            self._umem_reset()
+            result.append(None if self._anchor_here(flags) else "no lo there")
+        except OSError as e:
+            result.append(str(e))
+
+    cdef bint _anchor_here(self, int flags) except *:
+        """The UMEM's first socket on lo of the calling thread's namespace, or False."""
         cdef Port lo
         memset(&lo, 0, sizeof(Port))
         strncpy(lo.name, b"lo", 15)
@@ -423,7 +462,7 @@ cdef class Core:
             self._umem_reset()
             return False
         self.owner_ifindex = -1         # on no port: never retired, never reused
-        self.anchor_ifindex = lo.ifindex
+        self.owner_ifindex_lo = lo.ifindex
         self.zero_copy_active = False
         return True
 

@@ -620,6 +620,7 @@ class Switch:
             "zero_copy": core.zero_copy_active,
             "tx_budget": core.tx_budget,
             "busy_poll": core.busy_poll,
+            "umem_anchor": core.anchor,
             "fdb": core.fdb_counters(),
             "frames": self.accounting(),
         }

@@ -227,3 +227,23 @@ def test_a_port_with_ip_addresses_is_added_with_a_warning(lab_factory, tmp_path,
         assert any("192.0.2.77/24" in r.getMessage() for r in caplog.records)
         assert not sw.ports[lab.ports[0]].warnings              # link-local IPv6 is not one
         assert ping(lab, 0, 2)
+
+
+def test_two_switches_each_anchor_their_umem_off_their_ports(lab_factory, tmp_path, short_dir):
+    """The UMEM's first socket must stay bound; it lived on the host's lo, which only one
+    switch can take: a second switch anchored on its first port, and when that interface
+    was deleted it could not attach any port again.  Each switch now has a lo of its own."""
+    lab = lab_factory(hosts=4)
+    a_cfg = make_config(lab.ports[:2], tmp_path)
+    b_cfg = make_config(lab.ports[2:], short_dir)
+    with running(a_cfg) as a, running(b_cfg) as b:
+        for sw in (a, b):
+            assert sw.status()["umem_anchor"] == "lo of the switch's own network namespace"
+            assert sw.core.anchor_ifindex == 0
+        assert ping(lab, 0, 1) and ping(lab, 2, 3)
+        first = lab.ports[2]
+        subprocess.run(["ip", "link", "del", first], check=True)
+        assert wait_until(lambda: b.ports[first].state == "gone")
+        recreate(lab, 2)
+        assert wait_until(lambda: b.ports[first].state == "up", timeout=5), b.ports[first].reason
+        assert ping(lab, 2, 3) and ping(lab, 0, 1)

@@ -62,6 +62,11 @@ cdef extern from "<time.h>" nogil:
         long tv_nsec
     int clock_gettime(clockid_t clk, timespec *ts)
 
+cdef extern from "<sched.h>" nogil:
+    enum:
+        CLONE_NEWNET
+    int unshare(int flags)
+
 cdef extern from "<net/if.h>" nogil:
     unsigned int if_nametoindex(const char *ifname)
 
