@@ -16,7 +16,7 @@ import tempfile
 import threading
 
 from .config import Config, ConfigError
-from .lab import Lab, LabError, lab_down, lab_up
+from .lab import Lab, LabError, check_prefix, lab_down, lab_up
 
 log = logging.getLogger("pyxsw")
 
@@ -190,7 +190,14 @@ def demo_config(ports, socket_path) -> Config:
     }, source="<demo>")
 
 
+DEMO_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
 def _interrupt(*_):
+    # The first signal unwinds like Ctrl-C, through the finally blocks that tear the switch
+    # and the lab down; later ones are ignored so that they cannot cut that teardown short.
+    for sig in DEMO_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -198,9 +205,13 @@ def cmd_demo(args):
     _setup_logging()
     from .switch import Switch, SwitchError
 
-    # SIGTERM unwinds like Ctrl-C so the finally blocks below tear everything down.
-    signal.signal(signal.SIGTERM, _interrupt)
-    prefix = "demo-"
+    for sig in DEMO_SIGNALS:
+        signal.signal(sig, _interrupt)
+    prefix = args.prefix
+    try:
+        check_prefix(prefix, 3)
+    except ValueError as e:
+        return _fail(f"pyxsw demo: {e}", 2)
     lab_down(prefix)                # a demo killed with -9 may have left its lab behind
     lab = Lab(hosts=3, prefix=prefix)
     failed = 0
@@ -261,6 +272,7 @@ def build_parser():
     lab.set_defaults(func=cmd_lab)
 
     d = sub.add_parser("demo", help="a 3-host lab, a switch, all-pairs ping, FDB and counters")
+    d.add_argument("--prefix", default="demo-", metavar="P", help="prefix of the lab's names")
     d.set_defaults(func=cmd_demo)
 
     # Listed for --help only: main() hands `ctl ...` to pyxsw.mgmt.ctl before parsing.

@@ -172,3 +172,27 @@ def test_shutdown_rpc_still_stops_pyxsw_run(lab_factory, tmp_path):
             proc.kill()
             proc.wait()
     _assert_clean(lab, tmp_path)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_demo_interrupted_leaves_nothing(prefix, sig):
+    """`pyxsw demo` took only SIGTERM: SIGHUP (a closed terminal) left its lab and programs."""
+    proc = subprocess.Popen([sys.executable, "-m", "pyxsw.cli", "demo", "--prefix", prefix],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 30
+        while "all-pairs ping" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, proc.stderr.read()
+        proc.send_signal(sig)
+        proc.send_signal(sig)           # a second one must not cut the teardown short
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert prefix not in out
+    assert prefix not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                        text=True).stdout
