@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import re
+import resource
 import signal
 import sys
 import tempfile
@@ -45,8 +46,10 @@ def cmd_run(args):
     from .mgmt.server import Server, ServerError
     from .switch import Switch, SwitchError
 
+    _raise_nofile(cfg)
     sw = Switch(cfg)
-    server = Server(sw, cfg.management.socket, group=cfg.management.group or None)
+    server = Server(sw, cfg.management.socket, group=cfg.management.group or None,
+                    max_clients=cfg.management.max_clients)
     # Stop signals wait, blocked, for this thread to take them (sigtimedwait below): never
     # a handler interrupting start() half-way.  Threads started from here inherit the block.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -86,6 +89,32 @@ def cmd_run(args):
     if failed:
         return _fail(f"pyxsw: management: {failed[0]}", 1)
     return 0
+
+
+def _raise_nofile(cfg):
+    """Enough descriptors for management.max_clients (and the refused connections held a
+    moment), the ports' sockets and BPF objects (8 or so per port and queue) and ports
+    added at run time.  Out of descriptors, accept() fails: uvloop (libuv) then accepts
+    and at once closes every waiting connection, whose clients get no reply (plain asyncio
+    logs each failure and retries a second later), and new port sockets fail too.  Soft
+    limits of 1,024 are common, under far higher hard limits, for programs that use
+    select(); we don't, so we take the hard limit (systemd's advice) and warn when even
+    that is not enough."""
+    from .mgmt.server import REFUSED_LINGER
+    need = (cfg.management.max_clients + REFUSED_LINGER + 64
+            + 16 * max(len(cfg.ports), 4) * len(cfg.switch.cores))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    new = need if hard == resource.RLIM_INFINITY else hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (OSError, ValueError):
+        new = soft
+    if new < need:
+        log.warning("%d file descriptors allowed (RLIMIT_NOFILE), %d wanted for "
+                    "management.max_clients = %d and the ports: raise LimitNOFILE", new, need,
+                    cfg.management.max_clients)
 
 
 def _serve(server, priority, failed):

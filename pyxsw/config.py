@@ -22,6 +22,7 @@ ZERO_COPY = ("auto", "on", "off")
 FRAME_SIZES = (2048, 4096)
 MAX_BATCH = 256                 # the core's burst arrays are this long
 IFNAMSIZ = 16                   # Linux interface names: at most 15 bytes plus the NUL
+MAX_CLIENTS = 65536             # management connections: a descriptor and ~30 KB each
 
 
 class ConfigError(Exception):
@@ -60,6 +61,7 @@ class ManagementSection:
     socket: str = "/run/pyxsw/sw0.sock"    # from_dict() derives it from switch.name
     group: str = ""                        # a group that may use the socket (mode 0660); "" = root only
     priority: str = "idle"                 # the management loop's: "idle" (SCHED_IDLE) or "normal"
+    max_clients: int = 256                 # connections served at once; more are refused
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ class _Parser:
                           port_limit=self.integer(d, S, "port_limit", D.port_limit, 0))
 
     def management(self, d, switch_name) -> ManagementSection:
-        self.table(d, "management", ["socket", "group", "priority"])
+        self.table(d, "management", ["socket", "group", "priority", "max_clients"])
         sock = self.string(d, "management", "socket", f"/run/pyxsw/{switch_name}.sock")
         if not sock.startswith("/"):
             self.fail("management.socket", f"must be an absolute path, got {sock!r}")
@@ -221,7 +223,11 @@ class _Parser:
         if group and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]+", group):
             self.fail("management.group", f"not a group name or gid: {group!r}")
         prio = self.string(d, "management", "priority", "idle", ("idle", "normal"))
-        return ManagementSection(socket=sock, group=group, priority=prio)
+        max_clients = self.integer(d, "management", "max_clients", 256, 1)
+        if max_clients > MAX_CLIENTS:
+            self.fail("management.max_clients",
+                      f"must be at most {MAX_CLIENTS}, got {max_clients}")
+        return ManagementSection(socket=sock, group=group, priority=prio, max_clients=max_clients)
 
     def ports(self, lst) -> list:
         if not isinstance(lst, list):

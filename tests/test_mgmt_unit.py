@@ -6,6 +6,7 @@ import asyncio
 import errno
 import json
 import os
+import resource
 import signal
 import socket
 import stat
@@ -592,6 +593,134 @@ def test_slow_port_add_does_not_stall_others(served):
         assert time.monotonic() - t0 < 0.4 and not done.is_set()
     t.join()
     assert "eth7" in served.fake.ports
+
+
+def test_connections_over_max_clients_are_refused_cleanly(short_dir, loop_kind, capsys):
+    """Past max_clients a connection gets one "busy" error reply and is closed; the clients
+    already connected never notice, and a place that frees up is taken again."""
+    path = str(short_dir / "sw.sock")
+    srv, t = start_server(FakeSwitch(), path, loop_kind, max_clients=5)
+    held = []
+    try:
+        held = [Client(path) for _ in range(5)]
+        assert all(c.status()["name"] == "fake" for c in held)
+        with raw(path) as s:                      # the sixth, saying nothing
+            msgs = read_all(s)
+        assert len(msgs) == 1 and msgs[0][:2] == [1, None] and msgs[0][3] is None, msgs
+        assert msgs[0][2]["code"] == "busy" and "max_clients" in msgs[0][2]["message"]
+        with raw(path) as s:                      # one that sends a request at once
+            s.sendall(request(1, "status"))
+            assert [m[2]["code"] for m in read_all(s)] == ["busy"]
+        with pytest.raises(RpcError) as e:        # what the Python clients make of it
+            with Client(path) as c:
+                c.status()
+        assert e.value.code == "busy"
+
+        async def refused():
+            async with AsyncClient(path) as c:
+                await c.status()
+
+        with pytest.raises(RpcError) as e:
+            run_async(loop_kind, refused())
+        assert e.value.code == "busy"
+        assert ctl_main(["-s", path, "status"]) == 1
+        assert "busy" in capsys.readouterr().err
+        st = held[0].status()                     # the five were served all along
+        assert all(c.status()["name"] == "fake" for c in held[1:])
+        assert st["clients"]["connected"] == 5 and st["clients"]["max"] == 5
+        assert st["clients"]["refused"] == 5
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while True:                               # once the server has seen it go
+            try:
+                with Client(path) as c:
+                    assert c.status()["name"] == "fake"
+                break
+            except RpcError as e:
+                assert e.code == "busy" and time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        for c in held:
+            c.close()
+        srv.request_stop()
+        t.join(10)
+
+
+def test_pyxsw_run_raises_its_descriptor_limit():
+    """`pyxsw run` raises RLIMIT_NOFILE's soft limit to the hard one when max_clients and
+    the ports need more (a 1,024 soft limit is common), and says when the hard limit is
+    too low."""
+    code = textwrap.dedent(f"""
+        import logging, resource, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        from pyxsw.cli import _raise_nofile
+        from pyxsw.config import Config
+        def soft_after(soft, hard, **management):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            _raise_nofile(Config.from_dict({{"management": management}}))
+            return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        print(soft_after(1024, 4096))                     # 256 clients fit: left alone
+        print(soft_after(1024, 4096, max_clients=2000))   # raised to the hard limit
+        print(soft_after(1024, 1500, max_clients=2000))   # as far as it goes, with a warning
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1024", "4096", "1500"]
+    assert r.stderr.count("raise LimitNOFILE") == 1 and "1500" in r.stderr
+
+
+def test_memory_of_connection_bursts_is_given_back(short_dir):
+    """Bursts of 2,000 concurrent connections (most of them refused over max_clients)
+    leave the server's RSS near where it started: the cap bounds what a burst costs, and
+    what it took is handed back once it is over (glibc kept it: +55 MiB a burst)."""
+    path = str(short_dir / "sw.sock")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(ROOT)!r}, {str(Path(__file__).parent)!r}]
+        from test_mgmt_unit import FakeSwitch
+        from pyxsw.mgmt.server import serve
+        serve(FakeSwitch(), {path!r})
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code])
+
+    def rss():
+        with open(f"/proc/{p.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) >> 10
+
+    async def one(done):
+        try:
+            async with AsyncClient(path) as c:
+                await asyncio.gather(c.status(), c.port_stats(), c.fdb_list())
+                await asyncio.sleep(0.5)          # still connected as the rest arrive
+                done["ok"] += 1
+        except RpcError as e:
+            assert e.code == "busy"
+            done["busy"] += 1
+        except OSError:                           # the backlog was full: connect() refused
+            done["busy"] += 1
+
+    async def burst(n):
+        done = {"ok": 0, "busy": 0}
+        await asyncio.gather(*(one(done) for _ in range(n)))
+        return done
+
+    try:
+        wait_serving(path)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+        base = rss()
+        sizes = []
+        for _ in range(6):
+            done = asyncio.run(burst(2000))
+            assert done["ok"] >= 1 and done["ok"] + done["busy"] == 2000
+            time.sleep(2)                         # TRIM_DELAY after the burst has gone
+            sizes.append(rss())
+        print(f"\nRSS {base} MiB at rest, after each burst of 2,000: {sizes}")
+        assert max(sizes[2:]) - base < 40, (base, sizes)
+    finally:
+        p.terminate()
+        p.wait(10)
 
 
 def test_subscriber_that_never_reads_is_disconnected(short_dir, loop_kind):

@@ -25,6 +25,7 @@ INVALID_PARAMS = "invalid_params"       # missing, unknown or ill-typed argument
 NOT_FOUND = "not_found"                 # no such port, interface or FDB entry
 EXISTS = "exists"                       # already a port
 FAILED = "failed"                       # the switch could not do it; the message says why
+BUSY = "busy"                           # too many connections: this one is closed; try later
 
 
 class RpcError(Exception):

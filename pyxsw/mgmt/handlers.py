@@ -143,7 +143,9 @@ def _port_info(port):
 
 @method("status")
 def status(conn):
-    return conn.switch.status()
+    st = conn.switch.status()
+    st["clients"] = conn.server.client_stats()
+    return st
 
 
 @method("port.list")

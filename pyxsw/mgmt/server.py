@@ -6,7 +6,10 @@ One task per connection reads with a streaming unpacker capped at MAX_REQUEST by
 answers its requests in order.  Anything wrong with one request gets an error reply; a
 byte stream that cannot be parsed any more (malformed MessagePack, a message over the cap)
 gets one error reply with msgid None and that connection is closed.  Other connections and
-the data plane never notice.
+the data plane never notice.  At most `max_clients` connections are served: one more gets
+a "busy" error reply (msgid None) and is closed, so a burst of clients costs a bounded
+number of descriptors and bounded memory; when a burst has drained, the memory it took is
+handed back to the system (malloc_trim).
 
 Events: the switch calls our listener from its own threads; the listener hops onto the
 loop (call_soon_threadsafe) and each subscribed connection gets [2, "event", [event]].
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import functools
 import grp
@@ -29,14 +33,19 @@ import threading
 
 import msgpack
 
-from . import (FAILED, INVALID_REQUEST, MAX_REQUEST, METHOD_NOT_FOUND, NOTIFY, REQUEST,
-               RESPONSE, RpcError)
+from . import (BUSY, FAILED, INVALID_REQUEST, MAX_REQUEST, METHOD_NOT_FOUND,
+               NOTIFY, REQUEST, RESPONSE, RpcError)
 from . import handlers
 
 log = logging.getLogger("pyxsw.mgmt")
 
 READ_CHUNK = 64 * 1024
+MAX_CLIENTS = 256               # connections served at once ([management] max_clients)
 EVENT_QUEUE = 10_000            # events waiting for one subscriber before it is cut off
+REFUSED_LINGER = 64             # refused connections kept open at once, until their client
+REFUSED_WAIT = 1.0              # ... closes, or for this long at most
+TRIM_AFTER = 64                 # a burst of this many connections is handed back once gone
+TRIM_DELAY = 1.0                # ... after this long below a quarter of its peak
 CLOSE_TIMEOUT = 5.0             # how long close() waits for requests under way (port.add)
 
 
@@ -46,6 +55,25 @@ class ServerError(Exception):
 
 def _pack(obj):
     return msgpack.packb(obj, use_bin_type=True)
+
+
+def _malloc_trim():
+    """Give the heap's free memory back to the system.  glibc keeps what a burst of
+    connections freed (hundreds of MiB after a few bursts of 2,000) and malloc_trim(0)
+    returns it; through ctypes because the server runs without the compiled core too
+    (tests, tools).  Elsewhere (musl) there is nothing to call."""
+    global _trim
+    if _trim is None:
+        try:
+            _trim = ctypes.CDLL(None).malloc_trim
+            _trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim = None
 
 
 class _Conn:
@@ -121,16 +149,22 @@ class Server:
     or `run()` to do both around a wait for `request_stop()` in a loop of its own."""
 
     def __init__(self, switch, path, *, mode=None, group=None, max_request=MAX_REQUEST,
-                 event_queue=EVENT_QUEUE):
+                 max_clients=MAX_CLIENTS, event_queue=EVENT_QUEUE):
         self.switch = switch
         self.path = os.fspath(path)
         # 0660 only makes sense with a group to share with; otherwise only root gets in.
         self.mode = mode if mode is not None else (0o660 if group is not None else 0o600)
         self.group = group
         self.max_request = max_request
+        self.max_clients = max_clients
+        self.refused = 0                        # connections refused over max_clients
         self.event_queue = event_queue
         self.has_events = hasattr(switch, "add_listener")
         self.subscribers = set()
+        self._peak = 0                          # most connections since the last trim
+        self._trim_at = None
+        self._refusing = False                  # logged that we refuse; until below again
+        self._lingering = 0                     # refused connections not closed yet
         self.started = threading.Event()        # for threads waiting for run() to be ready
         self._conns = set()
         self._tasks = set()
@@ -315,10 +349,13 @@ class Server:
     # ------------------------------------------------------------------ connections
 
     async def _serve_conn(self, reader, writer):
+        if len(self._conns) >= self.max_clients:
+            return await self._refuse(reader, writer)
         conn = _Conn(self, writer)
         task = asyncio.current_task()
         self._conns.add(conn)
         self._tasks.add(task)
+        self._peak = max(self._peak, len(self._conns))
         try:
             async with contextlib.aclosing(self._messages(conn, reader)) as messages:
                 async for msg in messages:
@@ -334,6 +371,54 @@ class Server:
             finally:
                 self._conns.discard(conn)
                 self._tasks.discard(task)
+                self._after_burst()
+
+    async def _refuse(self, reader, writer):
+        """One error reply, then close: the client learns why instead of hanging in the
+        backlog, and nobody else notices.  Closing at once would reset a connection whose
+        request is unread, or fail the client's write of it (EPIPE), and it would never see
+        the reply: so what it sends is read and dropped until it closes, for a moment, for
+        a bounded number of connections at a time."""
+        if not self._refusing:
+            log.warning("%d management connections: refusing more (management.max_clients)",
+                        self.max_clients)
+            self._refusing = True
+        self.refused += 1
+        writer.write(_pack([RESPONSE, None, {
+            "code": BUSY, "message": f"the switch serves {self.max_clients} management "
+                                     "connections at most (management.max_clients): "
+                                     "try again later"}, None]))
+        if self._lingering >= REFUSED_LINGER:
+            return writer.close()
+        self._lingering += 1
+        try:
+            writer.write_eof()
+            async with asyncio.timeout(REFUSED_WAIT):
+                while await reader.read(READ_CHUNK):
+                    pass
+        except (TimeoutError, OSError, RuntimeError):
+            pass
+        finally:
+            self._lingering -= 1
+            writer.close()
+
+    def _after_burst(self):
+        """Once a burst of connections has mostly gone, hand its memory back (a second
+        later, so that a burst still under way is not trimmed again and again)."""
+        n = len(self._conns)
+        if n <= self.max_clients // 2:
+            self._refusing = False
+        if self._peak >= TRIM_AFTER and n <= self._peak // 4 and self._trim_at is None:
+            self._trim_at = self._loop.call_later(TRIM_DELAY, self._trim)
+
+    def _trim(self):
+        self._trim_at = None
+        if len(self._conns) <= self._peak // 4:
+            _malloc_trim()
+            self._peak = len(self._conns)
+
+    def client_stats(self):
+        return {"connected": len(self._conns), "max": self.max_clients, "refused": self.refused}
 
     async def _messages(self, conn, reader):
         """The messages a connection sends, until EOF or a stream that cannot be read on."""
