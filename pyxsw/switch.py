@@ -202,6 +202,7 @@ class Switch:
     def _housekeeping(self):
         """Age the FDB, follow link state and pass events on, ten times a second."""
         self.leave_worker_cores()
+        seen_lost = 0
         while not self._stop.wait(0.1):
             try:
                 with self._lock:
@@ -212,11 +213,19 @@ class Switch:
                         else:
                             self._emit(event="fdb.move", mac=mac, vlan=vlan, port=names.get(idx),
                                        **{"from": names.get(old)})
+                    # Events the workers' rings had no room for: subscribers hear how many.
+                    lost = self._events_lost()
+                    if lost > seen_lost:
+                        self._emit(event="events.lost", count=lost - seen_lost)
+                        seen_lost = lost
                     for mac, vlan, idx in self.core.fdb_maintain():
                         self._emit(event="fdb.age", mac=mac, vlan=vlan, port=names.get(idx))
                     self._watch_links()
             except Exception:               # never let housekeeping die silently
                 log.exception("housekeeping")
+
+    def _events_lost(self):
+        return sum(w["events_lost"] for w in self.core.worker_stats())
 
     def _watch_links(self):
         for port in self.ports.values():
@@ -360,4 +369,5 @@ class Switch:
             "busy_poll": core.busy_poll,
             "fdb": core.fdb_counters(),
             "frames": self.accounting(),
+            "events": {"lost": self._events_lost()},
         }

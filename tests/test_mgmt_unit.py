@@ -724,9 +724,12 @@ def test_memory_of_connection_bursts_is_given_back(short_dir):
 
 
 def test_subscriber_that_never_reads_is_disconnected(short_dir, loop_kind):
+    """A subscriber that reads nothing costs bounded memory: events that find its queue
+    full are dropped and counted, and once its socket has taken nothing for `event_stall`
+    seconds it is cut off."""
     fake = FakeSwitch()
     path = str(short_dir / "sw.sock")
-    srv, t = start_server(fake, path, loop_kind, event_queue=50)
+    srv, t = start_server(fake, path, loop_kind, event_queue=50, event_stall=1.0)
     try:
         s = raw(path)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -735,15 +738,22 @@ def test_subscriber_that_never_reads_is_disconnected(short_dir, loop_kind):
         while not srv.subscribers and time.monotonic() < deadline:
             time.sleep(0.01)
         assert srv.subscribers
+        conn = next(iter(srv.subscribers))
         for i in range(5000):
             fake.emit(event="fdb.learn", mac="02:00:00:00:00:01", vlan=0, port="s0",
                       pad="x" * 1000)
-            if not srv.subscribers:
-                break
+            if i % 500 == 0:
+                time.sleep(0.01)
+        deadline = time.monotonic() + 5
+        while srv.events_dropped < 4000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.events_dropped >= 4000         # dropped, not buffered without end
+        assert len(conn.events) <= 51
+        assert conn.writer.transport.get_write_buffer_size() < 1 << 20
         deadline = time.monotonic() + 5
         while srv.subscribers and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert not srv.subscribers                # cut off, not buffered without end
+        assert not srv.subscribers                # cut off once it stalled
         with Client(path) as c:
             assert c.status()["name"] == "fake"
         s.settimeout(5)
@@ -752,6 +762,112 @@ def test_subscriber_that_never_reads_is_disconnected(short_dir, loop_kind):
                 pass
             raise AssertionError("closed")
         s.close()
+    finally:
+        srv.request_stop()
+        t.join(10)
+
+
+def test_slow_subscriber_gets_a_gap_event_and_stays(short_dir, loop_kind):
+    """A subscriber that falls behind is not cut off: what its queue had no room for is
+    dropped, and once it catches up it gets {"event": "events.lost", "count": N} before
+    newer events.  Every event is delivered or counted; status shows the drops."""
+    fake = FakeSwitch()
+    path = str(short_dir / "sw.sock")
+    srv, t = start_server(fake, path, loop_kind, event_queue=100)
+    try:
+        with Client(path) as sub:
+            sub.subscribe()
+            sub._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            for i in range(3000):                 # it reads none of these yet
+                fake.emit(event="fdb.learn", mac="02:00:00:00:00:01", vlan=0, port="s0",
+                          n=i, pad="x" * 200)
+            deadline = time.monotonic() + 5
+            while srv.events_dropped == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            got, lost, gaps = [], 0, 0
+            events = sub.events(timeout=5)
+            while len(got) + lost < 3000:
+                ev = next(events)
+                if ev["event"] == "events.lost":
+                    lost += ev["count"]
+                    gaps += 1
+                else:
+                    got.append(ev["n"])
+            assert lost > 0 and len(got) + lost == 3000
+            assert got == sorted(got)             # in order, with holes
+            fake.emit(event="port.down", port="s2")
+            assert next(events) == {"event": "port.down", "port": "s2"}
+            assert srv.subscribers                # still subscribed
+            st = sub.status()
+            assert st["events"]["dropped"] == lost and st["events"]["subscribers"] == 1
+    finally:
+        srv.request_stop()
+        t.join(10)
+
+
+def test_losses_the_switch_reports_reach_subscribers(served):
+    """The switch emits events.lost for events its workers' rings had no room for: each
+    subscriber gets the count, merged with its own gap if it has one."""
+    with Client(served.path) as sub:
+        sub.subscribe()
+        events = sub.events(timeout=5)
+        served.fake.learn("02:00:00:00:00:07", "s0")
+        served.fake.emit(event="events.lost", count=7)
+        served.fake.learn("02:00:00:00:00:08", "s0")
+        got = [next(events) for _ in range(3)]
+        assert [e["event"] for e in got] == ["fdb.learn", "events.lost", "fdb.learn"]
+        assert got[1] == {"event": "events.lost", "count": 7}
+        assert sub.status()["events"]["dropped"] == 0       # not the server's drops
+
+
+def test_event_flood_keeps_requests_answered_and_subscribers_on(short_dir, loop_kind):
+    """A switch thread emitting events as fast as it can (a MAC-move storm) while a
+    subscriber reads and another client calls status: the loop's work per turn is bounded,
+    so status answers and the subscriber stays; every event is delivered or counted."""
+    fake = FakeSwitch()
+    path = str(short_dir / "sw.sock")
+    srv, t = start_server(fake, path, loop_kind)
+    total = 200_000
+    try:
+        counts = {"got": 0, "lost": 0, "end": False}
+
+        def read():
+            with Client(path) as sub:
+                sub.subscribe()
+                ready.set()
+                for ev in sub.events(timeout=30):
+                    if ev["event"] == "events.lost":
+                        counts["lost"] += ev["count"]
+                    elif ev["event"] == "fdb.move":
+                        counts["got"] += 1
+                    if counts["got"] + counts["lost"] >= total:
+                        counts["end"] = True
+                        return
+
+        ready = threading.Event()
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert ready.wait(5)
+
+        def storm():
+            for i in range(total):
+                fake.emit(**{"event": "fdb.move", "mac": "02:00:00:00:00:01", "vlan": 0,
+                             "port": "s1", "from": "s0"})
+
+        emitter = threading.Thread(target=storm, daemon=True)
+        emitter.start()
+        latencies = []
+        with Client(path, timeout=30) as c:
+            while emitter.is_alive():
+                t0 = time.monotonic()
+                assert c.status()["name"] == "fake"
+                latencies.append(time.monotonic() - t0)
+                time.sleep(0.05)
+        emitter.join()
+        reader.join(60)
+        assert counts["end"], counts            # never cut off; nothing unaccounted for
+        assert counts["got"] + counts["lost"] == total
+        assert max(latencies) < 2.0, sorted(latencies)[-5:]
     finally:
         srv.request_stop()
         t.join(10)

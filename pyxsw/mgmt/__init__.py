@@ -27,6 +27,10 @@ EXISTS = "exists"                       # already a port
 FAILED = "failed"                       # the switch could not do it; the message says why
 BUSY = "busy"                           # too many connections: this one is closed; try later
 
+# The event that stands for events a subscriber will never see (it fell behind, or the
+# switch could not keep them): {"event": "events.lost", "count": N}, in their place.
+EVENTS_LOST = "events.lost"
+
 
 class RpcError(Exception):
     """An error reply: `code` is one of the codes above, `message` is for a human."""
