@@ -60,7 +60,7 @@ class FdbSection:
 class ManagementSection:
     socket: str = "/run/pyxsw/sw0.sock"    # from_dict() derives it from switch.name
     group: str = ""                        # a group that may use the socket (mode 0660); "" = root only
-    priority: str = "idle"                 # the management loop's: "idle" (SCHED_IDLE) or "normal"
+    priority: str = "idle"                 # the management loop's: "idle" (nice 19) or "normal"
     max_clients: int = 256                 # connections served at once; more are refused
 
 
