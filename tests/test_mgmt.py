@@ -5,6 +5,7 @@ Every test that serves runs with the server's loop on uvloop and on plain asynci
 import asyncio
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -333,12 +334,11 @@ def test_pyxsw_run_ctl_and_a_second_instance(lab_factory, short_dir):
             first.wait()
 
 
-# ---------------------------------------------------------------------------- event storm
-
 @contextmanager
-def pyxsw_run(short_dir, ports, **management):
+def pyxsw_run(short_dir, ports, nofile=None, **management):
     """`pyxsw run` in a child process (as in production: its own threads, the management
-    loop at low priority); yields (process, socket path) once the switch answers."""
+    loop at low priority), with RLIMIT_NOFILE `nofile` (soft and hard) if given; yields
+    (process, socket path) once the switch answers."""
     sock = short_dir / "run" / "sw.sock"
     cfg = short_dir / "sw.toml"
     cfg.write_text(f'[switch]\nname = "t"\ncores = [{CORE}]\n\n'
@@ -346,9 +346,11 @@ def pyxsw_run(short_dir, ports, **management):
                    + "".join(f"{k} = {json.dumps(v)}\n" for k, v in management.items())
                    + "\n" + "".join(f'[[port]]\nname = "{p}"\n\n' for p in ports))
     log = open(short_dir / "pyxsw.log", "w+")
+    limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) \
+        if nofile else None
     proc = subprocess.Popen([sys.executable, "-m", "pyxsw", "run", "-c", str(cfg)], cwd=ROOT,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit)
     try:
         def up():
             try:
@@ -374,6 +376,8 @@ def spare_cores():
     cores = os.sched_getaffinity(0)
     return (cores - {CORE}) or cores
 
+
+# ---------------------------------------------------------------------------- event storm
 
 @contextmanager
 def move_storm(lab, tmp_path, hosts, macs, seconds):
@@ -510,3 +514,54 @@ def test_event_storm_on_busy_cores(lab_factory, short_dir, tmp_path):
         assert sub["lost"] == sum(after["events"][k] - before["events"][k]
                                   for k in ("lost", "dropped")), (after["events"], sub)
         assert ping(lab, 0, 2)
+
+
+# ---------------------------------------------------------------------------- descriptors
+
+def test_idle_clients_beyond_the_descriptor_limit(lab_factory, short_dir):
+    """1,100 idle management connections to a switch limited to 1,024 descriptors (a
+    common soft limit; here the hard one too, so that it cannot raise it): the first
+    max_clients are served, every other one gets a "busy" reply and is closed, so the
+    switch never runs out of descriptors: its ports stay up and it forwards throughout
+    (3ce9ae2 ran out, took every port for down and flushed the FDB)."""
+    lab = lab_factory(hosts=2)
+    with pyxsw_run(short_dir, lab.ports, nofile=1024) as (proc, path):
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+        idle = []
+        try:
+            for _ in range(1100):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                idle.append(s)
+                s.connect(path)                         # blocking: waits for backlog room
+                s.settimeout(10)
+            time.sleep(1)                               # ten link checks
+            fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
+            assert fds < 600, fds
+            assert ping(lab, 0, 1, count=5)
+            busy = 0
+            for s in idle[-50:]:                        # over the cap: told why, closed
+                unpacker = msgpack.Unpacker()
+                while data := s.recv(4096):
+                    unpacker.feed(data)
+                msgs = list(unpacker)
+                busy += msgs and msgs[0][2]["code"] == "busy"
+            assert busy == 50
+        finally:
+            for s in idle:
+                s.close()
+
+        def status():
+            try:
+                with Client(path) as c:
+                    return c.status()
+            except RpcError:                            # until it has seen them go
+                return None
+
+        assert wait_until(status)
+        st = status()
+        assert all(p["up"] for p in st["ports"]), st["ports"]
+        assert st["clients"]["refused"] >= 1100 - 256
+        with Client(path) as c:                         # nothing was flushed
+            assert {e["mac"] for e in c.fdb_list()} >= {h.mac for h in lab.hosts}
+        log = (short_dir / "pyxsw.log").read_text()
+        assert "is down" not in log and "Too many open files" not in log, log[-2000:]
