@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import re
+import resource
 import signal
 import sys
 import tempfile
@@ -48,6 +49,7 @@ STOP_SIGNALS = frozenset(
     | set(range(signal.SIGRTMIN, signal.SIGRTMAX + 1)))
 # How long the management loop may take to close once asked (it gives requests under way 5 s).
 LOOP_CLOSE = 15.0
+IDLE_NICE = 19                  # the management loop's, with [management] priority = "idle"
 
 
 def cmd_run(args):
@@ -60,8 +62,10 @@ def cmd_run(args):
     from .mgmt.server import Server, ServerError
     from .switch import Switch, SwitchError
 
+    _raise_nofile(cfg)
     sw = Switch(cfg)
-    server = Server(sw, cfg.management.socket, group=cfg.management.group or None)
+    server = Server(sw, cfg.management.socket, group=cfg.management.group or None,
+                    max_clients=cfg.management.max_clients)
     # Stop signals wait, blocked, for this thread to take them (sigwait below): never a
     # handler interrupting start() half-way.  Threads started from here inherit the block.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -93,10 +97,10 @@ def cmd_run(args):
         # signal of the set (sigtimedwait can return garbage after EINTR: issue 9).
         signo = signal.sigwait(STOP_SIGNALS)
         if not ended.is_set():
-            log.info("%s: stopping", signal.Signals(signo).name)
-            with contextlib.suppress(OSError):
-                os.sched_setscheduler(loop.native_id, os.SCHED_OTHER, os.sched_param(0))
             server.request_stop()
+            with contextlib.suppress(OSError):      # a loop held back by design stops at once
+                os.setpriority(os.PRIO_PROCESS, loop.native_id, 0)
+            log.info("%s: stopping", _signal_name(signo))
         loop.join(LOOP_CLOSE)
         if loop.is_alive():
             log.error("the management loop did not close within %d s; stopping the switch "
@@ -110,17 +114,57 @@ def cmd_run(args):
     return 0
 
 
-def _serve(server, priority, failed, ended, main_thread):
-    """The management loop's thread.  With priority "idle" it runs (and the executor threads
-    it starts inherit) SCHED_IDLE: on a core it shares with the kernel's half of forwarding
-    (a NIC's receive softirq) or anything else, an RPC storm slows down, forwarding does not.
-    When it ends, for whatever reason, it wakes the main thread to stop the switch."""
+def _raise_nofile(cfg):
+    """Enough descriptors for management.max_clients (and the refused connections held a
+    moment), the ports' sockets and BPF objects (8 or so per port and queue) and ports
+    added at run time.  Out of descriptors, accept() fails: uvloop (libuv) then accepts
+    and at once closes every waiting connection, whose clients get no reply (plain asyncio
+    logs each failure and retries a second later), and new port sockets fail too.  Soft
+    limits of 1,024 are common, under far higher hard limits, for programs that use
+    select(); we don't, so we take the hard limit (systemd's advice) and warn when even
+    that is not enough."""
+    from .mgmt.server import REFUSED_LINGER
+    need = (cfg.management.max_clients + REFUSED_LINGER + 64
+            + 16 * max(len(cfg.ports), 4) * len(cfg.switch.cores))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    new = need if hard == resource.RLIM_INFINITY else hard
     try:
-        if priority == "idle":
-            try:
-                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))     # 0: this thread
-            except OSError as e:
-                log.warning("management.priority = idle not applied: %s", e)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (OSError, ValueError):
+        new = soft
+    if new < need:
+        log.warning("%d file descriptors allowed (RLIMIT_NOFILE), %d wanted for "
+                    "management.max_clients = %d and the ports: raise LimitNOFILE", new, need,
+                    cfg.management.max_clients)
+
+
+def _signal_name(signo):
+    try:
+        return signal.Signals(signo).name
+    except ValueError:                  # real-time signals other than SIGRTMIN and SIGRTMAX
+        return f"signal {signo}"
+
+
+def _serve(server, priority, failed, ended, main_thread):
+    """The management loop's thread; when it ends, for whatever reason, it wakes the main
+    thread to stop the switch.  With priority "idle" it runs (and the executor threads
+    it starts inherit) at nice 19: on a core it shares with the kernel's half of forwarding
+    (a NIC's receive softirq) or anything else, an RPC storm slows down, forwarding does not.
+
+    Not SCHED_IDLE, which protects forwarding no better here (an RPC storm cost it 7-8%
+    either way, 52% at nice 0) but starves the switch's own threads: a SCHED_IDLE loop
+    preempted while it holds the GIL holds up the housekeeping thread (aging, link state,
+    events) until it runs again.  In a MAC-move storm on saturated cores housekeeping drained
+    the workers' event rings 14-19 times in 9 s behind a SCHED_IDLE loop, 34-38 behind a
+    nice 19 one, and `status` took up to 1.8 s against 0.6 s."""
+    if priority == "idle":
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), IDLE_NICE)
+        except OSError as e:
+            log.warning("management.priority = idle not applied: %s", e)
+    try:
         server.run(stop_signals=())
     except BaseException as e:          # reported by cmd_run, which still stops the switch
         failed.append(e)

@@ -17,8 +17,9 @@
 
 An error reply raises RpcError(code, message).  A socket that is missing or refused raises
 the OSError of connect() (FileNotFoundError, ConnectionRefusedError, PermissionError); a
-connection the switch closes raises ConnectionError.  A Client is not thread-safe: use one
-per thread.  An AsyncClient can have many calls in flight at once.
+connection the switch closes raises ConnectionError, or RpcError when it said why (code
+"busy": it already serves as many connections as it allows; try again later).  A Client is
+not thread-safe: use one per thread.  An AsyncClient can have many calls in flight at once.
 """
 from __future__ import annotations
 
@@ -145,7 +146,11 @@ class Client(_Methods):
         self._msgid = (self._msgid + 1) & 0xFFFFFFFF
         msgid = self._msgid
         self._sock.settimeout(self.timeout)
-        self._sock.sendall(_request(msgid, method, kwargs))
+        try:
+            self._sock.sendall(_request(msgid, method, kwargs))
+        except (BrokenPipeError, ConnectionResetError):
+            raise self._why_closed() or ConnectionError(
+                f"{self.path}: the switch closed the connection") from None
         while True:
             msg = self._receive()
             if msg[0] == NOTIFY:
@@ -182,6 +187,16 @@ class Client(_Methods):
             if msg[0] == NOTIFY and (ev := _event(msg)) is not None:
                 yield ev
 
+    def _why_closed(self):
+        """The error reply the switch sent before closing on us (msgid None), if any."""
+        try:
+            msg = self._receive()
+        except (OSError, ProtocolError):
+            return None
+        if msg[0] == RESPONSE and msg[1] is None and msg[2] is not None:
+            return _error(msg[2])
+        return None
+
     def _receive(self):
         while True:
             try:
@@ -207,6 +222,7 @@ class AsyncClient(_Methods):
         self._events = asyncio.Queue()
         self._subscribed = False
         self._closed_error = None
+        self._refused = None                    # an error the switch sent with msgid None
 
     async def connect(self):
         self._reader, self._writer = await asyncio.open_unix_connection(self.path)
@@ -245,7 +261,12 @@ class AsyncClient(_Methods):
         self._pending[msgid] = fut
         try:
             self._writer.write(_request(msgid, method, kwargs))
-            await self._writer.drain()
+            try:
+                await self._writer.drain()
+            except ConnectionError:             # closed on us: the reader knows why
+                await asyncio.wait([fut, self._task], return_when=asyncio.FIRST_COMPLETED)
+                if not fut.done():
+                    raise self._closed_error from None
             return await fut
         finally:
             self._pending.pop(msgid, None)
@@ -274,7 +295,7 @@ class AsyncClient(_Methods):
         except (ProtocolError, OSError) as e:
             error = e
         finally:
-            self._closed_error = error
+            self._closed_error = error = self._refused or error
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(error)
@@ -286,8 +307,9 @@ class AsyncClient(_Methods):
                 self._events.put_nowait(ev)
             return
         _, msgid, err, result = msg
-        if msgid is None and err is not None:   # the server could not parse us: fail them all
+        if msgid is None and err is not None:   # could not parse us, or busy: fail them all
             targets = list(self._pending.values())
+            self._refused = _error(err)
         else:
             targets = [self._pending.get(msgid)]
         for fut in targets:

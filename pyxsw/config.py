@@ -23,6 +23,7 @@ ZERO_COPY = ("auto", "on", "off")
 FRAME_SIZES = (2048, 4096)
 MAX_BATCH = 256                 # the core's burst arrays are this long
 IFNAMSIZ = 16                   # Linux interface names: at most 15 bytes plus the NUL
+MAX_CLIENTS = 65536             # management connections: a descriptor and ~30 KB each
 
 # Upper bounds, the same as the core's (pyxsw._core.LIMITS; a test compares them), so that
 # a value the file accepts can never overflow the core's 32-bit counts, hang its sizing or
@@ -79,7 +80,8 @@ class FdbSection:
 class ManagementSection:
     socket: str = "/run/pyxsw/sw0.sock"    # from_dict() derives it from switch.name
     group: str = ""                        # a group that may use the socket (mode 0660); "" = root only
-    priority: str = "idle"                 # the management loop's: "idle" (SCHED_IDLE) or "normal"
+    priority: str = "idle"                 # the management loop's: "idle" (nice 19) or "normal"
+    max_clients: int = 256                 # connections served at once; more are refused
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ class _Parser:
                                                   MAX_PORT_LIMIT))
 
     def management(self, d, switch_name) -> ManagementSection:
-        self.table(d, "management", ["socket", "group", "priority"])
+        self.table(d, "management", ["socket", "group", "priority", "max_clients"])
         sock = self.string(d, "management", "socket", f"/run/pyxsw/{switch_name}.sock")
         if not sock.startswith("/"):
             self.fail("management.socket", f"must be an absolute path, got {sock!r}")
@@ -279,7 +281,11 @@ class _Parser:
         if group.isdigit() and int(group) > MAX_GID:
             self.fail("management.group", f"a gid must be at most {MAX_GID}, got {group}")
         prio = self.string(d, "management", "priority", "idle", ("idle", "normal"))
-        return ManagementSection(socket=sock, group=group, priority=prio)
+        max_clients = self.integer(d, "management", "max_clients", 256, 1)
+        if max_clients > MAX_CLIENTS:
+            self.fail("management.max_clients",
+                      f"must be at most {MAX_CLIENTS}, got {max_clients}")
+        return ManagementSection(socket=sock, group=group, priority=prio, max_clients=max_clients)
 
     def ports(self, lst) -> list:
         if not isinstance(lst, list):

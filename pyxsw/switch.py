@@ -204,6 +204,7 @@ class Switch:
         self._lock = threading.RLock()
         self._stop_lock = threading.Lock()
         self._listeners = []
+        self._seen_lost = 0                 # worker ring losses already reported as events.lost
         self.started_at = None
 
     # ------------------------------------------------------------------ life cycle
@@ -355,6 +356,14 @@ class Switch:
             else:
                 self._emit(event="fdb.move", mac=mac, vlan=vlan, port=names.get(idx),
                            **{"from": names.get(old)})
+        # Events the workers' rings had no room for: subscribers hear how many.
+        lost = self._events_lost()
+        if lost > self._seen_lost:
+            self._emit(event="events.lost", count=lost - self._seen_lost)
+            self._seen_lost = lost
+
+    def _events_lost(self):
+        return sum(w["events_lost"] for w in self.core.worker_stats())
 
     # ------------------------------------------------------------------ port states
 
@@ -623,4 +632,5 @@ class Switch:
             "umem_anchor": core.anchor,
             "fdb": core.fdb_counters(),
             "frames": self.accounting(),
+            "events": {"lost": self._events_lost()},
         }

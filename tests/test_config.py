@@ -139,6 +139,10 @@ BAD = [
     ("[fdb]\nport_limit = -1", "fdb.port_limit", "zero or more"),
     ("[management]\nsocket = 'run/sw0.sock'", "management.socket", "absolute"),
     ("[management]\nsocket = 7", "management.socket", "expected a string"),
+    ("[management]\nmax_clients = 0", "management.max_clients", "positive"),
+    ("[management]\nmax_clients = '256'", "management.max_clients", "expected an integer"),
+    ("[management]\nmax_clients = 1e3", "management.max_clients", "got a float"),
+    ("[management]\nmax_clients = 70000", "management.max_clients", "at most 65536"),
     ("[[port]]\nname = 's0'\n[[port]]\nname = 's0'", "port[1].name", "twice"),
     ("[[port]]\nname = 'a-very-long-ifname'", "port[0].name", "interface name"),
     ("[[port]]\nname = ''", "port[0].name", "interface name"),
@@ -277,6 +281,20 @@ def test_management_group_key():
     with pytest.raises(ConfigError) as e:
         Config.from_dict({"management": {"group": "bad group"}})
     assert "management.group" in str(e.value)
+
+
+def test_management_max_clients_key():
+    assert Config.from_dict({}).management.max_clients == 256
+    cfg = Config.from_dict({"management": {"max_clients": 4}})
+    assert cfg.management.max_clients == 4 and Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_run_with_bad_max_clients_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[management]\nmax_clients = -1\n")
+    r = run_cli("run", "-c", str(bad))
+    assert r.returncode == 2
+    assert r.stderr == f"{bad}: management.max_clients: must be positive, got -1\n"
 
 
 def test_port_flood_limit():

@@ -6,6 +6,7 @@ import asyncio
 import errno
 import json
 import os
+import resource
 import signal
 import socket
 import stat
@@ -606,10 +607,141 @@ def test_slow_port_add_does_not_stall_others(served):
     assert "eth7" in served.fake.ports
 
 
+def test_connections_over_max_clients_are_refused_cleanly(short_dir, loop_kind, capsys):
+    """Past max_clients a connection gets one "busy" error reply and is closed; the clients
+    already connected never notice, and a place that frees up is taken again."""
+    path = str(short_dir / "sw.sock")
+    srv, t = start_server(FakeSwitch(), path, loop_kind, max_clients=5)
+    held = []
+    try:
+        held = [Client(path) for _ in range(5)]
+        assert all(c.status()["name"] == "fake" for c in held)
+        with raw(path) as s:                      # the sixth, saying nothing
+            msgs = read_all(s)
+        assert len(msgs) == 1 and msgs[0][:2] == [1, None] and msgs[0][3] is None, msgs
+        assert msgs[0][2]["code"] == "busy" and "max_clients" in msgs[0][2]["message"]
+        with raw(path) as s:                      # one that sends a request at once
+            s.sendall(request(1, "status"))
+            assert [m[2]["code"] for m in read_all(s)] == ["busy"]
+        with pytest.raises(RpcError) as e:        # what the Python clients make of it
+            with Client(path) as c:
+                c.status()
+        assert e.value.code == "busy"
+
+        async def refused():
+            async with AsyncClient(path) as c:
+                await c.status()
+
+        with pytest.raises(RpcError) as e:
+            run_async(loop_kind, refused())
+        assert e.value.code == "busy"
+        assert ctl_main(["-s", path, "status"]) == 1
+        assert "busy" in capsys.readouterr().err
+        st = held[0].status()                     # the five were served all along
+        assert all(c.status()["name"] == "fake" for c in held[1:])
+        assert st["clients"]["connected"] == 5 and st["clients"]["max"] == 5
+        assert st["clients"]["refused"] == 5
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while True:                               # once the server has seen it go
+            try:
+                with Client(path) as c:
+                    assert c.status()["name"] == "fake"
+                break
+            except RpcError as e:
+                assert e.code == "busy" and time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        for c in held:
+            c.close()
+        srv.request_stop()
+        t.join(10)
+
+
+def test_pyxsw_run_raises_its_descriptor_limit():
+    """`pyxsw run` raises RLIMIT_NOFILE's soft limit to the hard one when max_clients and
+    the ports need more (a 1,024 soft limit is common), and says when the hard limit is
+    too low."""
+    code = textwrap.dedent(f"""
+        import logging, resource, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        from pyxsw.cli import _raise_nofile
+        from pyxsw.config import Config
+        def soft_after(soft, hard, **management):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            _raise_nofile(Config.from_dict({{"management": management}}))
+            return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        print(soft_after(1024, 4096))                     # 256 clients fit: left alone
+        print(soft_after(1024, 4096, max_clients=2000))   # raised to the hard limit
+        print(soft_after(1024, 1500, max_clients=2000))   # as far as it goes, with a warning
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1024", "4096", "1500"]
+    assert r.stderr.count("raise LimitNOFILE") == 1 and "1500" in r.stderr
+
+
+def test_memory_of_connection_bursts_is_given_back(short_dir):
+    """Bursts of 2,000 concurrent connections (most of them refused over max_clients)
+    leave the server's RSS near where it started: the cap bounds what a burst costs, and
+    what it took is handed back once it is over (glibc kept it: +55 MiB a burst)."""
+    path = str(short_dir / "sw.sock")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(ROOT)!r}, {str(Path(__file__).parent)!r}]
+        from test_mgmt_unit import FakeSwitch
+        from pyxsw.mgmt.server import serve
+        serve(FakeSwitch(), {path!r})
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code])
+
+    def rss():
+        with open(f"/proc/{p.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) >> 10
+
+    async def one(done):
+        try:
+            async with AsyncClient(path) as c:
+                await asyncio.gather(c.status(), c.port_stats(), c.fdb_list())
+                await asyncio.sleep(0.5)          # still connected as the rest arrive
+                done["ok"] += 1
+        except RpcError as e:
+            assert e.code == "busy"
+            done["busy"] += 1
+        except OSError:                           # the backlog was full: connect() refused
+            done["busy"] += 1
+
+    async def burst(n):
+        done = {"ok": 0, "busy": 0}
+        await asyncio.gather(*(one(done) for _ in range(n)))
+        return done
+
+    try:
+        wait_serving(path)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+        base = rss()
+        sizes = []
+        for _ in range(6):
+            done = asyncio.run(burst(2000))
+            assert done["ok"] >= 1 and done["ok"] + done["busy"] == 2000
+            time.sleep(2)                         # TRIM_DELAY after the burst has gone
+            sizes.append(rss())
+        print(f"\nRSS {base} MiB at rest, after each burst of 2,000: {sizes}")
+        assert max(sizes[2:]) - base < 40, (base, sizes)
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
 def test_subscriber_that_never_reads_is_disconnected(short_dir, loop_kind):
+    """A subscriber that reads nothing costs bounded memory: events that find its queue
+    full are dropped and counted, and once its socket has taken nothing for `event_stall`
+    seconds it is cut off."""
     fake = FakeSwitch()
     path = str(short_dir / "sw.sock")
-    srv, t = start_server(fake, path, loop_kind, event_queue=50)
+    srv, t = start_server(fake, path, loop_kind, event_queue=50, event_stall=1.0)
     try:
         s = raw(path)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -618,15 +750,22 @@ def test_subscriber_that_never_reads_is_disconnected(short_dir, loop_kind):
         while not srv.subscribers and time.monotonic() < deadline:
             time.sleep(0.01)
         assert srv.subscribers
+        conn = next(iter(srv.subscribers))
         for i in range(5000):
             fake.emit(event="fdb.learn", mac="02:00:00:00:00:01", vlan=0, port="s0",
                       pad="x" * 1000)
-            if not srv.subscribers:
-                break
+            if i % 500 == 0:
+                time.sleep(0.01)
+        deadline = time.monotonic() + 5
+        while srv.events_dropped < 4000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.events_dropped >= 4000         # dropped, not buffered without end
+        assert len(conn.events) <= 51
+        assert conn.writer.transport.get_write_buffer_size() < 1 << 20
         deadline = time.monotonic() + 5
         while srv.subscribers and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert not srv.subscribers                # cut off, not buffered without end
+        assert not srv.subscribers                # cut off once it stalled
         with Client(path) as c:
             assert c.status()["name"] == "fake"
         s.settimeout(5)
@@ -635,6 +774,112 @@ def test_subscriber_that_never_reads_is_disconnected(short_dir, loop_kind):
                 pass
             raise AssertionError("closed")
         s.close()
+    finally:
+        srv.request_stop()
+        t.join(10)
+
+
+def test_slow_subscriber_gets_a_gap_event_and_stays(short_dir, loop_kind):
+    """A subscriber that falls behind is not cut off: what its queue had no room for is
+    dropped, and once it catches up it gets {"event": "events.lost", "count": N} before
+    newer events.  Every event is delivered or counted; status shows the drops."""
+    fake = FakeSwitch()
+    path = str(short_dir / "sw.sock")
+    srv, t = start_server(fake, path, loop_kind, event_queue=100)
+    try:
+        with Client(path) as sub:
+            sub.subscribe()
+            sub._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            for i in range(3000):                 # it reads none of these yet
+                fake.emit(event="fdb.learn", mac="02:00:00:00:00:01", vlan=0, port="s0",
+                          n=i, pad="x" * 200)
+            deadline = time.monotonic() + 5
+            while srv.events_dropped == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            got, lost, gaps = [], 0, 0
+            events = sub.events(timeout=5)
+            while len(got) + lost < 3000:
+                ev = next(events)
+                if ev["event"] == "events.lost":
+                    lost += ev["count"]
+                    gaps += 1
+                else:
+                    got.append(ev["n"])
+            assert lost > 0 and len(got) + lost == 3000
+            assert got == sorted(got)             # in order, with holes
+            fake.emit(event="port.down", port="s2")
+            assert next(events) == {"event": "port.down", "port": "s2"}
+            assert srv.subscribers                # still subscribed
+            st = sub.status()
+            assert st["events"]["dropped"] == lost and st["events"]["subscribers"] == 1
+    finally:
+        srv.request_stop()
+        t.join(10)
+
+
+def test_losses_the_switch_reports_reach_subscribers(served):
+    """The switch emits events.lost for events its workers' rings had no room for: each
+    subscriber gets the count, merged with its own gap if it has one."""
+    with Client(served.path) as sub:
+        sub.subscribe()
+        events = sub.events(timeout=5)
+        served.fake.learn("02:00:00:00:00:07", "s0")
+        served.fake.emit(event="events.lost", count=7)
+        served.fake.learn("02:00:00:00:00:08", "s0")
+        got = [next(events) for _ in range(3)]
+        assert [e["event"] for e in got] == ["fdb.learn", "events.lost", "fdb.learn"]
+        assert got[1] == {"event": "events.lost", "count": 7}
+        assert sub.status()["events"]["dropped"] == 0       # not the server's drops
+
+
+def test_event_flood_keeps_requests_answered_and_subscribers_on(short_dir, loop_kind):
+    """A switch thread emitting events as fast as it can (a MAC-move storm) while a
+    subscriber reads and another client calls status: the loop's work per turn is bounded,
+    so status answers and the subscriber stays; every event is delivered or counted."""
+    fake = FakeSwitch()
+    path = str(short_dir / "sw.sock")
+    srv, t = start_server(fake, path, loop_kind)
+    total = 200_000
+    try:
+        counts = {"got": 0, "lost": 0, "end": False}
+
+        def read():
+            with Client(path) as sub:
+                sub.subscribe()
+                ready.set()
+                for ev in sub.events(timeout=30):
+                    if ev["event"] == "events.lost":
+                        counts["lost"] += ev["count"]
+                    elif ev["event"] == "fdb.move":
+                        counts["got"] += 1
+                    if counts["got"] + counts["lost"] >= total:
+                        counts["end"] = True
+                        return
+
+        ready = threading.Event()
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert ready.wait(5)
+
+        def storm():
+            for i in range(total):
+                fake.emit(**{"event": "fdb.move", "mac": "02:00:00:00:00:01", "vlan": 0,
+                             "port": "s1", "from": "s0"})
+
+        emitter = threading.Thread(target=storm, daemon=True)
+        emitter.start()
+        latencies = []
+        with Client(path, timeout=30) as c:
+            while emitter.is_alive():
+                t0 = time.monotonic()
+                assert c.status()["name"] == "fake"
+                latencies.append(time.monotonic() - t0)
+                time.sleep(0.05)
+        emitter.join()
+        reader.join(60)
+        assert counts["end"], counts            # never cut off; nothing unaccounted for
+        assert counts["got"] + counts["lost"] == total
+        assert max(latencies) < 2.0, sorted(latencies)[-5:]
     finally:
         srv.request_stop()
         t.join(10)

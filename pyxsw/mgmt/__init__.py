@@ -25,6 +25,11 @@ INVALID_PARAMS = "invalid_params"       # missing, unknown or ill-typed argument
 NOT_FOUND = "not_found"                 # no such port, interface or FDB entry
 EXISTS = "exists"                       # already a port
 FAILED = "failed"                       # the switch could not do it; the message says why
+BUSY = "busy"                           # too many connections: this one is closed; try later
+
+# The event that stands for events a subscriber will never see (it fell behind, or the
+# switch could not keep them): {"event": "events.lost", "count": N}, in their place.
+EVENTS_LOST = "events.lost"
 
 
 class RpcError(Exception):

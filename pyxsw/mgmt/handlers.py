@@ -144,7 +144,12 @@ def _port_info(port):
 
 @method("status")
 def status(conn):
-    return conn.switch.status()
+    st = conn.switch.status()
+    # The switch knows the events its workers could not queue ("lost"); the server those
+    # that subscribers fell too far behind to be sent, summed over subscribers.
+    st.setdefault("events", {}).update(conn.server.event_stats())
+    st["clients"] = conn.server.client_stats()
+    return st
 
 
 @method("port.list")

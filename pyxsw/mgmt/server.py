@@ -6,17 +6,26 @@ One task per connection reads with a streaming unpacker capped at MAX_REQUEST by
 answers its requests in order.  Anything wrong with one request gets an error reply; a
 byte stream that cannot be parsed any more (malformed MessagePack, a message over the cap)
 gets one error reply with msgid None and that connection is closed.  Other connections and
-the data plane never notice.
+the data plane never notice.  At most `max_clients` connections are served: one more gets
+a "busy" error reply (msgid None) and is closed, so a burst of clients costs a bounded
+number of descriptors and bounded memory; when a burst has drained, the memory it took is
+handed back to the system (malloc_trim).
 
-Events: the switch calls our listener from its own threads; the listener hops onto the
-loop (call_soon_threadsafe) and each subscribed connection gets [2, "event", [event]].
-A subscriber has a bounded queue: one that stops reading is disconnected once it is full,
-so a stuck client costs a bounded amount of memory.
+Events: the switch calls our listener from its own threads, maybe many thousand times a
+second.  The listener only appends to a bounded inbox and wakes the loop once per batch;
+the loop takes a bounded chunk per turn (requests get turns in between), packs each event
+once and queues it for every subscriber, and a sender per subscriber writes several per
+write.  Nothing waits for a slow subscriber and nothing grows without bound: an event that
+finds the inbox or a subscriber's queue full is dropped and counted, and the subscriber
+gets {"event": "events.lost", "count": N} in its place once it has caught up.  A
+subscriber whose socket takes nothing for `event_stall` seconds is disconnected.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import ctypes
 import errno
 import functools
 import grp
@@ -29,14 +38,23 @@ import threading
 
 import msgpack
 
-from . import (FAILED, INVALID_REQUEST, MAX_REQUEST, METHOD_NOT_FOUND, NOTIFY, REQUEST,
-               RESPONSE, RpcError)
+from . import (BUSY, EVENTS_LOST, FAILED, INVALID_REQUEST, MAX_REQUEST, METHOD_NOT_FOUND,
+               NOTIFY, REQUEST, RESPONSE, RpcError)
 from . import handlers
 
 log = logging.getLogger("pyxsw.mgmt")
 
 READ_CHUNK = 64 * 1024
-EVENT_QUEUE = 10_000            # events waiting for one subscriber before it is cut off
+MAX_CLIENTS = 256               # connections served at once ([management] max_clients)
+EVENT_QUEUE = 10_000            # events waiting for one subscriber; more are dropped, counted
+EVENT_INBOX = 10_000            # events from the switch the loop has not taken yet; likewise
+EVENT_CHUNK = 256               # events the loop handles per turn: requests wait for no more
+EVENT_WRITE = 512               # events per write to a subscriber
+EVENT_STALL = 60.0              # a subscriber whose socket takes nothing this long is cut off
+REFUSED_LINGER = 64             # refused connections kept open at once, until their client
+REFUSED_WAIT = 1.0              # ... closes, or for this long at most
+TRIM_AFTER = 64                 # a burst of this many connections is handed back once gone
+TRIM_DELAY = 1.0                # ... after this long below a quarter of its peak
 CLOSE_TIMEOUT = 5.0             # how long close() waits for requests under way (port.add)
 
 
@@ -53,6 +71,29 @@ def _pack(obj):
     return msgpack.packb(obj, use_bin_type=True)
 
 
+def _gap(count):
+    return _pack([NOTIFY, "event", [{"event": EVENTS_LOST, "count": count}]])
+
+
+def _malloc_trim():
+    """Give the heap's free memory back to the system.  glibc keeps what a burst of
+    connections freed (hundreds of MiB after a few bursts of 2,000) and malloc_trim(0)
+    returns it; through ctypes because the server runs without the compiled core too
+    (tests, tools).  Elsewhere (musl) there is nothing to call."""
+    global _trim
+    if _trim is None:
+        try:
+            _trim = ctypes.CDLL(None).malloc_trim
+            _trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim = None
+
+
 class _Conn:
     """One client connection; the `conn` the RPC methods are given."""
 
@@ -60,7 +101,9 @@ class _Conn:
         self.server = server
         self.switch = server.switch
         self.writer = writer
-        self.events = None              # an asyncio.Queue of packed events, once subscribed
+        self.events = None              # a deque of packed events, once subscribed
+        self.behind = 0                 # events dropped since the last one it was sent
+        self._wake = None
         self._sender = None
         self._after = []
 
@@ -71,22 +114,52 @@ class _Conn:
         if not self.server.has_events:
             raise RpcError(FAILED, "this switch does not report events")
         if self.events is None:
-            self.events = asyncio.Queue(self.server.event_queue)
+            self.events = collections.deque()
+            self._wake = asyncio.Event()
             self._sender = asyncio.get_running_loop().create_task(self._send_events())
             self.server.subscribers.add(self)
 
-    def push(self, data):
-        try:
-            self.events.put_nowait(data)
-        except asyncio.QueueFull:
-            log.warning("an event subscriber stopped reading: disconnected")
-            self.abort()
+    def push(self, packed, lost=0):
+        """Queue what room allows of `packed` (events, packed), after a gap event for what
+        this subscriber missed; `lost` more were missed just before them.  Once behind, it
+        takes nothing more until its queue is half empty: then one gap event stands for
+        many drops, not one for each free slot.  Returns how many of `packed` were dropped."""
+        self.behind += lost
+        limit = self.server.event_queue
+        room = limit - len(self.events)
+        if self.behind and len(self.events) > limit // 2:
+            room = 0
+        taken = packed[:max(room, 0)]
+        if taken or (self.behind and room > 0):
+            if self.behind:
+                self.events.append(_gap(self.behind))
+                self.behind = 0
+            self.events.extend(taken)
+            self._wake.set()
+        dropped = len(packed) - len(taken)
+        self.behind += dropped
+        return dropped
 
     async def _send_events(self):
+        stall = self.server.event_stall
         try:
             while True:
-                self.writer.write(await self.events.get())
-                await self.writer.drain()       # a client that doesn't read blocks here
+                await self._wake.wait()
+                self._wake.clear()
+                while self.events:
+                    n = min(len(self.events), EVENT_WRITE)
+                    self.writer.write(b"".join([self.events.popleft() for _ in range(n)]))
+                    try:
+                        # A client that doesn't read holds us here; events meanwhile are
+                        # dropped and counted, and one that reads nothing for `stall` goes.
+                        await asyncio.wait_for(self.writer.drain(), stall)
+                    except asyncio.TimeoutError:
+                        log.warning("an event subscriber read nothing for %g s: disconnected",
+                                    stall)
+                        self.abort()
+                        return
+                    if self.behind and len(self.events) <= self.server.event_queue // 2:
+                        self.push([])           # caught up: tell it what it missed
         except (ConnectionError, OSError, RuntimeError):
             self.abort()                        # gone: the reading side ends the rest
 
@@ -126,16 +199,31 @@ class Server:
     or `run()` to do both around a wait for `request_stop()` in a loop of its own."""
 
     def __init__(self, switch, path, *, mode=None, group=None, max_request=MAX_REQUEST,
-                 event_queue=EVENT_QUEUE):
+                 max_clients=MAX_CLIENTS, event_queue=EVENT_QUEUE, event_inbox=EVENT_INBOX,
+                 event_stall=EVENT_STALL):
         self.switch = switch
         self.path = os.fspath(path)
         # 0660 only makes sense with a group to share with; otherwise only root gets in.
         self.mode = mode if mode is not None else (0o660 if group is not None else 0o600)
         self.group = group
         self.max_request = max_request
+        self.max_clients = max_clients
+        self.refused = 0                        # connections refused over max_clients
         self.event_queue = event_queue
+        self.event_inbox = event_inbox
+        self.event_stall = event_stall
+        self.events_dropped = 0                 # events not sent to a subscriber behind
         self.has_events = hasattr(switch, "add_listener")
         self.subscribers = set()
+        self._inbox = collections.deque()       # events from the switch's threads
+        self._inbox_gap = 0                     # events lost before they got in: all of
+        self._inbox_dropped = 0                 # ... them, and those that found it full
+        self._inbox_lock = threading.Lock()
+        self._woken = False                     # a _deliver is scheduled
+        self._peak = 0                          # most connections since the last trim
+        self._trim_at = None
+        self._refusing = False                  # logged that we refuse; until below again
+        self._lingering = 0                     # refused connections not closed yet
         self.started = threading.Event()        # for threads waiting for run() to be ready
         self._conns = set()
         self._tasks = set()
@@ -323,10 +411,13 @@ class Server:
     # ------------------------------------------------------------------ connections
 
     async def _serve_conn(self, reader, writer):
+        if len(self._conns) >= self.max_clients:
+            return await self._refuse(reader, writer)
         conn = _Conn(self, writer)
         task = asyncio.current_task()
         self._conns.add(conn)
         self._tasks.add(task)
+        self._peak = max(self._peak, len(self._conns))
         try:
             async with contextlib.aclosing(self._messages(conn, reader)) as messages:
                 async for msg in messages:
@@ -342,6 +433,54 @@ class Server:
             finally:
                 self._conns.discard(conn)
                 self._tasks.discard(task)
+                self._after_burst()
+
+    async def _refuse(self, reader, writer):
+        """One error reply, then close: the client learns why instead of hanging in the
+        backlog, and nobody else notices.  Closing at once would reset a connection whose
+        request is unread, or fail the client's write of it (EPIPE), and it would never see
+        the reply: so what it sends is read and dropped until it closes, for a moment, for
+        a bounded number of connections at a time."""
+        if not self._refusing:
+            log.warning("%d management connections: refusing more (management.max_clients)",
+                        self.max_clients)
+            self._refusing = True
+        self.refused += 1
+        writer.write(_pack([RESPONSE, None, {
+            "code": BUSY, "message": f"the switch serves {self.max_clients} management "
+                                     "connections at most (management.max_clients): "
+                                     "try again later"}, None]))
+        if self._lingering >= REFUSED_LINGER:
+            return writer.close()
+        self._lingering += 1
+        try:
+            writer.write_eof()
+            async with asyncio.timeout(REFUSED_WAIT):
+                while await reader.read(READ_CHUNK):
+                    pass
+        except (TimeoutError, OSError, RuntimeError):
+            pass
+        finally:
+            self._lingering -= 1
+            writer.close()
+
+    def _after_burst(self):
+        """Once a burst of connections has mostly gone, hand its memory back (a second
+        later, so that a burst still under way is not trimmed again and again)."""
+        n = len(self._conns)
+        if n <= self.max_clients // 2:
+            self._refusing = False
+        if self._peak >= TRIM_AFTER and n <= self._peak // 4 and self._trim_at is None:
+            self._trim_at = self._loop.call_later(TRIM_DELAY, self._trim)
+
+    def _trim(self):
+        self._trim_at = None
+        if len(self._conns) <= self._peak // 4:
+            _malloc_trim()
+            self._peak = len(self._conns)
+
+    def client_stats(self):
+        return {"connected": len(self._conns), "max": self.max_clients, "refused": self.refused}
 
     async def _messages(self, conn, reader):
         """The messages a connection sends, until EOF or a stream that cannot be read on."""
@@ -391,23 +530,69 @@ class Server:
 
     # ------------------------------------------------------------------ events
 
+    def event_stats(self):
+        return {"dropped": self.events_dropped, "subscribers": len(self.subscribers)}
+
     def _on_event(self, event):
-        """The switch's listener: runs on a switch thread."""
+        """The switch's listener: runs on a switch thread, at the switch's pace.  It never
+        waits for the loop, which may be starved of CPU by design (priority idle)."""
         if not self.subscribers:                # the common case costs one test
             return
+        with self._inbox_lock:
+            if len(self._inbox) < self.event_inbox:
+                self._inbox.append(event)
+            elif event.get("event") == EVENTS_LOST:
+                self._inbox_gap += event.get("count", 0)
+            else:
+                self._inbox_gap += 1
+                self._inbox_dropped += 1
+            if self._woken:
+                return
+            self._woken = True
         try:
-            self._loop.call_soon_threadsafe(self._publish, event)
+            self._loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:                    # the loop is closing
             pass
 
-    def _publish(self, event):
-        try:
-            data = _pack([NOTIFY, "event", [event]])
-        except (TypeError, ValueError, OverflowError) as e:
-            log.error("event %r cannot be encoded: %s", event, e)
+    def _deliver(self):
+        """Hand a chunk of the inbox to the subscribers; come back for the rest after
+        whatever else is ready (requests first)."""
+        with self._inbox_lock:
+            n = min(len(self._inbox), EVENT_CHUNK)
+            events = [self._inbox.popleft() for _ in range(n)]
+            gap, self._inbox_gap = self._inbox_gap, 0
+            dropped, self._inbox_dropped = self._inbox_dropped, 0
+            self._woken = bool(self._inbox)
+        if self._woken:
+            self._loop.call_soon(self._deliver)
+        subscribers = list(self.subscribers)
+        if not subscribers:
             return
-        for conn in list(self.subscribers):
-            conn.push(data)
+        # Pack only what some subscriber has room for: in a storm, shedding costs little
+        # more than counting.  Losses the switch reports join every subscriber's gap.
+        room = max(self.event_queue - len(c.events) for c in subscribers)
+        packed = []
+        for ev in events:
+            if ev.get("event") == EVENTS_LOST:
+                if packed:
+                    self._push(subscribers, packed, gap)
+                    room -= len(packed)
+                    packed, gap = [], 0
+                gap += ev.get("count", 0)
+            elif len(packed) < room:
+                try:
+                    packed.append(_pack([NOTIFY, "event", [ev]]))
+                except (TypeError, ValueError, OverflowError) as e:
+                    log.error("event %r cannot be encoded: %s", ev, e)
+            else:
+                gap += 1
+                dropped += 1
+        self.events_dropped += dropped * len(subscribers)
+        self._push(subscribers, packed, gap)
+
+    def _push(self, subscribers, packed, gap):
+        for conn in subscribers:
+            self.events_dropped += conn.push(packed, gap)
 
 
 def serve(switch, path, *, mode=None, group=None, use_uvloop=True,
