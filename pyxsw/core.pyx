@@ -181,6 +181,17 @@ cdef class Core:
             raise OSError(-rc, f"cannot register the UMEM ({sw.area_size >> 20} MiB): "
                                f"{_os.strerror(-rc)} (needs root: CAP_NET_RAW, CAP_IPC_LOCK)")
 
+    cdef Sw *_sw(self) except NULL:
+        """The switch's C state; RuntimeError, not a crash, once close() freed it."""
+        if self.sw == NULL:
+            raise RuntimeError("the switch's core is closed")
+        return self.sw
+
+    cdef Port *_port(self, int p) except NULL:
+        if not 0 <= p < MAX_PORTS:
+            raise KeyError(p)
+        return &self._sw().ports[p]
+
     def __dealloc__(self):
         self._free()
 
@@ -218,10 +229,12 @@ cdef class Core:
 
     @property
     def workers(self):
+        self._sw()
         return self.sw.nworkers
 
     def run_worker(self, int q):
         """Worker q's loop, in the calling thread, with the GIL released, until stop()."""
+        self._sw()
         cdef Worker *w = self.sw.workers[q]
         pyxsw_store_int(&w.parked, 0)
         with nogil:
@@ -233,6 +246,7 @@ cdef class Core:
 
     def stop(self):
         """Ask every worker loop to return (they finish their current pass)."""
+        self._sw()
         cdef int q
         for q in range(self.sw.nworkers):
             pyxsw_store_int(&self.sw.workers[q].running, 0)
@@ -243,6 +257,7 @@ cdef class Core:
 
         After it returns, no worker holds a pointer it loaded before the call: an FDB table
         or a socket unpublished before calling can be freed."""
+        self._sw()
         cdef int q
         cdef Worker *w
         pyxsw_fence_seq()
@@ -269,6 +284,7 @@ cdef class Core:
             self._wake(q)
 
     def set_mode(self, str mode):
+        self._sw()
         cdef int q, p, m
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {', '.join(_MODES)}")
@@ -283,6 +299,7 @@ cdef class Core:
 
     @property
     def mode(self):
+        self._sw()
         return _MODE_NAMES[pyxsw_load_int(&self.sw.workers[0].mode)]
 
     # ------------------------------------------------------------------ ports
@@ -311,10 +328,13 @@ cdef class Core:
         t = self.sw.nframes // 2 // nsocks
         return min(t, self.sw.ring_size)
 
-    def port_add(self, str name, *, bint up=True, uint32_t flood_limit=0,
+    def port_add(self, str name, int expect_ifindex=0, *, bint up=True, uint32_t flood_limit=0,
                  bint forward_reserved=False):
         """Make an interface a switch port; returns (index, note).  The caller has made sure
-        no other live switch uses the interface: a pyxsw program found on it is replaced."""
+        no other live switch uses the interface: a pyxsw program found on it is replaced.
+        With `expect_ifindex`, the name must still be that interface (not one made again
+        under it since the caller looked)."""
+        self._sw()
         cdef int p, q, flags, rc
         cdef Port *pt
         cdef Sock *s
@@ -328,6 +348,9 @@ cdef class Core:
             ifindex = if_nametoindex(bname)
             if ifindex == 0:
                 raise OSError(_errno.ENODEV, f"{name}: no such interface")
+            if expect_ifindex and ifindex != expect_ifindex:
+                raise OSError(_errno.EAGAIN, f"{name}: the interface changed (ifindex "
+                                             f"{expect_ifindex}, now {ifindex}); try again")
             # Two sockets of one UMEM on one (interface, queue) share its fill and completion
             # rings, which libxdp then does not hand to the second: refuse, never crash.
             if ifindex == self.anchor_ifindex:
@@ -420,7 +443,7 @@ cdef class Core:
         switch's last socket however the process ends.  Then (without the privilege to make a
         namespace) the host's lo.  False, and the UMEM as it was, when that is taken too."""
         result = []
-        t = _threading.Thread(target=self._anchor_in_own_netns, args=(flags, result),
+        t = _threading.Thread(target=_anchor_thread, args=(self, flags, result),
                               name="pyxsw-anchor")
         t.start()
         t.join()
@@ -434,7 +457,7 @@ cdef class Core:
             return True
         return False
 
-    def _anchor_in_own_netns(self, int flags, list result):
+    cdef _anchor_in_own_netns(self, int flags, list result):
         """Thread body: a new network namespace for this thread alone, the UMEM made again in
         it (libxdp's first socket is the UMEM's own descriptor, bound in the namespace it was
         made in), and that socket bound to the namespace's lo.  Sockets on the ports, made in
@@ -475,6 +498,7 @@ cdef class Core:
     def add_virtual_port(self, str name, bint up=True, uint32_t flood_limit=0,
                          bint forward_reserved=False):
         """A port with no interface, for tests of the forwarding decision without root."""
+        self._sw()
         cdef int p
         cdef Port *pt
         with self.lock:
@@ -491,12 +515,14 @@ cdef class Core:
 
     def set_port_up(self, int p, bint up):
         """Link state: a down port leaves the flood set and is no unicast destination."""
+        cdef Port *pt = self._port(p)
         with self.lock:
-            pyxsw_store_int(&self.sw.ports[p].up, 1 if up else 0)
+            pyxsw_store_int(&pt.up, 1 if up else 0)
             self._publish()
 
     def port_del(self, int p):
         """Stop switching on port p: sockets closed, frames reclaimed, XDP detached, FDB flushed."""
+        self._sw()
         with self.lock:
             if not (0 <= p < MAX_PORTS) or not self.sw.ports[p].active:
                 raise KeyError(p)
@@ -535,12 +561,13 @@ cdef class Core:
 
     def ports(self):
         """{index: name} of the active ports."""
+        self._sw()
         cdef int p
         return {p: self.sw.ports[p].name.decode() for p in range(MAX_PORTS)
                 if self.sw.ports[p].active}
 
     def port_info(self, int p):
-        cdef Port *pt = &self.sw.ports[p]
+        cdef Port *pt = self._port(p)
         return {"name": pt.name.decode(), "index": p, "ifindex": pt.ifindex,
                 "up": bool(pt.up), "active": bool(pt.active),
                 "xdp_mode": {XDP_MODE_NATIVE: "native", XDP_MODE_SKB: "generic"}.get(pt.attach_mode, "none")
@@ -550,17 +577,25 @@ cdef class Core:
 
     def port_prog_id(self, int p):
         """The kernel's id of port p's XDP program (0 when it has none)."""
-        return xdp_program__id(self.sw.ports[p].prog) if self.sw.ports[p].prog != NULL else 0
+        self._sw()
+        cdef Port *pt = self._port(p)
+        return xdp_program__id(pt.prog) if pt.prog != NULL else 0
+
+    def foreign_xdp(self, int ifindex):
+        """The name of an XDP program not pyxsw's attached to an interface, or ''."""
+        self._sw()
+        return foreign_xdp(ifindex)
 
     def port_in_dispatcher(self, int p):
         """Does the program libxdp runs on port p's interface still include port p's program?
         For libxdp's multi-program mode, where the attached program is a dispatcher whose id
         changes whenever any program is added or removed.  OSError when it cannot be told."""
-        return prog_is_attached(&self.sw.ports[p])
+        self._sw()
+        return prog_is_attached(self._port(p))
 
     def port_stats(self, int p):
         """Counters of port p summed over workers, with the kernel's socket statistics."""
-        cdef Port *pt = &self.sw.ports[p]
+        cdef Port *pt = self._port(p)
         cdef PortStats *st
         cdef int q
         out = dict(rx_packets=0, rx_bytes=0, tx_packets=0, tx_bytes=0, tx_dropped=0,
@@ -599,6 +634,7 @@ cdef class Core:
         return out
 
     def worker_stats(self):
+        self._sw()
         cdef Worker *w
         cdef int q
         out = []
@@ -621,6 +657,7 @@ cdef class Core:
         copy mode a receive that finds the RX ring full leaves its buffer on the kernel's
         free list of that socket until the next frame arrives there: one frame per socket
         can show as in flight at rest after an overload.)"""
+        self._sw()
         cdef int p, q
         cdef uint64_t caches = 0, pool
         cdef uint64_t held[4]               # fill, RX, TX, completion rings
@@ -646,6 +683,7 @@ cdef class Core:
 
     def fdb_list(self):
         """[(mac, vlan, port index, age seconds, static)] of the live entries."""
+        self._sw()
         cdef Fdb *f = &self.sw.fdb
         cdef FdbTable *t
         cdef FdbSlot *s
@@ -666,6 +704,7 @@ cdef class Core:
 
     def fdb_add(self, str mac, int vlan, int port):
         """Add (or turn into) a static entry."""
+        self._sw()
         cdef uint64_t key = mac_to_int(mac) | (<uint64_t>vlan << 48)
         cdef int r
         if not 0 <= vlan < 4096:
@@ -683,6 +722,7 @@ cdef class Core:
         return r == FDB_R_NEW
 
     def fdb_del(self, str mac, int vlan=0):
+        self._sw()
         cdef uint64_t key = mac_to_int(mac) | (<uint64_t>vlan << 48)
         cdef FdbSlot *s
         with self.lock:
@@ -695,6 +735,7 @@ cdef class Core:
 
     def fdb_flush(self, int port=-1, bint static=False):
         """Remove learned entries (and static ones too if `static`), of one port or all."""
+        self._sw()
         cdef FdbTable *t
         cdef FdbSlot *s
         cdef uint32_t i, n = 0
@@ -713,6 +754,7 @@ cdef class Core:
     def fdb_maintain(self):
         """The sweep: age entries out, and rebuild the table when tombstones pile up.
         Returns the aged entries as [(mac, vlan, port index)].  Runs on the control thread."""
+        self._sw()
         cdef Fdb *f = &self.sw.fdb
         cdef FdbTable *t
         cdef FdbSlot *s
@@ -741,6 +783,7 @@ cdef class Core:
 
     def drain_events(self):
         """FDB events the workers queued: [("learn"|"move", mac, vlan, port, old port)]."""
+        self._sw()
         cdef Worker *w
         cdef FdbEvent *e
         cdef uint32_t head
@@ -757,9 +800,11 @@ cdef class Core:
         return out
 
     def set_aging(self, uint32_t seconds):
+        self._sw()
         self.sw.fdb.aging = seconds
 
     def fdb_counters(self):
+        self._sw()
         cdef Fdb *f = &self.sw.fdb
         cdef Worker *w
         cdef int q
@@ -782,6 +827,7 @@ cdef class Core:
         """The worker's forwarding decision (learning included) on one frame, run on worker 0's
         state; for tests.  Returns an egress port index or FORWARD_FLOOD/RUNT/FILTER/
         RESERVED."""
+        self._sw()
         cdef Worker *w = self.sw.workers[0]
         cdef uint32_t t = now_s() if now is None else now
         cdef const uint8_t *ptr = &frame[0] if frame.shape[0] else <const uint8_t *>b""
@@ -790,6 +836,11 @@ cdef class Core:
         if w.gen != self.sw.gen:
             worker_apply_gen(w)
         return decide(w, self.sw.fdb.tab, ptr, frame.shape[0], in_port, t)
+
+
+def _anchor_thread(Core core, int flags, list result):
+    # A thread of its own: unshare() moves the calling thread into the new namespace.
+    core._anchor_in_own_netns(flags, result)
 
 
 def _probe_zero_copy(bytes ifname, int q):

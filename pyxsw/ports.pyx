@@ -152,6 +152,31 @@ cdef void attach_xdp(Port *pt, str xdp_mode) except *:
     pt.stats_map_fd = bpf_object__find_map_fd_by_name(obj, b"xdp_stats_map")
 
 
+cdef str foreign_xdp(int ifindex):
+    """The name of an XDP program other than pyxsw's attached to ifindex, or ''."""
+    cdef xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex)
+    cdef xdp_program *prog
+    cdef long err = libxdp_get_error(mp)
+    if mp == NULL or err == -_errno.ENOENT:
+        return ""
+    if err:
+        raise OSError(-err, f"cannot tell which XDP program is attached: {_libxdp_err(err)}")
+    try:
+        if xdp_multiprog__is_legacy(mp):
+            prog = xdp_multiprog__main_prog(mp)
+        else:
+            prog = xdp_multiprog__next_prog(NULL, mp)
+        while prog != NULL:
+            if not _is_ours(prog):
+                return (xdp_program__name(prog) or b"?").decode()
+            if xdp_multiprog__is_legacy(mp):
+                break
+            prog = xdp_multiprog__next_prog(prog, mp)
+        return ""
+    finally:
+        xdp_multiprog__close(mp)
+
+
 cdef bint prog_is_attached(Port *pt) except -1:
     """Is pt's program attached to its interface, alone or in libxdp's dispatcher?"""
     cdef xdp_multiprog *mp

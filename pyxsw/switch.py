@@ -12,6 +12,7 @@ stop() undoes all of it; so does leaving the `with` block, whatever the exit.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import select
@@ -110,46 +111,47 @@ def _ensure_bpffs():
         subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], capture_output=True)
 
 
+CLAIM_DIR = "/run/pyxsw/ports"
+
+
 class _Claim:
     """This process's claim on an interface, held for as long as the interface is a port.
 
-    An abstract Unix socket named after the interface's index: the kernel frees the name when
-    the process ends, however it ends (kill -9 included), and abstract names live in the
-    network namespace as interface indexes do.  So a pyxsw program found on an interface
-    nobody claims was left by a switch that died, and is safe to replace, while a claimed one
-    belongs to a live switch, which a second instance must not touch at all.  The socket
-    listens so that the refused one can name the owner (SO_PEERCRED gives the listener's pid)."""
+    An exclusive flock() on a file named after the network namespace and the interface's
+    index.  The kernel releases it when the process ends, however it ends (kill -9
+    included), so a pyxsw program found on an interface nobody claims was left by a switch
+    that died and is safe to replace, while a claimed one belongs to a live switch, which a
+    second instance must not touch at all.  The directory and files are root's alone (an
+    abstract socket name, which any user can bind, would let anyone squat on an interface);
+    a file keeps its owner's pid, for the refusal to name it."""
 
-    def __init__(self, ifindex, name):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address = f"\0pyxsw/ifindex/{ifindex}"
+    def __init__(self, ifindex, name, directory=CLAIM_DIR):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        st = os.stat(directory)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise OSError(errno.EPERM, f"{directory} must belong to this user and be writable "
+                                       f"by nobody else: it holds the switches' claims")
+        netns = os.stat("/proc/self/ns/net").st_ino
+        path = os.path.join(directory, f"net{netns}-if{ifindex}")
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
-            self.sock.bind(address)
-            self.sock.listen(8)
-        except OSError as e:
-            self.sock.close()
-            if e.errno != errno.EADDRINUSE:
-                raise
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
+            os.close(self.fd)
             raise OSError(errno.EBUSY, f"{name} is a port of another running pyxsw switch"
-                                       f"{_owner(address)}: not touching it") from None
+                                       f"{f' (pid {owner})' if owner.isdigit() else ''}: "
+                                       f"not touching it") from None
+        except BaseException:
+            os.close(self.fd)
+            raise
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
     def close(self):
-        self.sock.close()
-
-
-def _owner(address):
-    """' (pid N)' of the process that listens on an abstract address, or ''."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(0.5)
-    try:
-        probe.connect(address)
-        pid, _, _ = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                         struct.calcsize("3i")))
-        return f" (pid {pid})"
-    except OSError:
-        return ""
-    finally:
-        probe.close()
+        if self.fd >= 0:
+            os.close(self.fd)       # the file stays: unlinking it would race a waiting claim
+            self.fd = -1
 
 
 class Port:
@@ -175,6 +177,7 @@ class Port:
         self.xdp_expect = 0             # the program id the interface should run
         self.warnings = []              # said when the port was added
         self.retried = 0                # the ifindex a re-attach last failed on
+        self.unsure = False             # its state could not be read: ask again every tick
 
     @property
     def up(self):
@@ -280,8 +283,9 @@ class Switch:
         The threads are joined without the switch lock held: housekeeping takes that lock on
         every tick, so holding it across the join could wait forever (issue 9)."""
         me = threading.current_thread()
-        if me is self._housekeeper or me in self._threads:
-            raise RuntimeError("Switch.stop() from one of the switch's own threads")
+        if me is self._housekeeper or me in self._threads or self._lock._is_owned():
+            # a listener called with the lock held (port and FDB events), or a worker
+            raise RuntimeError("Switch.stop() from a switch thread or with the switch lock held")
         with self._stop_lock:
             if self.core is None:
                 return
@@ -326,10 +330,11 @@ class Switch:
         at once when the kernel reports a link change."""
         self.leave_worker_cores()
         links = self.links
+        poller = select.poll()
+        poller.register(links.fileno(), select.POLLIN)
         while not self._stop.is_set():
             try:
-                readable = select.select([links.fileno()], [], [], TICK)[0]
-                changed = links.read() if readable else ()
+                changed = links.read() if poller.poll(TICK * 1000) else set()
             except (OSError, ValueError) as e:      # LinkError included: state is kept
                 log.error("reading link notifications: %s", _reason(e))
                 changed = RESYNC                    # what was missed is asked for again
@@ -343,7 +348,8 @@ class Switch:
                     for mac, vlan, idx in self.core.fdb_maintain():
                         self._emit(event="fdb.age", mac=mac, vlan=vlan, port=names.get(idx))
                     for port in list(self.ports.values()):
-                        if changed == RESYNC or port.ifindex in changed or port.name in changed:
+                        if (changed == RESYNC or port.ifindex in changed
+                                or port.name in changed or port.unsure):
                             self._reconcile(port)
             except Exception:               # never let housekeeping die silently
                 log.exception("housekeeping")
@@ -369,42 +375,42 @@ class Switch:
 
     def _reconcile(self, port):
         """Bring port's state in line with its interface as the kernel has it now.  An error
-        asking is not a state: the port keeps the one it had (issue 9)."""
+        asking is not a state: the port keeps the one it had and is asked about again on the
+        next tick, until an answer comes (issue 9)."""
         try:
             link = self.links.get(ifindex=port.ifindex)
-        except LinkError as e:
-            log.error("port %s: cannot read its link state (%s); it stays %s",
-                      port.name, _reason(e), port.state)
+            if link is None:
+                if port.state != "gone":
+                    self._set_state(port, "gone", "interface deleted")
+                self._reattach(port)
+            elif port.state != "gone":
+                problem = self._xdp_problem(port, link)
+                if problem:
+                    self._set_state(port, "degraded", problem)
+                else:
+                    self._set_state(port, "up" if link.up else "down",
+                                    "" if link.up else "no carrier or administratively down")
+        except (OSError, TimeoutError) as e:    # LinkError, libxdp, a grace period
+            if not port.unsure:
+                log.error("port %s: cannot tell its state (%s); it stays %s until it can",
+                          port.name, _reason(e), port.state)
+            port.unsure = True
             return
-        if link is None:
-            if port.state != "gone":
-                self._set_state(port, "gone", "interface deleted")
-            self._reattach(port)
-            return
-        if port.state == "gone":
-            return
-        problem = self._xdp_problem(port, link)
-        if problem is None:
-            self._set_state(port, "up" if link.up else "down",
-                            "" if link.up else "no carrier or administratively down")
-        elif problem:
-            self._set_state(port, "degraded", problem)
+        if port.unsure:
+            log.warning("port %s: its state can be read again: %s", port.name, port.state)
+        port.unsure = False
 
     def _xdp_problem(self, port, link):
-        """'' when port's program is still the one that runs on its interface, a reason when
-        it is not, None (with the reason logged) when that cannot be told."""
+        """'' when port's program is still the one that runs on its interface, else why not.
+        OSError when that cannot be told."""
         attached = link.xdp_id(port.xdp_mode)
         if attached == port.xdp_expect:
-            return None
+            return ""
         if not attached:
             return "pyxsw's XDP program was detached from the interface"
-        try:
-            # libxdp's dispatcher gets a new id whenever any program joins or leaves it
-            if self.core.port_in_dispatcher(port.index):
-                port.xdp_expect = attached
-                return None
-        except OSError as e:
-            log.error("port %s: cannot check its XDP program: %s", port.name, _reason(e))
+        # libxdp's dispatcher gets a new id whenever any program joins or leaves it
+        if self.core.port_in_dispatcher(port.index):
+            port.xdp_expect = attached
             return ""
         return f"another XDP program (id {attached}) replaced pyxsw's on the interface"
 
@@ -413,6 +419,9 @@ class Switch:
         port.reason = reason
         if state == old:
             return
+        # If this fails half-way, port.state is still the old one: _reconcile marks the port
+        # unsure, and the next tick does it all again (set_port_up and the flush are
+        # idempotent) rather than leave the core and the port's state apart.
         if old == "up" or state == "up":
             self.core.set_port_up(port.index, state == "up")
         n = None
@@ -441,11 +450,7 @@ class Switch:
 
     def _reattach(self, port):
         """A gone port whose name has a new interface: make that interface the port."""
-        try:
-            link = self.links.get(name=port.name)
-        except LinkError as e:
-            log.error("port %s: cannot look for its interface: %s", port.name, _reason(e))
-            return
+        link = self.links.get(name=port.name)
         if link is None or link.ifindex in (port.ifindex, port.retried):
             return
         log.warning("port %s: a new interface of that name appeared (ifindex %d): attaching it",
@@ -459,6 +464,8 @@ class Switch:
             log.error("port %s: %s", port.name, port.reason)
             return
         self._emit(event="port.reattach", port=new.name, ifindex=new.ifindex)
+        if new.up:
+            self._emit(event="port.up", port=new.name)
 
     # ------------------------------------------------------------------ ports
 
@@ -480,14 +487,13 @@ class Switch:
     def _open_port(self, name, flood_limit, forward_reserved, replacing=None):
         """Everything that can refuse is checked before anything is touched.  `replacing`, an
         old port of that name, stays as it was if the new one fails, unless it is on the same
-        interface (a degraded port): its program must go first, and a failure removes it."""
+        interface (a degraded port): its program must go first, and a failure then removes
+        the port.  Static FDB entries of the old port carry over to the new one."""
         link = self.links.get(name=name)
         if link is None:
             raise OSError(errno.ENODEV, f"{name}: no such interface")
         if link.loopback:
             raise OSError(errno.EINVAL, f"{name}: a loopback interface cannot be a switch port")
-        if link.ifindex == self.core.anchor_ifindex:
-            raise OSError(errno.EBUSY, f"{name}: the switch itself uses this interface")
         for p in self.ports.values():
             if p.ifindex == link.ifindex and p is not replacing:
                 raise ValueError(f"{name}: already a switch port (as {p.name})")
@@ -500,18 +506,29 @@ class Switch:
                                         f"on every port")
         same = replacing is not None and replacing.ifindex == link.ifindex
         if same:
-            claim, replacing.claim = replacing.claim, None      # the same interface: ours
-        else:
-            claim = _Claim(link.ifindex, name)
+            # What took the port's program away must be gone first: else the port would be
+            # torn down, and its options and static entries lost, for nothing.
+            foreign = self.core.foreign_xdp(link.ifindex)
+            if foreign:
+                raise OSError(errno.EBUSY, f"{name}: another XDP program ({foreign}) is "
+                                           f"attached; remove it first (ip link set dev "
+                                           f"{name} xdp off)")
+        statics = [(e["mac"], e["vlan"]) for e in self.fdb_list(port=name) if e["static"]] \
+            if replacing is not None else []
+        claim = replacing.claim if same else _Claim(link.ifindex, name)
         try:
             promisc = _Promisc(link.ifindex)
         except BaseException:
-            claim.close()
+            if not same:
+                claim.close()
             raise
+        if same:
+            replacing.claim = None          # the same interface: the claim passes on
         try:
             if same:
                 self._close_port(replacing)
-            index, note = self.core.port_add(name, up=link.up, flood_limit=flood_limit,
+            index, note = self.core.port_add(name, link.ifindex, up=link.up,
+                                             flood_limit=flood_limit,
                                              forward_reserved=forward_reserved)
         except BaseException:
             promisc.close()
@@ -520,22 +537,33 @@ class Switch:
                 del self.ports[name]
                 self._emit(event="port.del", port=name)
             raise
-        if replacing is not None and not same:
-            self._close_port(replacing)
-        if note:
-            log.warning("%s: %s", name, note)
         port = Port(name, index, link.ifindex, promisc, claim, flood_limit=flood_limit,
                     forward_reserved=forward_reserved)
-        port.xdp_mode = self.core.port_info(index)["xdp_mode"]
-        port.xdp_expect = self.core.port_prog_id(index)     # or libxdp's dispatcher: _reconcile
+        port.unsure = True                  # until _reconcile below has read it
         if not link.up:
             port.state, port.reason = "down", "no carrier or administratively down"
-        self.ports[name] = port
-        addresses = self.links.addresses(link.ifindex)
+        self.ports[name] = port             # from here on, stop() or _drop_port() frees it
+        if replacing is not None and not same:
+            try:
+                self._close_port(replacing)
+            except Exception:
+                log.exception("port %s: tearing down its old interface's socket", name)
+        if note:
+            log.warning("%s: %s", name, note)
+        port.xdp_mode = self.core.port_info(index)["xdp_mode"]
+        port.xdp_expect = self.core.port_prog_id(index)     # or libxdp's dispatcher: _reconcile
+        for mac, vlan in statics:
+            self.core.fdb_add(mac, vlan, index)
+        try:
+            addresses = self.links.addresses(link.ifindex)
+        except LinkError as e:
+            addresses = []
+            port.warnings.append(f"{name}: cannot tell whether it has IP addresses: {_reason(e)}")
         if addresses:
             port.warnings.append(f"{name} has IP addresses ({', '.join(addresses)}): frames "
                                  f"to them now reach the switch, not this host")
-            log.warning("%s", port.warnings[-1])
+        for w in port.warnings:
+            log.warning("%s", w)
         self._reconcile(port)           # a change between the checks and now
         return port
 
@@ -550,9 +578,11 @@ class Switch:
         self._close_port(self.ports.pop(name))
 
     def _close_port(self, port):
-        if self.core is not None and port.index in self.core.ports():
-            self.core.port_del(port.index)
-        port.close()
+        try:
+            if self.core is not None and port.index in self.core.ports():
+                self.core.port_del(port.index)
+        finally:
+            port.close()
 
     def _index(self, name):
         try:

@@ -350,6 +350,7 @@ NEAR = {
     "group": st.sampled_from(["", "0", "root", "4294967294", "4294967295", "no-such-group"]),
     "aging": st.integers(0, 2**33), "capacity": st.integers(1, 2**25),
     "port_limit": st.integers(0, 2**25), "flood_limit": st.integers(0, 2**33),
+    "forward_reserved": st.booleans(), "max_clients": st.integers(0, 2**17),
 }
 
 
@@ -370,6 +371,7 @@ def section(name, bogus):
 def config(bogus):
     port = st.fixed_dictionaries({"name": mostly(st.sampled_from(["s0", "s1", "s2"]), ANY)},
                                  optional={"flood_limit": value("flood_limit"),
+                                           "forward_reserved": value("forward_reserved"),
                                            **({"bogus": ANY} if bogus else {})})
     return st.fixed_dictionaries({}, optional={
         **{s: mostly(section(s, bogus), ANY) for s in ("switch", "fdb", "management")},
@@ -404,7 +406,8 @@ def fits_the_core(c):
                 aging=c.fdb.aging, mode=c.switch.mode)
     try:
         for p in c.ports:
-            core.add_virtual_port(p.name, flood_limit=p.flood_limit)
+            core.add_virtual_port(p.name, flood_limit=p.flood_limit,
+                                  forward_reserved=p.forward_reserved)
     finally:
         core.close()
     # uint32_t frames; the FDB's slots (2 x capacity, a power of two) indexed in 32 bits.

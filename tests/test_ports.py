@@ -36,6 +36,26 @@ def recreate(lab, i):
     subprocess.run(["ip", "link", "set", s, "up"], check=True)
 
 
+def _output(proc):
+    """What a process said on stderr, once it is surely over (reading a live one blocks)."""
+    if proc.poll() is None:
+        proc.kill()
+    return proc.communicate(timeout=10)[1]
+
+
+def foreign_program(tmp_path):
+    """An XDP object that is not pyxsw's: what another tool would attach."""
+    src = tmp_path / "other.bpf.c"
+    src.write_text('#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n'
+                   'SEC("xdp") int other_prog(struct xdp_md *ctx) { return XDP_PASS; }\n'
+                   'char _license[] SEC("license") = "GPL";\n')
+    arch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True).stdout.strip()
+    obj = tmp_path / "other.bpf.o"
+    subprocess.run(["clang", "-O2", "-target", "bpf", f"-I/usr/include/{arch}", "-c", str(src),
+                    "-o", str(obj)], check=True)
+    return obj
+
+
 def _cli(*args, **kw):
     return subprocess.Popen([sys.executable, "-m", "pyxsw.cli", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
@@ -56,7 +76,7 @@ def test_second_instance_never_touches_a_live_switchs_port(lab_factory, tmp_path
     lab = lab_factory(hosts=2)
     a = _cli("run", "-c", str(_conf(tmp_path / "a.toml", tmp_path / "a.sock", lab.ports)))
     try:
-        assert wait_until(lambda: ping(lab, 0, 1), timeout=20, interval=0.2), a.stderr.read()
+        assert wait_until(lambda: ping(lab, 0, 1), timeout=20, interval=0.2), _output(a)
         before = {p: xdp_prog_id(p) for p in lab.ports}
         assert all(before.values())
         b = subprocess.run([sys.executable, "-m", "pyxsw.cli", "run", "-c",
@@ -98,16 +118,17 @@ def test_interface_deleted_then_recreated_is_attached_again(lab_factory, tmp_pat
     a, b = [i for i in range(3) if i != gone]
     with running(make_config(lab.ports, tmp_path)) as sw:
         assert ping(lab, a, gone)
+        sw.fdb_add("02:00:00:00:77:01", s2)                    # a static entry: it stays
         events = []
         sw.add_listener(events.append)
-        t0 = time.monotonic()
         subprocess.run(["ip", "link", "del", s2], check=True)
+        t0 = time.monotonic()
         assert wait_until(lambda: {"event": "port.gone", "port": s2} in events, timeout=5)
         assert time.monotonic() - t0 < 1.0
         assert {"event": "port.down", "port": s2} in events
         assert sw.ports[s2].state == "gone" and not sw.ports[s2].up
         assert [p["state"] for p in sw.status()["ports"] if p["name"] == s2] == ["gone"]
-        assert all(e["port"] != s2 for e in sw.fdb_list())      # its entries are flushed
+        assert [e["mac"] for e in sw.fdb_list(port=s2)] == ["02:00:00:00:77:01"]  # learned: flushed
         assert ping(lab, a, b) and ping(lab, b, a)              # the others keep forwarding
 
         recreate(lab, gone)                 # same name, new interface: attached on its own
@@ -115,7 +136,11 @@ def test_interface_deleted_then_recreated_is_attached_again(lab_factory, tmp_pat
         new_ifindex = sw.ports[s2].ifindex
         assert any(e["event"] == "port.reattach" and e["port"] == s2
                    and e["ifindex"] == new_ifindex for e in events)
+        assert {"event": "port.up", "port": s2} in events[events.index(
+            {"event": "port.gone", "port": s2}):]
         assert xdp_prog_id(s2) == sw.core.port_prog_id(sw.ports[s2].index)
+        assert {"mac": "02:00:00:00:77:01", "vlan": 0, "port": s2, "age": 0,
+                "static": True} in sw.fdb_list()
         assert ping(lab, a, gone) and ping(lab, gone, b)
         assert sw.wait_quiet()["in_flight"] == 0
 
@@ -157,13 +182,13 @@ def test_program_taken_away_is_noticed_and_port_add_restores_it(lab_factory, tmp
         mode = {"native": "xdpdrv", "generic": "xdpgeneric"}[sw.ports[s0].xdp_mode]
         events = []
         sw.add_listener(events.append)
-        t0 = time.monotonic()
         with caplog.at_level(logging.ERROR, logger="pyxsw"):
             if how == "detached":
                 subprocess.run(["ip", "link", "set", "dev", s0, mode, "off"], check=True)
             else:                           # another copy of a program, under a new id
                 subprocess.run(["ip", "-force", "link", "set", "dev", s0, mode, "obj",
                                 str(BPF_OBJECT), "sec", "xdp"], check=True)
+            t0 = time.monotonic()
             assert wait_until(lambda: sw.ports[s0].state == "degraded", timeout=5)
             assert time.monotonic() - t0 < 1.0
         assert any("degraded" in r.getMessage() for r in caplog.records)
@@ -184,7 +209,73 @@ def test_program_taken_away_is_noticed_and_port_add_restores_it(lab_factory, tmp
 
 # ---------------------------------------------------------------------------- interfaces refused
 
-def test_loopback_and_the_anchor_are_refused(lab_factory, tmp_path):
+def test_a_foreign_program_is_never_replaced(lab_factory, tmp_path):
+    """A port degraded by another tool's program stays as it is (options, static entries)
+    when `port add` is refused because of that program; once it is removed, `port add`
+    attaches pyxsw's again."""
+    lab = lab_factory(hosts=2)
+    s0 = lab.ports[0]
+    obj = foreign_program(tmp_path)
+    cfg = make_config(lab.ports, tmp_path, port_extra={s0: {"flood_limit": 500}})
+    with running(cfg) as sw:
+        sw.fdb_add("02:00:00:00:77:02", s0)
+        mode = {"native": "xdpdrv", "generic": "xdpgeneric"}[sw.ports[s0].xdp_mode]
+        subprocess.run(["ip", "-force", "link", "set", "dev", s0, mode, "obj", str(obj),
+                        "sec", "xdp"], check=True)
+        assert wait_until(lambda: sw.ports[s0].state == "degraded")
+        foreign = xdp_prog_id(s0)
+        with pytest.raises(OSError, match=r"another XDP program \(other_prog\)"):
+            sw.add_port(s0)
+        assert xdp_prog_id(s0) == foreign                   # untouched
+        assert sw.ports[s0].state == "degraded" and sw.ports[s0].flood_limit == 500
+        assert "02:00:00:00:77:02" in [e["mac"] for e in sw.fdb_list(port=s0)]
+        subprocess.run(["ip", "link", "set", "dev", s0, mode, "off"], check=True)
+        port = sw.add_port(s0, flood_limit=500)
+        assert port.state == "up" and "02:00:00:00:77:02" in [e["mac"] for e in sw.fdb_list(port=s0)]
+        assert ping(lab, 0, 1)
+
+
+def test_a_state_that_cannot_be_read_is_asked_again(lab_factory, tmp_path, caplog):
+    """One failed read used to lose the change it was about: the port stayed up with no
+    program, for good.  A port whose state cannot be read is asked about every tick."""
+    from pyxsw.links import LinkError
+    lab = lab_factory(hosts=2)
+    s0 = lab.ports[0]
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        real = sw.links.get
+        fails = [3]
+
+        def flaky(**kw):
+            if kw.get("ifindex") == sw.ports[s0].ifindex and fails[0]:
+                fails[0] -= 1
+                raise LinkError(5, "injected")
+            return real(**kw)
+
+        sw.links.get = flaky
+        mode = {"native": "xdpdrv", "generic": "xdpgeneric"}[sw.ports[s0].xdp_mode]
+        with caplog.at_level(logging.ERROR, logger="pyxsw"):
+            subprocess.run(["ip", "link", "set", "dev", s0, mode, "off"], check=True)
+            assert wait_until(lambda: sw.ports[s0].state == "degraded", timeout=5)
+        assert fails == [0]
+        assert sum("cannot tell its state" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_claims_are_roots_alone(lab_factory, tmp_path):
+    """The claim used to be an abstract socket name, which any user can bind: `nobody`
+    could make every switch refuse an interface.  Claims are files only root can open."""
+    lab = lab_factory(hosts=2)
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        claim = Path("/run/pyxsw/ports")
+        assert claim.stat().st_mode & 0o777 == 0o700
+        code = (f"import fcntl, os; fd = os.open({str(claim)!r} + '/x', os.O_RDWR | os.O_CREAT); "
+                "fcntl.flock(fd, fcntl.LOCK_EX)")
+        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            sys.executable, "-c", code], capture_output=True, text=True)
+        assert r.returncode != 0 and "PermissionError" in r.stderr, r.stderr
+        assert ping(lab, 0, 1)
+
+
+def test_loopback_is_refused(lab_factory, tmp_path):
     """`port add lo` crashed the switch (a NULL dereference), leaving XDP on every port and
     on the host's lo."""
     from pyxsw.client import Client, RpcError
