@@ -539,7 +539,6 @@ class Switch:
             raise
         port = Port(name, index, link.ifindex, promisc, claim, flood_limit=flood_limit,
                     forward_reserved=forward_reserved)
-        port.unsure = True                  # until _reconcile below has read it
         if not link.up:
             port.state, port.reason = "down", "no carrier or administratively down"
         self.ports[name] = port             # from here on, stop() or _drop_port() frees it
