@@ -371,6 +371,45 @@ def pyxsw_run(short_dir, ports, nofile=None, **management):
         log.close()
 
 
+def test_out_of_descriptors_is_not_a_link_state(lab_factory, short_dir):
+    """With the cap lifted, 1,100 clients really take every descriptor a 1,024 limit
+    allows.  Reading link state then needs none (3ce9ae2 opened sysfs files ten times a
+    second and took EMFILE for "link down": every port down, the FDB flushed, 41% of pings
+    lost): link changes made meanwhile are read and the ports stay up."""
+    lab = lab_factory(hosts=2)
+    with pyxsw_run(short_dir, lab.ports, nofile=1024, max_clients=2000) as (proc, path):
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+        idle = []
+        try:
+            for _ in range(1100):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                idle.append(s)
+                s.connect(path)                         # blocking: waits for backlog room
+            assert wait_until(lambda: len(os.listdir(f"/proc/{proc.pid}/fd")) > 1000)
+            for mtu in (1400, 1500):                    # link notifications, read meanwhile
+                subprocess.run(["ip", "link", "set", lab.ports[0], "mtu", str(mtu)], check=True)
+            assert ping(lab, 0, 1, count=5) and ping(lab, 1, 0, count=5)
+        finally:
+            for s in idle:
+                s.close()
+
+        def status():                                   # once it has descriptors again
+            try:
+                with Client(path, timeout=2) as c:
+                    st = c.status()
+                    return st if st["clients"]["connected"] <= 1 else None
+            except (OSError, RpcError):
+                return None
+
+        st = wait_until(status, timeout=10)
+        assert st
+        assert [p["state"] for p in st["ports"]] == ["up", "up"], st["ports"]
+        with Client(path) as c:
+            assert {e["mac"] for e in c.fdb_list()} >= {h.mac for h in lab.hosts}
+        log = (short_dir / "pyxsw.log").read_text()
+        assert "is down" not in log and "cannot tell its state" not in log, log[-2000:]
+
+
 def spare_cores():
     """The cores the switch's worker does not own: where generators and clients run."""
     cores = os.sched_getaffinity(0)
