@@ -189,6 +189,14 @@ def running(cfg):
         sw.stop()
 
 
+def stderr_of(proc) -> str:
+    """What a child process said on stderr, once it is surely over (reading the pipe of a
+    live one would block): for assertion messages."""
+    if proc.poll() is None:
+        proc.kill()
+    return proc.communicate(timeout=10)[1]
+
+
 def link_flags(name):
     """(flags, XDP attached?, promiscuity) of an interface in this namespace."""
     out = subprocess.run(["ip", "-d", "-j", "link", "show", "dev", name],

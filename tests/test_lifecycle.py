@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import link_flags, make_config, ping
+from helpers import link_flags, make_config, ping, stderr_of
 from pyxsw import Switch
 
 pytestmark = pytest.mark.system
@@ -111,17 +111,10 @@ def _run(conf):
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _output(proc):
-    """What a process said on stderr, once it is surely over (reading a live one blocks)."""
-    if proc.poll() is None:
-        proc.kill()
-    return proc.communicate(timeout=10)[1]
-
-
 def _wait_forwarding(lab, proc):
     deadline = time.monotonic() + 20
     while not ping(lab, 0, 1):
-        assert proc.poll() is None and time.monotonic() < deadline, _output(proc)
+        assert proc.poll() is None and time.monotonic() < deadline, stderr_of(proc)
 
 
 def _assert_clean(lab, tmp_path):
@@ -143,7 +136,7 @@ def test_sigstop_sigcont_does_not_stop_pyxsw_run(lab_factory, tmp_path):
             time.sleep(0.5)             # longer than one sigtimedwait() timeout
             proc.send_signal(signal.SIGCONT)
             time.sleep(0.3)
-        assert proc.poll() is None, _output(proc)
+        assert proc.poll() is None, stderr_of(proc)
         assert ping(lab, 0, 1) and ping(lab, 1, 0)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
@@ -163,7 +156,7 @@ def test_every_ending_signal_stops_cleanly(lab_factory, tmp_path, sig):
     try:
         _wait_forwarding(lab, proc)
         proc.send_signal(sig)
-        assert proc.wait(timeout=15) == 0, _output(proc)
+        assert proc.wait(timeout=15) == 0, stderr_of(proc)
         err = proc.stderr.read()
         assert (f"signal {sig}" if sig == signal.SIGRTMIN + 1 else signal.Signals(sig).name) \
             in err, err
@@ -182,7 +175,7 @@ def test_shutdown_rpc_still_stops_pyxsw_run(lab_factory, tmp_path):
         from pyxsw.client import Client
         with Client(str(tmp_path / "sw.sock")) as c:
             assert c.call("shutdown") == {"stopping": True}
-        assert proc.wait(timeout=15) == 0, _output(proc)
+        assert proc.wait(timeout=15) == 0, stderr_of(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -200,11 +193,11 @@ def test_demo_interrupted_leaves_nothing(prefix, sig):
         deadline = time.monotonic() + 30
         while "all-pairs ping" not in line and time.monotonic() < deadline:
             line = proc.stdout.readline()
-            assert line or proc.poll() is None, _output(proc)
+            assert line or proc.poll() is None, stderr_of(proc)
         proc.send_signal(sig)
         time.sleep(0.3)
         proc.send_signal(sig)           # a second one, during the teardown, must not cut it short
-        assert proc.wait(timeout=30) in (0, 1, 130), _output(proc)
+        assert proc.wait(timeout=30) in (0, 1, 130), stderr_of(proc)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -381,10 +381,7 @@ def test_out_of_descriptors_is_not_a_link_state(lab_factory, short_dir):
         assert ping(lab, 0, 1) and ping(lab, 1, 0)
         idle = []
         try:
-            for _ in range(1100):
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                idle.append(s)
-                s.connect(path)                         # blocking: waits for backlog room
+            connect_idle(path, 1100, idle)
             assert wait_until(lambda: len(os.listdir(f"/proc/{proc.pid}/fd")) > 1000)
             for mtu in (1400, 1500):                    # link notifications, read meanwhile
                 subprocess.run(["ip", "link", "set", lab.ports[0], "mtu", str(mtu)], check=True)
@@ -408,6 +405,14 @@ def test_out_of_descriptors_is_not_a_link_state(lab_factory, short_dir):
             assert {e["mac"] for e in c.fdb_list()} >= {h.mac for h in lab.hosts}
         log = (short_dir / "pyxsw.log").read_text()
         assert "is down" not in log and "cannot tell its state" not in log, log[-2000:]
+
+
+def connect_idle(path, n, into):
+    """n clients that connect and say nothing, appended to `into` (closed by the caller)."""
+    for _ in range(n):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        into.append(s)
+        s.connect(path)                         # blocking: waits for backlog room
 
 
 def spare_cores():
@@ -568,10 +573,8 @@ def test_idle_clients_beyond_the_descriptor_limit(lab_factory, short_dir):
         assert ping(lab, 0, 1) and ping(lab, 1, 0)
         idle = []
         try:
-            for _ in range(1100):
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                idle.append(s)
-                s.connect(path)                         # blocking: waits for backlog room
+            connect_idle(path, 1100, idle)
+            for s in idle:
                 s.settimeout(10)
             time.sleep(1)                               # ten link checks
             fds = len(os.listdir(f"/proc/{proc.pid}/fd"))

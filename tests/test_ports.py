@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import link_flags, make_config, ping, running, wait_until
+from helpers import link_flags, make_config, ping, running, stderr_of, wait_until
 
 pytestmark = pytest.mark.system
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,13 +34,6 @@ def recreate(lab, i):
                 ["link", "set", "eth0", "up"]):
         subprocess.run(["ip", "-n", h.ns, *cmd], check=True)
     subprocess.run(["ip", "link", "set", s, "up"], check=True)
-
-
-def _output(proc):
-    """What a process said on stderr, once it is surely over (reading a live one blocks)."""
-    if proc.poll() is None:
-        proc.kill()
-    return proc.communicate(timeout=10)[1]
 
 
 def foreign_program(tmp_path):
@@ -76,7 +69,7 @@ def test_second_instance_never_touches_a_live_switchs_port(lab_factory, tmp_path
     lab = lab_factory(hosts=2)
     a = _cli("run", "-c", str(_conf(tmp_path / "a.toml", tmp_path / "a.sock", lab.ports)))
     try:
-        assert wait_until(lambda: ping(lab, 0, 1), timeout=20, interval=0.2), _output(a)
+        assert wait_until(lambda: ping(lab, 0, 1), timeout=20, interval=0.2), stderr_of(a)
         before = {p: xdp_prog_id(p) for p in lab.ports}
         assert all(before.values())
         b = subprocess.run([sys.executable, "-m", "pyxsw.cli", "run", "-c",
