@@ -11,6 +11,7 @@ checked by the switch when it starts.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import re
 import datetime
@@ -173,7 +174,10 @@ class _Parser:
             self.fail(key, f"expected a table, got {_what(d)}")
         for k in d:
             if k not in fields:
-                self.fail(f"{key}.{_key(k)}" if key else _key(k), "unknown key")
+                # a misspelt key is the usual mistake: name the key it probably meant
+                close = difflib.get_close_matches(k, fields, n=1) if isinstance(k, str) else []
+                self.fail(f"{key}.{_key(k)}" if key else _key(k),
+                          "unknown key" + (f" (did you mean '{close[0]}'?)" if close else ""))
         return d
 
     def integer(self, d, section, key, default, minimum, maximum=None):
