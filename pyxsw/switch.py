@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 
-from . import _core
+from . import __version__, _core
 from .config import Config  # noqa: F401 (type of Switch.config)
 from .links import RESYNC, LinkError, Links
 
@@ -195,6 +195,10 @@ TICK = 0.1                  # housekeeping: FDB events and aging, link notificat
 class Switch:
     def __init__(self, config: Config):
         self.config = config
+        # Where the configuration came from, for `status`: a file as an absolute path (the
+        # operator asking may be elsewhere), a "<dict>"-like source as it is.
+        src = str(config.source)
+        self.config_path = src if src.startswith("<") else os.path.abspath(src)
         self.core = None
         self.links = None
         self.ports: dict[str, Port] = {}
@@ -650,6 +654,9 @@ class Switch:
         core = self.core
         return {
             "name": self.config.switch.name,
+            "version": __version__,
+            "pid": os.getpid(),
+            "config": self.config_path,
             "mode": core.mode,
             "uptime": round(time.monotonic() - self.started_at, 3) if self.started_at else 0,
             "workers": [{"queue": q, "core": c} for q, c in enumerate(self.config.switch.cores)],

@@ -18,7 +18,7 @@ import msgpack
 import pytest
 
 from helpers import BCAST, eth_frame, ping, run_async, send, udp_flows, udp_sink, wait_until
-from pyxsw import Config, Switch
+from pyxsw import Config, Switch, __version__
 from pyxsw.client import AsyncClient, Client, RpcError
 from pyxsw.mgmt.ctl import ctl_main
 from pyxsw.mgmt.server import Server
@@ -298,7 +298,9 @@ def test_pyxsw_run_ctl_and_a_second_instance(lab_factory, short_dir):
                                   cwd=ROOT, env=env, capture_output=True, text=True)
 
         assert wait_until(lambda: status().returncode == 0, timeout=20, interval=0.2)
-        assert json.loads(status().stdout)["name"] == "t"
+        st = json.loads(status().stdout)
+        assert st["name"] == "t" and st["pid"] == first.pid and st["config"] == str(cfg)
+        assert st["version"] == __version__ and isinstance(st["uptime"], (int, float))
         assert oct(sock.stat().st_mode & 0o777) == oct(0o600)
         assert ping(lab, 0, 1)
 
