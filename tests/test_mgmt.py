@@ -5,6 +5,7 @@ Every test that serves runs with the server's loop on uvloop and on plain asynci
 import asyncio
 import json
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -301,6 +302,11 @@ def test_pyxsw_run_ctl_and_a_second_instance(lab_factory, short_dir):
         st = json.loads(status().stdout)
         assert st["name"] == "t" and st["pid"] == first.pid and st["config"] == str(cfg)
         assert st["version"] == __version__ and isinstance(st["uptime"], (int, float))
+        # $PYXSW_SOCKET instead of -s; the human status says how long it has run
+        human = subprocess.run(pyxsw + ["ctl", "status"], cwd=ROOT, capture_output=True,
+                               text=True, env=dict(env, PYXSW_SOCKET=str(sock)))
+        assert human.returncode == 0 and f"pid: {first.pid}" in human.stdout, human.stderr
+        assert re.search(r"^uptime: (\d+[dhm] )*\d+s$", human.stdout, re.M), human.stdout
         assert oct(sock.stat().st_mode & 0o777) == oct(0o600)
         assert ping(lab, 0, 1)
 

@@ -25,6 +25,7 @@ from helpers import run_async
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from pyxsw import __version__
 from pyxsw.client import AsyncClient, Client, RpcError
 from pyxsw.mgmt import handlers
 from pyxsw.mgmt.ctl import ctl_main
@@ -87,7 +88,9 @@ class FakeSwitch:
 
     # the Switch API
     def status(self):
-        return {"name": "fake", "mode": self.mode, "uptime": 1.5,
+        return {"name": "fake", "version": __version__, "pid": os.getpid(),
+                "config": "/etc/pyxsw/fake.toml", "mode": self.mode,
+                "uptime": 2 * 86400 + 3 * 3600 + 4 * 60 + 5.25,
                 "workers": [{"queue": 0, "core": 1}],
                 "ports": [{"name": p.name, "index": p.index, "up": p.up}
                           for p in self.ports.values()],
@@ -1091,7 +1094,7 @@ def test_ctl_errors(served, capsys):
     code, out, err = ctl(served, capsys, "port", "del", "s9")
     assert code == 1 and out == "" and "not_found" in err and "s9" in err
     code, _, err = ctl(served, capsys, "fdb", "add", "zz:00:00:00:00:01", "s0")
-    assert code == 1 and "invalid_params" in err
+    assert code == 2 and "not a MAC address" in err     # checked here: nothing sent
     assert ctl(served, capsys, "mode", "turbo")[0] == 2
     assert ctl(served, capsys, "aging", "-5")[0] == 2
     assert ctl(served, capsys, "fdb", "show", "--vlan", "5000")[0] == 2

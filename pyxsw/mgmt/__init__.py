@@ -12,7 +12,8 @@ Wire format (MessagePack-RPC):
 """
 
 REQUEST, RESPONSE, NOTIFY = 0, 1, 2
-DEFAULT_SOCKET = "/run/pyxsw/sw0.sock"
+RUNTIME_DIR = "/run/pyxsw"              # where switches keep their sockets by default
+DEFAULT_SOCKET = RUNTIME_DIR + "/sw0.sock"
 
 # Requests are small; a bigger one is a client bug or an attack, and the server must not
 # buffer it.  Replies (an FDB listing) can be far bigger: clients allow much more.

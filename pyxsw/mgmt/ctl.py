@@ -1,25 +1,39 @@
 """`pyxsw ctl`: talk to a running switch through its management socket.
 
-    pyxsw ctl [-s SOCKET] [--json] COMMAND
-      status | port list | port add IFNAME | port del IFNAME | port stats [IFNAME]
+    pyxsw ctl [-s SOCKET] [--json] [--timeout SECONDS] COMMAND
+      status | port list | port add IFNAME | port del IFNAME | port stats [IFNAME] [--wide]
       fdb show [--port IFNAME] [--vlan N] | fdb add MAC IFNAME [--vlan N]
       fdb del MAC [--vlan N] | fdb flush [--port IFNAME]
       mode poll|interrupt|adaptive | aging SECONDS | shutdown | events
 
-Readable tables by default; `--json` prints the RPC result as JSON (events: one per line).
+The switch: `-s SOCKET`, else $PYXSW_SOCKET, else the one switch serving a socket in
+/run/pyxsw (when several do, name one), else /run/pyxsw/sw0.sock.
+
+Readable tables by default; `--json` prints the RPC result as JSON (events: one per line),
+and every error as {"error": {"code": ..., "message": ...}} on stderr (stdout carries
+results only).  Arguments are checked here by the switch's own rules (pyxsw.mgmt.handlers)
+before anything is sent, so that a value the switch would refuse is a usage error.
 Exit codes: 0 done, 1 the switch refused (the error is printed), 2 usage, 3 no switch to
-talk to (socket missing, refused, not permitted, or the connection failed).
+talk to (socket missing, refused, not permitted, the connection failed or timed out).
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import os
+import socket
+import stat
 import sys
 
-from . import DEFAULT_SOCKET, RpcError
-from .handlers import MODES
+from . import DEFAULT_SOCKET, RUNTIME_DIR, RpcError
+from .handlers import MAX_AGING, MODES, _ifname, _int, _mac, _station, _vlan
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+USAGE, UNREACHABLE = "usage", "unreachable"     # error codes of our own, beside the switch's
+ENV_SOCKET = "PYXSW_SOCKET"
+MAX_TIMEOUT = 1e9               # socket.settimeout() overflows a little past 9e9
+WIDTH = 80                      # what one port's counters must fit
 PORT_COUNTERS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
                  "rx_dropped", "tx_dropped", "flooded")
 
@@ -68,7 +82,19 @@ def _mapping(d, indent=""):
 
 
 def show_status(r, args):
+    if _is_number(r.get("uptime")):             # seconds in the result, for scripts
+        r = dict(r, uptime=duration(r["uptime"]))
     return _mapping(r)
+
+
+def duration(seconds):
+    """'2d 3h 4m 5s', from the largest unit there is, in whole seconds."""
+    left, parts = int(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if left >= size or parts:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return " ".join(parts + [f"{left}s"])
 
 
 def show_ports(r, args):
@@ -78,10 +104,12 @@ def show_ports(r, args):
 
 
 def show_stats(r, args):
+    if args.name and not args.wide:
+        return port_counters(args.name, r[args.name])
     out = table(["port", "up", *PORT_COUNTERS],
                 [[name, s.get("up"), *(s.get(k) for k in PORT_COUNTERS)]
                  for name, s in sorted(r.items())])
-    if args.name:                               # one port: its details too
+    if args.name:                               # --wide: one row, then its details
         s = r[args.name]
         rest = {k: v for k, v in s.items() if k not in PORT_COUNTERS and k != "up"}
         if rest:
@@ -89,9 +117,59 @@ def show_stats(r, args):
     return out
 
 
+def port_counters(name, s, width=WIDTH):
+    """One port's counters, one 'counter  value' line each, so that they fit `width`
+    columns whatever the numbers (a 64-bit count has 20 digits); below them the kernel's
+    (xdp) and the per-queue figures, queues side by side as far as they fit."""
+    flat = [k for k in PORT_COUNTERS if k in s] + \
+        [k for k, v in s.items() if k not in PORT_COUNTERS and k != "up"
+         and not isinstance(v, (dict, list))]
+    lines = [f"port {name}: {'up' if s.get('up') else 'not up'}"] + _column(s, flat)
+    for k, v in s.items():
+        if isinstance(v, dict):
+            lines += [f"{k}:"] + _column(v, list(v))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            lines += [f"{k}:"] + _across(v, width)
+    return "\n".join(lines)
+
+
+def _column(d, keys, indent="  "):
+    kw = max(map(len, keys), default=0)
+    vw = max((len(_cell(d[k])) for k in keys), default=0)
+    return [f"{indent}{k:<{kw}}  " + (_cell(d[k]).rjust(vw) if _is_number(d[k]) else _cell(d[k]))
+            for k in keys]
+
+
+def _across(records, width, indent="  "):
+    """Records (the queues) as columns named by their first key ('queue 0', 'queue 1'),
+    a line per other key, in as many blocks as it takes to fit `width`."""
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    name, keys = keys[0], keys[1:]
+    room = width - len(indent) - max(map(len, keys), default=0)
+    blocks, block, used = [], [], 0
+    for r in records:
+        w = 2 + max(len(_cell(x)) for x in [f"{name} {_cell(r.get(name))}",
+                                            *(r.get(k) for k in keys)])
+        if block and used + w > room:
+            blocks.append(block)
+            block, used = [], 0
+        block.append(r)
+        used += w
+    blocks.append(block)
+    lines = []
+    for b in blocks:
+        lines += [""] * bool(lines) + [
+            indent + line for line in
+            table(["", *(f"{name} {_cell(r.get(name))}" for r in b)],
+                  [[k, *(r.get(k) for r in b)] for k in keys]).splitlines()]
+    return lines
+
+
 def show_fdb(r, args):
+    # sorted here too, whatever order a switch sends: port, then VLAN (a number), then MAC
+    entries = sorted(r, key=lambda e: (str(e["port"]), int(e["vlan"]), str(e["mac"])))
     rows = [[e["mac"], e["vlan"], e["port"], e["age"], "static" if e["static"] else "learned"]
-            for e in r]
+            for e in entries]
     return table(["mac", "vlan", "port", "age", "type"], rows) + \
         f"\n{len(r)} entr{'y' if len(r) == 1 else 'ies'}"
 
@@ -118,38 +196,84 @@ def show_event(ev):
 
 # ---------------------------------------------------------------------------- parsing
 
-def _vlan(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= v <= 4095:
-        raise argparse.ArgumentTypeError(f"must be 0..4095: {v}")
-    return v
+class UsageError(Exception):
+    """A usage error (exit 2), as one line: `ctl_main` prints it, as JSON with --json."""
 
 
-def _seconds(text):
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors raised rather than printed (for --json, and one line
+    instead of the usage text), and a "did you mean" for a misspelt command word or choice
+    (Python 3.11's argparse has no suggest_on_error).  Subparsers are of the same class."""
+
+    def error(self, message):
+        words = self.prog.removeprefix("pyxsw ctl").strip()     # "fdb add" for its errors
+        raise UsageError(f"{words}: {message}" if words else message)
+
+    def _check_value(self, action, value):
+        # argparse checks every value with choices here, command words included.
+        if action.choices is None or value in action.choices:
+            return
+        close = difflib.get_close_matches(str(value), list(map(str, action.choices)), n=1)
+        hint = (f"did you mean '{close[0]}'?" if close
+                else f"choose from {', '.join(map(str, action.choices))}")
+        if isinstance(action, argparse._SubParsersAction):
+            raise argparse.ArgumentError(None, f"unknown command {value!r} ({hint})")
+        if not action.option_strings:           # "mode: invalid mode 'pol' (...)"
+            raise argparse.ArgumentError(None, f"invalid {action.dest} {value!r} ({hint})")
+        raise argparse.ArgumentError(action, f"invalid choice {value!r} ({hint})")
+
+
+def _checked(check, *more, integer=False):
+    """An argparse type made of one of the switch's own checks: a value the switch would
+    refuse is a usage error here, said in the switch's words, and nothing is sent.  With
+    `integer`, text that reads as an integer is checked as one (else as the text it is)."""
+    def convert(text):
+        value = text
+        if integer:
+            try:
+                value = int(text)
+            except ValueError:
+                pass
+        try:
+            return check(value, *more)
+        except RpcError as e:
+            raise argparse.ArgumentTypeError(e.message) from None
+    return convert
+
+
+VLAN = _checked(_vlan, integer=True)
+SECONDS = _checked(_int, "seconds", 0, MAX_AGING, integer=True)
+MAC = _checked(_mac)
+STATION = _checked(_station)                    # what a static entry may hold
+IFNAME = _checked(_ifname)
+PORT = _checked(_ifname, "port")
+
+
+def _timeout(text):
     try:
-        v = int(text)
+        v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {v}")
+        v = None
+    if v is None or not 0 < v <= MAX_TIMEOUT:   # NaN too; 0 is a non-blocking socket
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 (at most {MAX_TIMEOUT:.0f}), got {text!r}")
     return v
 
 
 def build_parser():
     # -s and --json are accepted before or after the command words.
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("-s", "--socket", default=argparse.SUPPRESS, metavar="SOCKET",
-                        help=f"management socket (default {DEFAULT_SOCKET})")
+                        help=f"management socket (default: ${ENV_SOCKET}, else the one "
+                             f"switch serving in {RUNTIME_DIR}, else {DEFAULT_SOCKET})")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print the result as JSON")
-    common.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
-                        help="give up on the switch after this long (default 30)")
+                        help="print the result, or the error, as JSON")
+    common.add_argument("--timeout", type=_timeout, default=argparse.SUPPRESS,
+                        metavar="SECONDS", help="give up on the switch after this long "
+                                                "(default 30)")
 
-    p = argparse.ArgumentParser(prog="pyxsw ctl", parents=[common],
-                                description="Talk to a running pyxsw switch.")
+    p = Parser(prog="pyxsw ctl", parents=[common], description="Talk to a running pyxsw switch.",
+               epilog="exit codes: 0 done, 1 the switch refused, 2 usage, 3 unreachable")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def command(parent, name, method, params, show, help):
@@ -163,35 +287,38 @@ def build_parser():
     psub = port.add_subparsers(dest="port_cmd", required=True, metavar="list|add|del|stats")
     command(psub, "list", "port.list", lambda a: {}, show_ports, "the ports")
     command(psub, "add", "port.add", lambda a: {"name": a.name}, None,
-            "make an interface a port").add_argument("name", metavar="IFNAME")
+            "make an interface a port").add_argument("name", type=IFNAME, metavar="IFNAME")
     command(psub, "del", "port.del", lambda a: {"name": a.name}, None,
-            "remove a port").add_argument("name", metavar="IFNAME")
-    command(psub, "stats", "port.stats", lambda a: {"name": a.name}, show_stats,
-            "port counters").add_argument("name", metavar="IFNAME", nargs="?")
+            "remove a port").add_argument("name", type=IFNAME, metavar="IFNAME")
+    c = command(psub, "stats", "port.stats", lambda a: {"name": a.name}, show_stats,
+                "port counters")
+    c.add_argument("name", type=IFNAME, metavar="IFNAME", nargs="?")
+    c.add_argument("--wide", action="store_true",
+                   help="one port's counters as a table row (wider than 80 columns)")
 
     fdb = sub.add_parser("fdb", help="the MAC table")
     fsub = fdb.add_subparsers(dest="fdb_cmd", required=True, metavar="show|add|del|flush")
     c = command(fsub, "show", "fdb.list", lambda a: {"port": a.port, "vlan": a.vlan}, show_fdb,
                 "list entries")
-    c.add_argument("--port", metavar="IFNAME")
-    c.add_argument("--vlan", type=_vlan, metavar="N")
+    c.add_argument("--port", type=PORT, metavar="IFNAME")
+    c.add_argument("--vlan", type=VLAN, metavar="N")
     c = command(fsub, "add", "fdb.add",
                 lambda a: {"mac": a.mac, "port": a.port, "vlan": a.vlan}, None,
                 "add a static entry")
-    c.add_argument("mac", metavar="MAC")
-    c.add_argument("port", metavar="IFNAME")
-    c.add_argument("--vlan", type=_vlan, default=0, metavar="N")
+    c.add_argument("mac", type=STATION, metavar="MAC")
+    c.add_argument("port", type=PORT, metavar="IFNAME")
+    c.add_argument("--vlan", type=VLAN, default=0, metavar="N")
     c = command(fsub, "del", "fdb.del", lambda a: {"mac": a.mac, "vlan": a.vlan}, None,
                 "remove an entry")
-    c.add_argument("mac", metavar="MAC")
-    c.add_argument("--vlan", type=_vlan, default=0, metavar="N")
+    c.add_argument("mac", type=MAC, metavar="MAC")
+    c.add_argument("--vlan", type=VLAN, default=0, metavar="N")
     command(fsub, "flush", "fdb.flush", lambda a: {"port": a.port}, None,
-            "remove learned entries").add_argument("--port", metavar="IFNAME")
+            "remove learned entries").add_argument("--port", type=PORT, metavar="IFNAME")
 
     command(sub, "mode", "mode.set", lambda a: {"mode": a.mode}, None,
             "change the workers' mode").add_argument("mode", choices=MODES)
     command(sub, "aging", "aging.set", lambda a: {"seconds": a.seconds}, None,
-            "set the FDB aging time (0: never)").add_argument("seconds", type=_seconds,
+            "set the FDB aging time (0: never)").add_argument("seconds", type=SECONDS,
                                                                metavar="SECONDS")
     command(sub, "shutdown", "shutdown", lambda a: {}, None, "stop the switch")
     command(sub, "events", "events.subscribe", lambda a: {}, None,
@@ -203,48 +330,112 @@ def build_parser():
 
 def ctl_main(argv=None) -> int:
     """`pyxsw ctl ARGV...`; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in argv                  # known before parsing: usage errors too
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as e:                     # --help (0) or a usage error (2)
+        path = socket_path(args)
+    except UsageError as e:
+        return _error(USAGE, str(e), EXIT_USAGE, as_json)
+    except SystemExit as e:                     # --help
         return e.code if isinstance(e.code, int) else EXIT_USAGE
-    path = getattr(args, "socket", DEFAULT_SOCKET)
-    as_json = getattr(args, "json", False)
+    timeout = getattr(args, "timeout", 30.0)
     from ..client import Client                 # here: `pyxsw ctl --help` needs no msgpack
 
     try:
-        with Client(path, timeout=getattr(args, "timeout", 30.0)) as c:
+        with Client(path, timeout=timeout) as c:
             if args.method == "events.subscribe":
                 return _follow(c, as_json)
             result = c.call(args.method, **{k: v for k, v in args.params(args).items()
                                             if v is not None})
     except RpcError as e:
-        print(f"pyxsw ctl: {e.code}: {e.message}", file=sys.stderr)
-        return EXIT_REFUSED
+        return _error(e.code, e.message, EXIT_REFUSED, as_json)
     except FileNotFoundError:
-        return _unreachable(f"{path}: no such socket: is the switch running "
-                            "(`pyxsw run -c FILE`), and is this its socket (-s)?")
+        why = (f"{path}: no such socket: is the switch running (`pyxsw run -c FILE`), and is "
+               "this its socket (-s)?")
     except ConnectionRefusedError:
-        return _unreachable(f"{path}: connection refused: no switch is serving this socket "
-                            "(a file left by a switch that died?)")
+        why = (f"{path}: connection refused: no switch is serving this socket (a file left by "
+               "a switch that died?)")
     except PermissionError:
-        return _unreachable(f"{path}: permission denied: run as root or as a member of the "
-                            "socket's group")
-    except (TimeoutError, OSError) as e:        # ConnectionError and socket.timeout included
-        return _unreachable(f"{path}: {e}")
+        why = f"{path}: permission denied: run as root or as a member of the socket's group"
+    except TimeoutError:                        # socket.timeout too
+        why = f"{path}: no reply within {timeout:g} s"
+    except OSError as e:                        # ConnectionError (closed on us) included
+        why = f"{path}: {e}"
     except KeyboardInterrupt:
         return 130
-
-    if as_json:
-        print(json.dumps(result, indent=2, default=str))
     else:
-        show = args.show or SHOW_DONE[args.method]
-        print(show(result, args))
-    return EXIT_OK
+        if as_json:
+            print(json.dumps(result, indent=2, default=str))
+        else:
+            show = args.show or SHOW_DONE[args.method]
+            print(show(result, args))
+        return EXIT_OK
+    return _error(UNREACHABLE, why, EXIT_UNREACHABLE, as_json)
 
 
-def _unreachable(message):
-    print(f"pyxsw ctl: {message}", file=sys.stderr)
-    return EXIT_UNREACHABLE
+def _error(code, message, exit_code, as_json):
+    """One line on stderr: the switch's error code is shown when it refused; with --json,
+    {"error": {"code", "message"}} whatever the error (codes of our own: usage,
+    unreachable)."""
+    if as_json:
+        line = json.dumps({"error": {"code": code, "message": message}})
+    elif exit_code == EXIT_REFUSED:
+        line = f"pyxsw ctl: {code}: {message}"
+    else:
+        line = f"pyxsw ctl: {message}"
+    print(line, file=sys.stderr)
+    return exit_code
+
+
+def socket_path(args):
+    """-s, else $PYXSW_SOCKET, else the socket of the one switch serving in RUNTIME_DIR,
+    else the default (whose absence the connection reports as usual).  Several serving
+    there is a usage error: which one is meant cannot be guessed."""
+    path = getattr(args, "socket", None)
+    if path is None:
+        path = os.environ.get(ENV_SOCKET) or None
+    if path is not None:
+        return path
+    serving = serving_sockets(RUNTIME_DIR)
+    if len(serving) > 1:
+        raise UsageError(f"{len(serving)} switches serve in {RUNTIME_DIR} ("
+                         f"{', '.join(os.path.basename(p) for p in serving)}): name one with "
+                         f"-s SOCKET or ${ENV_SOCKET}")
+    return serving[0] if serving else DEFAULT_SOCKET
+
+
+def serving_sockets(directory):
+    """The *.sock sockets of `directory` a switch serves (others there: claim files,
+    sockets left by switches that died)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            if name.endswith(".sock") and stat.S_ISSOCK(os.lstat(path).st_mode) and \
+                    _answers(path):
+                found.append(path)
+        except OSError:
+            pass
+    return found
+
+
+def _answers(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1.0)
+    try:
+        s.connect(path)
+    except (PermissionError, TimeoutError):     # served, by a switch we may not use / a busy one
+        return True
+    except OSError:                             # refused: a socket whose switch is gone
+        return False
+    finally:
+        s.close()
+    return True
 
 
 def _follow(client, as_json):

@@ -3,7 +3,8 @@
 A method is `fn(conn, **arguments)`: `conn` is the client's connection (`conn.switch` is
 the Switch; `conn.subscribe()` and `conn.after_reply(fn)` are for the two methods that act
 on the connection or the server).  Each function checks its arguments' values before the
-switch sees them and raises RpcError for anything wrong; `bind_args` has already checked
+switch sees them and raises RpcError for anything wrong (`pyxsw ctl` applies the same checks,
+these functions, to its arguments before it sends them); `bind_args` has already checked
 their names against the function's signature, so an unknown or missing argument never
 reaches it.  Methods marked `blocking` run in the loop's executor: they can take a second
 (attaching XDP, creating sockets) and the loop must keep serving other clients meanwhile.
@@ -116,6 +117,14 @@ def _mac(value):
     return value.lower().replace("-", ":")
 
 
+def _station(value):
+    """A MAC a static entry can hold: a station's, never a group (multicast) address."""
+    mac = _mac(value)
+    if int(mac[:2], 16) & 1:
+        raise _bad(f"{mac} is a multicast address: it cannot be a station")
+    return mac
+
+
 def _ifname(value, what="interface name"):
     """What the kernel accepts as a name (dev_valid_name): 1..15 bytes, not '.' or '..',
     no '/', ':' or white space."""
@@ -192,9 +201,7 @@ def fdb_list(conn, port=None, vlan=None):
 
 @method("fdb.add")
 def fdb_add(conn, mac, port, vlan=0):
-    mac, vlan = _mac(mac), _vlan(vlan)
-    if int(mac[:2], 16) & 1:
-        raise _bad(f"{mac} is a multicast address: it cannot be a station")
+    mac, vlan = _station(mac), _vlan(vlan)
     port = _port(conn.switch, port)
     new = conn.switch.fdb_add(mac, port, vlan=vlan)
     return {"mac": mac, "vlan": vlan, "port": port, "static": True, "new": bool(new)}
