@@ -1,6 +1,5 @@
 """Shell completion generated from the parsers (pyxsw.completion): the scripts parse, and
 run in bash (and zsh, if installed) they offer what the parsers accept."""
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +50,6 @@ compdef() { print -- "compdef $*" }
 """
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
 def test_zsh_completion(short_dir):
     """zsh -n, then the function run with its completion builtins stubbed to print what
     they are given (the real ones filter by the prefix typed: here everything offered)."""
