@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 
-from . import _core
+from . import __version__, _core
 from .config import Config  # noqa: F401 (type of Switch.config)
 from .links import RESYNC, LinkError, Links
 
@@ -226,6 +226,11 @@ class Switch:
             if core not in allowed:
                 raise SwitchError(f"core {core} does not exist or is not usable here "
                                   f"(usable: {sorted(allowed)})", key=f"switch.cores[{i}]")
+        obj = _core._bpf_object_path()
+        if not os.path.exists(obj):
+            # The installation's fault, not the configuration's: no key (exit 1, not 2).
+            raise SwitchError(f"the XDP program {obj} is missing: this pyxsw was built without "
+                              "clang; reinstall it where clang is installed")
         _ensure_bpffs()
         self._stop.clear()
         try:
@@ -650,6 +655,7 @@ class Switch:
         core = self.core
         return {
             "name": self.config.switch.name,
+            "version": __version__,
             "mode": core.mode,
             "uptime": round(time.monotonic() - self.started_at, 3) if self.started_at else 0,
             "workers": [{"queue": q, "core": c} for q, c in enumerate(self.config.switch.cores)],
