@@ -1,16 +1,21 @@
 """Build pyxsw: the Cython core against libxdp/libbpf, and the XDP program with clang.
 
+The package's metadata (name, version, dependencies, entry point) is in pyproject.toml;
+this file holds what needs code: the extension's flags from pkg-config and the BPF step.
+
 `PYXSW_DEBUG=1` builds the core with its invariant checks on (frame accounting on every
 burst) and with AddressSanitizer; release builds compile those checks away.
 """
 import os
 import shlex
+import shutil
 import subprocess
 import sysconfig
 from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import ExecError
 
 ROOT = Path(__file__).resolve().parent
 DEBUG = os.environ.get("PYXSW_DEBUG", "") not in ("", "0")
@@ -22,7 +27,11 @@ def pkgconfig(flag, *libs):
 
 
 class BuildExt(build_ext):
-    """Cythonize lazily (Cython is a build requirement) and compile the BPF objects too."""
+    """Cythonize lazily (Cython is a build requirement) and compile the BPF objects too.
+
+    The BPF objects go where the extension goes: into the tree for an in-place build
+    (`make build`, editable installs), into build_lib for a wheel.  Not package data:
+    build_py collects that before build_ext runs, so a clean tree's wheel went without it."""
 
     def finalize_options(self):
         super().finalize_options()
@@ -40,11 +49,22 @@ class BuildExt(build_ext):
         self.build_bpf()
         super().run()
 
+    def bpf_objects(self):
+        out = ROOT / "pyxsw" / "bpf" if self.inplace else Path(self.build_lib) / "pyxsw" / "bpf"
+        return [(src, out / (src.name[: -len(".c")] + ".o"))
+                for src in sorted((ROOT / "xdp").glob("*.bpf.c"))]
+
+    def get_outputs(self):
+        return super().get_outputs() + [str(obj) for _, obj in self.bpf_objects()]
+
     def build_bpf(self):
         arch = sysconfig.get_config_var("MULTIARCH") or f"{os.uname().machine}-linux-gnu"
-        for src in sorted((ROOT / "xdp").glob("*.bpf.c")):
-            obj = ROOT / "pyxsw" / "bpf" / (src.name[: -len(".c")] + ".o")
-            obj.parent.mkdir(exist_ok=True)
+        if not shutil.which("clang"):
+            # Without it the switch could not attach a port: no package rather than a broken one.
+            raise ExecError("clang is needed to build pyxsw's XDP program "
+                            "(Debian: apt-get install clang llvm libbpf-dev)")
+        for src, obj in self.bpf_objects():
+            obj.parent.mkdir(parents=True, exist_ok=True)
             if obj.exists() and obj.stat().st_mtime >= max(
                     p.stat().st_mtime for p in (ROOT / "xdp").iterdir()):
                 continue
@@ -62,11 +82,6 @@ if DEBUG:
     ldflags += ["-fsanitize=address"]
 
 setup(
-    name="pyxsw",
-    version="0.1.0",
-    description="A userspace Ethernet switch on AF_XDP with a Cython core",
-    packages=["pyxsw", "pyxsw.mgmt"],
-    package_data={"pyxsw": ["bpf/*.o"]},
     ext_modules=[Extension(
         "pyxsw._core",
         ["pyxsw/_core.pyx"],
@@ -74,6 +89,4 @@ setup(
         extra_link_args=ldflags + pkgconfig("--libs", "libxdp", "libbpf") + ["-lpthread"],
     )],
     cmdclass={"build_ext": BuildExt},
-    entry_points={"console_scripts": ["pyxsw = pyxsw.cli:main"]},
-    python_requires=">=3.11",
 )

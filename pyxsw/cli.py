@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 
+from . import __version__
 from .config import Config, ConfigError
 from .lab import Lab, LabError, check_prefix, lab_down, lab_up
 
@@ -299,6 +300,7 @@ def cmd_demo(args):
 
 def build_parser():
     p = argparse.ArgumentParser(prog="pyxsw", description="A userspace Ethernet switch on AF_XDP.")
+    p.add_argument("--version", action="version", version=f"pyxsw {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="run a switch in the foreground")

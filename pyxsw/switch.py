@@ -230,6 +230,11 @@ class Switch:
             if core not in allowed:
                 raise SwitchError(f"core {core} does not exist or is not usable here "
                                   f"(usable: {sorted(allowed)})", key=f"switch.cores[{i}]")
+        obj = _core._bpf_object_path()
+        if not os.path.exists(obj):
+            # The installation's fault, not the configuration's: no key (exit 1, not 2).
+            raise SwitchError(f"the XDP program {obj} is missing: this pyxsw was built without "
+                              "clang; reinstall it where clang is installed")
         _ensure_bpffs()
         self._stop.clear()
         try:
