@@ -1,9 +1,10 @@
 # pyxsw: `make demo` and `make test` are all a new machine needs (run as root).
+# (systemd: only its systemd-analyze, which tests/test_service.py verifies the unit with.)
 PY        ?= python3
 VENV      := .venv
 VPY       := $(VENV)/bin/python
 DEB_PKGS  := clang llvm libxdp-dev libbpf-dev libelf-dev pkg-config xdp-tools bpftool \
-             iproute2 ethtool iputils-ping tcpdump iperf3 python3-venv zsh
+             iproute2 ethtool iputils-ping tcpdump iperf3 python3-venv systemd zsh
 BENCH_PKGS := dpdk-dev openvswitch-switch linux-perf
 
 .PHONY: install deps build demo test test-unit test-debug soak bench clean

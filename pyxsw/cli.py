@@ -1,7 +1,9 @@
 """The `pyxsw` command: run, ctl, lab up/down, demo.
 
-Exit codes: 0 success, 1 failure at run time (a ping failed, an interface is missing...),
-2 a configuration or usage error, always reported as one line on stderr.
+Exit codes: 0 success, 1 failure at run time (a ping failed, a lab's interface is missing...),
+2 a configuration or usage error, always reported as one line on stderr.  `pyxsw run` also
+exits 75 (EX_TEMPFAIL) when the machine is not ready for the configuration yet: an interface
+missing or busy, the management socket served by another instance (systemd retries that one).
 """
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 
 from . import __version__
 from .config import Config, ConfigError
 from .lab import Lab, LabError, check_prefix, lab_down, lab_up
+from .service import Notifier, ports_status
 
 log = logging.getLogger("pyxsw")
 
@@ -51,20 +55,31 @@ STOP_SIGNALS = frozenset(
 # How long the management loop may take to close once asked (it gives requests under way 5 s).
 LOOP_CLOSE = 15.0
 IDLE_NICE = 19                  # the management loop's, with [management] priority = "idle"
+# `pyxsw run`'s exit codes (README, "Running as a service"): the unit retries 75, never 2.
+EXIT_RUNTIME = 1                # failed while running (the management loop died...)
+EXIT_CONFIG = 2                 # the file is wrong as written: restarting cannot help
+EXIT_NOT_READY = os.EX_TEMPFAIL  # 75: the machine is not ready for the file yet: retry
+# Readiness (READY=1 to systemd) waits for every port to forward, this long at most: a NIC's
+# link can drop for a moment when XDP attaches, but a port with no cable must not hold the
+# boot up.  Ports not up by then are named in STATUS= and forward once their link is up.
+READY_WAIT = 5.0
 
 
 def cmd_run(args):
     try:
         cfg = Config.load(args.config)
     except ConfigError as e:
-        return _fail(str(e), 2)
+        return _fail(str(e), EXIT_CONFIG)
     _setup_logging()
     # The compiled core and the server only once the file is good.
     from .mgmt.server import Server, ServerError
     from .switch import Switch, SwitchError
 
     _raise_nofile(cfg)
+    notifier = Notifier()               # systemd's NOTIFY_SOCKET; does nothing without it
     sw = Switch(cfg)
+    if notifier.watchdog_interval:
+        sw.set_heartbeat(notifier.watchdog)
     server = Server(sw, cfg.management.socket, group=cfg.management.group or None,
                     max_clients=cfg.management.max_clients)
     # Stop signals wait, blocked, for this thread to take them (sigwait below): never a
@@ -75,16 +90,17 @@ def cmd_run(args):
         server.bind()
     except (ServerError, OSError) as e:
         key = getattr(e, "key", "management.socket")     # a group's problem names the group
-        return _fail(f"{cfg.source}: {key}: {_line(e)}", 2)
+        return _fail(f"{cfg.source}: {key}: {_line(e)}",
+                     EXIT_NOT_READY if getattr(e, "temporary", False) else EXIT_CONFIG)
     failed = []
     ended = threading.Event()
     try:
         try:
             sw.start()
         except SwitchError as e:
-            if getattr(e, "key", None):
-                return _fail(f"{cfg.source}: {e.key}: {_line(e)}", 2)
-            return _fail(f"pyxsw: {_line(e)}", 1)
+            line = f"{cfg.source}: {e.key}: {_line(e)}" if e.key else f"pyxsw: {_line(e)}"
+            return _fail(line, EXIT_NOT_READY if e.temporary else
+                         EXIT_CONFIG if e.key else EXIT_RUNTIME)
         sw.leave_worker_cores()
         loop = threading.Thread(target=_serve, name="pyxsw-management", daemon=True,
                                 args=(server, cfg.management.priority, failed, ended,
@@ -93,10 +109,17 @@ def cmd_run(args):
         log.info("switch %s running: ports %s; mode %s; cores %s; socket %s", cfg.switch.name,
                  ", ".join(p.name for p in cfg.ports) or "(none)", cfg.switch.mode,
                  ",".join(map(str, cfg.switch.cores)), cfg.management.socket)
+        if _wait_ready(sw, server, ended):
+            ports = list(sw.ports.values())
+            status = ports_status(ports)
+            if not all(p.up for p in ports):
+                log.warning("%s", status)
+            notifier.ready(status)
         # This thread, at normal priority, only waits: for a stop signal, or for the loop to
         # end (the shutdown RPC), which wakes it with one.  sigwait() returns nothing but a
         # signal of the set (sigtimedwait can return garbage after EINTR: issue 9).
         signo = signal.sigwait(STOP_SIGNALS)
+        notifier.stopping()
         if not ended.is_set():
             server.request_stop()
             with contextlib.suppress(OSError):      # a loop held back by design stops at once
@@ -111,8 +134,20 @@ def cmd_run(args):
         server.release()
         sw.stop()
     if failed:
-        return _fail(f"pyxsw: management: {failed[0]}", 1)
+        return _fail(f"pyxsw: management: {failed[0]}", EXIT_RUNTIME)
     return 0
+
+
+def _wait_ready(sw, server, ended):
+    """Until the management socket serves and every port is up (READY_WAIT at most for the
+    ports); False if a stop signal or the loop's end came first."""
+    deadline = time.monotonic() + READY_WAIT
+    while not ended.is_set() and not signal.sigpending() & STOP_SIGNALS:
+        if server.started.is_set() and (all(p.up for p in list(sw.ports.values()))
+                                        or time.monotonic() >= deadline):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def _raise_nofile(cfg):

@@ -33,12 +33,24 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 
 
-class SwitchError(Exception):
-    """A start-up problem the operator must fix; `key` names the config key when there is one."""
+# What says the machine is not ready yet, rather than the file wrong: an interface that does
+# not exist (yet), one busy with another switch or XDP program, a resource that comes free.
+# `pyxsw run` exits 75 (EX_TEMPFAIL) on those, which systemd's Restart=on-failure retries.
+TEMPORARY = frozenset({errno.ENODEV, errno.ENXIO, errno.EBUSY, errno.EAGAIN, errno.EADDRINUSE})
 
-    def __init__(self, message, key=None):
+
+class SwitchError(Exception):
+    """A start-up problem the operator must fix; `key` names the config key when there is one.
+    `temporary`: the machine is not ready yet (see TEMPORARY); waiting may fix it."""
+
+    def __init__(self, message, key=None, temporary=False):
         super().__init__(message)
         self.key = key
+        self.temporary = temporary
+
+
+def _temporary(e):
+    return isinstance(e, OSError) and e.errno in TEMPORARY
 
 
 class _Promisc:
@@ -190,6 +202,8 @@ class Port:
 
 
 TICK = 0.1                  # housekeeping: FDB events and aging, link notifications
+WORKER_STALL = 5.0          # a worker whose loop has not turned for this long is stuck: it
+                            # turns at least once a second, asleep or not (SLEEP_MS)
 
 
 class Switch:
@@ -212,6 +226,9 @@ class Switch:
         self._stop_lock = threading.Lock()
         self._listeners = []
         self._seen_lost = 0                 # worker ring losses already reported as events.lost
+        self._heartbeat = None              # set_heartbeat()
+        self._turns = {}                    # worker q -> (loops, when they last changed)
+        self._sick = ""                     # why the last tick was not healthy, as logged
         self.started_at = None
 
     # ------------------------------------------------------------------ life cycle
@@ -237,6 +254,7 @@ class Switch:
                               "clang; reinstall it where clang is installed")
         _ensure_bpffs()
         self._stop.clear()
+        self._turns.clear()
         try:
             _check_memory(c)
             self.core = _core.Core(
@@ -246,20 +264,22 @@ class Switch:
                 port_limit=c.fdb.port_limit, aging=c.fdb.aging,
                 zero_copy=c.switch.zero_copy, xdp_mode=c.switch.xdp_mode, mode=c.switch.mode)
         except (OSError, MemoryError, ValueError) as e:
-            raise SwitchError(_reason(e), key=_PARAM_KEYS.get(getattr(e, "param", None), "-")) \
-                from e
+            raise SwitchError(_reason(e), key=_PARAM_KEYS.get(getattr(e, "param", None), "-"),
+                              temporary=_temporary(e)) from e
         try:
             try:
                 self.links = Links()
             except OSError as e:
-                raise SwitchError(f"cannot open rtnetlink: {_reason(e)}") from e
+                raise SwitchError(f"cannot open rtnetlink: {_reason(e)}",
+                                  temporary=_temporary(e)) from e
             for i, p in enumerate(c.ports):
                 try:
                     self.add_port(p.name, flood_limit=p.flood_limit,
                                   forward_reserved=p.forward_reserved)
                 except (OSError, MemoryError, ValueError) as e:
                     raise SwitchError(_reason(e), key=_PARAM_KEYS.get(getattr(e, "param", None),
-                                                                      f"port[{i}].name")) from e
+                                                                      f"port[{i}].name"),
+                                      temporary=_temporary(e)) from e
             for q, cpu in enumerate(c.switch.cores):
                 t = threading.Thread(target=self._worker, args=(q, cpu),
                                      name=f"pyxsw-worker-{q}", daemon=True)
@@ -334,6 +354,28 @@ class Switch:
             except Exception:
                 log.exception("event listener")
 
+    def set_heartbeat(self, fn):
+        """Have housekeeping call fn() after every tick it completes while the switch is
+        healthy: every worker thread alive and its loop turning.  `pyxsw run` feeds systemd's
+        watchdog from it, so a worker that died or hangs, or a housekeeping loop that fails
+        every tick or is stuck, stops the feeding and systemd restarts the switch."""
+        self._heartbeat = fn
+
+    def _unhealthy(self):
+        """Why the switch is not healthy, or ''."""
+        now = time.monotonic()
+        if len(self._threads) != self.core.workers:
+            return "the workers are not all running"
+        for q, (t, w) in enumerate(zip(self._threads, self.core.worker_stats())):
+            if not t.is_alive():
+                return f"worker {q}'s thread has ended"
+            loops, since = self._turns.get(q, (None, now))
+            if w["loops"] != loops:
+                self._turns[q] = (w["loops"], now)
+            elif now - since > WORKER_STALL:
+                return f"worker {q}'s loop has not turned for {now - since:.0f} s"
+        return ""
+
     def _housekeeping(self):
         """Pass FDB events on, age the FDB and follow the ports' interfaces, every tick, and
         at once when the kernel reports a link change."""
@@ -360,6 +402,18 @@ class Switch:
                         if (changed == RESYNC or port.ifindex in changed
                                 or port.name in changed or port.unsure):
                             self._reconcile(port)
+                    beat = self._heartbeat
+                    sick = self._unhealthy() if beat is not None else ""
+                if self._stop.is_set():     # set before the workers are told to end
+                    break
+                if sick != self._sick:
+                    if sick:
+                        log.error("%s: the switch is not healthy, its heartbeat stops", sick)
+                    else:
+                        log.warning("the switch is healthy again")
+                    self._sick = sick
+                if beat is not None and not sick:
+                    beat()
             except Exception:               # never let housekeeping die silently
                 log.exception("housekeeping")
 

@@ -99,6 +99,14 @@ def test_sw0_example_shows_the_defaults():
     assert c == Config.from_dict({"port": [{"name": "s0"}, {"name": "s1"}]})
 
 
+def test_a_copy_of_sw0_for_another_switch_gets_its_own_socket(tmp_path):
+    """A second instance made by copying sw0.toml and renaming the switch must not fight the
+    first over the management socket: the example leaves the path to follow the name."""
+    copy = tmp_path / "sw1.toml"
+    copy.write_text((ROOT / "conf/sw0.toml").read_text().replace('name = "sw0"', 'name = "sw1"'))
+    assert Config.load(copy).management.socket == "/run/pyxsw/sw1.sock"
+
+
 BAD = [
     # (TOML, key, words the reason must contain)
     ("[switch]\nmodee = 'poll'", "switch.modee", "unknown key"),

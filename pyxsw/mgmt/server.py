@@ -60,11 +60,13 @@ CLOSE_TIMEOUT = 5.0             # how long close() waits for requests under way 
 
 class ServerError(Exception):
     """The server cannot start: the socket is in use, or its path cannot be used.  `key` is
-    the config key at fault, for `pyxsw run`'s one line."""
+    the config key at fault, for `pyxsw run`'s one line; `temporary` when another instance
+    serves the socket (it may be on its way out: `pyxsw run` exits 75, to be retried)."""
 
-    def __init__(self, message, key="management.socket"):
+    def __init__(self, message, key="management.socket", temporary=False):
         super().__init__(message)
         self.key = key
+        self.temporary = temporary
 
 
 def _pack(obj):
@@ -359,7 +361,8 @@ class Server:
         except OSError as e:
             sock.close()
             if e.errno == errno.EADDRINUSE:     # another instance bound it a moment ago
-                raise ServerError(f"{path}: another pyxsw is serving this socket") from e
+                raise ServerError(f"{path}: another pyxsw is serving this socket",
+                                  temporary=True) from e
             self._unlink()
             raise ServerError(f"cannot create the management socket {path}: {e}") from e
         return sock
@@ -397,7 +400,7 @@ class Server:
             raise ServerError(f"{self.path}: cannot check the existing socket: {e}") from e
         finally:
             probe.close()
-        raise ServerError(f"{self.path}: another pyxsw is serving this socket")
+        raise ServerError(f"{self.path}: another pyxsw is serving this socket", temporary=True)
 
     def _unlink(self):
         # Only our own file: a later instance may have replaced it.
