@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -54,6 +55,9 @@ STOP_SIGNALS = frozenset(
     | set(range(signal.SIGRTMIN, signal.SIGRTMAX + 1)))
 # How long the management loop may take to close once asked (it gives requests under way 5 s).
 LOOP_CLOSE = 15.0
+# A management loop that has not turned for this long is wedged (at nice 19 on saturated
+# cores it was seen late by up to 2 s).
+LOOP_STALL = 15.0
 IDLE_NICE = 19                  # the management loop's, with [management] priority = "idle"
 # `pyxsw run`'s exit codes (README, "Running as a service"): the unit retries 75, never 2.
 EXIT_RUNTIME = 1                # failed while running (the management loop died...)
@@ -78,10 +82,10 @@ def cmd_run(args):
     _raise_nofile(cfg)
     notifier = Notifier()               # systemd's NOTIFY_SOCKET; does nothing without it
     sw = Switch(cfg)
-    if notifier.watchdog_interval:
-        sw.set_heartbeat(notifier.watchdog)
     server = Server(sw, cfg.management.socket, group=cfg.management.group or None,
                     max_clients=cfg.management.max_clients)
+    if notifier.watchdog_interval:
+        sw.set_heartbeat(functools.partial(_heartbeat, notifier, server))
     # Stop signals wait, blocked, for this thread to take them (sigwait below): never a
     # handler interrupting start() half-way.  Threads started from here inherit the block.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -115,6 +119,9 @@ def cmd_run(args):
             if not all(p.up for p in ports):
                 log.warning("%s", status)
             notifier.ready(status)
+            if notifier.enabled:            # `systemctl status` follows the ports from now on
+                sw.add_listener(lambda ev: ev["event"].startswith("port.") and notifier.notify(
+                    f"STATUS={ports_status(list(sw.ports.values()))}", wait=False))
         # This thread, at normal priority, only waits: for a stop signal, or for the loop to
         # end (the shutdown RPC), which wakes it with one.  sigwait() returns nothing but a
         # signal of the set (sigtimedwait can return garbage after EINTR: issue 9).
@@ -136,6 +143,19 @@ def cmd_run(args):
     if failed:
         return _fail(f"pyxsw: management: {failed[0]}", EXIT_RUNTIME)
     return 0
+
+
+def _heartbeat(notifier, server):
+    """Called by housekeeping on every healthy tick: feed the watchdog, unless the
+    management loop has stopped turning (wedged: the switch cannot be managed)."""
+    if server.stalled(LOOP_STALL):
+        if not getattr(server, "_stall_said", False):
+            log.error("the management loop has not turned for %d s: the watchdog is no "
+                      "longer fed", LOOP_STALL)
+            server._stall_said = True
+        return
+    server._stall_said = False
+    notifier.watchdog()
 
 
 def _wait_ready(sw, server, ended):

@@ -26,9 +26,13 @@ class Notifier:
         self.sock = None
         if self.address is not None:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)    # close-on-exec
-            # systemd reads its socket at once; never let a slow reader hold the switch up
-            self.sock.settimeout(1.0)
-        # Seconds between two WATCHDOG=1: half the timeout, as sd_watchdog_enabled(3) advises
+            # systemd reads its socket at once; never let a slow reader hold the switch up.
+            # (A timeout would not do: on a datagram socket Python then retries a full
+            # buffer in a busy loop for the whole timeout.)
+            self.sock.setblocking(False)
+        # Seconds between two WATCHDOG=1: at most a quarter of the timeout, and at most one:
+        # a housekeeping tick that is late for a good reason (a NIC resetting as XDP attaches
+        # during a re-attach, a big FDB listing) must not add up to the timeout.
         self.watchdog_interval = _watchdog_interval(env) if self.sock is not None else None
         self._fed = None                    # monotonic time of the last WATCHDOG=1 sent
         self._failed = False                # a send failed: said once in the log
@@ -45,7 +49,16 @@ class Notifier:
         msg = "\n".join(" ".join(f.split()) if f.startswith("STATUS=") else f
                         for f in fields).encode()
         try:
-            self.sock.sendto(msg, 0 if wait else socket.MSG_DONTWAIT, self.address)
+            for _ in range(20 if wait else 1):
+                try:
+                    self.sock.sendto(msg, self.address)
+                    break
+                except BlockingIOError:     # systemd's buffer full: wait a little, or not
+                    if not wait:
+                        raise
+                    time.sleep(0.05)
+            else:
+                raise BlockingIOError(11, "systemd's notify socket stays full")
         except OSError as e:                # systemd gone or busy: the switch goes on
             if not self._failed:
                 log.warning("cannot notify systemd at %s: %s", self.name, e.strerror or e)
@@ -93,7 +106,7 @@ def _address(value):
 
 
 def _watchdog_interval(env):
-    """Half of $WATCHDOG_USEC in seconds, or None: no watchdog, or one meant for another
+    """min(1 s, a quarter of $WATCHDOG_USEC), or None: no watchdog, or one meant for another
     process ($WATCHDOG_PID names the process it is for, when set)."""
     try:
         usec = int(env.get("WATCHDOG_USEC", ""))
@@ -102,7 +115,7 @@ def _watchdog_interval(env):
             return None
     except ValueError:
         return None
-    return usec / 2e6 if usec > 0 else None
+    return min(1.0, usec / 4e6) if usec > 0 else None
 
 
 def ports_status(ports):

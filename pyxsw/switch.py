@@ -108,13 +108,17 @@ def _check_memory(c):
     umem = c.switch.frames * (c.switch.frame_size + 8)      # the frames, and the pool's stack
     fdb = _core.fdb_memory(c.fdb.capacity)
     have = f"this machine has {_core.size_text(avail)} available of {_core.size_text(total)}"
+    # More than the machine has is the file's fault; more than is free right now may pass
+    # once other programs give memory back (exit 75: retried).
     if umem > avail:
         raise SwitchError(f"{c.switch.frames} frames of {c.switch.frame_size} bytes need "
-                          f"{_core.size_text(umem)} of memory; {have}", key="switch.frames")
+                          f"{_core.size_text(umem)} of memory; {have}", key="switch.frames",
+                          temporary=umem <= total)
     if umem + fdb > avail:
         raise SwitchError(f"an FDB of {c.fdb.capacity} entries needs up to "
                           f"{_core.size_text(fdb)} of memory, with the UMEM's "
-                          f"{_core.size_text(umem)}; {have}", key="fdb.capacity")
+                          f"{_core.size_text(umem)}; {have}", key="fdb.capacity",
+                          temporary=umem + fdb <= total)
 
 
 def _ensure_bpffs():
@@ -562,7 +566,11 @@ class Switch:
                 raise ValueError(f"{name}: already a switch port (as {p.name})")
         # The queues in use (sysfs), not the ones allocated (IFLA_NUM_RX_QUEUES: a veth
         # allocates one per CPU and uses one).  An error here is an error, not a count.
-        nq = sum(1 for d in os.listdir(f"/sys/class/net/{name}/queues") if d.startswith("rx-"))
+        try:
+            nq = sum(1 for d in os.listdir(f"/sys/class/net/{name}/queues")
+                     if d.startswith("rx-"))
+        except FileNotFoundError:       # renamed or deleted since (udev at boot): not there
+            raise OSError(errno.ENODEV, f"{name}: no such interface") from None
         if nq < self.core.workers:
             raise OSError(errno.EINVAL, f"{name} has {nq} RX queue(s) but cores has "
                                         f"{self.core.workers} entries: worker q needs queue q "

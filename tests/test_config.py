@@ -547,6 +547,12 @@ def test_memory_the_machine_lacks_is_refused_at_start(monkeypatch):
         with pytest.raises(switch.SwitchError) as e:
             switch.Switch(cfg).start()
         assert e.value.key == key and words in str(e.value), str(e.value)
+        assert not e.value.temporary        # more than the machine has: the file is wrong
+    # More than is available but less than the machine has: it may be freed (exit 75)
+    cfg = Config.from_dict({"switch": {"frames": 2**17, "frame_size": 4096, "cores": cores}})
+    with pytest.raises(switch.SwitchError) as e:
+        switch.Switch(cfg).start()
+    assert e.value.key == "switch.frames" and e.value.temporary, str(e.value)
 
 
 @pytest.mark.parametrize("section,name,value,key", [

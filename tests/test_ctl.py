@@ -293,3 +293,20 @@ def test_any_number_of_queues_fits(queues):
     out = ctl.port_counters("s0", big_stats(queues))
     assert max(map(len, out.splitlines())) <= 80
     assert all(f"queue {q}" in out for q in range(queues))
+
+
+def test_a_reader_that_stops_early_is_no_error(served):
+    """`pyxsw ctl fdb show | head -1` printed a BrokenPipeError traceback and exited 1."""
+    for i in range(5000):
+        served.fake.learn(f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}", "s0")
+    for words in (["fdb", "show"], ["--json", "fdb", "show"]):
+        p = subprocess.run(f"{sys.executable} -m pyxsw ctl -s {served.path} {' '.join(words)} "
+                           f"| head -1", shell=True, cwd=ROOT, capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)), executable="/bin/bash")
+        assert p.stdout.count("\n") == 1 and p.stderr == "", p.stderr
+
+
+def test_options_are_never_abbreviated(served, capsys):
+    """`--js` was --json to argparse but not to the check that decides how errors print."""
+    code, out, err = run(capsys, "-s", served.path, "--js", "status")
+    assert code == 2 and out == "" and "--js" in one_line(err)

@@ -25,6 +25,12 @@ BUILD_TIMEOUT = 900             # a full build takes 45 s on an idle 2-core mach
 PIP = [sys.executable, "-m", "pip"]
 
 
+def _text(log):
+    """A child's log so far: the child wrote it through its own offset."""
+    log.seek(0)
+    return log.read()
+
+
 def clean_env():
     """The machine's environment less anything that leads to this tree (PYTHONPATH, a venv
     in it on PATH); pip's settings stay, as make install has them."""
@@ -121,11 +127,11 @@ def test_installed_package_runs_a_switch(kind, dists, tmp_path, lab_factory, sho
             return subprocess.run([vbin / "pyxsw", "ctl", "-s", sock, "status"], cwd=tmp_path,
                                   env=clean_env(), capture_output=True, text=True, timeout=30)
         assert wait_until(lambda: proc.poll() is None and status().returncode == 0,
-                          timeout=30, interval=0.2), log.read()
+                          timeout=30, interval=0.2), _text(log)
         assert ping(lab, 0, 1, count=3) and ping(lab, 1, 0)
         assert f"version: {pyxsw.__version__}" in status().stdout
         proc.terminate()
-        assert proc.wait(30) == 0, log.read()
+        assert proc.wait(30) == 0, _text(log)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -112,8 +112,10 @@ def test_notifier_does_nothing_without_notify_socket():
 
 def test_notifier_messages_and_watchdog_pace(notify_sock):
     path, s = notify_sock
-    n = Notifier(environ={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
-    assert n.watchdog_interval == pytest.approx(0.2)
+    n = Notifier(environ={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "800000"})
+    assert n.watchdog_interval == pytest.approx(0.2)            # a quarter of the timeout
+    assert Notifier(environ={"NOTIFY_SOCKET": path,
+                             "WATCHDOG_USEC": "30000000"}).watchdog_interval == 1.0  # at most 1 s
     assert n.ready("forwarding\non 2")
     (m,) = _messages(s, lambda m: True, 2)
     assert m["READY"] == "1" and m["STATUS"] == "forwarding on 2"   # one line
@@ -263,7 +265,7 @@ def test_ready_once_forwarding_then_watchdog_then_stopping(lab_factory, short_di
     path, s = notify_sock
     conf = _conf(short_dir / "sw.toml", lab.ports, short_dir / "sw.sock")
     with open(short_dir / "log", "w+") as log:
-        proc = _run(conf, log, notify=path, watchdog_usec=1_000_000)
+        proc = _run(conf, log, notify=path, watchdog_usec=2_000_000)
         try:
             got = _messages(s, lambda m: m.get("READY") == "1", 30)
             assert got and got[-1].get("READY") == "1", (got, _text(log))
@@ -273,10 +275,11 @@ def test_ready_once_forwarding_then_watchdog_then_stopping(lab_factory, short_di
             assert ready["STATUS"] == f"forwarding on 2 of 2 port(s): {', '.join(lab.ports)}"
             assert (short_dir / "sw.sock").exists()     # the management socket serves
             feeds = _messages(s, lambda m: False, 2.6)
-            # every WATCHDOG_USEC/2 = 0.5 s: about 5 in 2.6 s, never faster than the pace
+            # every WATCHDOG_USEC/4 = 0.5 s: about 5 in 2.6 s, never faster than the pace
+            # (gaps measured on arrival here, on a busy machine: a little slack)
             assert 3 <= len(feeds) <= 6 and all(m.get("WATCHDOG") == "1" for m in feeds), feeds
             gaps = [b["at"] - a["at"] for a, b in zip(feeds, feeds[1:])]
-            assert min(gaps) > 0.4, gaps
+            assert min(gaps) > 0.25, gaps
             proc.send_signal(signal.SIGTERM)
             last = _messages(s, lambda m: m.get("STOPPING") == "1", 15)
             assert last and last[-1].get("STOPPING") == "1", last
@@ -304,6 +307,9 @@ def test_a_port_without_carrier_does_not_hold_readiness_back(lab_factory, short_
             assert f"not forwarding: {lab.ports[1]} down" in got[-1]["STATUS"], got[-1]
             lab.run(1, "ip", "link", "set", "eth0", "up", check=True)
             assert wait_until(lambda: ping(lab, 0, 1), timeout=10)
+            # STATUS= follows the ports after READY: `systemctl status` says they all forward
+            got = _messages(s, lambda m: m.get("STATUS", "").startswith("forwarding on 2 of 2"), 5)
+            assert got and got[-1]["STATUS"].startswith("forwarding on 2 of 2"), got
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(15) == 0
         finally:
@@ -379,3 +385,67 @@ def test_socket_served_by_another_instance_is_75(short_dir):
                       f"socket\n", err
     finally:
         other.close()
+
+
+def test_a_wedged_management_loop_starves_the_watchdog(short_dir):
+    """The heartbeat fed the watchdog whatever the management loop did: a wedged loop left
+    a switch nobody could manage, fed forever."""
+    import threading
+    from pyxsw.cli import _heartbeat
+    from pyxsw.mgmt.server import Server
+    from test_mgmt_unit import FakeSwitch
+
+    class Counting:
+        fed = 0
+
+        def watchdog(self):
+            self.fed += 1
+
+    srv = Server(FakeSwitch(), str(short_dir / "sw.sock"))
+    t = threading.Thread(target=srv.run, kwargs={"stop_signals": ()}, daemon=True)
+    t.start()
+    try:
+        assert srv.started.wait(5)
+        n = Counting()
+        _heartbeat(n, srv)
+        assert n.fed == 1 and not srv.stalled(0.5)
+        srv._loop.call_soon_threadsafe(time.sleep, 1.5)     # the loop wedges for 1.5 s
+        time.sleep(1.2)
+        assert srv.stalled(0.5)
+        import pyxsw.cli
+        old, pyxsw.cli.LOOP_STALL = pyxsw.cli.LOOP_STALL, 0.5
+        try:
+            _heartbeat(n, srv)
+            assert n.fed == 1                               # not fed while it is wedged
+            time.sleep(1.5)
+            _heartbeat(n, srv)
+            assert n.fed == 2                               # turning again: fed again
+        finally:
+            pyxsw.cli.LOOP_STALL = old
+    finally:
+        srv.request_stop()
+        t.join(10)
+
+
+def test_an_interface_gone_between_two_looks_is_not_ready_not_a_bad_file(monkeypatch):
+    """Renamed or deleted (udev at boot) between the netlink look and the sysfs one: its
+    queues directory is missing.  That was exit 2 (a config error, never retried)."""
+    import errno
+    from pyxsw import switch
+
+    def listdir(path):
+        raise FileNotFoundError(errno.ENOENT, "gone", path)
+
+    sw = object.__new__(switch.Switch)
+    sw.ports = {}
+
+    class Links:
+        def get(self, **kw):
+            from pyxsw.links import Link
+            return Link(ifindex=999999, name="s9", up=True, loopback=False, xdp={})
+
+    sw.links = Links()
+    monkeypatch.setattr(switch.os, "listdir", listdir)
+    with pytest.raises(OSError) as e:
+        sw._open_port("s9", 0, False)
+    assert e.value.errno == errno.ENODEV and switch._temporary(e.value)

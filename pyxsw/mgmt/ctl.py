@@ -205,6 +205,12 @@ class Parser(argparse.ArgumentParser):
     instead of the usage text), and a "did you mean" for a misspelt command word or choice
     (Python 3.11's argparse has no suggest_on_error).  Subparsers are of the same class."""
 
+    def __init__(self, *args, **kw):
+        # No abbreviated options: `--js` would be --json to argparse but not to ctl_main's
+        # look at argv before parsing, which decides how usage errors are printed.
+        kw.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kw)
+
     def error(self, message):
         words = self.prog.removeprefix("pyxsw ctl").strip()     # "fdb add" for its errors
         raise UsageError(f"{words}: {message}" if words else message)
@@ -365,13 +371,20 @@ def ctl_main(argv=None) -> int:
     except KeyboardInterrupt:
         return 130
     else:
-        if as_json:
-            print(json.dumps(result, indent=2, default=str))
-        else:
-            show = args.show or SHOW_DONE[args.method]
-            print(show(result, args))
-        return EXIT_OK
+        text = (json.dumps(result, indent=2, default=str) if as_json
+                else (args.show or SHOW_DONE[args.method])(result, args))
+        return _print(text)
     return _error(UNREACHABLE, why, EXIT_UNREACHABLE, as_json)
+
+
+def _print(text):
+    """Print a result; a reader that stops early (`| head`) is no error and no traceback."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python would report the pipe again when it flushes stdout at exit: point it away.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
 
 
 def _error(code, message, exit_code, as_json):
@@ -444,6 +457,8 @@ def _follow(client, as_json):
             print(json.dumps(ev, default=str) if as_json else show_event(ev), flush=True)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:                     # `pyxsw ctl events | head`
+        return _print("")
     print("pyxsw ctl: the switch closed the connection", file=sys.stderr)
     return EXIT_OK
 

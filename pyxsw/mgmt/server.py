@@ -35,6 +35,7 @@ import signal
 import socket
 import stat
 import threading
+import time
 
 import msgpack
 
@@ -56,6 +57,7 @@ REFUSED_WAIT = 1.0              # ... closes, or for this long at most
 TRIM_AFTER = 64                 # a burst of this many connections is handed back once gone
 TRIM_DELAY = 1.0                # ... after this long below a quarter of its peak
 CLOSE_TIMEOUT = 5.0             # how long close() waits for requests under way (port.add)
+ALIVE_EVERY = 1.0               # the loop's liveness stamp (Server.stalled)
 
 
 class ServerError(Exception):
@@ -227,6 +229,7 @@ class Server:
         self._refusing = False                  # logged that we refuse; until below again
         self._lingering = 0                     # refused connections not closed yet
         self.started = threading.Event()        # for threads waiting for run() to be ready
+        self.alive_at = None                    # monotonic time the loop last turned
         self._conns = set()
         self._tasks = set()
         self._loop = None
@@ -266,10 +269,20 @@ class Server:
             self.release()
             raise
         self._sock = None                       # the asyncio server owns it now
+        self._alive()
         if self.has_events:
             self.switch.add_listener(self._on_event)
             self._listening = True
         log.info("management socket %s", self.path)
+
+    def _alive(self):
+        """A stamp the loop renews every second while it turns (for the service watchdog)."""
+        self.alive_at = time.monotonic()
+        self._loop.call_later(ALIVE_EVERY, self._alive)
+
+    def stalled(self, limit):
+        """Has the loop, once started, not turned for `limit` seconds?"""
+        return self.alive_at is not None and time.monotonic() - self.alive_at > limit
 
     def request_stop(self):
         """Ask the server to stop; safe from any thread and from a signal handler."""
