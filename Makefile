@@ -61,4 +61,4 @@ bench: install
 	$(VPY) perf/bench.py
 
 clean:
-	rm -rf build pyxsw/*.c pyxsw/*.so pyxsw/bpf *.egg-info
+	rm -rf build pyxsw/*.c pyxsw/*.so pyxsw/bpf *.egg-info pyxsw/includes/counters.pxd xdp/pyxsw_counters.h

@@ -6,6 +6,7 @@ this file holds what needs code: the extension's flags from pkg-config and the B
 `PYXSW_DEBUG=1` builds the core with its invariant checks on (frame accounting on every
 burst) and with AddressSanitizer; release builds compile those checks away.
 """
+import importlib.util
 import os
 import shlex
 import shutil
@@ -26,6 +27,20 @@ def pkgconfig(flag, *libs):
     return shlex.split(out.stdout)
 
 
+def generate_counters():
+    """The counters' C enums, from pyxsw/counters.py (their one declaration): a C header for
+    the core and the XDP program, and its Cython declaration.  Loaded as a file, not through
+    the package, which needs the extension this builds.  Written only when they change, so
+    that an unchanged table rebuilds nothing."""
+    spec = importlib.util.spec_from_file_location("_pyxsw_counters", ROOT / "pyxsw" / "counters.py")
+    counters = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(counters)
+    for path, text in ((ROOT / "xdp" / "pyxsw_counters.h", counters.c_header()),
+                       (ROOT / "pyxsw" / "includes" / "counters.pxd", counters.cython_pxd())):
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+
+
 class BuildExt(build_ext):
     """Cythonize lazily (Cython is a build requirement) and compile the BPF objects too.
 
@@ -36,6 +51,8 @@ class BuildExt(build_ext):
     def finalize_options(self):
         super().finalize_options()
         from Cython.Build import cythonize
+
+        generate_counters()             # before cythonize and the BPF step, which use them
 
         self.distribution.ext_modules = cythonize(
             self.distribution.ext_modules,

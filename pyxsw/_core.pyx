@@ -12,12 +12,15 @@
 # the Python boundary, in core.pyx and ports.pyx.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, free
-from libc.string cimport memcpy, memset, strncpy, strncmp, strerror, strstr
+from libc.string cimport memcpy, memset, strlen, strncpy, strncmp, strerror, strstr
 from libc.stdio cimport stderr, fputs
 
 from pyxsw.includes.system cimport *
+from pyxsw.includes.atomics cimport *
 from pyxsw.includes.xsk cimport *
 from pyxsw.includes.libxdp cimport *
+from pyxsw.includes.xdp_shared cimport *
+from pyxsw.includes.counters cimport *
 
 cdef enum:
     MAX_PORTS = 64          # switch ports (indexes into per-port arrays)

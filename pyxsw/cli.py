@@ -22,6 +22,7 @@ import time
 
 from . import __version__
 from .config import Config, ConfigError
+from .counters import PORT_SUMMARY
 from .lab import Lab, LabError, check_prefix, lab_down, lab_up
 from .service import Notifier, ports_status
 
@@ -263,8 +264,6 @@ def table(headers, rows):
     return "\n".join(lines)
 
 
-PORT_COUNTERS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
-                 "rx_dropped", "tx_dropped", "flooded")
 
 
 def _ping(lab, i, j):
@@ -337,8 +336,8 @@ def cmd_demo(args):
                              for e in sw.fdb_list()]))
                 print("\nport counters:")
                 stats = sw.port_stats()
-                print(table(["port", *PORT_COUNTERS],
-                            [[p, *(s.get(k, 0) for k in PORT_COUNTERS)]
+                print(table(["port", *PORT_SUMMARY],
+                            [[p, *(s.get(k, 0) for k in PORT_SUMMARY)]
                              for p, s in sorted(stats.items())]))
         except (LabError, SwitchError) as e:
             return _fail(f"pyxsw demo: {e}", 1)

@@ -8,6 +8,8 @@
 
 import threading as _threading
 
+from pyxsw import counters as _counters
+
 _MODES = {"poll": MODE_POLL, "interrupt": MODE_INTERRUPT, "adaptive": MODE_ADAPTIVE}
 _MODE_NAMES = {v: k for k, v in _MODES.items()}
 FORWARD_FLOOD = FWD_FLOOD
@@ -36,6 +38,11 @@ def int_to_mac(uint64_t key):
 LIMITS = {"frames": 0xffffffff, "ring_size": MAX_RING_SIZE, "batch": MAX_BATCH,
           "workers": MAX_WORKERS, "ports": MAX_PORTS, "capacity": MAX_FDB_CAPACITY,
           "port_limit": 0xffffffff, "aging": 0xffffffff, "flood_limit": 0xffffffff}
+
+
+cdef dict _named(family, const uint64_t *c):
+    """{name: value} of a family's C-side counters (its enum's order is the table's)."""
+    return {k.name: c[i] for i, k in enumerate(family.in_c())}
 
 
 def _param_error(exc, str param):
@@ -596,39 +603,29 @@ cdef class Core:
     def port_stats(self, int p):
         """Counters of port p summed over workers, with the kernel's socket statistics."""
         cdef Port *pt = self._port(p)
-        cdef PortStats *st
-        cdef int q
-        out = dict(rx_packets=0, rx_bytes=0, tx_packets=0, tx_bytes=0, tx_dropped=0,
-                   flooded=0, runts=0, filtered=0, flood_limited=0, reserved_dropped=0)
+        cdef uint64_t sums[PORT_COUNTERS]
+        cdef uint64_t qc[QUEUE_COUNTERS]
+        cdef uint64_t prog[PROG_COUNTERS]
+        cdef int q, i
+        memset(sums, 0, sizeof(sums))
         for q in range(self.sw.nworkers):
-            st = &self.sw.workers[q].st[p]
-            out["rx_packets"] += st.rx_packets
-            out["rx_bytes"] += st.rx_bytes
-            out["tx_packets"] += st.tx_packets
-            out["tx_bytes"] += st.tx_bytes
-            out["tx_dropped"] += st.tx_dropped
-            out["flooded"] += st.flooded
-            out["runts"] += st.runts
-            out["filtered"] += st.filtered
-            out["flood_limited"] += st.flood_limited
-            out["reserved_dropped"] += st.reserved_dropped
+            for i in range(PORT_COUNTERS):
+                sums[i] += self.sw.workers[q].st[p].c[i]
+        out = _named(_counters.PORT, sums)
         xdp = {}
         queues = []
         for q in range(self.sw.nworkers):
             if pt.socks[q] != NULL:
-                qs = sock_stats(pt.socks[q])
-                st = &self.sw.workers[q].st[p]
-                queues.append({"queue": q, "rx_packets": st.rx_packets, "tx_packets": st.tx_packets, **qs})
+                qs = _named(_counters.QUEUE, qc) if sock_stats(pt.socks[q], qc) else {}
+                per_q = _named(_counters.PORT, self.sw.workers[q].st[p].c)
+                queues.append({"queue": q, **{c.name: per_q[c.name] for c in _counters.PORT.counters
+                                              if c.per_queue}, **qs})
                 for k, v in qs.items():
                     xdp[k] = xdp.get(k, 0) + v
-        seen, redirected, passed = xdp_prog_stats(pt)
-        xdp["prog_seen"] = seen
-        xdp["prog_redirected"] = redirected
-        xdp["prog_passed"] = passed
-        # Frames lost on receive: the kernel had no fill-ring frame for them or they did not
-        # fit one (both counted in its rx_dropped; the first also in fill_ring_empty_descs,
-        # so that one is not added again), or no RX-ring room; plus the runts dropped here.
-        out["rx_dropped"] = xdp.get("rx_dropped", 0) + xdp.get("rx_ring_full", 0) + out["runts"]
+        xdp_prog_stats(pt, prog)
+        xdp.update(_named(_counters.PROG, prog))
+        out["rx_dropped"] = _counters.port_rx_dropped(out, xdp)
+        out = {c.name: out[c.name] for c in _counters.PORT.counters}
         out["xdp"] = xdp
         out["queues"] = queues
         return out
@@ -637,18 +634,13 @@ cdef class Core:
         self._sw()
         cdef Worker *w
         cdef int q
+        cdef uint64_t c[WORKER_COUNTERS]
         out = []
         for q in range(self.sw.nworkers):
             w = self.sw.workers[q]
-            out.append({"queue": q, "loops": w.loops, "idle_loops": w.idle_loops,
-                        "wakeups": w.wakeups, "rx_kicks": w.rx_kicks, "tx_kicks": w.tx_kicks,
-                        "learned": w.learned, "moved": w.moved, "learn_full": w.learn_full,
-                        "learn_limited": w.learn_limited, "learn_busy": w.learn_busy,
-                        "pool_empty": w.pool_empty, "cache": w.ncache, "events_lost": w.ev_lost,
-                        "frames_from_pool": w.from_pool, "frames_to_pool": w.to_pool,
-                        "frames_from_rx": w.from_rx, "frames_from_completion": w.from_comp,
-                        "frames_to_fill": w.to_fill, "frames_to_tx": w.to_tx,
-                        "mode": _MODE_NAMES[w.mode]})
+            memcpy(c, w.c, sizeof(c))
+            c[WORKER_CACHE] = w.ncache
+            out.append({"queue": q, **_named(_counters.WORKER, c), "mode": _MODE_NAMES[w.mode]})
         return out
 
     def accounting(self):
@@ -659,25 +651,28 @@ cdef class Core:
         can show as in flight at rest after an overload.)"""
         self._sw()
         cdef int p, q
-        cdef uint64_t caches = 0, pool
+        cdef uint64_t a[POOL_COUNTERS]
         cdef uint64_t held[4]               # fill, RX, TX, completion rings
         memset(held, 0, sizeof(held))
+        memset(a, 0, sizeof(a))
         pthread_mutex_lock(&self.sw.pool.lock)
-        pool = self.sw.pool.n
+        a[POOL_POOL] = self.sw.pool.n
         pthread_mutex_unlock(&self.sw.pool.lock)
         for q in range(self.sw.nworkers):
-            caches += self.sw.workers[q].ncache
+            a[POOL_CACHES] += self.sw.workers[q].ncache
         for p in range(MAX_PORTS):
             for q in range(self.sw.nworkers):
                 if self.sw.ports[p].socks[q] != NULL:
                     sock_held(self.sw.ports[p].socks[q], held)
         if self.owner_retired:
             sock_held(self.owner, held)
-        fill, rx, tx, comp = held[0], held[1], held[2], held[3]
-        placed = pool + caches + fill + rx + tx + comp
-        return {"frames": self.sw.nframes, "pool": pool, "caches": caches, "fill": fill,
-                "rx": rx, "tx": tx, "completion": comp, "placed": placed,
-                "in_flight": self.sw.nframes - placed, "fill_target": self.sw.fill_target}
+        a[POOL_FRAMES] = self.sw.nframes
+        a[POOL_FILL], a[POOL_RX], a[POOL_TX], a[POOL_COMPLETION] = held[0], held[1], held[2], held[3]
+        a[POOL_PLACED] = (a[POOL_POOL] + a[POOL_CACHES] + a[POOL_FILL] + a[POOL_RX] + a[POOL_TX]
+                          + a[POOL_COMPLETION])
+        a[POOL_IN_FLIGHT] = a[POOL_FRAMES] - a[POOL_PLACED]
+        a[POOL_FILL_TARGET] = self.sw.fill_target
+        return _named(_counters.POOL, a)
 
     # ------------------------------------------------------------------ FDB
 
@@ -806,19 +801,20 @@ cdef class Core:
     def fdb_counters(self):
         self._sw()
         cdef Fdb *f = &self.sw.fdb
-        cdef Worker *w
+        cdef uint64_t c[FDB_COUNTERS]
         cdef int q
-        out = {"entries": f.tab.live, "capacity": f.capacity, "slots": f.tab.mask + 1,
-               "tombstones": f.tab.used - f.tab.live, "aging": f.aging,
-               "port_limit": f.port_limit, "aged": f.aged,
-               "learned": 0, "moved": 0, "learn_full": 0, "learn_limited": 0, "learn_busy": 0}
-        for q in range(self.sw.nworkers):
-            w = self.sw.workers[q]
-            out["learned"] += w.learned
-            out["moved"] += w.moved
-            out["learn_full"] += w.learn_full
-            out["learn_limited"] += w.learn_limited
-            out["learn_busy"] += w.learn_busy
+        c[FDB_ENTRIES] = f.tab.live
+        c[FDB_CAPACITY] = f.capacity
+        c[FDB_SLOTS] = f.tab.mask + 1
+        c[FDB_TOMBSTONES] = f.tab.used - f.tab.live
+        c[FDB_AGING] = f.aging
+        c[FDB_PORT_LIMIT] = f.port_limit
+        c[FDB_AGED] = f.aged
+        out = _named(_counters.FDB, c)
+        workers = self.worker_stats()
+        for k in _counters.FDB.counters:
+            if not k.in_c:
+                out[k.name] = sum(w[k.name] for w in workers)
         return out
 
     # ------------------------------------------------------------------ tests

@@ -19,16 +19,6 @@ cdef enum:
     BUSY_POLL_USECS = 20
 
 
-cdef extern from "<bpf/libbpf.h>" nogil:
-    int libbpf_num_possible_cpus()
-    ctypedef int (*libbpf_print_fn_t)(int level, const char *fmt, va_list ap)
-    libbpf_print_fn_t libbpf_set_print(libbpf_print_fn_t fn)
-
-cdef extern from "<bpf/bpf.h>" nogil:
-    int bpf_map_update_elem(int fd, const void *key, const void *value, unsigned long long flags)
-    int bpf_map_delete_elem(int fd, const void *key)
-
-
 # While a program is attached, libxdp and libbpf warnings are kept, not printed: on some
 # kernels libxdp's multi-program dispatcher is refused (with alarming lines about
 # permissions and ulimit) and libxdp falls back to a single program, which works, and the
@@ -49,12 +39,6 @@ cdef int libxdp_print(libxdp_print_level level, const char *fmt, va_list ap) noe
         memcpy(&log_buf[log_len], line, strlen(line) + 1)
         log_len += strlen(line)
     return 0
-
-cdef extern from "<stdio.h>" nogil:
-    int vsnprintf(char *buf, size_t n, const char *fmt, va_list ap)
-
-cdef extern from "<string.h>" nogil:
-    size_t strlen(const char *s)
 
 
 cdef void log_hold() noexcept:
@@ -217,23 +201,23 @@ cdef void detach_xdp(Port *pt) noexcept:
         pt.prog = NULL
 
 
-cdef list xdp_prog_stats(Port *pt):
-    """The XDP program's per-CPU counters, summed: [seen, redirected, passed]."""
+cdef void xdp_prog_stats(Port *pt, uint64_t *out) noexcept:
+    """The XDP program's per-CPU counters, summed, into out[PROG_COUNTERS]."""
     cdef int ncpu = libbpf_num_possible_cpus()
     cdef uint64_t *vals
     cdef uint32_t k
     cdef int c
-    out = [0] * PYXSW_STAT_MAX
+    memset(out, 0, PROG_COUNTERS * sizeof(uint64_t))
     if pt.stats_map_fd < 0 or ncpu <= 0:
-        return out
+        return
     vals = <uint64_t *>calloc(ncpu, sizeof(uint64_t))
-    try:
-        for k in range(PYXSW_STAT_MAX):
-            if bpf_map_lookup_elem(pt.stats_map_fd, &k, vals) == 0:
-                out[k] = sum(vals[c] for c in range(ncpu))
-    finally:
-        free(vals)
-    return out
+    if vals == NULL:
+        return
+    for k in range(PROG_COUNTERS):
+        if bpf_map_lookup_elem(pt.stats_map_fd, &k, vals) == 0:
+            for c in range(ncpu):
+                out[k] += vals[c]
+    free(vals)
 
 
 cdef Sock *sock_create(Sw *sw, Port *pt, int q, int bind_flags) except NULL:
@@ -327,16 +311,20 @@ cdef void sock_reclaim(Sw *sw, Sock *s, bint closing) noexcept nogil:
         reclaim_range(sw, s.tx.consumer, s.tx.producer, s.tx.ring, s.tx.mask, True)
 
 
-cdef dict sock_stats(Sock *s):
+cdef bint sock_stats(Sock *s, uint64_t *out) noexcept nogil:
+    """The kernel's XDP_STATISTICS of a socket into out[QUEUE_COUNTERS]; False if unread."""
     cdef xdp_statistics xs
     cdef socklen_t ln = sizeof(xs)
     memset(&xs, 0, sizeof(xs))
     if getsockopt(s.fd, SOL_XDP, XDP_STATISTICS, &xs, &ln) != 0:
-        return {}
-    return {"rx_dropped": xs.rx_dropped, "rx_invalid_descs": xs.rx_invalid_descs,
-            "tx_invalid_descs": xs.tx_invalid_descs, "rx_ring_full": xs.rx_ring_full,
-            "rx_fill_ring_empty_descs": xs.rx_fill_ring_empty_descs,
-            "tx_ring_empty_descs": xs.tx_ring_empty_descs}
+        return False
+    out[QUEUE_RX_DROPPED] = xs.rx_dropped
+    out[QUEUE_RX_INVALID_DESCS] = xs.rx_invalid_descs
+    out[QUEUE_TX_INVALID_DESCS] = xs.tx_invalid_descs
+    out[QUEUE_RX_RING_FULL] = xs.rx_ring_full
+    out[QUEUE_RX_FILL_RING_EMPTY_DESCS] = xs.rx_fill_ring_empty_descs
+    out[QUEUE_TX_RING_EMPTY_DESCS] = xs.tx_ring_empty_descs
+    return True
 
 
 cdef bint sock_zero_copy(Sock *s) noexcept nogil:

@@ -39,16 +39,7 @@ cdef enum:
 
 
 cdef struct PortStats:      # one per (worker, port): written by that worker only
-    uint64_t rx_packets
-    uint64_t rx_bytes
-    uint64_t tx_packets
-    uint64_t tx_bytes
-    uint64_t tx_dropped     # TX ring full, or no frame for a flood copy
-    uint64_t flooded        # frames received here and flooded
-    uint64_t runts          # frames shorter than an Ethernet header
-    uint64_t filtered       # destination on the ingress port
-    uint64_t flood_limited  # floods dropped by the port's flood_limit (storm control)
-    uint64_t reserved_dropped   # to 01:80:c2:00:00:0x (STP, LACP, LLDP, 802.1X...), not forwarded
+    uint64_t c[PORT_COUNTERS]   # indexed by PORT_* (pyxsw/counters.py's PORT table)
 
 
 cdef struct FdbEvent:       # a MAC learned or moved, for the management plane's subscribers
@@ -108,32 +99,16 @@ cdef struct Worker:
     uint32_t ncache
     uint32_t cache_max
     uint64_t cache[CACHE_SIZE]
-    # counters (this worker writes, anyone reads)
-    uint64_t loops
-    uint64_t idle_loops
-    uint64_t wakeups
-    uint64_t rx_kicks
-    uint64_t tx_kicks
-    uint64_t learned
-    uint64_t moved
-    uint64_t learn_full
-    uint64_t learn_limited
-    uint64_t learn_busy
-    uint64_t pool_empty     # a frame was wanted and there was none
-    # frame flow through this worker, in frames: what came into its hands and what left
-    # them.  At the end of every pass `ncache` must equal the balance: a debug build checks.
-    uint64_t from_pool
-    uint64_t to_pool
-    uint64_t from_rx
-    uint64_t from_comp
-    uint64_t to_fill
-    uint64_t to_tx
+    # Counters, indexed by WORKER_* (pyxsw/counters.py's WORKER table): this worker writes,
+    # anyone reads.  The frames_* ones are the frame flow through this worker: what came
+    # into its hands and what left them; at the end of every pass `ncache` must equal the
+    # balance (a debug build checks).  The cache slot is filled in by worker_counters().
+    uint64_t c[WORKER_COUNTERS]
     PortStats st[MAX_PORTS]
     # FDB events: a single-producer (this worker) single-consumer (control thread) ring;
     # when it is full, events are counted as lost, never waited for
     uint32_t ev_head        # next slot the worker writes
     uint32_t ev_tail        # next slot the control thread reads
-    uint64_t ev_lost
     FdbEvent ev[EV_RING]
     # burst scratch: frames staged per egress port
     int ndirty
@@ -173,7 +148,7 @@ cdef inline uint32_t cache_fill(Worker *w, uint32_t want) noexcept nogil:
         room = pool_get(&w.sw.pool, &w.cache[w.ncache],
                         room if room < want - w.ncache + CACHE_CHUNK else want - w.ncache + CACHE_CHUNK)
         w.ncache += room
-        w.from_pool += room
+        w.c[WORKER_FRAMES_FROM_POOL] += room
     return w.ncache
 
 
@@ -181,7 +156,7 @@ cdef inline void cache_put(Worker *w, uint64_t addr) noexcept nogil:
     if pyxsw_unlikely(w.ncache >= w.cache_max):
         w.ncache -= CACHE_CHUNK
         pool_put(&w.sw.pool, &w.cache[w.ncache], CACHE_CHUNK)
-        w.to_pool += CACHE_CHUNK
+        w.c[WORKER_FRAMES_TO_POOL] += CACHE_CHUNK
     if PYXSW_DEBUG:
         pyxsw_check(addr < w.sw.area_size, "a frame address outside the UMEM")
     w.cache[w.ncache] = addr & w.sw.frame_mask
@@ -192,7 +167,7 @@ cdef inline uint64_t cache_take(Worker *w) noexcept nogil:
     """A free frame, or (uint64_t)-1 when the whole UMEM is in use."""
     if pyxsw_unlikely(w.ncache == 0):
         if cache_fill(w, 1) == 0:
-            w.pool_empty += 1
+            w.c[WORKER_POOL_EMPTY] += 1
             return <uint64_t>-1
     w.ncache -= 1
     return w.cache[w.ncache]
@@ -245,7 +220,7 @@ cdef void push_event(Worker *w, uint8_t kind, uint64_t key, uint16_t port, uint1
     cdef uint32_t h = w.ev_head
     cdef FdbEvent *e
     if h - pyxsw_load_acq32(&w.ev_tail) >= EV_RING:
-        w.ev_lost += 1
+        w.c[WORKER_EVENTS_LOST] += 1
         return
     e = &w.ev[h & (EV_RING - 1)]
     e.kind = kind
@@ -265,20 +240,20 @@ cdef inline void learn(Worker *w, FdbTable *tab, uint64_t src, uint16_t p, uint3
             s.seen = now
         return
     if pthread_mutex_trylock(&f.lock) != 0:
-        w.learn_busy += 1       # a writer is busy: the next frame from this MAC learns it
+        w.c[WORKER_LEARN_BUSY] += 1       # a writer is busy: the next frame from this MAC learns it
         return
     r = fdb_put_locked(f, src, p, now, 0)
     pthread_mutex_unlock(&f.lock)
     if r == FDB_R_NEW:
-        w.learned += 1
+        w.c[WORKER_LEARNED] += 1
         push_event(w, EV_LEARN, src, p, p)
     elif r == FDB_R_MOVED:
-        w.moved += 1
+        w.c[WORKER_MOVED] += 1
         push_event(w, EV_MOVE, src, p, at)
     elif r == FDB_R_FULL:
-        w.learn_full += 1
+        w.c[WORKER_LEARN_FULL] += 1
     elif r == FDB_R_LIMIT:
-        w.learn_limited += 1
+        w.c[WORKER_LEARN_LIMITED] += 1
 
 
 # Reserved link-local groups, 01:80:c2:00:00:00 to 0f (wire bytes read little-endian, the last
@@ -331,7 +306,7 @@ cdef inline void kick_tx(Worker *w, Sock *s) noexcept nogil:
     # (the budget ran out) or ENOBUFS only mean "kick again later", which the next pass does.
     if xsk_ring_prod__needs_wakeup(&s.tx):
         sendto(s.fd, NULL, 0, MSG_DONTWAIT, NULL, 0)
-        w.tx_kicks += 1
+        w.c[WORKER_TX_KICKS] += 1
 
 
 cdef void flush_tx(Worker *w) noexcept nogil:
@@ -366,13 +341,13 @@ cdef void flush_tx(Worker *w) noexcept nogil:
             nbytes += l[i]
         if got:
             xsk_ring_prod__submit(&s.tx, got)
-            w.to_tx += got
-            w.st[e].tx_packets += got
-            w.st[e].tx_bytes += nbytes
+            w.c[WORKER_FRAMES_TO_TX] += got
+            w.st[e].c[PORT_TX_PACKETS] += got
+            w.st[e].c[PORT_TX_BYTES] += nbytes
             kick_tx(w, s)
         for i in range(got, n):         # TX ring full: drop and count, never wait
             cache_put(w, a[i])
-            w.st[e].tx_dropped += 1
+            w.st[e].c[PORT_TX_DROPPED] += 1
     w.ndirty = 0
 
 
@@ -383,7 +358,7 @@ cdef inline void reap(Worker *w, Sock *s) noexcept nogil:
         cache_put(w, xsk_ring_cons__comp_addr(&s.comp, idx + i)[0])
     if n:
         xsk_ring_cons__release(&s.comp, n)
-        w.from_comp += n
+        w.c[WORKER_FRAMES_FROM_COMPLETION] += n
     # Frames left in the TX ring by an earlier kick that ran out of budget.
     if s.tx.cached_prod != pyxsw_load_acq32(s.tx.consumer):
         kick_tx(w, s)
@@ -401,14 +376,14 @@ cdef inline void refill(Worker *w, Sock *s) noexcept nogil:
     if cache_fill(w, need) < need:
         need = w.ncache
         if need == 0:
-            w.pool_empty += 1
+            w.c[WORKER_POOL_EMPTY] += 1
             return
     xsk_ring_prod__reserve(&s.fill, need, &idx)
     for i in range(need):
         w.ncache -= 1
         xsk_ring_prod__fill_addr(&s.fill, idx + i)[0] = w.cache[w.ncache]
     xsk_ring_prod__submit(&s.fill, need)
-    w.to_fill += need
+    w.c[WORKER_FRAMES_TO_FILL] += need
 
 
 cdef void flood(Worker *w, uint16_t p, uint64_t addr, uint32_t ln) noexcept nogil:
@@ -427,7 +402,7 @@ cdef void flood(Worker *w, uint16_t p, uint64_t addr, uint32_t ln) noexcept nogi
             continue            # the original goes out last, after every copy is made
         c = cache_take(w)
         if c == <uint64_t>-1:
-            w.st[e].tx_dropped += 1
+            w.st[e].c[PORT_TX_DROPPED] += 1
             continue
         memcpy(w.sw.area + c, src, ln)
         stage(w, e, c, ln)
@@ -460,30 +435,30 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
         ln = d.len
         if PYXSW_DEBUG:
             pyxsw_check(addr + ln <= w.sw.area_size, "an RX descriptor outside the UMEM")
-        st.rx_packets += 1
-        st.rx_bytes += ln
+        st.c[PORT_RX_PACKETS] += 1
+        st.c[PORT_RX_BYTES] += ln
         e = decide(w, tab, w.sw.area + addr, ln, p, now)
         if pyxsw_likely(e >= 0):
             stage(w, <uint16_t>e, addr, ln)
         elif e == FWD_FLOOD:
             if pyxsw_unlikely(w.fl_allow[p] != 0):
                 if w.fl_used[p] >= w.fl_allow[p]:
-                    st.flood_limited += 1
+                    st.c[PORT_FLOOD_LIMITED] += 1
                     cache_put(w, addr)
                     continue
                 w.fl_used[p] += 1
-            st.flooded += 1
+            st.c[PORT_FLOODED] += 1
             flood(w, p, addr, ln)
         else:
             if e == FWD_RUNT:
-                st.runts += 1
+                st.c[PORT_RUNTS] += 1
             elif e == FWD_RESERVED:
-                st.reserved_dropped += 1
+                st.c[PORT_RESERVED_DROPPED] += 1
             else:
-                st.filtered += 1
+                st.c[PORT_FILTERED] += 1
             cache_put(w, addr)
     xsk_ring_cons__release(&s.rx, n)
-    w.from_rx += n
+    w.c[WORKER_FRAMES_FROM_RX] += n
     flush_tx(w)
     return n
 
@@ -504,7 +479,7 @@ cdef void worker_sleep(Worker *w) noexcept nogil:
     pyxsw_store_int(&w.parked, 1)
     poll(w.pfd, w.npfd, timeout)
     pyxsw_store_int(&w.parked, 0)
-    w.wakeups += 1
+    w.c[WORKER_WAKEUPS] += 1
     if w.pfd[w.npfd - 1].revents:
         read(w.efd, &v, 8)
 
@@ -512,7 +487,7 @@ cdef void worker_sleep(Worker *w) noexcept nogil:
 cdef void worker_idle(Worker *w) noexcept nogil:
     cdef int j, mode = pyxsw_load_int(&w.mode)
     cdef Sock *s
-    w.idle_loops += 1
+    w.c[WORKER_IDLE_LOOPS] += 1
     if mode == MODE_POLL:
         # Busy polling: a receive call lets the kernel run the device's NAPI on this core
         # when the fill ring says the kernel is waiting for us.
@@ -520,7 +495,7 @@ cdef void worker_idle(Worker *w) noexcept nogil:
             s = w.sock[w.act[j]]
             if s != NULL and xsk_ring_prod__needs_wakeup(&s.fill):
                 recvfrom(s.fd, NULL, 0, MSG_DONTWAIT, NULL, NULL)
-                w.rx_kicks += 1
+                w.c[WORKER_RX_KICKS] += 1
         return
     w.idle_run += 1
     if mode == MODE_INTERRUPT or w.idle_run >= ADAPTIVE_SPINS:
@@ -557,11 +532,13 @@ cdef void worker_loop(Worker *w) noexcept nogil:
             reap(w, s)
             refill(w, s)
             got += rx_burst(w, s, p, tab, now)
-        w.loops += 1
+        w.c[WORKER_LOOPS] += 1
         if PYXSW_DEBUG:
             pyxsw_check(w.ncache <= w.cache_max, "a worker cache over its bound")
-            pyxsw_check(w.ncache == w.from_pool - w.to_pool + w.from_rx + w.from_comp
-                        - w.to_fill - w.to_tx, "frames lost or doubled in a worker's hands")
+            pyxsw_check(w.ncache == w.c[WORKER_FRAMES_FROM_POOL] - w.c[WORKER_FRAMES_TO_POOL]
+                        + w.c[WORKER_FRAMES_FROM_RX] + w.c[WORKER_FRAMES_FROM_COMPLETION]
+                        - w.c[WORKER_FRAMES_TO_FILL] - w.c[WORKER_FRAMES_TO_TX],
+                        "frames lost or doubled in a worker's hands")
         if got:
             w.idle_run = 0
         else:

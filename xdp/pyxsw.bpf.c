@@ -21,7 +21,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, PYXSW_STAT_MAX);
+	__uint(max_entries, PROG_COUNTERS);
 	__type(key, __u32);
 	__type(value, __u64);
 } xdp_stats_map SEC(".maps");
@@ -40,9 +40,9 @@ int pyxsw_xsk_redirect(struct xdp_md *ctx)
 	__u32 q = ctx->rx_queue_index;
 	long act;
 
-	count(PYXSW_STAT_SEEN);
+	count(PYXSW_PROG_SEEN);
 	act = bpf_redirect_map(&xsks_map, q, XDP_PASS);
-	count(act == XDP_REDIRECT ? PYXSW_STAT_REDIRECTED : PYXSW_STAT_PASSED);
+	count(act == XDP_REDIRECT ? PYXSW_PROG_REDIRECTED : PYXSW_PROG_PASSED);
 	return act;
 }
 

@@ -1,16 +1,19 @@
-# C declarations from <xdp/libxdp.h> and <bpf/libbpf.h>: loading and attaching pyxsw's XDP program.
+# C declarations from <xdp/libxdp.h>, <bpf/libbpf.h> and <bpf/bpf.h>: loading and attaching
+# pyxsw's XDP program, and its maps.
 from libc.stdint cimport uint32_t
-
-cdef extern from "<stdarg.h>":
-    ctypedef struct va_list:
-        pass
+from pyxsw.includes.system cimport va_list
 
 cdef extern from "<bpf/libbpf.h>" nogil:
     struct bpf_object
     int bpf_object__find_map_fd_by_name(const bpf_object *obj, const char *name)
+    int libbpf_num_possible_cpus()
+    ctypedef int (*libbpf_print_fn_t)(int level, const char *fmt, va_list ap)
+    libbpf_print_fn_t libbpf_set_print(libbpf_print_fn_t fn)
 
 cdef extern from "<bpf/bpf.h>" nogil:
     int bpf_map_lookup_elem(int fd, const void *key, void *value)
+    int bpf_map_update_elem(int fd, const void *key, const void *value, unsigned long long flags)
+    int bpf_map_delete_elem(int fd, const void *key)
 
 cdef extern from "<xdp/libxdp.h>" nogil:
     enum xdp_attach_mode:
@@ -47,12 +50,3 @@ cdef extern from "<xdp/libxdp.h>" nogil:
     xdp_attach_mode xdp_multiprog__attach_mode(const xdp_multiprog *mp)
     xdp_program *xdp_multiprog__main_prog(const xdp_multiprog *mp)
     bint xdp_multiprog__is_legacy(const xdp_multiprog *mp)
-
-cdef extern from "pyxsw_shared.h" nogil:
-    enum:
-        PYXSW_MAX_QUEUES
-        PYXSW_STAT_SEEN
-        PYXSW_STAT_REDIRECTED
-        PYXSW_STAT_PASSED
-        PYXSW_STAT_MAX
-    const char *PYXSW_PROG_NAME

@@ -1,5 +1,12 @@
-# System calls and atomics the core uses.
+# System calls the core uses (the atomics are in atomics.pxd).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+cdef extern from "<stdarg.h>":
+    ctypedef struct va_list:
+        pass
+
+cdef extern from "<stdio.h>" nogil:
+    int vsnprintf(char *buf, size_t n, const char *fmt, va_list ap)
 
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
@@ -87,58 +94,3 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_mutex_trylock(pthread_mutex_t *m)
     int pthread_mutex_unlock(pthread_mutex_t *m)
     int pthread_mutex_destroy(pthread_mutex_t *m)
-
-# Atomics: GCC builtins behind tiny inline functions, so the seqlock and the
-# single-writer counters read as what they are.
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <stdio.h>
-    #include <stdlib.h>
-    /* Debug builds (PYXSW_DEBUG=1 make ...) check invariants on the packet path; in release
-       builds the tests below are `if (0)` and compile away. */
-    #ifndef PYXSW_DEBUG
-    #define PYXSW_DEBUG 0
-    #endif
-    static inline void pyxsw_check(int ok, const char *what) {
-        if (!ok) { fprintf(stderr, "pyxsw: invariant broken: %s\\n", what); abort(); }
-    }
-    static inline uint32_t pyxsw_load_acq32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-    static inline uint32_t pyxsw_load_rlx32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
-    static inline void pyxsw_store_rel32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
-    static inline void pyxsw_store_rlx32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
-    static inline int pyxsw_load_int(const int *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
-    static inline void pyxsw_store_int(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
-    static inline uint64_t pyxsw_load64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
-    static inline void pyxsw_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
-    static inline void *pyxsw_load_ptr(void **p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-    static inline void pyxsw_store_ptr(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
-    static inline void pyxsw_fence_acq(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
-    static inline void pyxsw_fence_rel(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
-    static inline void pyxsw_fence_seq(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-    static inline void pyxsw_cpu_relax(void) { __builtin_ia32_pause(); }
-    static inline void pyxsw_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
-    static inline uint64_t pyxsw_load_mac8(const uint8_t *p) { uint64_t v; __builtin_memcpy(&v, p, 8); return v; }
-    #define pyxsw_likely(x) __builtin_expect(!!(x), 1)
-    #define pyxsw_unlikely(x) __builtin_expect(!!(x), 0)
-    """
-    bint PYXSW_DEBUG
-    void pyxsw_check(bint ok, const char *what) nogil
-    uint32_t pyxsw_load_acq32(const uint32_t *p) nogil
-    uint32_t pyxsw_load_rlx32(const uint32_t *p) nogil
-    void pyxsw_store_rel32(uint32_t *p, uint32_t v) nogil
-    void pyxsw_store_rlx32(uint32_t *p, uint32_t v) nogil
-    int pyxsw_load_int(const int *p) nogil
-    void pyxsw_store_int(int *p, int v) nogil
-    uint64_t pyxsw_load64(const uint64_t *p) nogil
-    void pyxsw_store64(uint64_t *p, uint64_t v) nogil
-    void *pyxsw_load_ptr(void **p) nogil
-    void pyxsw_store_ptr(void **p, void *v) nogil
-    void pyxsw_fence_acq() nogil
-    void pyxsw_fence_rel() nogil
-    void pyxsw_fence_seq() nogil
-    void pyxsw_cpu_relax() nogil
-    void pyxsw_prefetch(const void *p) nogil
-    uint64_t pyxsw_load_mac8(const uint8_t *p) nogil
-    bint pyxsw_likely(bint x) nogil
-    bint pyxsw_unlikely(bint x) nogil

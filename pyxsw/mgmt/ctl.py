@@ -26,6 +26,7 @@ import socket
 import stat
 import sys
 
+from ..counters import PORT_SUMMARY
 from . import DEFAULT_SOCKET, RUNTIME_DIR, RpcError
 from .handlers import MAX_AGING, MODES, _ifname, _int, _mac, _station, _vlan
 
@@ -34,8 +35,6 @@ USAGE, UNREACHABLE = "usage", "unreachable"     # error codes of our own, beside
 ENV_SOCKET = "PYXSW_SOCKET"
 MAX_TIMEOUT = 1e9               # socket.settimeout() overflows a little past 9e9
 WIDTH = 80                      # what one port's counters must fit
-PORT_COUNTERS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
-                 "rx_dropped", "tx_dropped", "flooded")
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -106,12 +105,12 @@ def show_ports(r, args):
 def show_stats(r, args):
     if args.name and not args.wide:
         return port_counters(args.name, r[args.name])
-    out = table(["port", "up", *PORT_COUNTERS],
-                [[name, s.get("up"), *(s.get(k) for k in PORT_COUNTERS)]
+    out = table(["port", "up", *PORT_SUMMARY],
+                [[name, s.get("up"), *(s.get(k) for k in PORT_SUMMARY)]
                  for name, s in sorted(r.items())])
     if args.name:                               # --wide: one row, then its details
         s = r[args.name]
-        rest = {k: v for k, v in s.items() if k not in PORT_COUNTERS and k != "up"}
+        rest = {k: v for k, v in s.items() if k not in PORT_SUMMARY and k != "up"}
         if rest:
             out += "\n\n" + _mapping(rest)
     return out
@@ -121,8 +120,8 @@ def port_counters(name, s, width=WIDTH):
     """One port's counters, one 'counter  value' line each, so that they fit `width`
     columns whatever the numbers (a 64-bit count has 20 digits); below them the kernel's
     (xdp) and the per-queue figures, queues side by side as far as they fit."""
-    flat = [k for k in PORT_COUNTERS if k in s] + \
-        [k for k, v in s.items() if k not in PORT_COUNTERS and k != "up"
+    flat = [k for k in PORT_SUMMARY if k in s] + \
+        [k for k, v in s.items() if k not in PORT_SUMMARY and k != "up"
          and not isinstance(v, (dict, list))]
     lines = [f"port {name}: {'up' if s.get('up') else 'not up'}"] + _column(s, flat)
     for k, v in s.items():

@@ -3,7 +3,8 @@ pytest.ini collects test_*.py, these are bench_*.py, run with tests/bench/pytest
 
 The `microcore` fixture builds tests/bench/_microcore.pyx (pyxsw's _core.pyx included as is,
 plus C loops that call its internal functions) once per source version, into a cache
-directory outside the repository, with the flags setup.py uses.  Importing this file costs
+directory outside the repository, with the flags setup.py uses.  It uses the counters' C
+enums that `make build` generates from pyxsw/counters.py.  Importing this file costs
 nothing: the build happens only when a benchmark asks for the fixture."""
 import hashlib
 import importlib.util
@@ -40,7 +41,8 @@ def build_microcore():
         ext = Extension("_microcore", [str(HERE / "_microcore.pyx")],
                         extra_compile_args=["-O2", "-Wno-unused-function",
                                             "-Wno-unused-variable", "-Wno-unreachable-code",
-                                            f"-I{ROOT / 'xdp'}", *_pkgconfig("--cflags")],
+                                            f"-I{ROOT / 'xdp'}", f"-I{ROOT / 'pyxsw'}",
+                                            *_pkgconfig("--cflags")],
                         extra_link_args=[*_pkgconfig("--libs"), "-lpthread"])
         mods = cythonize([ext], quiet=True, build_dir=str(out / "c"),
                          include_path=[str(ROOT / "pyxsw"), str(ROOT)],
