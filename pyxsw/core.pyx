@@ -1,52 +1,38 @@
-# Core: the Python face of the C switch.  pyxsw.switch.Switch drives it; tests drive it
-# directly too (Core(umem=False) needs no privileges: the FDB and the forwarding decision
-# on "virtual" ports without sockets).
+# Datapath: the Python face of the C switch.  pyxsw.switch.Switch drives it; tests drive it
+# directly too (Datapath(umem=False) needs no privileges: the FDB and the forwarding decision
+# on virtual ports, without sockets).
 #
-# Threads: each worker runs Core.run_worker(q) in its own thread with the GIL released.
-# Every other method runs on the control thread and changes what workers see only through
+# It checks arguments, serializes control-path calls on one lock, calls the C functions of
+# the other files, and builds Python results from the plain C data they return (counters
+# through the tables of pyxsw/counters.py).  It holds no state of its own beyond that lock.
+#
+# Threads: each worker runs Datapath.run_worker(q) in its own thread with the GIL released.
+# Every other method runs on a control thread and changes what workers see only through
 # atomics, the generation counter and grace periods (wait_grace()).
 
 import threading as _threading
+import time as _time
 
 from pyxsw import counters as _counters
 
 _MODES = {"poll": MODE_POLL, "interrupt": MODE_INTERRUPT, "adaptive": MODE_ADAPTIVE}
 _MODE_NAMES = {v: k for k, v in _MODES.items()}
+_ZERO_COPY = {"auto": ZC_AUTO, "on": ZC_ON, "off": ZC_OFF}
+_XDP_MODES = ("auto", "native", "generic")
 FORWARD_FLOOD = FWD_FLOOD
 FORWARD_RUNT = FWD_RUNT
 FORWARD_FILTER = FWD_FILTER
 FORWARD_RESERVED = FWD_RESERVED
 
-
-def mac_to_int(str mac):
-    """'aa:bb:cc:dd:ee:ff' -> the FDB's key form (wire bytes read little-endian)."""
-    parts = mac.replace("-", ":").split(":")
-    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        raise ValueError(f"not a MAC address: {mac!r}")
-    try:
-        return int.from_bytes(bytes(int(p, 16) for p in parts), "little")
-    except ValueError:
-        raise ValueError(f"not a MAC address: {mac!r}") from None
-
-
-def int_to_mac(uint64_t key):
-    return (key & MAC_MASK).to_bytes(6, "little").hex(":")
-
-
-# What Core() accepts at most, for pyxsw.config to check the same bounds first (a test
+# What Datapath() accepts at most, for pyxsw.config to check the same bounds first (a test
 # compares them).  Counts the C side keeps in 32 bits are bounded by that.
 LIMITS = {"frames": 0xffffffff, "ring_size": MAX_RING_SIZE, "batch": MAX_BATCH,
           "workers": MAX_WORKERS, "ports": MAX_PORTS, "capacity": MAX_FDB_CAPACITY,
           "port_limit": 0xffffffff, "aging": 0xffffffff, "flood_limit": 0xffffffff}
 
 
-cdef dict _named(family, const uint64_t *c):
-    """{name: value} of a family's C-side counters (its enum's order is the table's)."""
-    return {k.name: c[i] for i, k in enumerate(family.in_c())}
-
-
 def _param_error(exc, str param):
-    """exc, marked with the Core() parameter at fault: pyxsw.switch names its config key."""
+    """exc, marked with the Datapath() parameter at fault: pyxsw.switch names its config key."""
     exc.param = param
     return exc
 
@@ -60,6 +46,11 @@ def _check_arg(str name, value, lo, hi):
         raise _param_error(ValueError(f"{name} must be {lo}..{hi}, got {value}"), name)
 
 
+def _check_word(str name, value, words):
+    if value not in words:
+        raise _param_error(ValueError(f"{name} must be one of {', '.join(words)}"), name)
+
+
 def size_text(n):
     """A byte count for people: '512 bytes', '1.5 MiB', '8 GiB'."""
     if n < 1024:
@@ -70,35 +61,15 @@ def size_text(n):
             return f"{n:.0f} {unit}" if n == int(n) else f"{n:.1f} {unit}"
 
 
-def fdb_memory(capacity):
-    """Bytes the FDB of `capacity` entries may hold at once: two tables while a rebuild
-    replaces one (the old waits for a grace period)."""
-    if not 1 <= capacity <= MAX_FDB_CAPACITY:
-        raise _param_error(ValueError(f"capacity must be 1..{MAX_FDB_CAPACITY}, got {capacity}"),
-                           "capacity")
-    return 2 * fdb_table_slots(capacity) * (sizeof(FdbSlot) + sizeof(uint32_t))
+cdef dict _named(family, const uint64_t *c):
+    """{name: value} of a family's C-side counters (its enum's order is the table's)."""
+    return {k.name: c[i] for i, k in enumerate(family.in_c())}
 
 
-cdef class Core:
+cdef class Datapath:
     cdef Sw *sw
     cdef bint has_umem
-    cdef int nsocks             # sockets open on the UMEM
-    # libxdp makes the first socket on a UMEM out of the UMEM's own file descriptor, which
-    # stays bound to its (interface, queue) until the UMEM goes.  When that socket's port
-    # is deleted, the socket is kept here, idle and empty, and taken again if the same
-    # interface comes back.
-    cdef Sock *owner
-    cdef int owner_ifindex
-    cdef int owner_q
-    cdef bint owner_retired
-    cdef public int anchor_ifindex      # the UMEM's anchor socket's interface, if in our namespace
-    cdef int owner_ifindex_lo
-    cdef public str anchor              # where the UMEM's first socket is bound, in words
-    cdef public str zero_copy   # "auto" | "on" | "off" as configured
     cdef public str xdp_mode
-    cdef public object tx_budget        # frames per TX kick, or None where not settable
-    cdef public object busy_poll        # True when the kernel took the busy-poll options
-    cdef public bint zero_copy_active
     cdef object lock            # serializes control-path calls
 
     def __cinit__(self, *, frames=16384, frame_size=2048, ring_size=2048, batch=64,
@@ -107,8 +78,8 @@ cdef class Core:
         # Sizes are checked before anything is allocated, and against what the C side holds:
         # a bad one is a ValueError naming its parameter (see _param_error), never an
         # OverflowError from the conversion or a hang in the sizing.
-        cdef int q
-        cdef Worker *w
+        cdef int q, rc
+        cdef Sw *sw
         _check_arg("frames", frames, 1, LIMITS["frames"])
         if type(frame_size) is not int or frame_size not in (2048, 4096):
             raise _param_error(ValueError(f"frame_size must be 2048 or 4096, got {frame_size!r}"),
@@ -122,76 +93,48 @@ cdef class Core:
         _check_arg("capacity", capacity, 1, MAX_FDB_CAPACITY)
         _check_arg("port_limit", port_limit, 0, LIMITS["port_limit"])
         _check_arg("aging", aging, 0, LIMITS["aging"])
-        if mode not in _MODES:
-            raise _param_error(ValueError(f"mode must be one of {', '.join(_MODES)}"), "mode")
+        _check_word("mode", mode, _MODES)
+        _check_word("zero_copy", zero_copy, _ZERO_COPY)
+        _check_word("xdp_mode", xdp_mode, _XDP_MODES)
         self.lock = _threading.RLock()
-        self.zero_copy = zero_copy
         self.xdp_mode = xdp_mode
-        self.tx_budget = None
-        self.anchor = ""
-        self.busy_poll = None
-        self.sw = <Sw *>calloc(1, sizeof(Sw))
-        if self.sw == NULL:
+        self.sw = sw = <Sw *>calloc(1, sizeof(Sw))
+        if sw == NULL:
             raise MemoryError("cannot allocate the switch's state")
-        sw = self.sw
-        sw.frame_size = frame_size
-        sw.frame_mask = ~(<uint64_t>sw.frame_size - 1)
-        sw.nframes = frames
-        sw.ring_size = ring_size
         sw.batch = batch
-        sw.fill_target = ring_size
         sw.nworkers = workers
-        if pool_init(&sw.pool, sw.nframes, sw.frame_size):
+        sw.tx_budget = -1
+        sw.busy_poll = -1
+        sw.events_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        xdp_init(&sw.xdp)
+        if umem_init(&sw.umem, frames, frame_size, ring_size, _ZERO_COPY[zero_copy]):
             raise _param_error(MemoryError(f"cannot allocate the frame pool of {frames} frames "
                                            f"({size_text(8 * frames)})"), "frames")
         if fdb_init(&sw.fdb, capacity, port_limit, aging):
             raise _param_error(MemoryError(f"cannot allocate an FDB of {capacity} entries "
                                            f"({size_text(fdb_memory(capacity) // 2)})"), "capacity")
         for q in range(workers):
-            w = <Worker *>calloc(1, sizeof(Worker))
-            if w == NULL:
+            sw.workers[q] = worker_new(sw, q, _MODES[mode],
+                                       max(2 * CACHE_CHUNK, min(CACHE_SIZE, frames // (4 * workers))))
+            if sw.workers[q] == NULL:
                 raise _param_error(MemoryError(f"cannot allocate the state of {workers} workers"),
                                    "workers")
-            sw.workers[q] = w
-            w.sw = sw
-            w.q = q
-            w.running = 1
-            w.parked = 1            # not running yet: holds nothing
-            w.mode = _MODES[mode]
-            w.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
-            w.gen = <uint32_t>-1
-            w.cache_max = max(2 * CACHE_CHUNK, min(CACHE_SIZE, frames // (4 * workers)))
         if umem:
-            sw.area_size = <uint64_t>sw.nframes * sw.frame_size
-            sw.area = <uint8_t *>umem_area_new(sw.area_size)
-            if sw.area == NULL:
+            rc = umem_map(&sw.umem)
+            if rc and sw.umem.area == NULL:
                 raise _param_error(MemoryError(f"cannot map a UMEM of {frames} frames x "
-                                               f"{frame_size} bytes ({size_text(sw.area_size)})"),
+                                               f"{frame_size} bytes ({size_text(sw.umem.area_size)})"),
                                    "frames")
-            try:
-                self._umem_create()
-            except OSError as e:
-                raise _param_error(e, "frames")
+            if rc:
+                raise _param_error(OSError(-rc, f"cannot register the UMEM ({sw.umem.area_size >> 20} "
+                                                f"MiB): {_os.strerror(-rc)} (needs root: CAP_NET_RAW, "
+                                                f"CAP_IPC_LOCK)"), "frames")
             self.has_umem = True
-
-    cdef _umem_create(self):
-        cdef xsk_umem_config ucfg
-        cdef Sw *sw = self.sw
-        ucfg.fill_size = sw.ring_size
-        ucfg.comp_size = sw.ring_size
-        ucfg.frame_size = sw.frame_size
-        ucfg.frame_headroom = 0
-        ucfg.flags = 0
-        rc = xsk_umem__create(&sw.umem, sw.area, sw.area_size, &sw.umem_fill, &sw.umem_comp, &ucfg)
-        if rc:
-            sw.umem = NULL
-            raise OSError(-rc, f"cannot register the UMEM ({sw.area_size >> 20} MiB): "
-                               f"{_os.strerror(-rc)} (needs root: CAP_NET_RAW, CAP_IPC_LOCK)")
 
     cdef Sw *_sw(self) except NULL:
         """The switch's C state; RuntimeError, not a crash, once close() freed it."""
         if self.sw == NULL:
-            raise RuntimeError("the switch's core is closed")
+            raise RuntimeError("the switch's datapath is closed")
         return self.sw
 
     cdef Port *_port(self, int p) except NULL:
@@ -203,27 +146,20 @@ cdef class Core:
         self._free()
 
     cdef _free(self):
-        cdef int q
         cdef Sw *sw = self.sw
+        cdef int p, q
         if sw == NULL:
             return
-        for q in range(MAX_PORTS):
-            if sw.ports[q].ifindex:
-                self._port_teardown(q)
-        if self.owner != NULL:
-            xsk_socket__delete(self.owner.xsk)
-            free(self.owner)
-            self.owner = NULL
-        if sw.umem != NULL:
-            xsk_umem__delete(sw.umem)
-        if sw.area != NULL:
-            munmap(sw.area, sw.area_size)
+        for p in range(MAX_PORTS):
+            if sw.ports[p].kind != KIND_NONE:
+                port_close(sw, &sw.ports[p])
+        umem_destroy(&sw.umem)
+        xdp_close(&sw.xdp)
         for q in range(sw.nworkers):
-            if sw.workers[q] != NULL:
-                close(sw.workers[q].efd)
-                free(sw.workers[q])
+            worker_free(sw.workers[q])
         fdb_destroy(&sw.fdb)
-        pool_destroy(&sw.pool)
+        if sw.events_fd >= 0:
+            close(sw.events_fd)
         free(sw)
         self.sw = NULL
 
@@ -232,48 +168,92 @@ cdef class Core:
         with self.lock:
             self._free()
 
-    # ------------------------------------------------------------------ workers
+    # ------------------------------------------------------------------ what it reports
 
     @property
     def workers(self):
-        self._sw()
-        return self.sw.nworkers
+        return self._sw().nworkers
+
+    @property
+    def mode(self):
+        return _MODE_NAMES[pyxsw_load_int(&self._sw().workers[0].mode)]
+
+    @property
+    def zero_copy(self):
+        """As configured: "auto", "on" or "off"."""
+        z = self._sw().umem.zero_copy
+        return next(k for k, v in _ZERO_COPY.items() if v == z)
+
+    @property
+    def zero_copy_active(self):
+        return bool(self._sw().umem.zero_copy_active)
+
+    @property
+    def tx_budget(self):
+        """Frames per TX kick set on the sockets, 0 where the kernel refused, None untried."""
+        t = self._sw().tx_budget
+        return None if t < 0 else t
+
+    @property
+    def busy_poll(self):
+        """True when the kernel took the busy-poll options, None before poll mode tried them."""
+        b = self._sw().busy_poll
+        return None if b < 0 else bool(b)
+
+    @property
+    def anchor(self):
+        """Where the UMEM's first socket is bound, in words."""
+        cdef Umem *u = &self._sw().umem
+        if u.anchor == ANCHOR_OWN_NETNS:
+            return "lo of the switch's own network namespace"
+        if u.anchor == ANCHOR_HOST_LO:
+            return f"lo (the switch's own namespace failed: {_os.strerror(u.anchor_err)})"
+        if u.anchor == ANCHOR_PORT:
+            return f"{u.owner_name.decode()} queue {u.owner_q} (the first port's socket)"
+        return ""
+
+    @property
+    def anchor_ifindex(self):
+        """The host's lo when the UMEM is anchored there (it cannot be a port), else 0."""
+        return self._sw().umem.anchor_ifindex
+
+    @property
+    def events_fd(self):
+        """Readable when workers have queued events: poll it, then drain_events()."""
+        return self._sw().events_fd
+
+    # ------------------------------------------------------------------ workers
 
     def run_worker(self, int q):
         """Worker q's loop, in the calling thread, with the GIL released, until stop()."""
-        self._sw()
-        cdef Worker *w = self.sw.workers[q]
+        cdef Worker *w = self._sw().workers[q]
         pyxsw_store_int(&w.parked, 0)
         with nogil:
             worker_loop(w)
 
-    cdef void _wake(self, int q) noexcept:
-        cdef uint64_t one = 1
-        write(self.sw.workers[q].efd, &one, 8)
-
     def stop(self):
         """Ask every worker loop to return (they finish their current pass)."""
-        self._sw()
+        cdef Sw *sw = self._sw()
         cdef int q
-        for q in range(self.sw.nworkers):
-            pyxsw_store_int(&self.sw.workers[q].running, 0)
-            self._wake(q)
+        for q in range(sw.nworkers):
+            pyxsw_store_int(&sw.workers[q].running, 0)
+            worker_wake(sw.workers[q])
 
     def wait_grace(self, double timeout=2.0):
         """Wait until every worker has passed a quiescent point since the call.
 
         After it returns, no worker holds a pointer it loaded before the call: an FDB table
         or a socket unpublished before calling can be freed."""
-        self._sw()
+        cdef Sw *sw = self._sw()
         cdef int q
         cdef Worker *w
         pyxsw_fence_seq()
-        snap = [pyxsw_load64(&self.sw.workers[q].epoch) for q in range(self.sw.nworkers)]
+        snap = [pyxsw_load64(&sw.workers[q].epoch) for q in range(sw.nworkers)]
         deadline = _time.monotonic() + timeout
-        pending = set(range(self.sw.nworkers))
+        pending = set(range(sw.nworkers))
         while pending:
             for q in list(pending):
-                w = self.sw.workers[q]
+                w = sw.workers[q]
                 if (pyxsw_load_int(&w.parked) or not pyxsw_load_int(&w.running)
                         or pyxsw_load64(&w.epoch) != snap[q]):
                     pending.discard(q)
@@ -288,52 +268,44 @@ cdef class Core:
         pyxsw_fence_seq()
         pyxsw_store_rel32(&self.sw.gen, self.sw.gen + 1)
         for q in range(self.sw.nworkers):
-            self._wake(q)
+            worker_wake(self.sw.workers[q])
 
     def set_mode(self, str mode):
-        self._sw()
+        cdef Sw *sw = self._sw()
         cdef int q, p, m
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {', '.join(_MODES)}")
         m = _MODES[mode]
         with self.lock:
             for p in range(MAX_PORTS):
-                if self.sw.ports[p].ifindex:
-                    self._port_sockopts(p, m)
-            for q in range(self.sw.nworkers):
-                pyxsw_store_int(&self.sw.workers[q].mode, m)
-                self._wake(q)
-
-    @property
-    def mode(self):
-        self._sw()
-        return _MODE_NAMES[pyxsw_load_int(&self.sw.workers[0].mode)]
+                port_sockopts(sw, &sw.ports[p], m)
+            for q in range(sw.nworkers):
+                pyxsw_store_int(&sw.workers[q].mode, m)
+                worker_wake(sw.workers[q])
 
     # ------------------------------------------------------------------ ports
 
-    cdef int _free_index(self) except -1:
+    cdef Port *_new_port(self, int kind, bytes name, int ifindex, uint32_t flood_limit,
+                         bint forward_reserved) except NULL:
         cdef int p
+        cdef Port *pt
         for p in range(MAX_PORTS):
-            if self.sw.ports[p].ifindex == 0 and not self.sw.ports[p].active:
-                return p
+            pt = &self.sw.ports[p]
+            if pt.kind == KIND_NONE:
+                memset(pt, 0, sizeof(Port))
+                pt.kind = kind
+                strncpy(pt.name, name, 15)
+                pt.ifindex = ifindex
+                pt.flood_limit = flood_limit
+                pt.forward_reserved = forward_reserved
+                return pt
         raise OSError(_errno.ENOSPC, f"at most {MAX_PORTS} ports")
 
-    cdef void _port_sockopts(self, int p, int mode) noexcept:
-        cdef Port *pt = &self.sw.ports[p]
-        cdef int q, rc
-        for q in range(self.sw.nworkers):
-            if pt.socks[q] != NULL:
-                rc = sock_busy_poll(pt.socks[q], mode == MODE_POLL, self.sw.batch)
-                if mode == MODE_POLL:
-                    self.busy_poll = rc == 0
-
-    cdef uint32_t _fill_target_for(self, int nsocks):
-        cdef uint32_t t
-        if nsocks == 0:
-            return self.sw.ring_size
-        # Fill rings may hold half of the UMEM; caches and frames in flight use the rest.
-        t = self.sw.nframes // 2 // nsocks
-        return min(t, self.sw.ring_size)
+    cdef int _activate(self, Port *pt, bint up) except -1:
+        pyxsw_store_int(&pt.up, 1 if up else 0)
+        pyxsw_store_int(&pt.active, 1)
+        self._publish()
+        return pt - self.sw.ports
 
     def port_add(self, str name, int expect_ifindex=0, *, bint up=True, uint32_t flood_limit=0,
                  bint forward_reserved=False):
@@ -341,14 +313,13 @@ cdef class Core:
         no other live switch uses the interface: a pyxsw program found on it is replaced.
         With `expect_ifindex`, the name must still be that interface (not one made again
         under it since the caller looked)."""
-        self._sw()
-        cdef int p, q, flags, rc
+        cdef Sw *sw = self._sw()
+        cdef Umem *u = &sw.umem
         cdef Port *pt
-        cdef Sock *s
-        cdef uint32_t key, fd, target
+        cdef int p, n
         cdef bytes bname = name.encode()
         if not self.has_umem:
-            raise RuntimeError("this Core has no UMEM: use add_virtual_port()")
+            raise RuntimeError("this Datapath has no UMEM: use add_virtual_port()")
         if not 0 < len(bname) < 16:
             raise ValueError(f"not an interface name: {name!r}")
         with self.lock:
@@ -360,165 +331,34 @@ cdef class Core:
                                              f"{expect_ifindex}, now {ifindex}); try again")
             # Two sockets of one UMEM on one (interface, queue) share its fill and completion
             # rings, which libxdp then does not hand to the second: refuse, never crash.
-            if ifindex == self.anchor_ifindex:
+            if ifindex == u.anchor_ifindex:
                 raise OSError(_errno.EBUSY, f"{name}: the switch itself uses this interface "
                                             f"(the UMEM's anchor socket)")
             for p in range(MAX_PORTS):
-                if self.sw.ports[p].ifindex == ifindex:
+                if sw.ports[p].kind != KIND_NONE and sw.ports[p].ifindex == ifindex:
                     raise OSError(_errno.EEXIST, f"{name}: already a switch port "
-                                                 f"(as {self.sw.ports[p].name.decode()})")
-            target = self._fill_target_for(self.nsocks + self.sw.nworkers)
-            if target < self.sw.batch:
-                need = 2 * self.sw.batch * (self.nsocks + self.sw.nworkers)
+                                                 f"(as {sw.ports[p].name.decode()})")
+            n = u.nsocks + sw.nworkers
+            if umem_fill_target(u, n) < sw.batch:
                 raise _param_error(ValueError(
-                    f"frames = {self.sw.nframes} is too few for {self.nsocks + self.sw.nworkers} "
-                    f"sockets (ports x queues): need at least {need}"), "frames")
-            p = self._free_index()
-            pt = &self.sw.ports[p]
-            memset(pt, 0, sizeof(Port))
-            strncpy(pt.name, bname, 15)
-            pt.ifindex = ifindex
-            pt.xsks_map_fd = -1
-            pt.stats_map_fd = -1
+                    f"frames = {u.nframes} is too few for {n} sockets (ports x queues): need "
+                    f"at least {2 * sw.batch * n}"), "frames")
+            pt = self._new_port(KIND_AFXDP, bname, ifindex, flood_limit, forward_reserved)
             try:
                 note = remove_stale_xdp(ifindex, name)
-                attach_xdp(pt, self.xdp_mode)
-                for q in range(self.sw.nworkers):
-                    pt.socks[q] = self._sock_open(pt, q)
-                    self.nsocks += 1
-                    s = pt.socks[q]
-                    if self.tx_budget is None or self.tx_budget:
-                        self.tx_budget = self.sw.ring_size if sock_tx_budget(s, self.sw.ring_size) == 0 else 0
-                    key = q
-                    fd = s.fd
-                    rc = bpf_map_update_elem(pt.xsks_map_fd, &key, &fd, 0)
-                    if rc:
-                        raise OSError(-rc, f"{name}: cannot insert queue {q} in xsks_map")
-                self._port_sockopts(p, pyxsw_load_int(&self.sw.workers[0].mode))
+                port_open(sw, pt, self.xdp_mode)
             except BaseException:
-                self._port_teardown(p)
+                port_close(sw, pt)
                 raise
-            self.sw.fill_target = target
-            pt.flood_limit = flood_limit
-            pt.forward_reserved = forward_reserved
-            pyxsw_store_int(&pt.up, 1 if up else 0)
-            pyxsw_store_int(&pt.active, 1)
-            self._publish()
-            return p, note
-
-    cdef Sock *_sock_open(self, Port *pt, int q) except NULL:
-        cdef int flags = XDP_USE_NEED_WAKEUP
-        cdef Sock *s
-        if self.owner_retired and self.owner_ifindex == pt.ifindex and self.owner_q == q:
-            self.owner_retired = False          # the interface is back: its socket too
-            return self.owner
-        if self.owner == NULL:
-            # The first socket's bind flags decide copy or zero-copy for every socket that
-            # shares the UMEM.  A failed first bind leaves libxdp's UMEM unusable, so "auto"
-            # probes zero-copy on a scratch UMEM instead of trying it on the real one.
-            zc = self.zero_copy == "on" or (self.zero_copy == "auto" and _probe_zero_copy(pt.name, q))
-            flags |= XDP_ZEROCOPY if zc else XDP_COPY
-            if not zc and self._anchor_on_loopback(flags):
-                return sock_create(self.sw, pt, q, flags)
-            try:
-                s = sock_create(self.sw, pt, q, flags)
-            except OSError:
-                self._umem_reset()
-                raise
-            self.zero_copy_active = sock_zero_copy(s)
-            self.owner = s
-            self.owner_ifindex = pt.ifindex
-            self.owner_q = q
-            self.anchor = f"{pt.name.decode()} queue {q} (the first port's socket)"
-            return s
-        try:
-            return sock_create(self.sw, pt, q, flags)
-        except OSError as e:
-            if e.errno == _errno.EBADF:
-                # The kernel shares a UMEM through its first socket, which must stay bound.
-                raise OSError(e.errno, f"{pt.name.decode()}: cannot share the UMEM: the interface "
-                                       f"of its first socket was deleted; restart the switch "
-                                       f"to add ports") from None
-            raise
-
-    cdef bint _anchor_on_loopback(self, int flags) except *:
-        """In copy mode, make the UMEM's first socket on a loopback interface, where it
-        receives nothing and holds no frames, so that every port's interface can come and go.
-
-        First the lo of a network namespace of the switch's own, made for it: no other switch
-        can have taken it, the host's lo is never touched, and the kernel removes it with the
-        switch's last socket however the process ends.  Then (without the privilege to make a
-        namespace) the host's lo.  False, and the UMEM as it was, when that is taken too."""
-        result = []
-        t = _threading.Thread(target=_anchor_thread, args=(self, flags, result),
-                              name="pyxsw-anchor")
-        t.start()
-        t.join()
-        if result and result[0] is None:
-            self.anchor = "lo of the switch's own network namespace"
-            return True
-        self._umem_reset()              # back in this namespace
-        if self._anchor_here(flags):
-            self.anchor_ifindex = self.owner_ifindex_lo
-            self.anchor = f"lo (the switch's own namespace failed: {result[0] if result else '?'})"
-            return True
-        return False
-
-    cdef _anchor_in_own_netns(self, int flags, list result):
-        """Thread body: a new network namespace for this thread alone, the UMEM made again in
-        it (libxdp's first socket is the UMEM's own descriptor, bound in the namespace it was
-        made in), and that socket bound to the namespace's lo.  Sockets on the ports, made in
-        the switch's namespace, share the UMEM across namespaces."""
-        if unshare(CLONE_NEWNET) != 0:
-            result.append(_os.strerror(errno))
-            return
-        try:
-            self._umem_reset()
-            result.append(None if self._anchor_here(flags) else "no lo there")
-        except OSError as e:
-            result.append(str(e))
-
-    cdef bint _anchor_here(self, int flags) except *:
-        """The UMEM's first socket on lo of the calling thread's namespace, or False."""
-        cdef Port lo
-        memset(&lo, 0, sizeof(Port))
-        strncpy(lo.name, b"lo", 15)
-        lo.ifindex = if_nametoindex(b"lo")
-        if lo.ifindex == 0:
-            return False
-        try:
-            self.owner = sock_create(self.sw, &lo, 0, flags)
-        except OSError:
-            self._umem_reset()
-            return False
-        self.owner_ifindex = -1         # on no port: never retired, never reused
-        self.owner_ifindex_lo = lo.ifindex
-        self.zero_copy_active = False
-        return True
-
-    cdef _umem_reset(self):
-        if self.sw.umem != NULL:
-            xsk_umem__delete(self.sw.umem)
-            self.sw.umem = NULL
-        self._umem_create()
+            return self._activate(pt, up), note
 
     def add_virtual_port(self, str name, bint up=True, uint32_t flood_limit=0,
                          bint forward_reserved=False):
         """A port with no interface, for tests of the forwarding decision without root."""
         self._sw()
-        cdef int p
-        cdef Port *pt
         with self.lock:
-            p = self._free_index()
-            pt = &self.sw.ports[p]
-            memset(pt, 0, sizeof(Port))
-            strncpy(pt.name, name.encode(), 15)
-            pt.flood_limit = flood_limit
-            pt.forward_reserved = forward_reserved
-            pt.up = 1 if up else 0
-            pt.active = 1
-            self._publish()
-            return p
+            return self._activate(self._new_port(KIND_VIRTUAL, name.encode(), 0, flood_limit,
+                                                 forward_reserved), up)
 
     def set_port_up(self, int p, bint up):
         """Link state: a down port leaves the flood set and is no unicast destination."""
@@ -529,64 +369,37 @@ cdef class Core:
 
     def port_del(self, int p):
         """Stop switching on port p: sockets closed, frames reclaimed, XDP detached, FDB flushed."""
-        self._sw()
+        cdef Sw *sw = self._sw()
         with self.lock:
-            if not (0 <= p < MAX_PORTS) or not self.sw.ports[p].active:
+            if not (0 <= p < MAX_PORTS) or not sw.ports[p].active:
                 raise KeyError(p)
-            pyxsw_store_int(&self.sw.ports[p].active, 0)
-            pyxsw_store_int(&self.sw.ports[p].up, 0)
+            pyxsw_store_int(&sw.ports[p].active, 0)
+            pyxsw_store_int(&sw.ports[p].up, 0)
             self._publish()
             self.wait_grace()
-            self._port_teardown(p)
-            self.sw.fill_target = self._fill_target_for(self.nsocks)
-            self.fdb_flush(p, True)
-
-    cdef void _port_teardown(self, int p) noexcept:
-        cdef Port *pt = &self.sw.ports[p]
-        cdef uint32_t key
-        cdef int q
-        for q in range(self.sw.nworkers):
-            if pt.socks[q] != NULL and pt.xsks_map_fd >= 0:
-                key = q
-                bpf_map_delete_elem(pt.xsks_map_fd, &key)
-        detach_xdp(pt)
-        _time.sleep(0.005)      # frames already redirected, or sent and not yet completed
-        for q in range(self.sw.nworkers):
-            if pt.socks[q] != NULL:
-                sock_reclaim(self.sw, pt.socks[q], pt.socks[q] != self.owner)
-                if pt.socks[q] == self.owner:
-                    self.owner_retired = True   # kept: see `owner`
-                else:
-                    xsk_socket__delete(pt.socks[q].xsk)
-                    free(pt.socks[q])
-                pt.socks[q] = NULL
-                self.nsocks -= 1
-        pt.active = 0
-        pt.up = 0
-        pt.ifindex = 0
-        pt.name[0] = 0
+            port_close(sw, &sw.ports[p])
+            fdb_flush(&sw.fdb, p, True)
 
     def ports(self):
         """{index: name} of the active ports."""
-        self._sw()
+        cdef Sw *sw = self._sw()
         cdef int p
-        return {p: self.sw.ports[p].name.decode() for p in range(MAX_PORTS)
-                if self.sw.ports[p].active}
+        return {p: sw.ports[p].name.decode() for p in range(MAX_PORTS) if sw.ports[p].active}
 
     def port_info(self, int p):
         cdef Port *pt = self._port(p)
         return {"name": pt.name.decode(), "index": p, "ifindex": pt.ifindex,
                 "up": bool(pt.up), "active": bool(pt.active),
-                "xdp_mode": {XDP_MODE_NATIVE: "native", XDP_MODE_SKB: "generic"}.get(pt.attach_mode, "none")
-                            if pt.prog != NULL else "none",
+                "xdp_mode": {XDP_MODE_NATIVE: "native", XDP_MODE_SKB: "generic"}.get(
+                    pt.attach_mode, "none"),
                 "queues": sum(1 for q in range(self.sw.nworkers) if pt.socks[q] != NULL),
                 "flood_limit": pt.flood_limit, "forward_reserved": bool(pt.forward_reserved)}
 
     def port_prog_id(self, int p):
-        """The kernel's id of port p's XDP program (0 when it has none)."""
-        self._sw()
+        """The kernel's id of the XDP program on port p's interface (0 when it has none);
+        one program serves every port, so every port has the same."""
         cdef Port *pt = self._port(p)
-        return xdp_program__id(pt.prog) if pt.prog != NULL else 0
+        return xdp_prog_id(&self.sw.xdp, pt)
 
     def foreign_xdp(self, int ifindex):
         """The name of an XDP program not pyxsw's attached to an interface, or ''."""
@@ -594,53 +407,53 @@ cdef class Core:
         return foreign_xdp(ifindex)
 
     def port_in_dispatcher(self, int p):
-        """Does the program libxdp runs on port p's interface still include port p's program?
+        """Does the program libxdp runs on port p's interface still include the switch's?
         For libxdp's multi-program mode, where the attached program is a dispatcher whose id
         changes whenever any program is added or removed.  OSError when it cannot be told."""
-        self._sw()
-        return prog_is_attached(self._port(p))
+        cdef Port *pt = self._port(p)
+        return xdp_is_attached(&self.sw.xdp, pt)
+
+    # ------------------------------------------------------------------ counters
 
     def port_stats(self, int p):
         """Counters of port p summed over workers, with the kernel's socket statistics."""
         cdef Port *pt = self._port(p)
         cdef uint64_t sums[PORT_COUNTERS]
-        cdef uint64_t qc[QUEUE_COUNTERS]
-        cdef uint64_t prog[PROG_COUNTERS]
-        cdef int q, i
+        cdef uint64_t c[QUEUE_COUNTERS]
+        cdef int q, i, got
         memset(sums, 0, sizeof(sums))
-        for q in range(self.sw.nworkers):
-            for i in range(PORT_COUNTERS):
-                sums[i] += self.sw.workers[q].st[p].c[i]
-        out = _named(_counters.PORT, sums)
         xdp = {}
         queues = []
         for q in range(self.sw.nworkers):
-            if pt.socks[q] != NULL:
-                qs = _named(_counters.QUEUE, qc) if sock_stats(pt.socks[q], qc) else {}
-                per_q = _named(_counters.PORT, self.sw.workers[q].st[p].c)
-                queues.append({"queue": q, **{c.name: per_q[c.name] for c in _counters.PORT.counters
-                                              if c.per_queue}, **qs})
-                for k, v in qs.items():
-                    xdp[k] = xdp.get(k, 0) + v
-        xdp_prog_stats(pt, prog)
-        xdp.update(_named(_counters.PROG, prog))
+            for i in range(PORT_COUNTERS):
+                sums[i] += self.sw.workers[q].st[p].c[i]
+            got = port_queue_counters(pt, q, c)
+            if got < 0:
+                continue
+            qs = _named(_counters.QUEUE, c) if got else {}
+            mine = _named(_counters.PORT, self.sw.workers[q].st[p].c)
+            queues.append({"queue": q, **{k.name: mine[k.name] for k in _counters.PORT.counters
+                                          if k.per_queue}, **qs})
+            for k, v in qs.items():
+                xdp[k] = xdp.get(k, 0) + v
+        port_prog_counters(self.sw, pt, c)
+        xdp.update(_named(_counters.PROG, c))
+        out = _named(_counters.PORT, sums)
         out["rx_dropped"] = _counters.port_rx_dropped(out, xdp)
-        out = {c.name: out[c.name] for c in _counters.PORT.counters}
+        out = {k.name: out[k.name] for k in _counters.PORT.counters}
         out["xdp"] = xdp
         out["queues"] = queues
         return out
 
     def worker_stats(self):
-        self._sw()
-        cdef Worker *w
-        cdef int q
+        cdef Sw *sw = self._sw()
         cdef uint64_t c[WORKER_COUNTERS]
+        cdef int q
         out = []
-        for q in range(self.sw.nworkers):
-            w = self.sw.workers[q]
-            memcpy(c, w.c, sizeof(c))
-            c[WORKER_CACHE] = w.ncache
-            out.append({"queue": q, **_named(_counters.WORKER, c), "mode": _MODE_NAMES[w.mode]})
+        for q in range(sw.nworkers):
+            worker_counters(sw.workers[q], c)
+            out.append({"queue": q, **_named(_counters.WORKER, c),
+                        "mode": _MODE_NAMES[sw.workers[q].mode]})
         return out
 
     def accounting(self):
@@ -649,172 +462,91 @@ cdef class Core:
         copy mode a receive that finds the RX ring full leaves its buffer on the kernel's
         free list of that socket until the next frame arrives there: one frame per socket
         can show as in flight at rest after an overload.)"""
-        self._sw()
-        cdef int p, q
-        cdef uint64_t a[POOL_COUNTERS]
-        cdef uint64_t held[4]               # fill, RX, TX, completion rings
-        memset(held, 0, sizeof(held))
-        memset(a, 0, sizeof(a))
-        pthread_mutex_lock(&self.sw.pool.lock)
-        a[POOL_POOL] = self.sw.pool.n
-        pthread_mutex_unlock(&self.sw.pool.lock)
-        for q in range(self.sw.nworkers):
-            a[POOL_CACHES] += self.sw.workers[q].ncache
-        for p in range(MAX_PORTS):
-            for q in range(self.sw.nworkers):
-                if self.sw.ports[p].socks[q] != NULL:
-                    sock_held(self.sw.ports[p].socks[q], held)
-        if self.owner_retired:
-            sock_held(self.owner, held)
-        a[POOL_FRAMES] = self.sw.nframes
-        a[POOL_FILL], a[POOL_RX], a[POOL_TX], a[POOL_COMPLETION] = held[0], held[1], held[2], held[3]
-        a[POOL_PLACED] = (a[POOL_POOL] + a[POOL_CACHES] + a[POOL_FILL] + a[POOL_RX] + a[POOL_TX]
-                          + a[POOL_COMPLETION])
-        a[POOL_IN_FLIGHT] = a[POOL_FRAMES] - a[POOL_PLACED]
-        a[POOL_FILL_TARGET] = self.sw.fill_target
-        return _named(_counters.POOL, a)
+        cdef uint64_t c[POOL_COUNTERS]
+        umem_account(self._sw(), c)
+        return _named(_counters.POOL, c)
+
+    def fdb_counters(self):
+        cdef uint64_t c[FDB_COUNTERS]
+        fdb_counters(&self._sw().fdb, c)
+        out = _named(_counters.FDB, c)
+        workers = self.worker_stats()
+        for k in _counters.FDB.counters:
+            if not k.in_c:                      # the workers' learning counters
+                out[k.name] = sum(w[k.name] for w in workers)
+        return out
 
     # ------------------------------------------------------------------ FDB
 
     def fdb_list(self):
         """[(mac, vlan, port index, age seconds, static)] of the live entries."""
-        self._sw()
-        cdef Fdb *f = &self.sw.fdb
-        cdef FdbTable *t
-        cdef FdbSlot *s
-        cdef uint32_t i, now = now_s()
-        out = []
+        cdef Sw *sw = self._sw()
+        cdef FdbEntry *e
+        cdef uint32_t n
         with self.lock:
-            pthread_mutex_lock(&f.lock)
-            try:
-                t = f.tab
-                for i in range(t.live):
-                    s = &t.slots[t.order[i]]
-                    if s.state == FDB_LIVE:
-                        out.append((int_to_mac(s.key), <int>(s.key >> 48), s.port,
-                                    0 if s.is_static else <uint32_t>(now - s.seen), bool(s.is_static)))
-            finally:
-                pthread_mutex_unlock(&f.lock)
-        return out
+            e = fdb_snapshot(&sw.fdb, now_s(), &n)
+        return fdb_entries_list(e, n, True)
 
     def fdb_add(self, str mac, int vlan, int port):
         """Add (or turn into) a static entry."""
-        self._sw()
+        cdef Sw *sw = self._sw()
         cdef uint64_t key = mac_to_int(mac) | (<uint64_t>vlan << 48)
         cdef int r
         if not 0 <= vlan < 4096:
             raise ValueError(f"vlan must be 0..4095: {vlan}")
         if key & 1:
             raise ValueError(f"{mac} is a multicast address")
-        if not (0 <= port < MAX_PORTS) or not self.sw.ports[port].active:
+        if not (0 <= port < MAX_PORTS) or not sw.ports[port].active:
             raise KeyError(port)
         with self.lock:
-            pthread_mutex_lock(&self.sw.fdb.lock)
-            r = fdb_put_locked(&self.sw.fdb, key, port, now_s(), 1)
-            pthread_mutex_unlock(&self.sw.fdb.lock)
+            r = fdb_add_static(&sw.fdb, key, port)
         if r == FDB_R_FULL:
-            raise OSError(_errno.ENOSPC, f"the FDB is full ({self.sw.fdb.capacity} entries)")
+            raise OSError(_errno.ENOSPC, f"the FDB is full ({sw.fdb.capacity} entries)")
         return r == FDB_R_NEW
 
     def fdb_del(self, str mac, int vlan=0):
-        self._sw()
+        cdef Sw *sw = self._sw()
         cdef uint64_t key = mac_to_int(mac) | (<uint64_t>vlan << 48)
-        cdef FdbSlot *s
         with self.lock:
-            pthread_mutex_lock(&self.sw.fdb.lock)
-            s = fdb_find_locked(self.sw.fdb.tab, key)
-            if s != NULL:
-                fdb_kill_locked(&self.sw.fdb, s)
-            pthread_mutex_unlock(&self.sw.fdb.lock)
-        return s != NULL
+            return fdb_remove(&sw.fdb, key)
 
     def fdb_flush(self, int port=-1, bint static=False):
         """Remove learned entries (and static ones too if `static`), of one port or all."""
-        self._sw()
-        cdef FdbTable *t
-        cdef FdbSlot *s
-        cdef uint32_t i, n = 0
+        cdef Sw *sw = self._sw()
         with self.lock:
-            pthread_mutex_lock(&self.sw.fdb.lock)
-            t = self.sw.fdb.tab
-            for i in reversed(range(t.live)):       # backwards: a kill moves the last one here
-                s = &t.slots[t.order[i]]
-                if (s.state == FDB_LIVE and (port < 0 or s.port == port)
-                        and (static or not s.is_static)):
-                    fdb_kill_locked(&self.sw.fdb, s)
-                    n += 1
-            pthread_mutex_unlock(&self.sw.fdb.lock)
-        return n
+            return fdb_flush(&sw.fdb, port, static)
 
     def fdb_maintain(self):
         """The sweep: age entries out, and rebuild the table when tombstones pile up.
         Returns the aged entries as [(mac, vlan, port index)].  Runs on the control thread."""
-        self._sw()
-        cdef Fdb *f = &self.sw.fdb
-        cdef FdbTable *t
-        cdef FdbSlot *s
-        cdef uint32_t i, now = now_s()
-        cdef bint rebuilt = False
-        aged = []
+        cdef Sw *sw = self._sw()
+        cdef FdbEntry *e
+        cdef uint32_t n
         with self.lock:
-            pthread_mutex_lock(&f.lock)
-            try:
-                t = f.tab
-                for i in reversed(range(t.live if f.aging else 0)):
-                    s = &t.slots[t.order[i]]
-                    if s.state == FDB_LIVE and not s.is_static and <uint32_t>(now - s.seen) >= f.aging:
-                        aged.append((int_to_mac(s.key), <int>(s.key >> 48), s.port))
-                        fdb_kill_locked(f, s)
-                f.aged += len(aged)
-                if fdb_needs_rebuild(f):
-                    rebuilt = fdb_rebuild_locked(f) == 0
-            finally:
-                pthread_mutex_unlock(&f.lock)
-            if rebuilt:
+            e = fdb_age(&sw.fdb, now_s(), &n)
+            aged = fdb_entries_list(e, n, False)
+            if fdb_rebuild(&sw.fdb):
                 self.wait_grace()
-                fdb_table_free(f.retired)
-                f.retired = NULL
+                fdb_free_retired(&sw.fdb)
         return aged
+
+    def set_aging(self, uint32_t seconds):
+        self._sw().fdb.aging = seconds
 
     def drain_events(self):
         """FDB events the workers queued: [("learn"|"move", mac, vlan, port, old port)]."""
-        self._sw()
-        cdef Worker *w
-        cdef FdbEvent *e
-        cdef uint32_t head
+        cdef Sw *sw = self._sw()
+        cdef Event buf[64]
+        cdef uint32_t n, i
         cdef int q
         out = []
-        for q in range(self.sw.nworkers):
-            w = self.sw.workers[q]
-            head = pyxsw_load_acq32(&w.ev_head)
-            while w.ev_tail != head:
-                e = &w.ev[w.ev_tail & (EV_RING - 1)]
-                out.append(("learn" if e.kind == EV_LEARN else "move", int_to_mac(e.key),
-                            <int>(e.key >> 48), e.port, e.old_port))
-                pyxsw_store_rel32(&w.ev_tail, w.ev_tail + 1)
-        return out
-
-    def set_aging(self, uint32_t seconds):
-        self._sw()
-        self.sw.fdb.aging = seconds
-
-    def fdb_counters(self):
-        self._sw()
-        cdef Fdb *f = &self.sw.fdb
-        cdef uint64_t c[FDB_COUNTERS]
-        cdef int q
-        c[FDB_ENTRIES] = f.tab.live
-        c[FDB_CAPACITY] = f.capacity
-        c[FDB_SLOTS] = f.tab.mask + 1
-        c[FDB_TOMBSTONES] = f.tab.used - f.tab.live
-        c[FDB_AGING] = f.aging
-        c[FDB_PORT_LIMIT] = f.port_limit
-        c[FDB_AGED] = f.aged
-        out = _named(_counters.FDB, c)
-        workers = self.worker_stats()
-        for k in _counters.FDB.counters:
-            if not k.in_c:
-                out[k.name] = sum(w[k.name] for w in workers)
+        with self.lock:                     # one consumer per ring
+            ev_clear_fd(sw.events_fd)
+            for q in range(sw.nworkers):
+                n = 64
+                while n == 64:
+                    n = ev_take(&sw.workers[q].events, buf, 64)
+                    out += [ev_fdb_tuple(&buf[i]) for i in range(n)]
         return out
 
     # ------------------------------------------------------------------ tests
@@ -823,59 +555,18 @@ cdef class Core:
         """The worker's forwarding decision (learning included) on one frame, run on worker 0's
         state; for tests.  Returns an egress port index or FORWARD_FLOOD/RUNT/FILTER/
         RESERVED."""
-        self._sw()
-        cdef Worker *w = self.sw.workers[0]
+        cdef Sw *sw = self._sw()
+        cdef Worker *w = sw.workers[0]
         cdef uint32_t t = now_s() if now is None else now
         cdef const uint8_t *ptr = &frame[0] if frame.shape[0] else <const uint8_t *>b""
-        if pyxsw_load_int(&w.running) and self.has_umem and self.nsocks:
-            raise RuntimeError("decide() is for a Core whose workers do not run")
-        if w.gen != self.sw.gen:
+        cdef int r
+        if pyxsw_load_int(&w.running) and self.has_umem and sw.umem.nsocks:
+            raise RuntimeError("decide() is for a Datapath whose workers do not run")
+        if w.gen != sw.gen:
             worker_apply_gen(w)
-        return decide(w, self.sw.fdb.tab, ptr, frame.shape[0], in_port, t)
+        r = decide(w, sw.fdb.tab, ptr, frame.shape[0], in_port, t)
+        ev_flush(&w.events)
+        return r
 
 
-def _anchor_thread(Core core, int flags, list result):
-    # A thread of its own: unshare() moves the calling thread into the new namespace.
-    core._anchor_in_own_netns(flags, result)
-
-
-def _probe_zero_copy(bytes ifname, int q):
-    """Can (ifname, q) bind an AF_XDP socket in zero-copy mode?  Tried on a scratch UMEM."""
-    cdef void *area
-    cdef xsk_umem *umem = NULL
-    cdef xsk_socket *xsk = NULL
-    cdef xsk_ring_prod fill, tx
-    cdef xsk_ring_cons comp, rx
-    cdef xsk_umem_config ucfg
-    cdef xsk_socket_config cfg
-    cdef uint64_t size = 64 * 4096
-    cdef int rc
-    area = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-    if area == MAP_FAILED:
-        return False
-    ucfg.fill_size = 64
-    ucfg.comp_size = 64
-    ucfg.frame_size = 4096
-    ucfg.frame_headroom = 0
-    ucfg.flags = 0
-    try:
-        if xsk_umem__create(&umem, area, size, &fill, &comp, &ucfg):
-            return False
-        cfg.rx_size = 64
-        cfg.tx_size = 64
-        cfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD
-        cfg.xdp_flags = 0
-        cfg.bind_flags = XDP_ZEROCOPY
-        rc = xsk_socket__create_shared(&xsk, ifname, q, umem, &rx, &tx, &fill, &comp, &cfg)
-        if rc == 0:
-            xsk_socket__delete(xsk)
-        return rc == 0
-    finally:
-        if umem != NULL:
-            xsk_umem__delete(umem)
-        munmap(area, size)
-
-
-def clock():
-    """The FDB's clock: coarse monotonic seconds (what "last seen" is measured in)."""
-    return now_s()
+Core = Datapath     # its name before issue 11, for code written against it

@@ -8,58 +8,19 @@
 # only ever *tries* that lock and skips learning when it is busy: the next frame from that
 # MAC learns it, and the packet path never blocks.
 #
-# Deletion leaves a tombstone (DEAD) so that probes for other keys still walk past it.  When
+# Deletion leaves a tombstone (SLOT_DEAD) so that probes for other keys still walk past it.  When
 # tombstones pile up the sweep builds a fresh table and swaps the one pointer that readers
 # load at the top of each burst; the old table is freed once every worker has passed a
-# quiescent point (see Core.grace()).
+# quiescent point (Datapath.wait_grace()).
 #
 # The "last seen" time is refreshed by workers with a plain store and no lock: losing a race
 # with the sweep costs one entry being aged and learned again, never a wrong port.
 
-cdef enum:
-    FDB_EMPTY = 0
-    FDB_LIVE = 1
-    FDB_DEAD = 2
-
-    # Outcomes of fdb_put_locked()
-    FDB_R_SAME = 0      # already there, on that port: refreshed
-    FDB_R_NEW = 1       # a new entry
-    FDB_R_MOVED = 2     # the MAC moved to another port (or became static)
-    FDB_R_FULL = -1     # at capacity: not learned
-    FDB_R_LIMIT = -2    # the port is at its learning limit: not learned
-    FDB_R_STATIC = -3   # a static entry for that MAC exists: learning never moves it
+# Everything that reads or changes the table is here: the lock-free lookup and learning the
+# workers call on the packet path, and the walks the control thread makes (list, flush, age,
+# rebuild), which return plain C data or Python lists and never hand out slots.
 
 cdef uint64_t MAC_MASK = 0xffffffffffffULL
-
-
-cdef struct FdbSlot:
-    uint32_t seq        # seqlock: odd while a writer is changing this slot
-    uint8_t state       # FDB_EMPTY / FDB_LIVE / FDB_DEAD
-    uint8_t is_static   # never aged, never moved by learning, never evicted
-    uint16_t port       # egress port index
-    uint64_t key        # vlan << 48 | mac (the 6 wire bytes read little-endian)
-    uint32_t seen       # last seen, coarse monotonic seconds (lock-free refresh)
-    uint32_t pos        # where this LIVE slot is in the table's `order` (writers only)
-
-
-cdef struct FdbTable:
-    FdbSlot *slots
-    uint32_t *order     # the LIVE slots' indexes, densely: listing, flushing and aging walk
-                        # these, not every slot (a full scan sweeps the cache workers use)
-    uint32_t mask       # slots - 1 (a power of two)
-    uint32_t live       # FDB_LIVE slots
-    uint32_t used       # FDB_LIVE + FDB_DEAD slots: what a missing key's probe walks over
-
-
-cdef struct Fdb:
-    FdbTable *tab           # current table; readers load it once per burst
-    FdbTable *retired       # replaced table waiting for every worker to pass a grace period
-    pthread_mutex_t lock    # writers only
-    uint32_t capacity       # live entries at most (static included)
-    uint32_t port_limit     # learned (non-static) entries per port at most; 0 = no limit
-    uint32_t aging          # seconds; 0 = never
-    uint32_t per_port[MAX_PORTS]    # learned entries per port, for port_limit
-    uint64_t aged           # entries removed by the sweep
 
 
 cdef inline uint32_t now_s() noexcept nogil:
@@ -86,7 +47,7 @@ cdef FdbTable *fdb_table_new(uint32_t capacity) noexcept nogil:
     cdef uint64_t n = fdb_table_slots(capacity)
     cdef FdbTable *t
     if capacity > MAX_FDB_CAPACITY:
-        return NULL             # slot indexes are 32-bit; Core() refuses such a capacity
+        return NULL             # slot indexes are 32-bit; Datapath() refuses such a capacity
     t = <FdbTable *>calloc(1, sizeof(FdbTable))
     if t == NULL:
         return NULL
@@ -127,9 +88,9 @@ cdef inline FdbSlot *fdb_find(FdbTable *t, uint64_t key, uint16_t *port) noexcep
         if pyxsw_unlikely((seq & 1) != 0 or pyxsw_load_rlx32(&s.seq) != seq):
             pyxsw_cpu_relax()
             continue        # a writer is in this slot: read it again
-        if state == FDB_EMPTY:
+        if state == SLOT_EMPTY:
             return NULL
-        if state == FDB_LIVE and k == key:
+        if state == SLOT_LIVE and k == key:
             port[0] = p
             return s
         i = (i + 1) & t.mask
@@ -156,9 +117,9 @@ cdef FdbSlot *fdb_find_locked(FdbTable *t, uint64_t key) noexcept nogil:
     cdef FdbSlot *s
     while probes <= t.mask:
         s = &t.slots[i]
-        if s.state == FDB_EMPTY:
+        if s.state == SLOT_EMPTY:
             return NULL
-        if s.state == FDB_LIVE and s.key == key:
+        if s.state == SLOT_LIVE and s.key == key:
             return s
         i = (i + 1) & t.mask
         probes += 1
@@ -172,9 +133,9 @@ cdef FdbSlot *fdb_free_slot(FdbTable *t, uint64_t key) noexcept nogil:
     cdef FdbSlot *s
     while probes <= t.mask:
         s = &t.slots[i]
-        if s.state == FDB_DEAD:
+        if s.state == SLOT_DEAD:
             return s
-        if s.state == FDB_EMPTY:
+        if s.state == SLOT_EMPTY:
             # Keep one EMPTY slot at least, so that every probe for a missing key ends.
             return s if t.used + 1 < t.mask + 1 else NULL
         i = (i + 1) & t.mask
@@ -199,7 +160,7 @@ cdef int fdb_put_locked(Fdb *f, uint64_t key, uint16_t port, uint32_t now,
             f.per_port[s.port] -= 1
         if not is_static:
             f.per_port[port] += 1
-        slot_write(s, FDB_LIVE, is_static, port, key, now)
+        slot_write(s, SLOT_LIVE, is_static, port, key, now)
         return FDB_R_MOVED
     if t.live >= f.capacity:
         return FDB_R_FULL
@@ -208,9 +169,9 @@ cdef int fdb_put_locked(Fdb *f, uint64_t key, uint16_t port, uint32_t now,
     s = fdb_free_slot(t, key)
     if s == NULL:
         return FDB_R_FULL       # tombstones fill the table until the next rebuild
-    if s.state == FDB_EMPTY:
+    if s.state == SLOT_EMPTY:
         t.used += 1
-    slot_write(s, FDB_LIVE, is_static, port, key, now)
+    slot_write(s, SLOT_LIVE, is_static, port, key, now)
     s.pos = t.live
     t.order[t.live] = <uint32_t>(s - t.slots)
     t.live += 1
@@ -224,7 +185,7 @@ cdef void fdb_kill_locked(Fdb *f, FdbSlot *s) noexcept nogil:
     cdef uint32_t last
     if not s.is_static:
         f.per_port[s.port] -= 1
-    slot_write(s, FDB_DEAD, 0, 0, s.key, 0)
+    slot_write(s, SLOT_DEAD, 0, 0, s.key, 0)
     t.live -= 1
     last = t.order[t.live]              # the last LIVE slot takes the dead one's place
     t.order[s.pos] = last
@@ -249,8 +210,6 @@ cdef void fdb_destroy(Fdb *f) noexcept nogil:
     pthread_mutex_destroy(&f.lock)
 
 
-
-
 cdef bint fdb_needs_rebuild(Fdb *f) noexcept nogil:
     # Tombstones make misses walk further; rebuild when they are a quarter of the table.
     return f.retired == NULL and (f.tab.used - f.tab.live) * 4 > f.tab.mask + 1
@@ -269,10 +228,10 @@ cdef int fdb_rebuild_locked(Fdb *f) noexcept nogil:
         return -1
     for i in range(old.mask + 1):
         s = &old.slots[i]
-        if s.state != FDB_LIVE:
+        if s.state != SLOT_LIVE:
             continue
         j = fdb_hash(s.key) & t.mask
-        while t.slots[j].state != FDB_EMPTY:
+        while t.slots[j].state != SLOT_EMPTY:
             j = (j + 1) & t.mask
         t.slots[j] = s[0]
         t.slots[j].seq = 0
@@ -283,3 +242,189 @@ cdef int fdb_rebuild_locked(Fdb *f) noexcept nogil:
     pyxsw_store_ptr(<void **>&f.tab, t)
     f.retired = old
     return 0
+
+
+cdef void fdb_free_retired(Fdb *f) noexcept nogil:
+    """Once every worker has passed a grace period since the rebuild."""
+    fdb_table_free(f.retired)
+    f.retired = NULL
+
+
+# ---------------------------------------------------------------------------- the packet path
+
+cdef inline int fdb_learn(Fdb *f, FdbTable *tab, uint64_t key, uint16_t port, uint32_t now,
+                          uint16_t *old) noexcept nogil:
+    """A frame from `key` came in on `port`: FDB_R_SAME (refreshed, without a lock), an
+    outcome of fdb_put_locked(), or FDB_R_BUSY when a writer holds the lock (the next frame
+    from that MAC learns it: the packet path never waits).  *old: where it was (a move)."""
+    cdef FdbSlot *s = fdb_find(tab, key, old)
+    cdef int r
+    if pyxsw_likely(s != NULL and old[0] == port):
+        if s.seen != now:
+            s.seen = now
+        return FDB_R_SAME
+    if pthread_mutex_trylock(&f.lock) != 0:
+        return FDB_R_BUSY
+    r = fdb_put_locked(f, key, port, now, 0)
+    pthread_mutex_unlock(&f.lock)
+    return r
+
+
+# ---------------------------------------------------------------------------- the control path
+
+cdef int fdb_add_static(Fdb *f, uint64_t key, uint16_t port) noexcept nogil:
+    """Add (or turn into) a static entry: an outcome of fdb_put_locked()."""
+    cdef int r
+    pthread_mutex_lock(&f.lock)
+    r = fdb_put_locked(f, key, port, now_s(), 1)
+    pthread_mutex_unlock(&f.lock)
+    return r
+
+
+cdef bint fdb_remove(Fdb *f, uint64_t key) noexcept nogil:
+    cdef FdbSlot *s
+    pthread_mutex_lock(&f.lock)
+    s = fdb_find_locked(f.tab, key)
+    if s != NULL:
+        fdb_kill_locked(f, s)
+    pthread_mutex_unlock(&f.lock)
+    return s != NULL
+
+
+cdef uint32_t fdb_flush(Fdb *f, int port, bint with_static) noexcept nogil:
+    """Remove learned entries (static ones too if `with_static`) of one port (-1: all)."""
+    cdef FdbTable *t
+    cdef FdbSlot *s
+    cdef uint32_t i, n = 0
+    pthread_mutex_lock(&f.lock)
+    t = f.tab
+    for i in reversed(range(t.live)):       # backwards: a kill moves the last one here
+        s = &t.slots[t.order[i]]
+        if (s.state == SLOT_LIVE and (port < 0 or s.port == port)
+                and (with_static or not s.is_static)):
+            fdb_kill_locked(f, s)
+            n += 1
+    pthread_mutex_unlock(&f.lock)
+    return n
+
+
+cdef FdbEntry *fdb_snapshot(Fdb *f, uint32_t now, uint32_t *n) noexcept nogil:
+    """The live entries, copied out under the lock (malloc'd; free() it); NULL and
+    *n = (uint32_t)-1 when there is no memory for them."""
+    cdef FdbTable *t
+    cdef FdbSlot *s
+    cdef FdbEntry *out
+    cdef uint32_t i, k = 0
+    pthread_mutex_lock(&f.lock)
+    t = f.tab
+    out = <FdbEntry *>malloc((t.live if t.live else 1) * sizeof(FdbEntry))
+    if out != NULL:
+        for i in range(t.live):
+            s = &t.slots[t.order[i]]
+            if s.state == SLOT_LIVE:
+                out[k].key = s.key
+                out[k].port = s.port
+                out[k].is_static = s.is_static
+                out[k].age = 0 if s.is_static else <uint32_t>(now - s.seen)
+                k += 1
+    pthread_mutex_unlock(&f.lock)
+    n[0] = k if out != NULL else <uint32_t>-1
+    return out
+
+
+cdef FdbEntry *fdb_age(Fdb *f, uint32_t now, uint32_t *n) noexcept nogil:
+    """The sweep: remove learned entries unseen for `aging` seconds; returns them (malloc'd,
+    as fdb_snapshot(); without memory for the list nothing is removed: the next sweep does
+    it).  Bounded by the live entries: it walks `order`, not the slots."""
+    cdef FdbTable *t
+    cdef FdbSlot *s
+    cdef FdbEntry *out = NULL
+    cdef uint32_t i, k = 0
+    pthread_mutex_lock(&f.lock)
+    t = f.tab
+    if f.aging and t.live:
+        out = <FdbEntry *>malloc(t.live * sizeof(FdbEntry))
+    if out != NULL:
+        for i in reversed(range(t.live)):
+            s = &t.slots[t.order[i]]
+            if s.state == SLOT_LIVE and not s.is_static and <uint32_t>(now - s.seen) >= f.aging:
+                out[k].key = s.key
+                out[k].port = s.port
+                out[k].is_static = 0
+                out[k].age = <uint32_t>(now - s.seen)
+                k += 1
+                fdb_kill_locked(f, s)
+        f.aged += k
+    pthread_mutex_unlock(&f.lock)
+    n[0] = k
+    return out
+
+
+cdef bint fdb_rebuild(Fdb *f) noexcept nogil:
+    """Rebuild the table when tombstones pile up; True when a table was retired (free it
+    with fdb_free_retired() after a grace period)."""
+    cdef bint rebuilt = False
+    pthread_mutex_lock(&f.lock)
+    if fdb_needs_rebuild(f):
+        rebuilt = fdb_rebuild_locked(f) == 0
+    pthread_mutex_unlock(&f.lock)
+    return rebuilt
+
+
+cdef void fdb_counters(Fdb *f, uint64_t *out) noexcept nogil:
+    """The FDB's own counters into out[FDB_COUNTERS] (the learning ones are the workers')."""
+    pthread_mutex_lock(&f.lock)
+    out[FDB_ENTRIES] = f.tab.live
+    out[FDB_CAPACITY] = f.capacity
+    out[FDB_SLOTS] = f.tab.mask + 1
+    out[FDB_TOMBSTONES] = f.tab.used - f.tab.live
+    out[FDB_AGING] = f.aging
+    out[FDB_PORT_LIMIT] = f.port_limit
+    out[FDB_AGED] = f.aged
+    pthread_mutex_unlock(&f.lock)
+
+
+# ---------------------------------------------------------------------------- for Python
+
+def mac_to_int(str mac):
+    """'aa:bb:cc:dd:ee:ff' -> the FDB's key form (wire bytes read little-endian)."""
+    parts = mac.replace("-", ":").split(":")
+    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+        raise ValueError(f"not a MAC address: {mac!r}")
+    try:
+        return int.from_bytes(bytes(int(p, 16) for p in parts), "little")
+    except ValueError:
+        raise ValueError(f"not a MAC address: {mac!r}") from None
+
+
+def int_to_mac(uint64_t key):
+    return (key & MAC_MASK).to_bytes(6, "little").hex(":")
+
+
+cdef list fdb_entries_list(FdbEntry *e, uint32_t n, bint full):
+    """(mac, vlan, port, age, static) of each entry, or (mac, vlan, port) unless `full`;
+    frees e.  MemoryError for a snapshot that had no memory."""
+    cdef uint32_t i
+    if e == NULL and n == <uint32_t>-1:
+        raise MemoryError("no memory to list the FDB")
+    try:
+        if full:
+            return [(int_to_mac(e[i].key), <int>(e[i].key >> 48), e[i].port, e[i].age,
+                     bool(e[i].is_static)) for i in range(n)]
+        return [(int_to_mac(e[i].key), <int>(e[i].key >> 48), e[i].port) for i in range(n)]
+    finally:
+        free(e)
+
+
+def fdb_memory(capacity):
+    """Bytes the FDB of `capacity` entries may hold at once: two tables while a rebuild
+    replaces one (the old waits for a grace period)."""
+    if not 1 <= capacity <= MAX_FDB_CAPACITY:
+        raise _param_error(ValueError(f"capacity must be 1..{MAX_FDB_CAPACITY}, got {capacity}"),
+                           "capacity")
+    return 2 * fdb_table_slots(capacity) * (sizeof(FdbSlot) + sizeof(uint32_t))
+
+
+def clock():
+    """The FDB's clock: coarse monotonic seconds (what "last seen" is measured in)."""
+    return now_s()

@@ -1,14 +1,23 @@
-# Ports: the XDP program and the AF_XDP sockets of each switch port (control path).
+# Ports: what makes an interface a switch port and undoes it (control path).
+#
+#   the XDP program   loaded once per switch and attached to every AF_XDP port, with maps
+#                     the switch makes, so that every port's program sees the same maps:
+#                     ports_map (ifindex -> port index), xsks_map (port index x queue ->
+#                     socket) and xdp_stats_map (port index x counter, per CPU)
+#   the sockets       one AF_XDP socket per (port, queue) on the shared UMEM: open, options,
+#                     statistics, the frames their rings hold, close
+#   the port steps    open, close, options, frames held, counters: each switches on the
+#                     port's kind (KIND_AFXDP today; the seam other kinds of ports will use)
 #
 # A port comes up in an order that never black-holes the interface: promiscuous mode (done
-# by the Python side), then the XDP program (frames on queues without a socket still go to
-# the kernel: XDP_PASS), then one socket per queue on the shared UMEM, then the XSKMAP
-# entries that start the redirect.  It goes down in the reverse order, and the frames its
-# rings held go back to the pool so that the accounting still adds up.
+# by the Python side), then its row in ports_map and the XDP program (frames on queues
+# without a socket still go to the kernel: XDP_PASS), then one socket per queue on the shared
+# UMEM, then the xsks_map entries that start the redirect.  It goes down in the reverse
+# order, and the frames its rings held go back to the pool so that the accounting still adds
+# up.  Functions that can fail for a reason an operator must read raise OSError here.
 
 import errno as _errno
 import os as _os
-import time as _time
 
 cdef enum:
     SOL_XDP = 283
@@ -17,7 +26,10 @@ cdef enum:
     SO_PREFER_BUSY_POLL = 69
     SO_BUSY_POLL_BUDGET = 70
     BUSY_POLL_USECS = 20
+    BIND_TRIES = 50             # x 20 ms: a socket closed a moment ago can keep its queue busy
 
+
+# ---------------------------------------------------------------------------- libxdp's messages
 
 # While a program is attached, libxdp and libbpf warnings are kept, not printed: on some
 # kernels libxdp's multi-program dispatcher is refused (with alarming lines about
@@ -74,6 +86,8 @@ cdef bint _is_ours(xdp_program *prog) noexcept:
     return n != NULL and strncmp(n, PYXSW_PROG_NAME, 15) == 0
 
 
+# ---------------------------------------------------------------------------- what else is attached
+
 cdef str remove_stale_xdp(int ifindex, str ifname):
     """Detach a pyxsw program left by a killed instance; refuse another program's.  Only
     for an interface no live switch claims (pyxsw.switch's claim): its program is stale."""
@@ -107,35 +121,6 @@ cdef str remove_stale_xdp(int ifindex, str ifname):
     return found
 
 
-cdef void attach_xdp(Port *pt, str xdp_mode) except *:
-    path = _bpf_object_path().encode()
-    cdef xdp_program *prog = xdp_program__open_file(path, b"xdp", NULL)
-    cdef long err = libxdp_get_error(prog)
-    cdef int rc = -1
-    cdef int mode
-    name = pt.name.decode()
-    if err:
-        raise OSError(-err, f"{name}: cannot open the XDP program {path.decode()}: {_libxdp_err(err)}")
-    modes = {"native": [XDP_MODE_NATIVE], "generic": [XDP_MODE_SKB],
-             "auto": [XDP_MODE_NATIVE, XDP_MODE_SKB]}[xdp_mode]
-    log_hold()
-    for mode in modes:
-        rc = xdp_program__attach(prog, pt.ifindex, <xdp_attach_mode>mode, 0)
-        if rc == 0:
-            pt.attach_mode = mode
-            break
-    kept = log_release()
-    if rc != 0:
-        xdp_program__close(prog)
-        if kept:
-            fputs(kept.encode(), stderr)
-        raise OSError(-rc, f"{name}: cannot attach the XDP program ({xdp_mode} mode): {_libxdp_err(rc)}")
-    pt.prog = prog
-    obj = xdp_program__bpf_obj(prog)
-    pt.xsks_map_fd = bpf_object__find_map_fd_by_name(obj, b"xsks_map")
-    pt.stats_map_fd = bpf_object__find_map_fd_by_name(obj, b"xdp_stats_map")
-
-
 cdef str foreign_xdp(int ifindex):
     """The name of an XDP program other than pyxsw's attached to ifindex, or ''."""
     cdef xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex)
@@ -161,15 +146,188 @@ cdef str foreign_xdp(int ifindex):
         xdp_multiprog__close(mp)
 
 
-cdef bint prog_is_attached(Port *pt) except -1:
-    """Is pt's program attached to its interface, alone or in libxdp's dispatcher?"""
+# ---------------------------------------------------------------------------- the XDP program
+
+cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
+    """Make the program's maps as the object declares them, and have the object use them
+    rather than make its own when it is loaded: the switch holds them, whatever program is
+    attached where."""
+    cdef bpf_map *m = bpf_object__next_map(obj, NULL)
+    cdef bpf_map_create_opts opts
+    cdef bytes name
+    cdef int fd
+    while m != NULL:
+        if not bpf_map__is_internal(m):
+            memset(&opts, 0, sizeof(opts))
+            opts.sz = sizeof(opts)
+            opts.map_flags = bpf_map__map_flags(m)
+            name = bpf_map__name(m)
+            fd = bpf_map_create(bpf_map__type(m), name, bpf_map__key_size(m),
+                                bpf_map__value_size(m), bpf_map__max_entries(m), &opts)
+            if fd < 0:
+                e = errno
+                raise OSError(e, f"cannot make the XDP program's map {name.decode()}: "
+                                 f"{_os.strerror(e)}")
+            if bpf_map__reuse_fd(m, fd):
+                close(fd)
+                raise OSError(_errno.EINVAL, f"cannot give the XDP program its map {name.decode()}")
+            if name == b"ports_map":
+                x.ports_map_fd = fd
+            elif name == b"xsks_map":
+                x.xsks_map_fd = fd
+            elif name == b"xdp_stats_map":
+                x.stats_map_fd = fd
+            else:
+                close(fd)           # not one the switch uses: the object's own copy is kept
+        m = bpf_object__next_map(obj, m)
+    if x.ports_map_fd < 0 or x.xsks_map_fd < 0 or x.stats_map_fd < 0:
+        raise OSError(_errno.EINVAL, f"{_bpf_object_path()} is not pyxsw's XDP program "
+                                     f"(a map is missing)")
+    return 0
+
+
+cdef int xdp_open(Xdp *x) except -1:
+    """Open the XDP program and make its maps (it is loaded by its first attach)."""
+    path = _bpf_object_path().encode()
+    cdef xdp_program *prog
+    cdef long err
+    if x.prog != NULL:
+        return 0
+    prog = xdp_program__open_file(path, b"xdp", NULL)
+    err = libxdp_get_error(prog)
+    if err:
+        raise OSError(-err, f"cannot open the XDP program {path.decode()}: {_libxdp_err(err)}")
+    x.ncpu = libbpf_num_possible_cpus()
+    try:
+        xdp_maps_make(x, xdp_program__bpf_obj(prog))
+    except BaseException:
+        xdp_program__close(prog)
+        xdp_close(x)
+        raise
+    x.prog = prog
+    return 0
+
+
+cdef void xdp_init(Xdp *x) noexcept nogil:
+    x.prog = NULL
+    x.ports_map_fd = -1
+    x.xsks_map_fd = -1
+    x.stats_map_fd = -1
+
+
+cdef void xdp_close(Xdp *x) noexcept nogil:
+    """Once no port has the program attached."""
+    if x.prog != NULL:
+        xdp_program__close(x.prog)
+    if x.ports_map_fd >= 0:
+        close(x.ports_map_fd)
+    if x.xsks_map_fd >= 0:
+        close(x.xsks_map_fd)
+    if x.stats_map_fd >= 0:
+        close(x.stats_map_fd)
+    xdp_init(x)
+
+
+cdef int xdp_port_set(Xdp *x, int ifindex, uint32_t index) noexcept nogil:
+    """Give the program a row for a port: its counters zeroed (the row may have been another
+    port's), then its ifindex mapped to its index.  0 or -errno."""
+    cdef uint32_t key = ifindex
+    cdef uint32_t k
+    cdef uint64_t *zero = <uint64_t *>calloc(x.ncpu if x.ncpu > 0 else 1, sizeof(uint64_t))
+    cdef int rc = 0
+    if zero == NULL:
+        return -ENOMEM
+    for k in range(index * PROG_COUNTERS, (index + 1) * PROG_COUNTERS):
+        if rc == 0:
+            rc = bpf_map_update_elem(x.stats_map_fd, &k, zero, 0)
+    free(zero)
+    if rc == 0:
+        rc = bpf_map_update_elem(x.ports_map_fd, &key, &index, 0)
+    return rc
+
+
+cdef void xdp_port_clear(Xdp *x, int ifindex) noexcept nogil:
+    cdef uint32_t key = ifindex
+    if x.ports_map_fd >= 0:
+        bpf_map_delete_elem(x.ports_map_fd, &key)
+
+
+cdef int xdp_queue_set(Xdp *x, uint32_t index, uint32_t q, int fd) noexcept nogil:
+    """Start redirecting (port index, queue q) to a socket.  0 or -errno."""
+    cdef uint32_t key = index * PYXSW_MAX_QUEUES + q
+    cdef uint32_t value = fd
+    return bpf_map_update_elem(x.xsks_map_fd, &key, &value, 0)
+
+
+cdef void xdp_queue_clear(Xdp *x, uint32_t index, uint32_t q) noexcept nogil:
+    cdef uint32_t key = index * PYXSW_MAX_QUEUES + q
+    if x.xsks_map_fd >= 0:
+        bpf_map_delete_elem(x.xsks_map_fd, &key)
+
+
+cdef void xdp_port_counters(Xdp *x, uint32_t index, uint64_t *out) noexcept nogil:
+    """A port's row of the program's per-CPU counters, summed, into out[PROG_COUNTERS]."""
+    cdef uint64_t *vals
+    cdef uint32_t k, key
+    cdef int c
+    memset(out, 0, PROG_COUNTERS * sizeof(uint64_t))
+    if x.stats_map_fd < 0 or x.ncpu <= 0:
+        return
+    vals = <uint64_t *>calloc(x.ncpu, sizeof(uint64_t))
+    if vals == NULL:
+        return
+    for k in range(PROG_COUNTERS):
+        key = index * PROG_COUNTERS + k
+        if bpf_map_lookup_elem(x.stats_map_fd, &key, vals) == 0:
+            for c in range(x.ncpu):
+                out[k] += vals[c]
+    free(vals)
+
+
+cdef int xdp_attach(Xdp *x, Port *pt, str xdp_mode) except -1:
+    """Attach the switch's program to pt's interface ("native", "generic" or "auto": native,
+    else generic).  The first attach loads it; later ones attach the same program."""
+    cdef int rc = -1
+    cdef int mode
+    name = pt.name.decode()
+    modes = {"native": [XDP_MODE_NATIVE], "generic": [XDP_MODE_SKB],
+             "auto": [XDP_MODE_NATIVE, XDP_MODE_SKB]}[xdp_mode]
+    log_hold()
+    for mode in modes:
+        rc = xdp_program__attach(x.prog, pt.ifindex, <xdp_attach_mode>mode, 0)
+        if rc == 0:
+            pt.attach_mode = mode
+            break
+    kept = log_release()
+    if rc != 0:
+        if kept:
+            fputs(kept.encode(), stderr)
+        raise OSError(-rc, f"{name}: cannot attach the XDP program ({xdp_mode} mode): {_libxdp_err(rc)}")
+    return 0
+
+
+cdef void xdp_detach(Xdp *x, Port *pt) noexcept:
+    # Quietly: the interface may be gone already, and then so is the program.
+    if pt.attach_mode:
+        log_hold()
+        xdp_program__detach(x.prog, pt.ifindex, <xdp_attach_mode>pt.attach_mode, 0)
+        log_release()
+        pt.attach_mode = 0
+
+
+cdef uint32_t xdp_prog_id(Xdp *x, Port *pt) noexcept:
+    """The kernel's id of the program attached to pt (0 when it has none)."""
+    return xdp_program__id(x.prog) if pt.attach_mode and x.prog != NULL else 0
+
+
+cdef bint xdp_is_attached(Xdp *x, Port *pt) except -1:
+    """Is the switch's program attached to pt's interface, alone or in libxdp's dispatcher?"""
     cdef xdp_multiprog *mp
     cdef xdp_program *prog
     cdef long err
-    cdef uint32_t ours
-    if pt.prog == NULL:
+    cdef uint32_t ours = xdp_prog_id(x, pt)
+    if not ours:
         return False
-    ours = xdp_program__id(pt.prog)
     mp = xdp_multiprog__get_from_ifindex(pt.ifindex)
     err = libxdp_get_error(mp)
     if mp == NULL or err == -_errno.ENOENT:
@@ -191,60 +349,37 @@ cdef bint prog_is_attached(Port *pt) except -1:
         xdp_multiprog__close(mp)
 
 
-cdef void detach_xdp(Port *pt) noexcept:
-    # Quietly: the interface may be gone already, and then so is the program.
-    if pt.prog != NULL:
-        log_hold()
-        xdp_program__detach(pt.prog, pt.ifindex, <xdp_attach_mode>pt.attach_mode, 0)
-        log_release()
-        xdp_program__close(pt.prog)
-        pt.prog = NULL
+# ---------------------------------------------------------------------------- sockets
 
-
-cdef void xdp_prog_stats(Port *pt, uint64_t *out) noexcept:
-    """The XDP program's per-CPU counters, summed, into out[PROG_COUNTERS]."""
-    cdef int ncpu = libbpf_num_possible_cpus()
-    cdef uint64_t *vals
-    cdef uint32_t k
-    cdef int c
-    memset(out, 0, PROG_COUNTERS * sizeof(uint64_t))
-    if pt.stats_map_fd < 0 or ncpu <= 0:
-        return
-    vals = <uint64_t *>calloc(ncpu, sizeof(uint64_t))
-    if vals == NULL:
-        return
-    for k in range(PROG_COUNTERS):
-        if bpf_map_lookup_elem(pt.stats_map_fd, &k, vals) == 0:
-            for c in range(ncpu):
-                out[k] += vals[c]
-    free(vals)
-
-
-cdef Sock *sock_create(Sw *sw, Port *pt, int q, int bind_flags) except NULL:
-    """An AF_XDP socket on (port, queue q) sharing the switch's UMEM."""
+cdef int sock_open(Umem *u, const char *ifname, int q, int bind_flags, Sock **out) noexcept nogil:
+    """An AF_XDP socket on (ifname, q) sharing the UMEM, into *out: 0 or -errno."""
     cdef xsk_socket_config cfg
     cdef Sock *s = <Sock *>calloc(1, sizeof(Sock))
     cdef int rc = 0, tries
     if s == NULL:
-        raise MemoryError("cannot allocate an AF_XDP socket's state")
-    cfg.rx_size = sw.ring_size
-    cfg.tx_size = sw.ring_size
+        return -ENOMEM
+    cfg.rx_size = u.ring_size
+    cfg.tx_size = u.ring_size
     cfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD
     cfg.xdp_flags = 0
     cfg.bind_flags = bind_flags
-    # A socket closed a moment ago can keep the queue busy while the kernel tears it down.
-    for tries in range(50):
-        rc = xsk_socket__create_shared(&s.xsk, pt.name, q, sw.umem, &s.rx, &s.tx,
+    for tries in range(BIND_TRIES):
+        rc = xsk_socket__create_shared(&s.xsk, ifname, q, u.xsk, &s.rx, &s.tx,
                                        &s.fill, &s.comp, &cfg)
-        if rc != -_errno.EBUSY:
+        if rc != -EBUSY:
             break
-        _time.sleep(0.02)
+        usleep(20000)
     if rc:
         free(s)
-        raise OSError(-rc, f"{pt.name.decode()} queue {q}: cannot create an AF_XDP socket: "
-                           f"{_os.strerror(-rc)}")
+        return rc
     s.fd = xsk_socket__fd(s.xsk)
-    return s
+    out[0] = s
+    return 0
+
+
+cdef void sock_close(Sock *s) noexcept nogil:
+    xsk_socket__delete(s.xsk)
+    free(s)
 
 
 cdef int sock_tx_budget(Sock *s, uint32_t budget) noexcept nogil:
@@ -277,7 +412,7 @@ cdef void sock_held(Sock *s, uint64_t *held) noexcept nogil:
     held[3] += ring_occupancy(s.comp.producer, s.comp.consumer)
 
 
-cdef void reclaim_range(Sw *sw, uint32_t *cons, uint32_t *prod, void *ring_base, uint32_t mask,
+cdef void reclaim_range(Umem *u, uint32_t *cons, uint32_t *prod, void *ring_base, uint32_t mask,
                         bint descs) noexcept nogil:
     """Return the frames between a ring's consumer and producer to the pool."""
     cdef uint32_t i = pyxsw_load_acq32(cons)
@@ -288,27 +423,27 @@ cdef void reclaim_range(Sw *sw, uint32_t *cons, uint32_t *prod, void *ring_base,
             addr = (<xdp_desc *>ring_base)[i & mask].addr
         else:
             addr = (<uint64_t *>ring_base)[i & mask]
-        addr &= sw.frame_mask
-        pool_put(&sw.pool, &addr, 1)
+        addr &= u.frame_mask
+        pool_put(&u.pool, &addr, 1)
         i += 1
     pyxsw_store_rel32(cons, end)
 
 
-cdef void sock_reclaim(Sw *sw, Sock *s, bint closing) noexcept nogil:
+cdef void sock_reclaim(Umem *u, Sock *s, bint closing) noexcept nogil:
     """Return the frames a socket's rings hold to the pool; no worker may be using it.
 
     The RX and completion rings are ours to consume.  The fill and TX rings are the
     kernel's to consume: their frames are taken back only when the socket is about to be
     closed (`closing`), since a socket that lives on would use them later."""
-    reclaim_range(sw, s.rx.consumer, s.rx.producer, s.rx.ring, s.rx.mask, True)
-    reclaim_range(sw, s.comp.consumer, s.comp.producer, s.comp.ring, s.comp.mask, False)
+    reclaim_range(u, s.rx.consumer, s.rx.producer, s.rx.ring, s.rx.mask, True)
+    reclaim_range(u, s.comp.consumer, s.comp.producer, s.comp.ring, s.comp.mask, False)
     s.rx.cached_cons = pyxsw_load_acq32(s.rx.consumer)
     s.rx.cached_prod = s.rx.cached_cons
     s.comp.cached_cons = pyxsw_load_acq32(s.comp.consumer)
     s.comp.cached_prod = s.comp.cached_cons
     if closing:
-        reclaim_range(sw, s.fill.consumer, s.fill.producer, s.fill.ring, s.fill.mask, False)
-        reclaim_range(sw, s.tx.consumer, s.tx.producer, s.tx.ring, s.tx.mask, True)
+        reclaim_range(u, s.fill.consumer, s.fill.producer, s.fill.ring, s.fill.mask, False)
+        reclaim_range(u, s.tx.consumer, s.tx.producer, s.tx.ring, s.tx.mask, True)
 
 
 cdef bint sock_stats(Sock *s, uint64_t *out) noexcept nogil:
@@ -334,3 +469,112 @@ cdef bint sock_zero_copy(Sock *s) noexcept nogil:
     if getsockopt(s.fd, SOL_XDP, XDP_OPTIONS, &o, &ln) != 0:
         return False
     return (o.flags & XDP_OPTIONS_ZEROCOPY) != 0
+
+
+# ---------------------------------------------------------------------------- port steps
+
+cdef int port_open(Sw *sw, Port *pt, str xdp_mode) except -1:
+    """Bring up a port whose kind, name and ifindex are set; after a failure, port_close()
+    undoes what was done."""
+    if pt.kind == KIND_AFXDP:
+        afxdp_open(sw, pt, xdp_mode)
+    return 0
+
+
+cdef int afxdp_open(Sw *sw, Port *pt, str xdp_mode) except -1:
+    cdef Umem *u = &sw.umem
+    cdef int index = pt - sw.ports
+    cdef int q, rc
+    cdef bint shared
+    name = pt.name.decode()
+    xdp_open(&sw.xdp)
+    rc = xdp_port_set(&sw.xdp, pt.ifindex, index)
+    if rc:
+        raise OSError(-rc, f"{name}: cannot give the XDP program a row for the port: "
+                           f"{_os.strerror(-rc)}")
+    xdp_attach(&sw.xdp, pt, xdp_mode)
+    for q in range(sw.nworkers):
+        shared = u.owner != NULL
+        with nogil:
+            rc = umem_sock_open(u, pt.name, pt.ifindex, q, &pt.socks[q])
+        if rc == -EBADF and shared:
+            # The kernel shares a UMEM through its first socket, which must stay bound.
+            raise OSError(EBADF, f"{name}: cannot share the UMEM: the interface of its first "
+                                 f"socket was deleted; restart the switch to add ports")
+        if rc:
+            raise OSError(-rc, f"{name} queue {q}: cannot create an AF_XDP socket: "
+                               f"{_os.strerror(-rc)}")
+        umem_set_sockets(u, u.nsocks + 1)
+        if sw.tx_budget != 0:       # once refused, not asked again
+            sw.tx_budget = u.ring_size if sock_tx_budget(pt.socks[q], u.ring_size) == 0 else 0
+        rc = xdp_queue_set(&sw.xdp, index, q, pt.socks[q].fd)
+        if rc:
+            raise OSError(-rc, f"{name}: cannot insert queue {q} in xsks_map")
+    port_sockopts(sw, pt, pyxsw_load_int(&sw.workers[0].mode))
+    return 0
+
+
+cdef void port_close(Sw *sw, Port *pt) noexcept:
+    """Undo port_open (whatever part of it was done); no worker may be using the port."""
+    cdef Umem *u = &sw.umem
+    cdef int index = pt - sw.ports
+    cdef int q
+    cdef Sock *s
+    if pt.kind == KIND_AFXDP:
+        for q in range(sw.nworkers):
+            if pt.socks[q] != NULL:
+                xdp_queue_clear(&sw.xdp, index, q)
+        xdp_detach(&sw.xdp, pt)
+        xdp_port_clear(&sw.xdp, pt.ifindex)
+        with nogil:
+            usleep(5000)        # frames already redirected, or sent and not yet completed
+        for q in range(sw.nworkers):
+            s = pt.socks[q]
+            if s == NULL:
+                continue
+            sock_reclaim(u, s, s != u.owner)
+            if s == u.owner:
+                u.owner_retired = True          # kept: see Umem.owner
+            else:
+                sock_close(s)
+            pt.socks[q] = NULL
+            umem_set_sockets(u, u.nsocks - 1)
+    memset(pt, 0, sizeof(Port))         # KIND_NONE: a free slot
+
+
+cdef void port_sockopts(Sw *sw, Port *pt, int mode) noexcept nogil:
+    """The socket options of a mode (busy polling in poll mode)."""
+    cdef int q, rc
+    if pt.kind != KIND_AFXDP:
+        return
+    for q in range(sw.nworkers):
+        if pt.socks[q] != NULL:
+            rc = sock_busy_poll(pt.socks[q], mode == MODE_POLL, sw.batch)
+            if mode == MODE_POLL:
+                sw.busy_poll = rc == 0
+
+
+cdef void port_held(Sw *sw, Port *pt, uint64_t *held) noexcept nogil:
+    """Add the frames pt's rings hold to held[fill, RX, TX, completion]."""
+    cdef int q
+    if pt.kind != KIND_AFXDP:
+        return
+    for q in range(sw.nworkers):
+        if pt.socks[q] != NULL:
+            sock_held(pt.socks[q], held)
+
+
+cdef int port_queue_counters(Port *pt, int q, uint64_t *out) noexcept nogil:
+    """The kernel's statistics of pt's queue q into out[QUEUE_COUNTERS]: 1; 0 when they
+    could not be read; -1 when the port has no such queue (no socket there)."""
+    if pt.kind != KIND_AFXDP or pt.socks[q] == NULL:
+        return -1
+    return 1 if sock_stats(pt.socks[q], out) else 0
+
+
+cdef void port_prog_counters(Sw *sw, Port *pt, uint64_t *out) noexcept nogil:
+    """The XDP program's counters of pt into out[PROG_COUNTERS] (zeros for other kinds)."""
+    if pt.kind == KIND_AFXDP:
+        xdp_port_counters(&sw.xdp, pt - sw.ports, out)
+    else:
+        memset(out, 0, PROG_COUNTERS * sizeof(uint64_t))

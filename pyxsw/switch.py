@@ -4,7 +4,7 @@
         ...
         print(sw.fdb_list(), sw.port_stats())
 
-start() builds the core (UMEM, FDB), makes every configured interface a port (promiscuous,
+start() builds the datapath (UMEM, FDB), makes every configured interface a port (promiscuous,
 XDP program, one AF_XDP socket per queue) and starts one worker thread per entry of
 `cores`, pinned to that core.  A housekeeping thread ages the FDB and watches link state.
 stop() undoes all of it; so does leaving the `with` block, whatever the exit.
@@ -73,7 +73,7 @@ class _Promisc:
         self.sock.close()
 
 
-# The config key of each Core() parameter, for errors the core marks with `param`.
+# The config key of each Datapath() parameter, for errors it marks with `param`.
 _PARAM_KEYS = {"frames": "switch.frames", "frame_size": "switch.frame_size",
                "ring_size": "switch.ring_size", "batch": "switch.batch", "workers": "switch.cores",
                "mode": "switch.mode", "capacity": "fdb.capacity", "port_limit": "fdb.port_limit",
@@ -171,7 +171,7 @@ class _Claim:
 
 
 class Port:
-    """What the switch knows of one port beyond the core's index.
+    """What the switch knows of one port beyond its index in the datapath.
 
     `state` is what an operator sees: "up" (switching), "down" (no carrier, or admin down),
     "gone" (its interface was deleted: the port waits for one of that name to come back) or
@@ -217,13 +217,13 @@ class Switch:
         # operator asking may be elsewhere), a "<dict>"-like source as it is.
         src = str(config.source)
         self.config_path = src if src.startswith("<") else os.path.abspath(src)
-        self.core = None
+        self.dp = None
         self.links = None
         self.ports: dict[str, Port] = {}
         self._threads = []
         self._stop = threading.Event()
         self._housekeeper = None
-        # _lock guards the ports and the core's control calls; housekeeping takes it every
+        # _lock guards the ports and the datapath's control calls; housekeeping takes it every
         # tick.  _stop_lock only serializes stop() callers.  Rule: no thread ever waits for
         # another thread (join) while it holds _lock.
         self._lock = threading.RLock()
@@ -247,9 +247,9 @@ class Switch:
     def start(self):
         c = self.config
         allowed = os.sched_getaffinity(0)
-        for i, core in enumerate(c.switch.cores):
-            if core not in allowed:
-                raise SwitchError(f"core {core} does not exist or is not usable here "
+        for i, cpu in enumerate(c.switch.cores):
+            if cpu not in allowed:
+                raise SwitchError(f"core {cpu} does not exist or is not usable here "
                                   f"(usable: {sorted(allowed)})", key=f"switch.cores[{i}]")
         obj = _core._bpf_object_path()
         if not os.path.exists(obj):
@@ -261,7 +261,7 @@ class Switch:
         self._turns.clear()
         try:
             _check_memory(c)
-            self.core = _core.Core(
+            self.dp = _core.Datapath(
                 frames=c.switch.frames, frame_size=c.switch.frame_size,
                 ring_size=c.switch.ring_size, batch=c.switch.batch,
                 workers=len(c.switch.cores), capacity=c.fdb.capacity,
@@ -300,7 +300,7 @@ class Switch:
 
     def _worker(self, q, cpu):
         os.sched_setaffinity(0, {cpu})      # 0: this thread
-        self.core.run_worker(q)
+        self.dp.run_worker(q)
 
     def leave_worker_cores(self):
         """Move the calling thread off the workers' cores, when the machine has others: an
@@ -320,10 +320,10 @@ class Switch:
             # a listener called with the lock held (port and FDB events), or a worker
             raise RuntimeError("Switch.stop() from a switch thread or with the switch lock held")
         with self._stop_lock:
-            if self.core is None:
+            if self.dp is None:
                 return
             self._stop.set()
-            self.core.stop()
+            self.dp.stop()
             for t in self._threads:
                 t.join()
             self._threads.clear()
@@ -333,8 +333,8 @@ class Switch:
             with self._lock:
                 for name in list(self.ports):
                     self._drop_port(name)
-                self.core.close()
-                self.core = None
+                self.dp.close()
+                self.dp = None
                 if self.links is not None:
                     self.links.close()
                     self.links = None
@@ -368,9 +368,9 @@ class Switch:
     def _unhealthy(self):
         """Why the switch is not healthy, or ''."""
         now = time.monotonic()
-        if len(self._threads) != self.core.workers:
+        if len(self._threads) != self.dp.workers:
             return "the workers are not all running"
-        for q, (t, w) in enumerate(zip(self._threads, self.core.worker_stats())):
+        for q, (t, w) in enumerate(zip(self._threads, self.dp.worker_stats())):
             if not t.is_alive():
                 return f"worker {q}'s thread has ended"
             loops, since = self._turns.get(q, (None, now))
@@ -400,7 +400,7 @@ class Switch:
                         break
                     self._drain_events()
                     names = {p.index: p.name for p in self.ports.values()}
-                    for mac, vlan, idx in self.core.fdb_maintain():
+                    for mac, vlan, idx in self.dp.fdb_maintain():
                         self._emit(event="fdb.age", mac=mac, vlan=vlan, port=names.get(idx))
                     for port in list(self.ports.values()):
                         if (changed == RESYNC or port.ifindex in changed
@@ -423,7 +423,7 @@ class Switch:
 
     def _drain_events(self):
         names = {p.index: p.name for p in self.ports.values()}
-        for kind, mac, vlan, idx, old in self.core.drain_events():
+        for kind, mac, vlan, idx, old in self.dp.drain_events():
             if kind == "learn":
                 self._emit(event="fdb.learn", mac=mac, vlan=vlan, port=names.get(idx))
             else:
@@ -436,7 +436,7 @@ class Switch:
             self._seen_lost = lost
 
     def _events_lost(self):
-        return sum(w["events_lost"] for w in self.core.worker_stats())
+        return sum(w["events_lost"] for w in self.dp.worker_stats())
 
     # ------------------------------------------------------------------ port states
 
@@ -476,7 +476,7 @@ class Switch:
         if not attached:
             return "pyxsw's XDP program was detached from the interface"
         # libxdp's dispatcher gets a new id whenever any program joins or leaves it
-        if self.core.port_in_dispatcher(port.index):
+        if self.dp.port_in_dispatcher(port.index):
             port.xdp_expect = attached
             return ""
         return f"another XDP program (id {attached}) replaced pyxsw's on the interface"
@@ -488,15 +488,15 @@ class Switch:
             return
         # If this fails half-way, port.state is still the old one: _reconcile marks the port
         # unsure, and the next tick does it all again (set_port_up and the flush are
-        # idempotent) rather than leave the core and the port's state apart.
+        # idempotent) rather than leave the datapath and the port's state apart.
         if old == "up" or state == "up":
-            self.core.set_port_up(port.index, state == "up")
+            self.dp.set_port_up(port.index, state == "up")
         n = None
         if old == "up":
             # Flush once no worker can still be learning from a frame of this port, and
             # before anyone hears of it: then the FDB is already clean.
-            self.core.wait_grace()
-            n = self.core.fdb_flush(port.index)
+            self.dp.wait_grace()
+            n = self.dp.fdb_flush(port.index)
         port.state = state
         if state == "up":
             log.warning("port %s is up", port.name)
@@ -540,7 +540,7 @@ class Switch:
         """Make interface `name` a port.  A port whose interface is gone or whose program was
         taken away can be added again: that attaches it anew."""
         with self._lock:
-            if self.core is None:
+            if self.dp is None:
                 raise OSError(errno.ESHUTDOWN, "the switch is not running")
             old = self.ports.get(name)
             if old is not None and old.state not in ("gone", "degraded"):
@@ -571,15 +571,15 @@ class Switch:
                      if d.startswith("rx-"))
         except FileNotFoundError:       # renamed or deleted since (udev at boot): not there
             raise OSError(errno.ENODEV, f"{name}: no such interface") from None
-        if nq < self.core.workers:
+        if nq < self.dp.workers:
             raise OSError(errno.EINVAL, f"{name} has {nq} RX queue(s) but cores has "
-                                        f"{self.core.workers} entries: worker q needs queue q "
+                                        f"{self.dp.workers} entries: worker q needs queue q "
                                         f"on every port")
         same = replacing is not None and replacing.ifindex == link.ifindex
         if same:
             # What took the port's program away must be gone first: else the port would be
             # torn down, and its options and static entries lost, for nothing.
-            foreign = self.core.foreign_xdp(link.ifindex)
+            foreign = self.dp.foreign_xdp(link.ifindex)
             if foreign:
                 raise OSError(errno.EBUSY, f"{name}: another XDP program ({foreign}) is "
                                            f"attached; remove it first (ip link set dev "
@@ -598,7 +598,7 @@ class Switch:
         try:
             if same:
                 self._close_port(replacing)
-            index, note = self.core.port_add(name, link.ifindex, up=link.up,
+            index, note = self.dp.port_add(name, link.ifindex, up=link.up,
                                              flood_limit=flood_limit,
                                              forward_reserved=forward_reserved)
         except BaseException:
@@ -620,10 +620,10 @@ class Switch:
                 log.exception("port %s: tearing down its old interface's socket", name)
         if note:
             log.warning("%s: %s", name, note)
-        port.xdp_mode = self.core.port_info(index)["xdp_mode"]
-        port.xdp_expect = self.core.port_prog_id(index)     # or libxdp's dispatcher: _reconcile
+        port.xdp_mode = self.dp.port_info(index)["xdp_mode"]
+        port.xdp_expect = self.dp.port_prog_id(index)     # or libxdp's dispatcher: _reconcile
         for mac, vlan in statics:
-            self.core.fdb_add(mac, vlan, index)
+            self.dp.fdb_add(mac, vlan, index)
         try:
             addresses = self.links.addresses(link.ifindex)
         except LinkError as e:
@@ -649,8 +649,8 @@ class Switch:
 
     def _close_port(self, port):
         try:
-            if self.core is not None and port.index in self.core.ports():
-                self.core.port_del(port.index)
+            if self.dp is not None and port.index in self.dp.ports():
+                self.dp.port_del(port.index)
         finally:
             port.close()
 
@@ -663,19 +663,19 @@ class Switch:
     # ------------------------------------------------------------------ what users call
 
     def set_mode(self, mode):
-        self.core.set_mode(mode)
+        self.dp.set_mode(mode)
 
     @property
     def mode(self):
-        return self.core.mode
+        return self.dp.mode
 
     def set_aging(self, seconds):
-        self.core.set_aging(int(seconds))
+        self.dp.set_aging(int(seconds))
 
     def fdb_list(self, port=None, vlan=None):
         names = {p.index: p.name for p in self.ports.values()}
         out = []
-        for mac, v, idx, age, static in self.core.fdb_list():
+        for mac, v, idx, age, static in self.dp.fdb_list():
             name = names.get(idx, f"#{idx}")
             if (port is None or name == port) and (vlan is None or v == vlan):
                 out.append({"mac": mac, "vlan": v, "port": name, "age": age, "static": static})
@@ -683,13 +683,13 @@ class Switch:
         return out
 
     def fdb_add(self, mac, port, vlan=0):
-        return self.core.fdb_add(mac, vlan, self._index(port))
+        return self.dp.fdb_add(mac, vlan, self._index(port))
 
     def fdb_del(self, mac, vlan=0):
-        return self.core.fdb_del(mac, vlan)
+        return self.dp.fdb_del(mac, vlan)
 
     def fdb_flush(self, port=None):
-        n = self.core.fdb_flush(-1 if port is None else self._index(port))
+        n = self.dp.fdb_flush(-1 if port is None else self._index(port))
         self._emit(event="fdb.flush", port=port, count=n)
         return n
 
@@ -697,16 +697,16 @@ class Switch:
         names = [name] if name is not None else list(self.ports)
         out = {}
         for n in names:
-            st = self.core.port_stats(self._index(n))
+            st = self.dp.port_stats(self._index(n))
             st["up"] = self.ports[n].up
             out[n] = st
         return out
 
     def worker_stats(self):
-        return self.core.worker_stats()
+        return self.dp.worker_stats()
 
     def accounting(self):
-        return self.core.accounting()
+        return self.dp.accounting()
 
     def wait_quiet(self, timeout=5.0):
         """Wait until every frame is placed (nothing in flight); returns the accounting."""
@@ -718,22 +718,22 @@ class Switch:
         return acc
 
     def status(self):
-        core = self.core
+        dp = self.dp
         return {
             "name": self.config.switch.name,
             "version": __version__,
             "pid": os.getpid(),
             "config": self.config_path,
-            "mode": core.mode,
+            "mode": dp.mode,
             "uptime": round(time.monotonic() - self.started_at, 3) if self.started_at else 0,
             "workers": [{"queue": q, "core": c} for q, c in enumerate(self.config.switch.cores)],
-            "ports": [dict(core.port_info(p.index), up=p.up, state=p.state, reason=p.reason)
+            "ports": [dict(dp.port_info(p.index), up=p.up, state=p.state, reason=p.reason)
                       for p in self.ports.values()],
-            "zero_copy": core.zero_copy_active,
-            "tx_budget": core.tx_budget,
-            "busy_poll": core.busy_poll,
-            "umem_anchor": core.anchor,
-            "fdb": core.fdb_counters(),
+            "zero_copy": dp.zero_copy_active,
+            "tx_budget": dp.tx_budget,
+            "busy_poll": dp.busy_poll,
+            "umem_anchor": dp.anchor,
+            "fdb": dp.fdb_counters(),
             "frames": self.accounting(),
             "events": {"lost": self._events_lost()},
         }

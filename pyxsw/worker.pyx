@@ -13,130 +13,12 @@
 #   write the staged addresses to the TX rings in one reserve/submit per egress port, and
 #   kick the kernel when the ring asks for it.  A full TX ring is a counted drop, not a stall.
 #
-# What a worker reads of the switch's configuration (which ports exist, which are up) it
-# copies into its own struct when the switch's generation number changes, so the per-frame
-# code reads only worker-local memory plus the FDB.  The loop bumps `epoch` every pass and
+# What a worker reads of the switch's configuration (which ports exist, their kind, which are
+# up) it copies into its own struct when the switch's generation number changes, so the
+# per-frame code reads only worker-local memory plus the FDB.  Learning calls the FDB's
+# fdb_learn(); what the control side must hear of goes into the worker's event ring.  The loop bumps `epoch` every pass and
 # sets `parked` while it sleeps: the management side uses those as grace periods before it
 # frees a table or a socket that a worker might still be looking at.
-
-cdef struct Sw
-
-cdef enum:
-    MODE_POLL = 0
-    MODE_INTERRUPT = 1
-    MODE_ADAPTIVE = 2
-
-    FWD_FLOOD = -1      # broadcast, multicast, unknown unicast
-    FWD_RUNT = -2       # shorter than an Ethernet header
-    FWD_FILTER = -3     # destination sits on the ingress port
-    FWD_RESERVED = -4   # to a reserved link-local group (01:80:c2:00:00:0x): not forwarded
-
-    ADAPTIVE_SPINS = 2048   # empty passes before an adaptive worker sleeps
-    EV_RING = 1024          # FDB events a worker can queue for the control thread
-    EV_LEARN = 1
-    EV_MOVE = 2
-    SLEEP_MS = 1000         # poll(2) timeout: the eventfd wakes a sleeper sooner
-
-
-cdef struct PortStats:      # one per (worker, port): written by that worker only
-    uint64_t c[PORT_COUNTERS]   # indexed by PORT_* (pyxsw/counters.py's PORT table)
-
-
-cdef struct FdbEvent:       # a MAC learned or moved, for the management plane's subscribers
-    uint64_t key
-    uint16_t port
-    uint16_t old_port
-    uint8_t kind            # EV_LEARN / EV_MOVE
-
-
-cdef struct Sock:           # one AF_XDP socket: a (port, queue)
-    xsk_ring_cons rx
-    xsk_ring_prod tx
-    xsk_ring_prod fill
-    xsk_ring_cons comp
-    xsk_socket *xsk
-    int fd
-
-
-cdef struct Port:
-    int active              # sockets ready: workers poll and transmit on it
-    int up                  # link up: part of the flood set and a unicast destination
-    int ifindex
-    uint32_t flood_limit    # flooded frames/s this port may cause; 0 = no limit
-    int forward_reserved    # flood reserved link-local frames received here (else drop them)
-    char name[16]
-    xdp_program *prog
-    int attach_mode         # XDP_MODE_NATIVE / XDP_MODE_SKB
-    int xsks_map_fd
-    int stats_map_fd
-    Sock *socks[MAX_WORKERS]
-
-
-cdef struct Worker:
-    Sw *sw
-    int q
-    int running             # cleared by stop
-    int mode                # MODE_*
-    int parked              # 1 while asleep in poll(2): holds no FDB table or port pointer
-    uint64_t epoch          # bumped every pass: a grace-period marker
-    int efd                 # eventfd that wakes this worker from poll(2)
-    uint32_t gen            # the switch generation last copied below
-    int nact                # ports this worker polls (active ones)
-    uint16_t act[MAX_PORTS]
-    Sock *sock[MAX_PORTS]   # this worker's socket on each port (NULL when not active)
-    int nup                 # the flood set: active ports whose link is up
-    uint16_t upl[MAX_PORTS]
-    uint8_t isup[MAX_PORTS]
-    uint8_t fwd_res[MAX_PORTS]      # the ports' forward_reserved
-    pollfd pfd[MAX_PORTS + 1]
-    int npfd
-    uint32_t idle_run       # consecutive empty passes (adaptive mode)
-    # storm control: each worker lets a port flood its share of flood_limit per 100 ms
-    uint32_t fl_allow[MAX_PORTS]    # floods per window for each port; 0 = no limit
-    uint32_t fl_used[MAX_PORTS]     # floods in the current window
-    uint64_t fl_window              # the current window (monotonic time / 100 ms)
-    # frame cache: frames this worker owns and can hand out without a lock
-    uint32_t ncache
-    uint32_t cache_max
-    uint64_t cache[CACHE_SIZE]
-    # Counters, indexed by WORKER_* (pyxsw/counters.py's WORKER table): this worker writes,
-    # anyone reads.  The frames_* ones are the frame flow through this worker: what came
-    # into its hands and what left them; at the end of every pass `ncache` must equal the
-    # balance (a debug build checks).  The cache slot is filled in by worker_counters().
-    uint64_t c[WORKER_COUNTERS]
-    PortStats st[MAX_PORTS]
-    # FDB events: a single-producer (this worker) single-consumer (control thread) ring;
-    # when it is full, events are counted as lost, never waited for
-    uint32_t ev_head        # next slot the worker writes
-    uint32_t ev_tail        # next slot the control thread reads
-    FdbEvent ev[EV_RING]
-    # burst scratch: frames staged per egress port
-    int ndirty
-    uint16_t dirty[MAX_PORTS]
-    uint32_t ntx[MAX_PORTS]
-    uint64_t txa[MAX_PORTS * MAX_BATCH]
-    uint32_t txl[MAX_PORTS * MAX_BATCH]
-
-
-cdef struct Sw:
-    uint8_t *area           # the UMEM
-    uint64_t area_size
-    xsk_umem *umem
-    xsk_ring_prod umem_fill # rings made with the UMEM; libxdp hands them to the first socket
-    xsk_ring_cons umem_comp
-    uint32_t frame_size
-    uint64_t frame_mask     # addr & frame_mask is a frame's base address
-    uint32_t nframes
-    uint32_t ring_size
-    uint32_t batch
-    uint32_t fill_target    # frames kept in each fill ring
-    Pool pool
-    Fdb fdb
-    int nworkers
-    Worker *workers[MAX_WORKERS]
-    uint32_t gen            # bumped whenever ports change: workers re-copy their view
-    Port ports[MAX_PORTS]
-
 
 # ---------------------------------------------------------------------------- frame cache
 
@@ -145,7 +27,7 @@ cdef inline uint32_t cache_fill(Worker *w, uint32_t want) noexcept nogil:
     cdef uint32_t room
     if w.ncache < want:
         room = w.cache_max - w.ncache
-        room = pool_get(&w.sw.pool, &w.cache[w.ncache],
+        room = pool_get(&w.sw.umem.pool, &w.cache[w.ncache],
                         room if room < want - w.ncache + CACHE_CHUNK else want - w.ncache + CACHE_CHUNK)
         w.ncache += room
         w.c[WORKER_FRAMES_FROM_POOL] += room
@@ -155,11 +37,11 @@ cdef inline uint32_t cache_fill(Worker *w, uint32_t want) noexcept nogil:
 cdef inline void cache_put(Worker *w, uint64_t addr) noexcept nogil:
     if pyxsw_unlikely(w.ncache >= w.cache_max):
         w.ncache -= CACHE_CHUNK
-        pool_put(&w.sw.pool, &w.cache[w.ncache], CACHE_CHUNK)
+        pool_put(&w.sw.umem.pool, &w.cache[w.ncache], CACHE_CHUNK)
         w.c[WORKER_FRAMES_TO_POOL] += CACHE_CHUNK
     if PYXSW_DEBUG:
-        pyxsw_check(addr < w.sw.area_size, "a frame address outside the UMEM")
-    w.cache[w.ncache] = addr & w.sw.frame_mask
+        pyxsw_check(addr < w.sw.umem.area_size, "a frame address outside the UMEM")
+    w.cache[w.ncache] = addr & w.sw.umem.frame_mask
     w.ncache += 1
 
 
@@ -191,6 +73,7 @@ cdef void worker_apply_gen(Worker *w) noexcept nogil:
         w.sock[p] = NULL
         if not pyxsw_load_int(&pt.active):
             continue
+        w.kind[p] = pt.kind
         w.sock[p] = pt.socks[w.q]
         w.act[w.nact] = p
         w.nact += 1
@@ -216,40 +99,30 @@ cdef void worker_apply_gen(Worker *w) noexcept nogil:
 
 # ---------------------------------------------------------------------------- forwarding decision
 
-cdef void push_event(Worker *w, uint8_t kind, uint64_t key, uint16_t port, uint16_t old) noexcept nogil:
-    cdef uint32_t h = w.ev_head
-    cdef FdbEvent *e
-    if h - pyxsw_load_acq32(&w.ev_tail) >= EV_RING:
-        w.c[WORKER_EVENTS_LOST] += 1
-        return
-    e = &w.ev[h & (EV_RING - 1)]
-    e.kind = kind
-    e.key = key
-    e.port = port
-    e.old_port = old
-    pyxsw_store_rel32(&w.ev_head, h + 1)
+cdef inline void fdb_event(Worker *w, uint8_t kind, uint64_t key, uint16_t port,
+                           uint16_t old) noexcept nogil:
+    cdef Event *e = ev_reserve(&w.events)
+    if e != NULL:
+        e.kind = kind
+        e.d.fdb.key = key
+        e.d.fdb.port = port
+        e.d.fdb.old_port = old
+        ev_commit(&w.events)
 
 
 cdef inline void learn(Worker *w, FdbTable *tab, uint64_t src, uint16_t p, uint32_t now) noexcept nogil:
     cdef uint16_t at = 0xffff
-    cdef FdbSlot *s = fdb_find(tab, src, &at)
-    cdef Fdb *f = &w.sw.fdb
-    cdef int r
-    if pyxsw_likely(s != NULL and at == p):
-        if s.seen != now:
-            s.seen = now
+    cdef int r = fdb_learn(&w.sw.fdb, tab, src, p, now, &at)
+    if pyxsw_likely(r == FDB_R_SAME):
         return
-    if pthread_mutex_trylock(&f.lock) != 0:
-        w.c[WORKER_LEARN_BUSY] += 1       # a writer is busy: the next frame from this MAC learns it
-        return
-    r = fdb_put_locked(f, src, p, now, 0)
-    pthread_mutex_unlock(&f.lock)
     if r == FDB_R_NEW:
         w.c[WORKER_LEARNED] += 1
-        push_event(w, EV_LEARN, src, p, p)
+        fdb_event(w, EV_LEARN, src, p, p)
     elif r == FDB_R_MOVED:
         w.c[WORKER_MOVED] += 1
-        push_event(w, EV_MOVE, src, p, at)
+        fdb_event(w, EV_MOVE, src, p, at)
+    elif r == FDB_R_BUSY:
+        w.c[WORKER_LEARN_BUSY] += 1
     elif r == FDB_R_FULL:
         w.c[WORKER_LEARN_FULL] += 1
     elif r == FDB_R_LIMIT:
@@ -353,7 +226,7 @@ cdef void flush_tx(Worker *w) noexcept nogil:
 
 cdef inline void reap(Worker *w, Sock *s) noexcept nogil:
     cdef uint32_t idx = 0, i
-    cdef uint32_t n = xsk_ring_cons__peek(&s.comp, w.sw.ring_size, &idx)
+    cdef uint32_t n = xsk_ring_cons__peek(&s.comp, w.sw.umem.ring_size, &idx)
     for i in range(n):
         cache_put(w, xsk_ring_cons__comp_addr(&s.comp, idx + i)[0])
     if n:
@@ -366,7 +239,7 @@ cdef inline void reap(Worker *w, Sock *s) noexcept nogil:
 
 cdef inline void refill(Worker *w, Sock *s) noexcept nogil:
     cdef uint32_t size = s.fill.size
-    cdef uint32_t target = w.sw.fill_target
+    cdef uint32_t target = w.sw.umem.fill_target
     cdef uint32_t free_ = xsk_prod_nb_free(&s.fill, size)
     cdef uint32_t used = size - free_
     cdef uint32_t need, i, idx = 0
@@ -392,7 +265,7 @@ cdef void flood(Worker *w, uint16_t p, uint64_t addr, uint32_t ln) noexcept nogi
     cdef uint16_t e
     cdef uint64_t c
     cdef bint orig_used = False
-    cdef const uint8_t *src = w.sw.area + addr
+    cdef const uint8_t *src = w.sw.umem.area + addr
     for j in range(w.nup):
         e = w.upl[j]
         if e == p or w.sock[e] == NULL:
@@ -404,7 +277,7 @@ cdef void flood(Worker *w, uint16_t p, uint64_t addr, uint32_t ln) noexcept nogi
         if c == <uint64_t>-1:
             w.st[e].c[PORT_TX_DROPPED] += 1
             continue
-        memcpy(w.sw.area + c, src, ln)
+        memcpy(w.sw.umem.area + c, src, ln)
         stage(w, e, c, ln)
     if not orig_used:
         cache_put(w, addr)      # nobody else to send it to
@@ -428,16 +301,16 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
     # The kernel wrote these frames on another core: ask for all their headers at once so
     # the cache misses overlap instead of stalling the decision loop one frame at a time.
     for i in range(n):
-        pyxsw_prefetch(w.sw.area + xsk_ring_cons__rx_desc(&s.rx, idx + i).addr)
+        pyxsw_prefetch(w.sw.umem.area + xsk_ring_cons__rx_desc(&s.rx, idx + i).addr)
     for i in range(n):
         d = xsk_ring_cons__rx_desc(&s.rx, idx + i)
         addr = d.addr
         ln = d.len
         if PYXSW_DEBUG:
-            pyxsw_check(addr + ln <= w.sw.area_size, "an RX descriptor outside the UMEM")
+            pyxsw_check(addr + ln <= w.sw.umem.area_size, "an RX descriptor outside the UMEM")
         st.c[PORT_RX_PACKETS] += 1
         st.c[PORT_RX_BYTES] += ln
-        e = decide(w, tab, w.sw.area + addr, ln, p, now)
+        e = decide(w, tab, w.sw.umem.area + addr, ln, p, now)
         if pyxsw_likely(e >= 0):
             stage(w, <uint16_t>e, addr, ln)
         elif e == FWD_FLOOD:
@@ -526,12 +399,13 @@ cdef void worker_loop(Worker *w) noexcept nogil:
         got = 0
         for j in range(w.nact):
             p = w.act[j]
-            s = w.sock[p]
-            if s == NULL:
-                continue
-            reap(w, s)
-            refill(w, s)
-            got += rx_burst(w, s, p, tab, now)
+            if w.kind[p] == KIND_AFXDP:
+                s = w.sock[p]
+                reap(w, s)
+                refill(w, s)
+                got += rx_burst(w, s, p, tab, now)
+            # KIND_VIRTUAL: nothing to receive
+        ev_flush(&w.events)
         w.c[WORKER_LOOPS] += 1
         if PYXSW_DEBUG:
             pyxsw_check(w.ncache <= w.cache_max, "a worker cache over its bound")
@@ -544,3 +418,41 @@ cdef void worker_loop(Worker *w) noexcept nogil:
         else:
             worker_idle(w)
     pyxsw_store_int(&w.parked, 1)
+
+
+# ---------------------------------------------------------------------------- life
+
+cdef Worker *worker_new(Sw *sw, int q, int mode, uint32_t cache_max) noexcept nogil:
+    """Worker q's state, parked (not running yet: it holds nothing); NULL without memory."""
+    cdef Worker *w = <Worker *>calloc(1, sizeof(Worker))
+    if w == NULL:
+        return NULL
+    w.sw = sw
+    w.q = q
+    w.running = 1
+    w.parked = 1
+    w.mode = mode
+    w.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+    w.gen = <uint32_t>-1
+    w.cache_max = cache_max
+    ev_init(&w.events, sw.events_fd)
+    return w
+
+
+cdef void worker_free(Worker *w) noexcept nogil:
+    if w != NULL:
+        if w.efd >= 0:
+            close(w.efd)
+        free(w)
+
+
+cdef void worker_wake(Worker *w) noexcept nogil:
+    cdef uint64_t one = 1
+    write(w.efd, &one, 8)
+
+
+cdef void worker_counters(Worker *w, uint64_t *out) noexcept nogil:
+    """Its counters into out[WORKER_COUNTERS], gauges and the event ring's losses included."""
+    memcpy(out, w.c, WORKER_COUNTERS * sizeof(uint64_t))
+    out[WORKER_CACHE] = w.ncache
+    out[WORKER_EVENTS_LOST] = w.events.lost

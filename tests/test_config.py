@@ -218,7 +218,7 @@ def test_unparseable_toml_is_one_line(tmp_path):
 
 
 def test_frames_enough_for_every_socket_is_accepted():
-    # exactly 2 x batch per socket (ports x queues), the core's rule in Core.port_add
+    # exactly 2 x batch per socket (ports x queues), the core's rule in Datapath.port_add
     d = {"switch": {"frames": 256, "batch": 32, "cores": [0, 1]}, "port": [{"name": "s0"}, {"name": "s1"}]}
     assert Config.from_dict(d).switch.frames == 256
 
@@ -421,10 +421,10 @@ def unknown_keys(d):
 
 
 def fits_the_core(c):
-    """Build a Core from an accepted config: every value must convert to the core's C types
+    """Build a Datapath from an accepted config: every value must convert to the core's C types
     (frames and capacity are built small, for memory, and checked against the types)."""
-    from pyxsw._core import Core
-    core = Core(umem=False, frames=min(c.switch.frames, 4096), frame_size=c.switch.frame_size,
+    from pyxsw._core import Datapath
+    core = Datapath(umem=False, frames=min(c.switch.frames, 4096), frame_size=c.switch.frame_size,
                 ring_size=c.switch.ring_size, batch=c.switch.batch, workers=len(c.switch.cores),
                 capacity=min(c.fdb.capacity, 1024), port_limit=c.fdb.port_limit,
                 aging=c.fdb.aging, mode=c.switch.mode)
@@ -503,17 +503,17 @@ def test_bounds_are_the_cores():
     ("capacity", 2**32), ("capacity", 0), ("aging", 2**32), ("aging", -1), ("port_limit", 2**32),
     ("workers", 17), ("frame_size", 2**32), ("frames", True), ("capacity", 1.5)])
 def test_core_refuses_what_it_cannot_hold_naming_the_parameter(param, value):
-    from pyxsw._core import Core
+    from pyxsw._core import Datapath
     with pytest.raises(ValueError) as e:
-        Core(umem=False, **{param: value})
+        Datapath(umem=False, **{param: value})
     assert e.value.param == param and str(e.value).startswith(param)
 
 
 @pytest.mark.parametrize("capacity", [2**30 + 1, 2**31 - 1])
 def test_fdb_sizing_never_spins(capacity):
     # In 32 bits, doubling the table's size past 2**31 wrapped to 0 and the loop never ended.
-    code = ("from pyxsw._core import Core\n"
-            f"try:\n    Core(umem=False, capacity={capacity})\n"
+    code = ("from pyxsw._core import Datapath\n"
+            f"try:\n    Datapath(umem=False, capacity={capacity})\n"
             "except ValueError as e:\n    print(e.param, e)\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=30)
@@ -521,9 +521,9 @@ def test_fdb_sizing_never_spins(capacity):
 
 
 def test_fdb_table_is_sized_for_its_capacity():
-    from pyxsw._core import LIMITS, Core, fdb_memory
+    from pyxsw._core import LIMITS, Datapath, fdb_memory
     for capacity, slots in [(1, 64), (32, 64), (33, 128), (65536, 131072), (2**24, 2**25)]:
-        c = Core(umem=False, capacity=capacity)
+        c = Datapath(umem=False, capacity=capacity)
         assert c.fdb_counters()["slots"] == slots
         c.close()
         assert fdb_memory(capacity) == 2 * slots * 28       # two tables while one is rebuilt

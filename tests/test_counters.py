@@ -31,7 +31,7 @@ def test_port_summary_is_the_designs_port_counters():
 
 
 def test_the_cores_dictionaries_are_the_tables():
-    dp = _core.Core(umem=False, workers=2)
+    dp = _core.Datapath(umem=False, workers=2)
     p = dp.add_virtual_port("v0")
     assert [list(w) for w in dp.worker_stats()] == \
         [["queue", *counters.WORKER.names, "mode"]] * 2

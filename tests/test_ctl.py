@@ -256,7 +256,7 @@ def test_fdb_show_is_sorted_whatever_the_switch_sends(served, capsys, monkeypatc
 
 
 def big_stats(queues):
-    """One port's counters as the switch makes them (Core.port_stats), all at their largest."""
+    """One port's counters as the switch makes them (Datapath.port_stats), all at their largest."""
     xdp = dict.fromkeys(["rx_dropped", "rx_invalid_descs", "tx_invalid_descs", "rx_ring_full",
                          "rx_fill_ring_empty_descs", "tx_ring_empty_descs", "prog_seen",
                          "prog_redirected", "prog_passed"], BIG)

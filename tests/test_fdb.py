@@ -1,4 +1,4 @@
-"""The FDB and the forwarding decision of the Cython core, without root: a Core with no
+"""The FDB and the forwarding decision of the Cython core, without root: a Datapath with no
 UMEM and "virtual" ports runs the very functions the workers run, frame by frame."""
 import random
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from pyxsw import _core
-from pyxsw._core import (FORWARD_FILTER, FORWARD_FLOOD, FORWARD_RESERVED, FORWARD_RUNT, Core,
+from pyxsw._core import (FORWARD_FILTER, FORWARD_FLOOD, FORWARD_RESERVED, FORWARD_RUNT, Datapath,
                          mac_to_int)
 
 BCAST = "ff:ff:ff:ff:ff:ff"
@@ -17,7 +17,7 @@ def frame(dst, src, payload=b"\x08\x00" + bytes(50)):
 
 
 def core(n_ports=3, **kw):
-    c = Core(umem=False, **kw)
+    c = Datapath(umem=False, **kw)
     ports = [c.add_virtual_port(f"v{i}") for i in range(n_ports)]
     return c, ports
 
@@ -56,7 +56,7 @@ def test_reserved_link_local_groups_are_not_forwarded_unless_the_port_says_so():
     """01:80:c2:00:00:00 to 0f (STP, PAUSE, LACP, 802.1X, LLDP...) were flooded like any
     multicast; IEEE bridges, and the Linux bridge and Open vSwitch by default, keep them on
     their link.  A port with forward_reserved floods them, but never PAUSE (:01)."""
-    c = Core(umem=False)
+    c = Datapath(umem=False)
     plain, fwd, other = (c.add_virtual_port("v0"), c.add_virtual_port("v1", forward_reserved=True),
                          c.add_virtual_port("v2"))
     src = "02:00:00:00:00:01"
@@ -219,7 +219,7 @@ step = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(steps=st.lists(step, max_size=120), capacity=st.integers(1, 16), port_limit=st.integers(0, 5))
 def test_core_matches_model(steps, capacity, port_limit):
-    c = Core(umem=False, capacity=capacity, port_limit=port_limit)
+    c = Datapath(umem=False, capacity=capacity, port_limit=port_limit)
     ports = [c.add_virtual_port(f"v{i}") for i in range(4)]
     m = Model(ports, capacity, port_limit)
     for s in steps:
@@ -251,7 +251,7 @@ def test_core_matches_model(steps, capacity, port_limit):
 
 def test_many_random_frames_against_model():
     rng = random.Random(1234)
-    c = Core(umem=False, capacity=200, port_limit=0)
+    c = Datapath(umem=False, capacity=200, port_limit=0)
     ports = [c.add_virtual_port(f"v{i}") for i in range(5)]
     m = Model(ports, 200, 0)
     macs = [bytes([rng.choice([0, 2, 1, 3])]) + rng.randbytes(5) for _ in range(300)]

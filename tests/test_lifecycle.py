@@ -76,7 +76,7 @@ def test_stop_from_a_switch_thread_is_refused(lab_factory, tmp_path):
         outcome.clear()
         sw.add_port(lab.ports[1])
         assert len(outcome) == 1 and isinstance(outcome[0], RuntimeError), outcome
-        assert sw.core is not None
+        assert sw.dp is not None
 
 
 def test_hundreds_of_start_stop_cycles_in_poll_mode(lab_factory, tmp_path):

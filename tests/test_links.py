@@ -65,13 +65,13 @@ def test_queries_work_from_any_thread_out_of_descriptors():
 
 
 def test_a_closed_core_raises_instead_of_crashing():
-    c = _core.Core(umem=False)
+    c = _core.Datapath(umem=False)
     p = c.add_virtual_port("v0")
     c.close()
     for call in (lambda: c.mode, lambda: c.port_info(p), lambda: c.port_stats(p),
                  lambda: c.fdb_list(), lambda: c.accounting(), lambda: c.set_port_up(p, False)):
         with pytest.raises(RuntimeError, match="closed"):
             call()
-    c2 = _core.Core(umem=False)
+    c2 = _core.Datapath(umem=False)
     with pytest.raises(KeyError):
         c2.port_info(64)

@@ -131,7 +131,7 @@ def test_interface_deleted_then_recreated_is_attached_again(lab_factory, tmp_pat
                    and e["ifindex"] == new_ifindex for e in events)
         assert {"event": "port.up", "port": s2} in events[events.index(
             {"event": "port.gone", "port": s2}):]
-        assert xdp_prog_id(s2) == sw.core.port_prog_id(sw.ports[s2].index)
+        assert xdp_prog_id(s2) == sw.dp.port_prog_id(sw.ports[s2].index)
         assert {"mac": "02:00:00:00:77:01", "vlan": 0, "port": s2, "age": 0,
                 "static": True} in sw.fdb_list()
         assert ping(lab, a, gone) and ping(lab, gone, b)
@@ -194,7 +194,7 @@ def test_program_taken_away_is_noticed_and_port_add_restores_it(lab_factory, tmp
         assert ping(lab, 1, 2)                                  # the others are unaffected
         # `port add` attaches it anew
         port = sw.add_port(s0)
-        assert port.state == "up" and xdp_prog_id(s0) == sw.core.port_prog_id(port.index)
+        assert port.state == "up" and xdp_prog_id(s0) == sw.dp.port_prog_id(port.index)
         assert ping(lab, 0, 1) and ping(lab, 1, 0)
         assert sw.wait_quiet()["in_flight"] == 0
     assert not link_flags(s0)[1]
@@ -323,7 +323,7 @@ def test_two_switches_each_anchor_their_umem_off_their_ports(lab_factory, tmp_pa
     with running(a_cfg) as a, running(b_cfg) as b:
         for sw in (a, b):
             assert sw.status()["umem_anchor"] == "lo of the switch's own network namespace"
-            assert sw.core.anchor_ifindex == 0
+            assert sw.dp.anchor_ifindex == 0
         assert ping(lab, 0, 1) and ping(lab, 2, 3)
         first = lab.ports[2]
         subprocess.run(["ip", "link", "del", first], check=True)

@@ -156,7 +156,7 @@ def test_ports_status_names_what_does_not_forward():
     assert ports_status([]) == "forwarding on 0 of 0 port(s)"
 
 
-class _FakeCore:
+class _FakeDatapath:
     workers = 1
 
     def __init__(self):
@@ -171,7 +171,7 @@ def test_a_worker_whose_loop_stops_turning_is_unhealthy(monkeypatch):
     least once a second; one that has not for WORKER_STALL is stuck."""
     monkeypatch.setattr(switch_mod, "WORKER_STALL", 0.3)
     sw = Switch(Config.from_dict({}))
-    sw.core = _FakeCore()
+    sw.dp = _FakeDatapath()
     alive = threading.Event()
     t = threading.Thread(target=alive.wait)
     t.start()
@@ -180,13 +180,13 @@ def test_a_worker_whose_loop_stops_turning_is_unhealthy(monkeypatch):
         assert sw._unhealthy() == ""
         time.sleep(0.4)
         assert "has not turned" in sw._unhealthy()
-        sw.core.loops += 1                          # it turned again
+        sw.dp.loops += 1                          # it turned again
         assert sw._unhealthy() == ""
     finally:
         alive.set()
         t.join()
     assert "thread has ended" in sw._unhealthy()
-    sw._threads, sw.core = [], None
+    sw._threads, sw.dp = [], None
 
 
 # ---------------------------------------------------------------------------- in a switch

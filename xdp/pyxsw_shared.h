@@ -3,7 +3,11 @@
 #ifndef PYXSW_SHARED_H
 #define PYXSW_SHARED_H
 
-/* Slots in xsks_map: one per RX queue index the program may see. */
+/* Ports of one switch: rows in the maps below, indexed by the core's port index.  The core's
+ * per-port arrays have this many entries too (pyxsw/includes/xdp_shared.pxd). */
+#define PYXSW_MAX_PORTS 64
+
+/* Slots per port in xsks_map: one per RX queue index the program may see. */
 #define PYXSW_MAX_QUEUES 64
 
 /* Per-CPU counters, indexes into xdp_stats_map: PYXSW_PROG_SEEN, ... PROG_COUNTERS, generated

@@ -5,12 +5,26 @@ from pyxsw.includes.system cimport va_list
 
 cdef extern from "<bpf/libbpf.h>" nogil:
     struct bpf_object
-    int bpf_object__find_map_fd_by_name(const bpf_object *obj, const char *name)
+    struct bpf_map
+    bpf_map *bpf_object__next_map(const bpf_object *obj, const bpf_map *map)
+    const char *bpf_map__name(const bpf_map *map)
+    int bpf_map__type(const bpf_map *map)
+    uint32_t bpf_map__key_size(const bpf_map *map)
+    uint32_t bpf_map__value_size(const bpf_map *map)
+    uint32_t bpf_map__max_entries(const bpf_map *map)
+    uint32_t bpf_map__map_flags(const bpf_map *map)
+    bint bpf_map__is_internal(const bpf_map *map)
+    int bpf_map__reuse_fd(bpf_map *map, int fd)
     int libbpf_num_possible_cpus()
     ctypedef int (*libbpf_print_fn_t)(int level, const char *fmt, va_list ap)
     libbpf_print_fn_t libbpf_set_print(libbpf_print_fn_t fn)
 
 cdef extern from "<bpf/bpf.h>" nogil:
+    struct bpf_map_create_opts:
+        size_t sz
+        uint32_t map_flags
+    int bpf_map_create(int map_type, const char *name, uint32_t key_size, uint32_t value_size,
+                       uint32_t max_entries, const bpf_map_create_opts *opts)
     int bpf_map_lookup_elem(int fd, const void *key, void *value)
     int bpf_map_update_elem(int fd, const void *key, const void *value, unsigned long long flags)
     int bpf_map_delete_elem(int fd, const void *key)

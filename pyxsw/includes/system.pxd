@@ -35,6 +35,7 @@ cdef extern from "<sys/eventfd.h>" nogil:
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
+    int usleep(unsigned int usec)
     ssize_t read(int fd, void *buf, size_t n)
     ssize_t write(int fd, const void *buf, size_t n)
 
@@ -81,12 +82,19 @@ cdef extern from "<errno.h>" nogil:
     int errno
     enum:
         EAGAIN
+        EBADF
         EBUSY
         ENOBUFS
+        ENODEV
+        ENOMEM
         ENETDOWN
         EINTR
 
 cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    int pthread_create(pthread_t *t, const void *attr, void *(*start)(void *) noexcept nogil,
+                       void *arg)
+    int pthread_join(pthread_t t, void **ret)
     ctypedef struct pthread_mutex_t:
         pass
     int pthread_mutex_init(pthread_mutex_t *m, const void *attr)

@@ -2,5 +2,6 @@
 # program's counters are PROG_* of counters.pxd (generated from pyxsw/counters.py).
 cdef extern from "pyxsw_shared.h" nogil:
     enum:
+        MAX_PORTS "PYXSW_MAX_PORTS"     # switch ports: the rows of the program's maps
         PYXSW_MAX_QUEUES
     const char *PYXSW_PROG_NAME

@@ -16,22 +16,22 @@ def mac_key(uint64_t i):
     return _mac_key(i)
 
 
-def learn_range(Core c, uint64_t first, uint64_t n, int port):
+def learn_range(Datapath c, uint64_t first, uint64_t n, int port):
     """learn() as the worker does for n sources first..first+n-1 arriving on `port`;
     returns how many entries the FDB gained."""
     cdef Worker *w = c.sw.workers[0]
     cdef uint32_t now = now_s()
-    cdef uint64_t i, before = w.learned
+    cdef uint64_t i, before = w.c[WORKER_LEARNED]
     if w.gen != c.sw.gen:
         worker_apply_gen(w)
     with nogil:
         for i in range(first, first + n):
             learn(w, c.sw.fdb.tab, _mac_key(i), <uint16_t>port, now)
-    w.ev_head = w.ev_tail = 0       # nobody drains the event ring here
-    return w.learned - before
+    w.events.head = w.events.tail = 0       # nobody drains the event ring here
+    return w.c[WORKER_LEARNED] - before
 
 
-def lookup_keys(Core c, const uint64_t[:] keys, uint64_t rounds):
+def lookup_keys(Datapath c, const uint64_t[:] keys, uint64_t rounds):
     """fdb_find() of every key, `rounds` times; returns the hits."""
     cdef uint64_t r, hits = 0
     cdef Py_ssize_t i, n = keys.shape[0]
@@ -45,7 +45,7 @@ def lookup_keys(Core c, const uint64_t[:] keys, uint64_t rounds):
     return hits
 
 
-def decide_burst(Core c, const uint8_t[:] burst, uint32_t stride, uint32_t length,
+def decide_burst(Datapath c, const uint8_t[:] burst, uint32_t stride, uint32_t length,
                  int in_port, uint64_t rounds):
     """decide() (learning included) on every frame of a burst laid out `stride` bytes
     apart, `rounds` times; returns a checksum of the decisions."""
@@ -64,7 +64,7 @@ def decide_burst(Core c, const uint8_t[:] burst, uint32_t stride, uint32_t lengt
     return total
 
 
-def pool_cycle(Core c, uint32_t burst, uint64_t rounds):
+def pool_cycle(Datapath c, uint32_t burst, uint64_t rounds):
     """pool_get() then pool_put() of `burst` frames on the shared stack, `rounds` times."""
     cdef uint64_t buf[4096]
     cdef uint64_t r
@@ -73,12 +73,12 @@ def pool_cycle(Core c, uint32_t burst, uint64_t rounds):
         raise ValueError("burst > 4096")
     with nogil:
         for r in range(rounds):
-            k = pool_get(&c.sw.pool, buf, burst)
-            pool_put(&c.sw.pool, buf, k)
+            k = pool_get(&c.sw.umem.pool, buf, burst)
+            pool_put(&c.sw.umem.pool, buf, k)
     return k
 
 
-def cache_cycle(Core c, uint32_t burst, uint64_t rounds):
+def cache_cycle(Datapath c, uint32_t burst, uint64_t rounds):
     """The worker's fast path: cache_take() `burst` frames, then cache_put() them back."""
     cdef Worker *w = c.sw.workers[0]
     cdef uint64_t buf[4096]

@@ -16,14 +16,14 @@ LEARNS = 1000           # new MACs learned per benchmark round
 
 
 def core(mc, capacity, ports=3):
-    c = mc.Core(umem=False, capacity=capacity)
+    c = mc.Datapath(umem=False, capacity=capacity)
     ps = [c.add_virtual_port(f"v{i}") for i in range(ports)]
     return c, ps
 
 
 @pytest.fixture(scope="module", params=list(SIZES))
 def filled(request, microcore):
-    """A Core whose FDB holds N learned MACs on port 0 (room for the learn benchmark too)."""
+    """A Datapath whose FDB holds N learned MACs on port 0 (room for the learn benchmark too)."""
     n = SIZES[request.param]
     c, ps = core(microcore, capacity=n + 200 * LEARNS)
     assert microcore.learn_range(c, 0, n, ps[0]) == n

@@ -1,0 +1,296 @@
+# The data model of pyxsw's core: every limit, enum and struct, before any code (included
+# first by _core.pyx, so that no file depends on the order of the others).
+#
+#   Sw          the datapath: one per switch
+#    +- Umem      the UMEM: area, registration, its fill/completion rings, the frame Pool,
+#    |            and the anchor (the UMEM's first socket, which must stay bound)
+#    +- Fdb       the MAC table: FdbTable (slots, the live list) behind one pointer
+#    +- Xdp       the XDP program, loaded once, and the maps every port's copy shares
+#    +- Port[]    a switch port: its kind, its link state, one Sock per queue
+#    +- Worker[]  worker q: its view of the ports, frame cache, counters, EventRing
+#
+# Counters are arrays indexed by the enums that setup.py generates from pyxsw/counters.py
+# (includes/counters.pxd); the limits the XDP program shares are in xdp/pyxsw_shared.h.
+
+cdef enum:
+    MAX_WORKERS = 16        # workers, and so queues per port (< PYXSW_MAX_QUEUES)
+    MAX_BATCH = 256         # frames per RX burst at most
+    # Rings: the kernel takes any power of two and allocates each ring in one piece while
+    # the bind waits (2**31 entries held the machine for tens of seconds).  32768 is four
+    # times the largest NIC descriptor rings (8K) and costs 1.5 MiB per socket.
+    MAX_RING_SIZE = 32768
+    # The FDB: its table has 2 x capacity slots rounded up to a power of two, indexed in 32
+    # bits; 2**24 entries (16.7 million: 896 MiB a table) is far beyond any switch's table.
+    MAX_FDB_CAPACITY = 1 << 24
+
+    CACHE_SIZE = 8192       # frames a worker's cache can hold at most
+    CACHE_CHUNK = 512       # frames moved between a cache and the shared stack at once
+    EV_RING = 1024          # events one ring holds (a power of two)
+    ADAPTIVE_SPINS = 2048   # empty passes before an adaptive worker sleeps
+    SLEEP_MS = 1000         # poll(2) timeout: the eventfd wakes a sleeper sooner
+
+# MAX_PORTS (64) is PYXSW_MAX_PORTS of xdp/pyxsw_shared.h: the XDP program's maps have a row
+# per port index (includes/xdp_shared.pxd).
+
+
+cdef enum Mode:
+    MODE_POLL = 0           # never sleep; busy-poll socket options where the kernel takes them
+    MODE_INTERRUPT = 1      # sleep in poll(2) when a pass finds nothing
+    MODE_ADAPTIVE = 2       # spin while traffic flows, sleep after ADAPTIVE_SPINS empty passes
+
+
+cdef enum PortKind:         # what the per-port steps (open, poll, send, count, close) switch on
+    KIND_NONE = 0           # a free slot
+    KIND_AFXDP = 1          # an interface: the switch's XDP program, an AF_XDP socket per queue
+    KIND_VIRTUAL = 2        # no interface, no socket: tests of the forwarding decision
+
+
+cdef enum:                  # the forwarding decision, when it is not an egress port index
+    FWD_FLOOD = -1          # broadcast, multicast, unknown unicast
+    FWD_RUNT = -2           # shorter than an Ethernet header
+    FWD_FILTER = -3         # destination sits on the ingress port
+    FWD_RESERVED = -4       # to a reserved link-local group (01:80:c2:00:00:0x): not forwarded
+
+
+cdef enum SlotState:        # of an FDB slot
+    SLOT_EMPTY = 0          # never used: ends every probe
+    SLOT_LIVE = 1
+    SLOT_DEAD = 2           # a tombstone: probes walk past it
+
+
+cdef enum:                  # outcomes of fdb_put_locked() and fdb_learn()
+    FDB_R_SAME = 0          # already there, on that port: refreshed
+    FDB_R_NEW = 1           # a new entry
+    FDB_R_MOVED = 2         # the MAC moved to another port (or became static)
+    FDB_R_FULL = -1         # at capacity: not learned
+    FDB_R_LIMIT = -2        # the port is at its learning limit: not learned
+    FDB_R_STATIC = -3       # a static entry for that MAC exists: learning never moves it
+    FDB_R_BUSY = -4         # fdb_learn(): a writer held the lock; not learned this time
+
+
+cdef enum EventKind:        # what an Event carries
+    EV_NONE = 0
+    EV_LEARN = 1            # FdbEventData: a MAC learned on .port
+    EV_MOVE = 2             # FdbEventData: a MAC moved from .old_port to .port
+
+
+cdef enum AnchorKind:       # where the UMEM's first socket is bound
+    ANCHOR_NONE = 0         # no socket yet
+    ANCHOR_OWN_NETNS = 1    # lo of a network namespace made for this switch alone
+    ANCHOR_HOST_LO = 2      # the host's lo (making a namespace was refused)
+    ANCHOR_PORT = 3         # the first port's queue (zero-copy, or no lo could be had)
+
+
+cdef enum ZeroCopy:         # the zero_copy setting
+    ZC_AUTO = 0
+    ZC_ON = 1
+    ZC_OFF = 2
+
+
+# ---------------------------------------------------------------------------- UMEM
+
+cdef struct Pool:           # the free frames: a LIFO stack behind a mutex
+    uint64_t *addrs         # frame base addresses (no offset)
+    uint32_t n              # free frames on the stack
+    uint32_t size           # every frame of the UMEM fits
+    pthread_mutex_t lock
+
+
+cdef struct Sock:           # one AF_XDP socket: a (port, queue), or the anchor
+    xsk_ring_cons rx
+    xsk_ring_prod tx
+    xsk_ring_prod fill
+    xsk_ring_cons comp
+    xsk_socket *xsk
+    int fd
+
+
+cdef struct Umem:
+    uint8_t *area           # nframes x frame_size bytes, mapped and populated at start
+    uint64_t area_size
+    xsk_umem *xsk           # the registration; NULL when there is no UMEM (tests)
+    xsk_ring_prod fill      # rings made with the UMEM; libxdp hands them to its first socket
+    xsk_ring_cons comp
+    uint32_t frame_size
+    uint64_t frame_mask     # addr & frame_mask is a frame's base address
+    uint32_t nframes
+    uint32_t ring_size      # of every ring of every socket
+    uint32_t fill_target    # frames kept in each fill ring (half the UMEM over all sockets)
+    int nsocks              # sockets open on the UMEM, the anchor on a port included
+    int zero_copy           # ZC_*: as configured
+    bint zero_copy_active   # the sockets bound in zero-copy mode
+    Pool pool
+    # The anchor.  libxdp makes the first socket on a UMEM out of the UMEM's own file
+    # descriptor, which stays bound to its (interface, queue) until the UMEM goes, and the
+    # kernel shares a UMEM through it.  In copy mode it is a socket on a lo that receives
+    # nothing; when it is a port's socket and that port is deleted, it is kept here, idle and
+    # empty (retired), and taken again if the same interface comes back.
+    Sock *owner
+    int anchor              # ANCHOR_*
+    int anchor_err          # errno of the failed own-namespace anchor (ANCHOR_HOST_LO)
+    int anchor_ifindex      # the host's lo under ANCHOR_HOST_LO (never a port), else 0
+    int owner_ifindex       # the port interface under ANCHOR_PORT, else -1
+    int owner_q
+    bint owner_retired
+    char owner_name[16]
+
+
+# ---------------------------------------------------------------------------- FDB
+
+cdef struct FdbSlot:
+    uint32_t seq            # seqlock: odd while a writer is changing this slot
+    uint8_t state           # SLOT_*
+    uint8_t is_static       # never aged, never moved by learning, never evicted
+    uint16_t port           # egress port index
+    uint64_t key            # vlan << 48 | mac (the 6 wire bytes read little-endian)
+    uint32_t seen           # last seen, coarse monotonic seconds (lock-free refresh)
+    uint32_t pos            # where this LIVE slot is in the table's `order` (writers only)
+
+
+cdef struct FdbTable:
+    FdbSlot *slots
+    uint32_t *order         # the LIVE slots' indexes, densely: listing, flushing and aging
+                            # walk these, not every slot (a full scan sweeps the workers' cache)
+    uint32_t mask           # slots - 1 (a power of two)
+    uint32_t live           # SLOT_LIVE slots
+    uint32_t used           # SLOT_LIVE + SLOT_DEAD slots: what a missing key's probe walks over
+
+
+cdef struct Fdb:
+    FdbTable *tab           # current table; readers load it once per burst
+    FdbTable *retired       # replaced table waiting for every worker to pass a grace period
+    pthread_mutex_t lock    # writers only
+    uint32_t capacity       # live entries at most (static included)
+    uint32_t port_limit     # learned (non-static) entries per port at most; 0 = no limit
+    uint32_t aging          # seconds; 0 = never
+    uint32_t per_port[MAX_PORTS]    # learned entries per port, for port_limit
+    uint64_t aged           # entries removed by the sweep
+
+
+cdef struct FdbEntry:       # one entry as fdb_entries() lists it
+    uint64_t key
+    uint16_t port
+    uint8_t is_static
+    uint32_t age            # seconds since last seen (0 for static entries)
+
+
+# ---------------------------------------------------------------------------- events
+
+cdef struct FdbEventData:
+    uint64_t key            # vlan << 48 | mac
+    uint16_t port
+    uint16_t old_port       # EV_MOVE: where it was; EV_LEARN: = port
+
+
+cdef union EventData:       # one member per kind family; raw is the size later kinds get
+    FdbEventData fdb
+    uint64_t raw[2]
+
+
+cdef struct Event:
+    uint8_t kind            # EV_*
+    EventData d
+
+
+cdef struct EventRing:
+    # Single producer (a worker) and single consumer (the control thread).  Full: the event
+    # is counted in `lost`, never waited for.  The producer asks for a wake-up (`signal`)
+    # when it fills a ring the consumer had emptied, and writes `efd` once per pass.
+    uint32_t head           # next slot the producer writes
+    uint32_t tail           # next slot the consumer reads
+    uint64_t lost
+    int efd                 # eventfd the consumer polls (-1: none)
+    bint signal             # producer side: efd is owed a write
+    Event ev[EV_RING]
+
+
+# ---------------------------------------------------------------------------- XDP and ports
+
+cdef struct Xdp:
+    # pyxsw's XDP program, loaded once per switch and attached to every AF_XDP port, and
+    # its maps, made by the switch (see ports.pyx): every port's program sees the same ones.
+    xdp_program *prog       # NULL until the first port needs it
+    int ports_map_fd        # ifindex -> port index
+    int xsks_map_fd         # port index * PYXSW_MAX_QUEUES + queue -> AF_XDP socket
+    int stats_map_fd        # port index * PROG_COUNTERS + counter -> per-CPU count
+    int ncpu                # possible CPUs: the per-CPU values of one stats slot
+
+
+cdef struct Port:
+    int kind                # KIND_*
+    int active              # sockets ready: workers poll and transmit on it
+    int up                  # link up: part of the flood set and a unicast destination
+    int ifindex
+    uint32_t flood_limit    # flooded frames/s this port may cause; 0 = no limit
+    int forward_reserved    # flood reserved link-local frames received here (else drop them)
+    char name[16]
+    int attach_mode         # XDP_MODE_NATIVE / XDP_MODE_SKB while the program is attached, else 0
+    Sock *socks[MAX_WORKERS]
+
+
+# ---------------------------------------------------------------------------- workers
+
+cdef struct Sw
+
+
+cdef struct PortStats:      # one per (worker, port): written by that worker only
+    uint64_t c[PORT_COUNTERS]       # indexed by PORT_*
+
+
+cdef struct Worker:
+    Sw *sw
+    int q
+    int running             # cleared by stop
+    int mode                # MODE_*
+    int parked              # 1 while asleep in poll(2): holds no FDB table or port pointer
+    uint64_t epoch          # bumped every pass: a grace-period marker
+    int efd                 # eventfd that wakes this worker from poll(2)
+    # The worker's view of the ports, copied from the switch when its generation changes,
+    # so that per-frame code reads only worker-local memory plus the FDB.
+    uint32_t gen            # the switch generation last copied below
+    int nact                # ports this worker polls (active ones)
+    uint16_t act[MAX_PORTS]
+    uint8_t kind[MAX_PORTS]         # the ports' kind
+    Sock *sock[MAX_PORTS]   # this worker's socket on each port (NULL when it has none)
+    int nup                 # the flood set: active ports whose link is up
+    uint16_t upl[MAX_PORTS]
+    uint8_t isup[MAX_PORTS]
+    uint8_t fwd_res[MAX_PORTS]      # the ports' forward_reserved
+    pollfd pfd[MAX_PORTS + 1]
+    int npfd
+    uint32_t idle_run       # consecutive empty passes (adaptive mode)
+    # storm control: each worker lets a port flood its share of flood_limit per 100 ms
+    uint32_t fl_allow[MAX_PORTS]    # floods per window for each port; 0 = no limit
+    uint32_t fl_used[MAX_PORTS]     # floods in the current window
+    uint64_t fl_window              # the current window (monotonic time / 100 ms)
+    # frame cache: frames this worker owns and can hand out without a lock
+    uint32_t ncache
+    uint32_t cache_max
+    uint64_t cache[CACHE_SIZE]
+    # Counters, indexed by WORKER_*: this worker writes, anyone reads.  The frames_* ones are
+    # the frame flow through this worker: what came into its hands and what left them; at
+    # the end of every pass `ncache` must equal the balance (a debug build checks).  The
+    # gauges (cache) and the event ring's losses are filled in by worker_counters().
+    uint64_t c[WORKER_COUNTERS]
+    PortStats st[MAX_PORTS]
+    EventRing events        # FDB events for the control thread
+    # burst scratch: frames staged per egress port
+    int ndirty
+    uint16_t dirty[MAX_PORTS]
+    uint32_t ntx[MAX_PORTS]
+    uint64_t txa[MAX_PORTS * MAX_BATCH]
+    uint32_t txl[MAX_PORTS * MAX_BATCH]
+
+
+cdef struct Sw:             # the datapath
+    Umem umem
+    Fdb fdb
+    Xdp xdp
+    uint32_t batch          # frames per RX burst
+    int tx_budget           # frames per TX kick set on the sockets; 0: refused; -1: not tried
+    int busy_poll           # the busy-poll options were taken (1) or refused (0); -1: not tried
+    int nworkers
+    Worker *workers[MAX_WORKERS]
+    int events_fd           # eventfd every worker's event ring signals; the control side polls it
+    uint32_t gen            # bumped whenever ports change: workers re-copy their view
+    Port ports[MAX_PORTS]
