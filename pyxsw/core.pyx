@@ -61,9 +61,49 @@ def size_text(n):
             return f"{n:.0f} {unit}" if n == int(n) else f"{n:.1f} {unit}"
 
 
+def _check_args(frames, frame_size, ring_size, batch, workers, capacity, port_limit, aging,
+                zero_copy, xdp_mode, mode):
+    """Datapath()'s arguments, checked before anything is allocated and against what the C
+    side holds: a bad one is a ValueError naming its parameter (see _param_error), never an
+    OverflowError from the conversion or a hang in the sizing."""
+    _check_arg("frames", frames, 1, LIMITS["frames"])
+    if type(frame_size) is not int or frame_size not in (2048, 4096):
+        raise _param_error(ValueError(f"frame_size must be 2048 or 4096, got {frame_size!r}"),
+                           "frame_size")
+    _check_arg("ring_size", ring_size, 1, MAX_RING_SIZE)
+    if ring_size & (ring_size - 1):
+        raise _param_error(ValueError(f"ring_size must be a power of two, got {ring_size}"),
+                           "ring_size")
+    _check_arg("batch", batch, 1, min(MAX_BATCH, ring_size))
+    _check_arg("workers", workers, 1, MAX_WORKERS)
+    _check_arg("capacity", capacity, 1, MAX_FDB_CAPACITY)
+    _check_arg("port_limit", port_limit, 0, LIMITS["port_limit"])
+    _check_arg("aging", aging, 0, LIMITS["aging"])
+    _check_word("mode", mode, _MODES)
+    _check_word("zero_copy", zero_copy, _ZERO_COPY)
+    _check_word("xdp_mode", xdp_mode, _XDP_MODES)
+
+
 cdef dict _named(family, const uint64_t *c):
     """{name: value} of a family's C-side counters (its enum's order is the table's)."""
     return {k.name: c[i] for i, k in enumerate(family.in_c())}
+
+
+cdef void sw_free(Sw *sw) noexcept:
+    """Every port closed, then the UMEM, the XDP program, the workers' state, the FDB.  The
+    workers must have stopped."""
+    cdef int p, q
+    for p in range(MAX_PORTS):
+        if sw.ports[p].kind != KIND_NONE:
+            port_close(sw, &sw.ports[p])
+    umem_destroy(&sw.umem)
+    xdp_close(&sw.xdp)
+    for q in range(sw.nworkers):
+        worker_free(sw.workers[q])
+    fdb_destroy(&sw.fdb)
+    if sw.events_fd >= 0:
+        close(sw.events_fd)
+    free(sw)
 
 
 cdef class Datapath:
@@ -75,27 +115,10 @@ cdef class Datapath:
     def __cinit__(self, *, frames=16384, frame_size=2048, ring_size=2048, batch=64,
                   workers=1, capacity=65536, port_limit=0, aging=300,
                   str zero_copy="auto", str xdp_mode="auto", str mode="poll", bint umem=True):
-        # Sizes are checked before anything is allocated, and against what the C side holds:
-        # a bad one is a ValueError naming its parameter (see _param_error), never an
-        # OverflowError from the conversion or a hang in the sizing.
         cdef int q, rc
         cdef Sw *sw
-        _check_arg("frames", frames, 1, LIMITS["frames"])
-        if type(frame_size) is not int or frame_size not in (2048, 4096):
-            raise _param_error(ValueError(f"frame_size must be 2048 or 4096, got {frame_size!r}"),
-                               "frame_size")
-        _check_arg("ring_size", ring_size, 1, MAX_RING_SIZE)
-        if ring_size & (ring_size - 1):
-            raise _param_error(ValueError(f"ring_size must be a power of two, got {ring_size}"),
-                               "ring_size")
-        _check_arg("batch", batch, 1, min(MAX_BATCH, ring_size))
-        _check_arg("workers", workers, 1, MAX_WORKERS)
-        _check_arg("capacity", capacity, 1, MAX_FDB_CAPACITY)
-        _check_arg("port_limit", port_limit, 0, LIMITS["port_limit"])
-        _check_arg("aging", aging, 0, LIMITS["aging"])
-        _check_word("mode", mode, _MODES)
-        _check_word("zero_copy", zero_copy, _ZERO_COPY)
-        _check_word("xdp_mode", xdp_mode, _XDP_MODES)
+        _check_args(frames, frame_size, ring_size, batch, workers, capacity, port_limit, aging,
+                    zero_copy, xdp_mode, mode)
         self.lock = _threading.RLock()
         self.xdp_mode = xdp_mode
         self.sw = sw = <Sw *>calloc(1, sizeof(Sw))
@@ -146,22 +169,9 @@ cdef class Datapath:
         self._free()
 
     cdef _free(self):
-        cdef Sw *sw = self.sw
-        cdef int p, q
-        if sw == NULL:
-            return
-        for p in range(MAX_PORTS):
-            if sw.ports[p].kind != KIND_NONE:
-                port_close(sw, &sw.ports[p])
-        umem_destroy(&sw.umem)
-        xdp_close(&sw.xdp)
-        for q in range(sw.nworkers):
-            worker_free(sw.workers[q])
-        fdb_destroy(&sw.fdb)
-        if sw.events_fd >= 0:
-            close(sw.events_fd)
-        free(sw)
-        self.sw = NULL
+        if self.sw != NULL:
+            sw_free(self.sw)
+            self.sw = NULL
 
     def close(self):
         """Free everything: ports torn down, UMEM released.  Workers must have stopped."""
@@ -203,14 +213,7 @@ cdef class Datapath:
     @property
     def anchor(self):
         """Where the UMEM's first socket is bound, in words."""
-        cdef Umem *u = &self._sw().umem
-        if u.anchor == ANCHOR_OWN_NETNS:
-            return "lo of the switch's own network namespace"
-        if u.anchor == ANCHOR_HOST_LO:
-            return f"lo (the switch's own namespace failed: {_os.strerror(u.anchor_err)})"
-        if u.anchor == ANCHOR_PORT:
-            return f"{u.owner_name.decode()} queue {u.owner_q} (the first port's socket)"
-        return ""
+        return umem_anchor_text(&self._sw().umem)
 
     @property
     def anchor_ifindex(self):
@@ -245,22 +248,18 @@ cdef class Datapath:
         After it returns, no worker holds a pointer it loaded before the call: an FDB table
         or a socket unpublished before calling can be freed."""
         cdef Sw *sw = self._sw()
-        cdef int q
-        cdef Worker *w
-        pyxsw_fence_seq()
-        snap = [pyxsw_load64(&sw.workers[q].epoch) for q in range(sw.nworkers)]
+        cdef uint64_t since[MAX_WORKERS]
+        cdef uint32_t pending
+        workers_epochs(sw, since)
         deadline = _time.monotonic() + timeout
-        pending = set(range(sw.nworkers))
-        while pending:
-            for q in list(pending):
-                w = sw.workers[q]
-                if (pyxsw_load_int(&w.parked) or not pyxsw_load_int(&w.running)
-                        or pyxsw_load64(&w.epoch) != snap[q]):
-                    pending.discard(q)
-            if pending:
-                if _time.monotonic() > deadline:
-                    raise TimeoutError(f"workers {sorted(pending)} did not pass a grace period")
-                _time.sleep(0.0002)
+        while True:
+            pending = workers_not_quiesced(sw, since)
+            if not pending:
+                return
+            if _time.monotonic() > deadline:
+                raise TimeoutError(f"workers {[q for q in range(sw.nworkers) if pending >> q & 1]} "
+                                   f"did not pass a grace period")
+            _time.sleep(0.0002)
 
     cdef void _publish(self) noexcept:
         """Ports changed: bump the generation and wake sleeping workers to see it."""
@@ -287,19 +286,10 @@ cdef class Datapath:
 
     cdef Port *_new_port(self, int kind, bytes name, int ifindex, uint32_t flood_limit,
                          bint forward_reserved) except NULL:
-        cdef int p
-        cdef Port *pt
-        for p in range(MAX_PORTS):
-            pt = &self.sw.ports[p]
-            if pt.kind == KIND_NONE:
-                memset(pt, 0, sizeof(Port))
-                pt.kind = kind
-                strncpy(pt.name, name, 15)
-                pt.ifindex = ifindex
-                pt.flood_limit = flood_limit
-                pt.forward_reserved = forward_reserved
-                return pt
-        raise OSError(_errno.ENOSPC, f"at most {MAX_PORTS} ports")
+        cdef Port *pt = port_slot(self.sw, kind, name, ifindex, flood_limit, forward_reserved)
+        if pt == NULL:
+            raise OSError(_errno.ENOSPC, f"at most {MAX_PORTS} ports")
+        return pt
 
     cdef int _activate(self, Port *pt, bint up) except -1:
         pyxsw_store_int(&pt.up, 1 if up else 0)

@@ -473,6 +473,24 @@ cdef bint sock_zero_copy(Sock *s) noexcept nogil:
 
 # ---------------------------------------------------------------------------- port steps
 
+cdef Port *port_slot(Sw *sw, int kind, const char *name, int ifindex, uint32_t flood_limit,
+                     bint forward_reserved) noexcept nogil:
+    """A free slot made a port of that kind, not active yet; NULL when all are taken."""
+    cdef Port *pt
+    cdef int p
+    for p in range(MAX_PORTS):
+        pt = &sw.ports[p]
+        if pt.kind == KIND_NONE:
+            memset(pt, 0, sizeof(Port))
+            pt.kind = kind
+            snprintf(pt.name, sizeof(pt.name), "%s", name)
+            pt.ifindex = ifindex
+            pt.flood_limit = flood_limit
+            pt.forward_reserved = forward_reserved
+            return pt
+    return NULL
+
+
 cdef int port_open(Sw *sw, Port *pt, str xdp_mode) except -1:
     """Bring up a port whose kind, name and ifindex are set; after a failure, port_close()
     undoes what was done."""

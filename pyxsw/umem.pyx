@@ -197,6 +197,17 @@ cdef void umem_retire_owner(Umem *u) noexcept nogil:
     u.owner_retired = True
 
 
+cdef str umem_anchor_text(Umem *u):
+    """Where the UMEM's first socket is bound, in words (for the switch's status)."""
+    if u.anchor == ANCHOR_OWN_NETNS:
+        return "lo of the switch's own network namespace"
+    if u.anchor == ANCHOR_HOST_LO:
+        return f"lo (the switch's own namespace failed: {_os.strerror(u.anchor_err)})"
+    if u.anchor == ANCHOR_PORT:
+        return f"{u.owner_name.decode()} queue {u.owner_q} (the first port's socket)"
+    return ""
+
+
 cdef struct AnchorJob:
     Umem *u
     int flags

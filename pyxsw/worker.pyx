@@ -456,3 +456,27 @@ cdef void worker_counters(Worker *w, uint64_t *out) noexcept nogil:
     memcpy(out, w.c, WORKER_COUNTERS * sizeof(uint64_t))
     out[WORKER_CACHE] = w.ncache
     out[WORKER_EVENTS_LOST] = w.events.lost
+
+
+# ---------------------------------------------------------------------------- grace periods
+
+cdef void workers_epochs(Sw *sw, uint64_t *since) noexcept nogil:
+    """Where every worker's loop is now (for workers_not_quiesced())."""
+    cdef int q
+    pyxsw_fence_seq()
+    for q in range(sw.nworkers):
+        since[q] = pyxsw_load64(&sw.workers[q].epoch)
+
+
+cdef uint32_t workers_not_quiesced(Sw *sw, const uint64_t *since) noexcept nogil:
+    """A bit per worker that has not passed a quiescent point since workers_epochs(): not
+    asleep, still running, and still in the pass it was in.  0: a grace period has passed."""
+    cdef uint32_t pending = 0
+    cdef Worker *w
+    cdef int q
+    for q in range(sw.nworkers):
+        w = sw.workers[q]
+        if not (pyxsw_load_int(&w.parked) or not pyxsw_load_int(&w.running)
+                or pyxsw_load64(&w.epoch) != since[q]):
+            pending |= (<uint32_t>1) << q
+    return pending
