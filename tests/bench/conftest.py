@@ -38,8 +38,10 @@ def build_microcore():
 
         out.mkdir(exist_ok=True)
         ext = Extension("_microcore", [str(HERE / "_microcore.pyx")],
-                        extra_compile_args=["-O2", "-Wno-unused-function",
+                        # setup.py's default WARNINGS
+                        extra_compile_args=["-O2", "-Wall", "-Wno-unused-function",
                                             "-Wno-unused-variable", "-Wno-unreachable-code",
+                                            "-Wno-sign-compare",
                                             f"-I{ROOT / 'xdp'}", *_pkgconfig("--cflags")],
                         extra_link_args=[*_pkgconfig("--libs"), "-lpthread"])
         mods = cythonize([ext], quiet=True, build_dir=str(out / "c"),
