@@ -216,10 +216,9 @@ class BenchLab:
         away = self.spare_cores()
         # The far end is `fwd_rate.py _echo` (echo_server below): `fwd_rate.py cleanup`
         # finds a killed run's by that name.
-        echo = subprocess.Popen(["taskset", "-c", away, "ip", "netns", "exec",
-                                 self.sink_ns, sys.executable, HERE / "fwd_rate.py", "_echo",
-                                 "--lab",
-                                 self.prefix, "--port", str(port)],
+        echo = subprocess.Popen(["taskset", "-c", away, "ip", "netns", "exec", self.sink_ns,
+                                 sys.executable, HERE / "fwd_rate.py", "_echo",
+                                 "--lab", self.prefix, "--port", str(port)],
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         home = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {int(c) for c in away.split(",")})
