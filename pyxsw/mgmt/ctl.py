@@ -28,6 +28,7 @@ import sys
 
 from . import DEFAULT_SOCKET, RUNTIME_DIR, RpcError
 from .handlers import MAX_AGING, MODES, _ifname, _int, _mac, _station, _vlan
+from ..render import cell as _cell, is_number as _is_number, table
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 USAGE, UNREACHABLE = "usage", "unreachable"     # error codes of our own, beside the switch's
@@ -39,28 +40,6 @@ PORT_COUNTERS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
 
 
 # ---------------------------------------------------------------------------- rendering
-
-def table(headers, rows):
-    """Plain text table: columns as wide as their widest cell, numbers right-aligned."""
-    cells = [[str(h) for h in headers]] + [[_cell(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    numeric = [bool(rows) and all(_is_number(r[i]) for r in rows) for i in range(len(headers))]
-    return "\n".join("  ".join(c.rjust(w) if num else c.ljust(w)
-                               for c, w, num in zip(r, widths, numeric)).rstrip()
-                     for r in cells)
-
-
-def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _cell(v):
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if v is None:
-        return "-"
-    return str(v)
-
 
 def _mapping(d, indent=""):
     """A nested mapping as 'key: value' lines; lists of mappings become tables."""
