@@ -409,6 +409,7 @@ BAD_CALLS = [
     ("fdb.del", {"mac": 2}, "invalid_params"),
     ("fdb.list", {"vlan": 2**64 - 1}, "invalid_params"),
     ("fdb.list", {"port": "bad name"}, "invalid_params"),
+    ("fdb.list", {"port": "s9", "vlan": 5000}, "invalid_params"),  # values before look-ups
     ("fdb.flush", {"port": 0}, "invalid_params"),
     ("mode.set", {"mode": "turbo"}, "invalid_params"),
     ("mode.set", {"mode": ["poll"]}, "invalid_params"),
