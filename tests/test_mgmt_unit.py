@@ -24,7 +24,7 @@ from helpers import run_async
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pyxsw.client import AsyncClient, Client, RpcError
+from pyxsw.client import AsyncClient, Client, RpcError, busy_share
 from pyxsw.mgmt import handlers
 from pyxsw.mgmt.ctl import ctl_main
 from pyxsw.mgmt.fake import FakeSwitch
@@ -196,6 +196,31 @@ def test_mode_and_aging(served):
         assert served.fake.aging == 42
 
 
+def test_methods_lists_the_method_table(served):
+    with Client(served.path) as c:
+        listed = c.methods()
+    assert [m["name"] for m in listed] == list(handlers.METHODS)
+    assert listed == [handlers.describe(fn) for fn in handlers.METHODS.values()]
+    fdb_add = next(m for m in listed if m["name"] == "fdb.add")
+    assert [(p["name"], p["kind"], p["required"], p.get("default")) for p in fdb_add["params"]] \
+        == [("mac", "station", True, None), ("port", "port", True, None),
+            ("vlan", "vlan", False, 0)]
+    assert fdb_add["help"] == "Add a static FDB entry (or make a learned one static)."
+
+
+def test_worker_stats(served):
+    """Every counter of Switch.worker_stats(), and busy: the share of a worker's passes
+    since it started that found frames (the fake's worker made 4,000 passes, 3,000 idle,
+    and 1,000 more, 250 idle, before each look after that)."""
+    with Client(served.path) as c:
+        first, later = c.worker_stats(), c.worker_stats()
+    assert [w["queue"] for w in first] == [0]
+    assert {k: v for k, v in first[0].items() if k != "busy"} == \
+        dict(FakeSwitch().worker_stats()[0])
+    assert (first[0]["busy"], later[0]["busy"]) == (0.25, 0.35)
+    assert busy_share(later[0], since=first[0]) == 0.75
+
+
 def test_shutdown_replies_then_stops(served):
     with Client(served.path) as c:
         assert c.shutdown() == {"stopping": True}
@@ -294,6 +319,8 @@ BAD_CALLS = [
     ("aging.set", {"seconds": 2**32}, "invalid_params"),
     ("shutdown", {"now": True}, "invalid_params"),
     ("events.subscribe", {"filter": "fdb"}, "invalid_params"),
+    ("methods", {"verbose": True}, "invalid_params"),
+    ("worker.stats", {"queue": 0}, "invalid_params"),
 ]
 
 

@@ -56,6 +56,9 @@ class SwitchAPI(Protocol):
 
     def set_aging(self, seconds: int) -> None: ...
 
+    def worker_stats(self) -> list:
+        """[{"queue", "loops", "idle_loops", "wakeups", ...}], one per worker."""
+
     def add_listener(self, fn: Callable[[dict], None]) -> None:
         """Call fn(event) for every FDB and port event, from a switch thread."""
 

@@ -5,6 +5,7 @@
       fdb show [--port IFNAME] [--vlan N] | fdb add MAC IFNAME [--vlan N]
       fdb del MAC [--vlan N] | fdb flush [--port IFNAME]
       mode poll|interrupt|adaptive | aging SECONDS | shutdown | events
+      methods | workers [--interval SECONDS]
 
 The switch: `-s SOCKET`, else $PYXSW_SOCKET, else the one switch serving a socket in
 /run/pyxsw (when several do, name one), else /run/pyxsw/sw0.sock.
@@ -26,10 +27,11 @@ import os
 import socket
 import stat
 import sys
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import DEFAULT_SOCKET, RUNTIME_DIR, RpcError
+from . import DEFAULT_SOCKET, RUNTIME_DIR, RpcError, busy_share
 from .handlers import METHODS
 from ..render import cell as _cell, is_number as _is_number, table
 from ..vocab import Invalid
@@ -157,6 +159,37 @@ def show_fdb(r, args):
         f"\n{len(r)} entr{'y' if len(r) == 1 else 'ies'}"
 
 
+def show_methods(r, args):
+    """A method a line, its parameters after it (name=choice|choice, [optional],
+    [optional=default]), its help below."""
+    def param(p):
+        text = p["name"] + ("=" + "|".join(map(str, p["choices"])) if p.get("choices") else "")
+        if p.get("required"):
+            return text
+        return f"[{text}{'' if p.get('default') is None else '=' + _cell(p['default'])}]"
+
+    lines = []
+    for m in r:
+        params = [param(p) for p in m.get("params", ())]
+        lines += [" ".join([str(m["name"]), *params]), f"    {m.get('help', '')}".rstrip()]
+    return "\n".join(lines)
+
+
+def show_workers(r, args):
+    """Workers side by side, as port stats shows queues; busy as a percentage."""
+    if not r:
+        return "no workers"
+    span = f"over {args.interval:g} s" if getattr(args, "interval", None) else "since start"
+    first = [k for k in ("queue", "mode", "busy") if any(k in w for w in r)]
+    records = [{**{k: w.get(k) for k in first}, **{k: v for k, v in w.items() if k not in first}}
+               for w in r]
+    for w in records:
+        if _is_number(w.get("busy")):
+            w["busy"] = f"{100 * w['busy']:.1f}%"
+    return "\n".join([f"workers (busy: the share of passes that found frames, {span}):",
+                      *_across(records, WIDTH)])
+
+
 SHOW_DONE = {
     "port.add": lambda r, a: f"port {r['name']} added (index {r['index']}, "
                              f"{r.get('state') or ('up' if r['up'] else 'down')})"
@@ -231,20 +264,42 @@ def _checked(kind):
     return convert
 
 
-def _timeout(text):
-    try:
-        v = float(text)
-    except ValueError:
-        v = None
-    if v is None or not 0 < v <= MAX_TIMEOUT:   # NaN too; 0 is a non-blocking socket
-        raise argparse.ArgumentTypeError(
-            f"must be a number of seconds above 0 (at most {MAX_TIMEOUT:.0f}), got {text!r}")
-    return v
+def _seconds(most):
+    def convert(text):
+        try:
+            v = float(text)
+        except ValueError:
+            v = None
+        if v is None or not 0 < v <= most:      # NaN too
+            raise argparse.ArgumentTypeError(
+                f"must be a number of seconds above 0 (at most {most:.0f}), got {text!r}")
+        return v
+    return convert
+
+
+_timeout = _seconds(MAX_TIMEOUT)                # 0 would be a non-blocking socket
+MAX_INTERVAL = 3600.0
+
+
+def _sample(client, args, params):
+    """worker.stats once; with --interval, twice, and busy over the time between."""
+    first = client.call("worker.stats")
+    if not args.interval:
+        return first
+    time.sleep(args.interval)
+    before = {w.get("queue"): w for w in first}
+    return [dict(w, busy=busy_share(w, since=before.get(w.get("queue"))))
+            for w in client.call("worker.stats")]
 
 
 def _wide(c):
     c.add_argument("--wide", action="store_true",
                    help="one port's counters as a table row (wider than 80 columns)")
+
+
+def _interval(c):
+    c.add_argument("--interval", type=_seconds(MAX_INTERVAL), metavar="SECONDS",
+                   help="busy share over this long (two looks), not since the start")
 
 
 @dataclass(frozen=True)
@@ -281,6 +336,8 @@ COMMANDS = (
     Command(("shutdown",), "shutdown"),
     Command(("events",), "events.subscribe",
             help="print FDB and port events as they happen (Ctrl-C ends)"),
+    Command(("methods",), "methods", show=show_methods),
+    Command(("workers",), "worker.stats", show=show_workers, options=_interval, fetch=_sample),
 )
 GROUPS = {"port": "list, add, remove ports; their counters", "fdb": "the MAC table"}
 NOT_COMMANDS = {}                               # method -> why ctl has no command for it

@@ -40,6 +40,10 @@ class FakeSwitch:
     """`entries` learned FDB entries to start with (spread over the ports and 4 VLANs);
     `ports`, the names of its ports.  add_port/del_port take `delay` seconds."""
 
+    # Each worker_stats() is a look after this many more passes of each worker, this many
+    # of them idle: a busy share of 0.75 between two looks.
+    PASSES, IDLE = 1000, 250
+
     def __init__(self, entries=0, *, ports=("s0", "s1", "s2")):
         self.ports = {}
         self.fdb = {}                           # (vlan, mac) -> [port, static]
@@ -48,6 +52,9 @@ class FakeSwitch:
         self.delay = 0.0
         self.listeners = []
         self.lock = threading.Lock()
+        self.workers = [{"queue": 0, "loops": 4000, "idle_loops": 3000, "wakeups": 12,
+                         "rx_kicks": 0, "tx_kicks": 7, "learned": 2, "moved": 0,
+                         "events_lost": 0, "mode": "poll"}]
         for p in ports:
             self.add_port(p)
         names = list(self.ports)
@@ -148,7 +155,16 @@ class FakeSwitch:
 
     def set_mode(self, mode):
         self.mode = mode
+        for w in self.workers:
+            w["mode"] = mode
 
     def set_aging(self, seconds):
         self.aging = seconds
 
+    def worker_stats(self):
+        with self.lock:
+            out = [dict(w) for w in self.workers]
+            for w in self.workers:
+                w["loops"] += self.PASSES
+                w["idle_loops"] += self.IDLE
+        return out

@@ -1,10 +1,11 @@
 """The RPC methods, one function each, and their table, METHODS: the one list of what the
-management socket serves.  `pyxsw ctl` builds its arguments from it.
+management socket serves.  The `methods` RPC describes it, `pyxsw ctl` builds its arguments
+from it, and tests/test_vocab.py checks the Python client's helpers against it.
 
 A method is `fn(conn, **arguments)`, registered with @method(name); the first line of its
-docstring is its help.  `conn` is the client's connection: `conn.switch` is the Switch,
-`conn.subscribe()` and `conn.after_reply(fn)` are for the two methods that act on the
-connection or the server.
+docstring is its help.  `conn` is the client's connection: `conn.switch` is the switch (what
+it offers the methods is pyxsw.mgmt.api.SwitchAPI), `conn.subscribe()` and
+`conn.after_reply(fn)` are for the two methods that act on the connection or the server.
 Each parameter is annotated with its kind (pyxsw.vocab): bind_args checks the arguments'
 names against the signature and their values with their kinds, in the signature's order,
 before the function runs, so it is given values in the switch's form only (`pyxsw ctl`
@@ -18,7 +19,7 @@ import errno
 import inspect
 import logging
 
-from . import EXISTS, FAILED, INVALID_PARAMS, NOT_FOUND, RpcError
+from . import EXISTS, FAILED, INVALID_PARAMS, NOT_FOUND, RpcError, busy_share
 from ..vocab import AGING, IFNAME, MAC, MODE, PORT, STATION, VLAN, Invalid, Kind, show
 
 log = logging.getLogger("pyxsw.mgmt")
@@ -56,6 +57,19 @@ def method(name, *, blocking=False):
         METHODS[name] = fn
         return fn
     return register
+
+
+def describe(fn):
+    """A method as the `methods` RPC lists it."""
+    params = []
+    for p in fn.rpc_params:
+        d = {"name": p.name, "kind": p.kind.name, "required": p.required}
+        if not p.required:
+            d["default"] = p.default
+        if p.kind.choices:
+            d["choices"] = list(p.kind.choices)
+        params.append(d)
+    return {"name": fn.rpc_name, "params": params, "help": fn.rpc_help}
 
 
 def bind_args(fn, params):
@@ -234,3 +248,21 @@ def events_subscribe(conn):
     """Receive FDB and port events on this connection from now on."""
     conn.subscribe()
     return {"subscribed": True}
+
+
+@method("methods")
+def methods(conn):
+    """The methods this switch serves, their parameters and help."""
+    return [describe(fn) for fn in METHODS.values()]
+
+
+@method("worker.stats")
+def worker_stats(conn):
+    """Per-worker counters and busy share (the passes that found frames).
+
+    Loops, idle loops, wake-ups, kicks, learning, frame movements, mode; busy is the share
+    of the worker's passes since it started that found frames (pyxsw.mgmt.busy_share).
+    """
+    # Since the start, so that the switch keeps no state per caller: a share over a span is
+    # busy_share(later, since=earlier) of two replies (`pyxsw ctl workers --interval`).
+    return [dict(w, busy=busy_share(w)) for w in conn.switch.worker_stats()]
