@@ -56,5 +56,6 @@ def busy_share(worker, since=None):
     idle = worker["idle_loops"] - (since["idle_loops"] if since else 0)
     if loops <= 0:
         return None
-    # The two counters are read a moment apart while the worker runs: keep it in 0..1.
+    # The core reads the two counters one after the other while the worker turns
+    # (idle_loops after loops, so it can be ahead of them): keep the share in 0..1.
     return round(min(max((loops - idle) / loops, 0.0), 1.0), 4)
