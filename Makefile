@@ -7,7 +7,7 @@ DEB_PKGS  := clang llvm libxdp-dev libbpf-dev libelf-dev pkg-config xdp-tools bp
              iproute2 ethtool iputils-ping tcpdump iperf3 python3-venv systemd zsh
 BENCH_PKGS := dpdk-dev openvswitch-switch linux-perf
 
-.PHONY: install deps build demo test test-unit test-debug soak bench clean
+.PHONY: install deps build strict demo test test-unit test-debug soak bench clean
 
 install: deps $(VENV)/.installed build
 
@@ -28,6 +28,13 @@ $(VENV)/.installed: requirements.txt setup.py pyproject.toml
 # Rebuilds the extension and the BPF objects in place when a source changed.
 build: $(VENV)/.installed
 	$(VPY) setup.py -q build_ext --inplace
+
+# Rebuilds both with every warning an error (setup.py: PYXSW_STRICT): the extension with
+# -Wall -Wextra -Werror, the XDP program with -Wextra too.  Warning flags change no code, so
+# what it leaves in place is the release build.  CI builds this way (.ci/run).
+strict: export PYXSW_STRICT = 1
+strict: deps $(VENV)/.installed
+	$(VPY) setup.py -q build_ext --inplace --force
 
 demo: install
 	$(VENV)/bin/pyxsw demo

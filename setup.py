@@ -5,6 +5,10 @@ this file holds what needs code: the extension's flags from pkg-config and the B
 
 `PYXSW_DEBUG=1` builds the core with its invariant checks on (frame accounting on every
 burst) and with AddressSanitizer; release builds compile those checks away.
+
+`PYXSW_STRICT=1` (`make strict`, and CI) builds with every warning we can hold to an error:
+-Wall -Wextra -Werror on the extension, -Wextra on the XDP program.  Warnings change no code:
+a strict build is the release build, checked.
 """
 import importlib.util
 import os
@@ -20,6 +24,7 @@ from setuptools.errors import ExecError
 
 ROOT = Path(__file__).resolve().parent
 DEBUG = os.environ.get("PYXSW_DEBUG", "") not in ("", "0")
+STRICT = os.environ.get("PYXSW_STRICT", "") not in ("", "0")
 
 
 def pkgconfig(flag, *libs):
@@ -82,17 +87,29 @@ class BuildExt(build_ext):
                             "(Debian: apt-get install clang llvm libbpf-dev)")
         for src, obj in self.bpf_objects():
             obj.parent.mkdir(parents=True, exist_ok=True)
-            if obj.exists() and obj.stat().st_mtime >= max(
+            if not self.force and obj.exists() and obj.stat().st_mtime >= max(
                     p.stat().st_mtime for p in (ROOT / "xdp").iterdir()):
                 continue
-            cmd = ["clang", "-O2", "-g", "-Wall", "-target", "bpf",
+            # Our C, and small: any warning is an error, in every build.
+            cmd = ["clang", "-O2", "-g", "-Wall", *(["-Wextra"] if STRICT else []), "-Werror",
+                   "-target", "bpf",
                    f"-I/usr/include/{arch}", f"-I{ROOT / 'xdp'}", "-c", str(src), "-o", str(obj)]
             print(" ".join(cmd))
             subprocess.run(cmd, check=True)
 
 
-cflags = ["-O2", "-Wall", "-Wno-unused-function", "-Wno-unused-variable",
-          "-Wno-unreachable-code", f"-I{ROOT / 'xdp'}"]
+# The extension's warnings.  The compiler reads Cython's output (70,000 lines, a small part of
+# them ours) after Python's own CFLAGS (-Wall -Wsign-compare), and what it says must not reach
+# someone who runs `make install`.  gcc 12 and clang 14 raise one kind on it, with -Wall and
+# with -Wextra: -Wsign-compare, on five comparisons Cython writes for our .pyx with types it
+# inferred or chose (an if_nametoindex() result against a C int, a range() bound, max() of a
+# literal and a uint64_t).  It is off in both lists until those are fixed in the .pyx.  The
+# default's other -Wno- date from the first skeleton, against unused Cython helpers; strict
+# keeps those warnings on (none today).  Anything else still shows, and fails a strict build.
+WARNINGS = ["-Wall", "-Wno-unused-function", "-Wno-unused-variable", "-Wno-unreachable-code",
+            "-Wno-sign-compare"]
+STRICT_WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-sign-compare"]
+cflags = ["-O2", *(STRICT_WARNINGS if STRICT else WARNINGS), f"-I{ROOT / 'xdp'}"]
 ldflags = []
 if DEBUG:
     cflags += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address", "-DPYXSW_DEBUG=1"]

@@ -23,38 +23,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pyxsw.client import AsyncClient, Client  # noqa: E402
-
-
-class _Port:
-    def __init__(self, name, index):
-        self.name, self.index, self.up = name, index, True
-
-
-class FakeSwitch:
-    def __init__(self, entries):
-        self.ports = {f"s{i}": _Port(f"s{i}", i) for i in range(4)}
-        # what the core's fdb_list returns: (mac, vlan, port index, age, static)
-        self.rows = [(f"02:00:{i >> 24 & 255:02x}:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:"
-                      f"{i & 255:02x}", i % 4, i % 4, i % 300, False) for i in range(entries)]
-
-    def status(self):
-        return {"name": "fake", "mode": "poll", "uptime": 1.0, "fdb": {"entries": len(self.rows)}}
-
-    def port_stats(self, name=None):
-        counters = dict.fromkeys(("rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
-                                  "rx_dropped", "tx_dropped", "flooded"), 12345)
-        return {n: dict(counters, up=True, xdp={"prog_seen": 1}, queues=[])
-                for n in ([name] if name else self.ports)}
-
-    def fdb_list(self, port=None, vlan=None):
-        names = {p.index: p.name for p in self.ports.values()}
-        out = []
-        for mac, v, idx, age, static in self.rows:
-            name = names.get(idx, f"#{idx}")
-            if (port is None or name == port) and (vlan is None or v == vlan):
-                out.append({"mac": mac, "vlan": v, "port": name, "age": age, "static": static})
-        out.sort(key=lambda e: (e["port"], e["vlan"], e["mac"]))
-        return out
+from pyxsw.mgmt.fake import FakeSwitch  # noqa: E402
 
 
 def _serve(path, entries, use_uvloop):

@@ -24,6 +24,7 @@ from . import __version__
 from .config import Config, ConfigError
 from .counters import PORT_SUMMARY
 from .lab import Lab, LabError, check_prefix, lab_down, lab_up
+from .render import table
 from .service import Notifier, ports_status
 
 log = logging.getLogger("pyxsw")
@@ -250,18 +251,6 @@ def cmd_lab(args):
 
 
 # ---------------------------------------------------------------------------- demo
-
-def table(headers, rows):
-    """Plain text table: columns as wide as their widest cell, numbers right-aligned."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    numeric = [bool(rows) and all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool)
-                                  for r in rows) for i in range(len(headers))]
-    lines = []
-    for r in cells:
-        lines.append("  ".join(c.rjust(w) if num else c.ljust(w)
-                               for c, w, num in zip(r, widths, numeric)).rstrip())
-    return "\n".join(lines)
 
 
 

@@ -6,6 +6,7 @@
         for entry in c.fdb_list(port="s1"):
             print(entry["mac"], entry["vlan"], entry["age"])
         c.call("mode.set", mode="interrupt")         # any method by its RPC name
+        c.methods()                                  # what this switch serves, described
         c.subscribe()                                # events from now on are kept
         for event in c.events(timeout=10):           # {"event": "fdb.learn", "mac": ...}
             ...
@@ -29,9 +30,9 @@ import socket
 
 import msgpack
 
-from .mgmt import DEFAULT_SOCKET, NOTIFY, REQUEST, RESPONSE, RpcError
+from .mgmt import DEFAULT_SOCKET, NOTIFY, REQUEST, RESPONSE, RpcError, busy_share
 
-__all__ = ["Client", "AsyncClient", "RpcError", "ProtocolError", "DEFAULT_SOCKET"]
+__all__ = ["Client", "AsyncClient", "RpcError", "ProtocolError", "DEFAULT_SOCKET", "busy_share"]
 
 MAX_REPLY = 1 << 30             # the switch is trusted; a big FDB lists to tens of MB
 READ_CHUNK = 256 * 1024
@@ -73,8 +74,14 @@ def _given(**kwargs):
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+# The RPC methods that have no helper of their own name, and what stands for them.
+NOT_HELPERS = {"events.subscribe": "subscribe() and events(): the connection keeps the state"}
+
+
 class _Methods:
-    """The RPC methods under Python names.  `call` is a plain method in Client and a
+    """The RPC methods under Python names: "port.add" is port_add(), with the method's
+    parameters (pyxsw.mgmt.handlers.METHODS; a test checks that every method has its helper,
+    or is in NOT_HELPERS, and that they agree).  `call` is a plain method in Client and a
     coroutine in AsyncClient, so these return a result there and an awaitable here."""
 
     def status(self):
@@ -112,6 +119,14 @@ class _Methods:
 
     def shutdown(self):
         return self.call("shutdown")
+
+    def methods(self):
+        return self.call("methods")
+
+    def worker_stats(self):
+        """Per worker, its counters and `busy`: the share of its passes since it started
+        that found frames.  Over a span: busy_share(later[q], since=earlier[q])."""
+        return self.call("worker.stats")
 
 
 class Client(_Methods):

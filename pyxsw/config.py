@@ -18,29 +18,17 @@ import datetime
 import tomllib
 from dataclasses import dataclass, field
 
-MODES = ("poll", "interrupt", "adaptive")
-XDP_MODES = ("auto", "native", "generic")
-ZERO_COPY = ("auto", "on", "off")
-FRAME_SIZES = (2048, 4096)
-MAX_BATCH = 256                 # the core's burst arrays are this long
-IFNAMSIZ = 16                   # Linux interface names: at most 15 bytes plus the NUL
-MAX_CLIENTS = 65536             # management connections: a descriptor and ~30 KB each
-
-# Upper bounds, the same as the core's (pyxsw._core.LIMITS; a test compares them), so that
-# a value the file accepts can never overflow the core's 32-bit counts, hang its sizing or
+# The choices and the bounds the core holds are pyxsw.vocab's, shared with the RPC methods
+# and `pyxsw ctl` (and, by test, with the core's own: test_bounds_are_the_cores), so that a
+# value the file accepts can never overflow the core's 32-bit counts, hang its sizing or
 # keep the kernel allocating for a minute.  What the machine's memory allows (the UMEM, the
-# FDB) is checked by Switch.start().
-U32_MAX = 2**32 - 1
-MAX_FRAMES = U32_MAX            # the frame pool counts in 32 bits (so does the kernel: chunks)
-MAX_RING_SIZE = 32768           # 4x the largest NIC rings; the kernel takes any power of two
-                                # and allocates each ring at bind time (2**31 stalled the machine)
-MAX_CAPACITY = 2**24            # FDB entries: 2 x capacity slots indexed in 32 bits, 896 MiB a
-                                # table at most, far beyond any switch's table
-MAX_PORT_LIMIT = MAX_CAPACITY   # a limit above the capacity never bites
-MAX_AGING = U32_MAX             # seconds, kept in 32 bits (aging.set takes the same range)
-MAX_FLOOD_LIMIT = U32_MAX       # frames/s, kept in 32 bits (line rate is far below anyway)
-MAX_WORKERS = 16                # entries of `cores`: the core's per-worker arrays
-MAX_PORTS = 64                  # the core's per-port arrays
+# FDB) is checked by Switch.start().  Re-exported here: what a config key may hold.
+from .vocab import (FRAME_SIZES, MAX_AGING, MAX_BATCH, MAX_CAPACITY, MAX_FLOOD_LIMIT,  # noqa: F401
+                    MAX_FRAMES, MAX_PORT_LIMIT, MAX_PORTS, MAX_RING_SIZE, MAX_WORKERS, MODES,
+                    XDP_MODES, ZERO_COPY, valid_ifname)
+
+# Bounds only the file has.
+MAX_CLIENTS = 65536             # management connections: a descriptor and ~30 KB each
 MAX_CPU = 8192                  # Linux's NR_CPUS is at most 8192
 MAX_GID = 2**32 - 2             # gid_t is 32 bits and (gid_t)-1 means "no change" to chown
 SUN_PATH = 108                  # an AF_UNIX socket path: at most 107 bytes plus the NUL
@@ -131,13 +119,6 @@ class Config:
             "management": dataclasses.asdict(self.management),
             "port": [dataclasses.asdict(p) for p in self.ports],
         }
-
-
-def valid_ifname(name) -> bool:
-    """What the kernel's dev_valid_name() accepts."""
-    return (isinstance(name, str) and 0 < len(name.encode()) < IFNAMSIZ
-            and name not in (".", "..")
-            and not any(c in "/:" or c.isspace() or c == "\0" for c in name))
 
 
 def _key(k):
@@ -248,7 +229,8 @@ class _Parser:
             self.fail("switch.batch", f"must be at most ring_size ({ring_size}), got {batch}")
         frame_size = self.integer(d, S, "frame_size", D.frame_size, 1)
         if frame_size not in FRAME_SIZES:
-            self.fail("switch.frame_size", f"must be 2048 or 4096, got {_num(frame_size)}")
+            self.fail("switch.frame_size", f"must be {' or '.join(map(str, FRAME_SIZES))}, "
+                                                f"got {_num(frame_size)}")
         return SwitchSection(
             name=name,
             mode=self.string(d, S, "mode", D.mode, MODES),

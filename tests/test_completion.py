@@ -30,13 +30,14 @@ def test_bash_completion(short_dir):
     assert bash_complete(script, "pyxsw ctl po") == ["port"]
     assert sorted(bash_complete(script, "pyxsw ctl port ")) == ["add", "del", "list", "stats"]
     assert sorted(bash_complete(script, "pyxsw ctl ")) == sorted(
-        ["status", "port", "fdb", "mode", "aging", "shutdown", "events"])
+        ["status", "port", "fdb", "mode", "aging", "shutdown", "events", "methods", "workers"])
     assert sorted(bash_complete(script, "pyxsw ")) == ["ctl", "demo", "lab", "run"]
     assert bash_complete(script, "pyxsw ctl -s /x --timeout 3 fdb s") == ["show"]
     assert bash_complete(script, "pyxsw ctl mode i") == ["interrupt"]
     assert bash_complete(script, "pyxsw ctl --js") == ["--json"]
     assert "--vlan" in bash_complete(script, "pyxsw ctl fdb add --")
     assert bash_complete(script, "pyxsw ctl fdb show --vlan ") == []     # a number: none
+    assert "--interval" in bash_complete(script, "pyxsw ctl workers --")
     (short_dir / "lab.toml").write_text("")
     assert bash_complete(script, f"pyxsw run -c {short_dir}/la") == [f"{short_dir}/lab.toml"]
     assert bash_complete(script, f"pyxsw ctl -s {short_dir}/la") == [f"{short_dir}/lab.toml"]
@@ -77,7 +78,7 @@ def test_completion_follows_the_parsers():
     t = tree()
     assert set(t[()]["words"]) == {"run", "ctl", "lab", "demo"}
     assert set(t[("ctl",)]["words"]) == {"status", "port", "fdb", "mode", "aging", "shutdown",
-                                         "events"}
+                                         "events", "methods", "workers"}
     assert t[("ctl", "mode")]["choices"] == ["poll", "interrupt", "adaptive"]
     assert {"-s", "--socket", "--json", "--timeout", "--wide"} <= \
         set(t[("ctl", "port", "stats")]["opts"])

@@ -141,7 +141,8 @@ def test_did_you_mean_for_command_words(short_dir, capsys):
             (["fdb", "shwo"], "fdb: unknown command 'shwo' (did you mean 'show'?)"),
             (["mode", "pol"], "mode: invalid mode 'pol' (did you mean 'poll'?)"),
             (["frobnicate"], "unknown command 'frobnicate' (choose from status, port, fdb, "
-                             "mode, aging, shutdown, events)")]:
+                             "mode, aging, shutdown, events, methods, workers)"),
+            (["worker"], "unknown command 'worker' (did you mean 'workers'?)")]:
         code, out, err = run(capsys, "-s", none, *words)
         assert (code, out, err) == (2, "", f"pyxsw ctl: {line}\n")
 
@@ -310,3 +311,39 @@ def test_options_are_never_abbreviated(served, capsys):
     """`--js` was --json to argparse but not to the check that decides how errors print."""
     code, out, err = run(capsys, "-s", served.path, "--js", "status")
     assert code == 2 and out == "" and "--js" in one_line(err)
+
+
+# ---------------------------------------------------------------------------- methods, workers
+
+def test_methods(served, capsys):
+    code, out, _ = run(capsys, "-s", served.path, "methods")
+    lines = out.splitlines()
+    assert code == 0 and lines[:2] == ["status", "    The switch at a glance."]
+    for line in ("fdb.add mac port [vlan=0]", "fdb.list [port] [vlan]", "port.stats [name]",
+                 "mode.set mode=poll|interrupt|adaptive", "aging.set seconds", "worker.stats"):
+        assert line in lines, out
+    assert max(map(len, lines)) <= 80
+    listed = json.loads(run(capsys, "-s", served.path, "--json", "methods")[1])
+    assert [m["name"] for m in listed][:3] == ["status", "port.list", "port.add"]
+
+
+def test_workers(served, capsys):
+    code, out, _ = run(capsys, "-s", served.path, "workers")
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0] == "workers (busy: the share of passes that found frames, since start):"
+    assert lines[1].split() == ["queue", "0"] and lines[2].split() == ["mode", "poll"]
+    assert lines[3].split() == ["busy", "25.0%"] and lines[4].split() == ["loops", "4000"]
+    assert max(map(len, lines)) <= 80
+    # over a span: two looks, busy between them (the fake: 1,000 passes, 250 idle)
+    code, out, _ = run(capsys, "-s", served.path, "workers", "--interval", "0.05")
+    assert out.splitlines()[0].endswith("over 0.05 s):") and "75.0%" in out.split()
+    w = json.loads(run(capsys, "-s", served.path, "--json", "workers", "--interval", "0.01")[1])
+    assert w[0]["busy"] == 0.75 and w[0]["loops"] == 4000 + 4 * 1000
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "3601", "soon"])
+def test_workers_interval_must_be_a_span(short_dir, capsys, value):
+    code, out, err = run(capsys, "-s", str(short_dir / "none.sock"), "workers", "--interval",
+                         value)
+    assert (code, out) == (2, "") and "--interval" in one_line(err)

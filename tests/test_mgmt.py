@@ -21,6 +21,7 @@ import pytest
 from helpers import BCAST, eth_frame, ping, run_async, send, udp_flows, udp_sink, wait_until
 from pyxsw import Config, Switch, __version__
 from pyxsw.client import AsyncClient, Client, RpcError
+from pyxsw.mgmt import handlers
 from pyxsw.mgmt.ctl import ctl_main
 from pyxsw.mgmt.server import Server
 
@@ -117,6 +118,17 @@ def test_every_method_and_ctl_command(lab_factory, short_dir, loop_kind, capsys)
 
         ctl(capsys, path, "aging", "120")
         ctl(capsys, path, "aging", "0")
+
+        # the workers' counters of the running switch, and the methods it serves
+        workers = ctl_json(capsys, path, "workers")
+        assert [w["queue"] for w in workers] == [0] and workers[0]["mode"] == "poll"
+        # (the core reads idle_loops after loops while the worker turns: it can be ahead)
+        assert workers[0]["loops"] > 0 and workers[0]["idle_loops"] >= 0
+        assert 0 <= workers[0]["busy"] <= 1
+        span = ctl_json(capsys, path, "workers", "--interval", "0.2")
+        assert span[0]["loops"] > workers[0]["loops"] and 0 <= span[0]["busy"] <= 1
+        assert "busy" in ctl(capsys, path, "workers")
+        assert [m["name"] for m in ctl_json(capsys, path, "methods")] == list(handlers.METHODS)
 
         assert ping(lab, 2, 0)
         ctl(capsys, path, "port", "del", s2)

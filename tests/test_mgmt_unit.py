@@ -3,7 +3,6 @@
 Every test that serves runs twice: with the server's loop on uvloop and on plain asyncio
 (and the async clients on the same kind of loop)."""
 import asyncio
-import errno
 import json
 import os
 import resource
@@ -25,141 +24,16 @@ from helpers import run_async
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pyxsw import __version__
-from pyxsw.client import AsyncClient, Client, RpcError
+from pyxsw.client import AsyncClient, Client, RpcError, busy_share
 from pyxsw.mgmt import handlers
 from pyxsw.mgmt.ctl import ctl_main
+from pyxsw.mgmt.fake import FakeSwitch
 from pyxsw.mgmt.server import Server, ServerError, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 CODES = {"invalid_request", "method_not_found", "invalid_params", "not_found", "exists", "failed"}
 COUNTERS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "tx_dropped",
             "flooded")
-
-
-# ---------------------------------------------------------------------------- the fake
-
-class FakePort:
-    def __init__(self, name, index):
-        self.name, self.index, self.state, self.reason = name, index, "up", ""
-        # like a real port whose interface carries addresses: the reply must say so
-        self.warnings = [f"{name} has IP addresses (10.9.0.1/24)"] if name.startswith("ip") else []
-
-    @property
-    def up(self):
-        return self.state == "up"
-
-
-class FakeSwitch:
-    """The part of pyxsw.switch.Switch the management plane uses, in memory.  Interfaces
-    whose name starts with "nosuch" do not exist; add_port/del_port take `delay` seconds."""
-
-    def __init__(self, ports=("s0", "s1", "s2")):
-        self.ports = {}
-        self.fdb = {}                           # (vlan, mac) -> [port, static]
-        self.mode = "poll"
-        self.aging = 300
-        self.delay = 0.0
-        self.listeners = []
-        self.lock = threading.Lock()
-        for p in ports:
-            self.add_port(p)
-
-    # events
-    def add_listener(self, fn):
-        self.listeners.append(fn)
-
-    def remove_listener(self, fn):
-        self.listeners.remove(fn)
-
-    def emit(self, **event):
-        for fn in list(self.listeners):
-            fn(event)
-
-    def learn(self, mac, port, vlan=0):
-        with self.lock:
-            old = self.fdb.get((vlan, mac))
-            self.fdb[(vlan, mac)] = [port, False]
-        if old is None:
-            self.emit(event="fdb.learn", mac=mac, vlan=vlan, port=port)
-        elif old[0] != port:
-            self.emit(**{"event": "fdb.move", "mac": mac, "vlan": vlan, "port": port,
-                         "from": old[0]})
-
-    # the Switch API
-    def status(self):
-        return {"name": "fake", "version": __version__, "pid": os.getpid(),
-                "config": "/etc/pyxsw/fake.toml", "mode": self.mode,
-                "uptime": 2 * 86400 + 3 * 3600 + 4 * 60 + 5.25,
-                "workers": [{"queue": 0, "core": 1}],
-                "ports": [{"name": p.name, "index": p.index, "up": p.up}
-                          for p in self.ports.values()],
-                "fdb": {"entries": len(self.fdb), "aging": self.aging}}
-
-    def add_port(self, name):
-        if name.startswith("nosuch"):
-            raise OSError(errno.ENODEV, f"{name}: no such interface")
-        time.sleep(self.delay)
-        with self.lock:
-            if name in self.ports and self.ports[name].state == "up":
-                raise ValueError(f"{name}: already a switch port")
-            used = {p.index for p in self.ports.values()}
-            port = FakePort(name, min(set(range(len(used) + 1)) - used))
-            self.ports[name] = port
-        self.emit(event="port.add", port=name)
-        return port
-
-    def del_port(self, name):
-        time.sleep(self.delay)
-        with self.lock:
-            if name not in self.ports:
-                raise KeyError(name)
-            del self.ports[name]
-            for k in [k for k, v in self.fdb.items() if v[0] == name]:
-                del self.fdb[k]
-        self.emit(event="port.del", port=name)
-
-    def port_stats(self, name=None):
-        names = [name] if name is not None else list(self.ports)
-        return {n: dict({k: 10 * i for i, k in enumerate(COUNTERS)}, up=self.ports[n].up,
-                        xdp={"prog_seen": 5, "rx_ring_full": 0},
-                        queues=[{"queue": 0, "rx_packets": 0, "tx_packets": 20}])
-                for n in names}
-
-    def fdb_list(self, port=None, vlan=None):
-        with self.lock:
-            items = list(self.fdb.items())
-        out = [{"mac": mac, "vlan": v, "port": p, "age": 0 if static else 3, "static": static}
-               for (v, mac), (p, static) in items
-               if (port is None or p == port) and (vlan is None or v == vlan)]
-        return sorted(out, key=lambda e: (e["port"], e["vlan"], e["mac"]))
-
-    def fdb_add(self, mac, port, vlan=0):
-        if port not in self.ports:
-            raise KeyError(f"{port}: not a switch port")
-        with self.lock:
-            new = (vlan, mac) not in self.fdb
-            self.fdb[(vlan, mac)] = [port, True]
-        return new
-
-    def fdb_del(self, mac, vlan=0):
-        with self.lock:
-            return self.fdb.pop((vlan, mac), None) is not None
-
-    def fdb_flush(self, port=None):
-        with self.lock:
-            gone = [k for k, (p, static) in self.fdb.items()
-                    if not static and (port is None or p == port)]
-            for k in gone:
-                del self.fdb[k]
-        self.emit(event="fdb.flush", port=port, count=len(gone))
-        return len(gone)
-
-    def set_mode(self, mode):
-        self.mode = mode
-
-    def set_aging(self, seconds):
-        self.aging = seconds
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -322,6 +196,31 @@ def test_mode_and_aging(served):
         assert served.fake.aging == 42
 
 
+def test_methods_lists_the_method_table(served):
+    with Client(served.path) as c:
+        listed = c.methods()
+    assert [m["name"] for m in listed] == list(handlers.METHODS)
+    assert listed == [handlers.describe(fn) for fn in handlers.METHODS.values()]
+    fdb_add = next(m for m in listed if m["name"] == "fdb.add")
+    assert [(p["name"], p["kind"], p["required"], p.get("default")) for p in fdb_add["params"]] \
+        == [("mac", "station", True, None), ("port", "port", True, None),
+            ("vlan", "vlan", False, 0)]
+    assert fdb_add["help"] == "Add a static FDB entry (or make a learned one static)."
+
+
+def test_worker_stats(served):
+    """Every counter of Switch.worker_stats(), and busy: the share of a worker's passes
+    since it started that found frames (the fake's worker made 4,000 passes, 3,000 idle,
+    and 1,000 more, 250 idle, before each look after that)."""
+    with Client(served.path) as c:
+        first, later = c.worker_stats(), c.worker_stats()
+    assert [w["queue"] for w in first] == [0]
+    assert {k: v for k, v in first[0].items() if k != "busy"} == \
+        dict(FakeSwitch().worker_stats()[0])
+    assert (first[0]["busy"], later[0]["busy"]) == (0.25, 0.35)
+    assert busy_share(later[0], since=first[0]) == 0.75
+
+
 def test_shutdown_replies_then_stops(served):
     with Client(served.path) as c:
         assert c.shutdown() == {"stopping": True}
@@ -409,6 +308,7 @@ BAD_CALLS = [
     ("fdb.del", {"mac": 2}, "invalid_params"),
     ("fdb.list", {"vlan": 2**64 - 1}, "invalid_params"),
     ("fdb.list", {"port": "bad name"}, "invalid_params"),
+    ("fdb.list", {"port": "s9", "vlan": 5000}, "invalid_params"),  # values before look-ups
     ("fdb.flush", {"port": 0}, "invalid_params"),
     ("mode.set", {"mode": "turbo"}, "invalid_params"),
     ("mode.set", {"mode": ["poll"]}, "invalid_params"),
@@ -419,6 +319,8 @@ BAD_CALLS = [
     ("aging.set", {"seconds": 2**32}, "invalid_params"),
     ("shutdown", {"now": True}, "invalid_params"),
     ("events.subscribe", {"filter": "fdb"}, "invalid_params"),
+    ("methods", {"verbose": True}, "invalid_params"),
+    ("worker.stats", {"queue": 0}, "invalid_params"),
 ]
 
 

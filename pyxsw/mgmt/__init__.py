@@ -1,9 +1,10 @@
 """The management plane: a MessagePack-RPC server in the switch process (`server`), the
-RPC methods (`handlers`) and the `pyxsw ctl` command (`ctl`).  The Python client is
-`pyxsw.client`.
+RPC methods (`handlers`, whose table is the one list of them), what they need of the switch
+(`api.SwitchAPI`), a switch in memory for tests and tools (`fake`) and the `pyxsw ctl`
+command (`ctl`).  The Python client is `pyxsw.client`.
 
 What server and clients share lives here: the framing constants, the default socket, the
-request size limit and the error type.
+request size limit, the error type and what a worker's busy share is.
 
 Wire format (MessagePack-RPC):
     request       [0, msgid, method, params]     params: [] or [{named arguments}]
@@ -43,3 +44,18 @@ class RpcError(Exception):
 
     def to_wire(self):
         return {"code": self.code, "message": self.message}
+
+
+def busy_share(worker, since=None):
+    """The share of a worker's passes that found frames to forward, from a `worker.stats`
+    record: since the worker started, or since `since`, an earlier record of the same
+    worker.  None when it made no pass in that span.  (Passes, not CPU time: a poll worker
+    burns its core whatever this says, and an interrupt worker woken for every frame of a
+    trickle shows a high share at a low load: read it with `wakeups`.)"""
+    loops = worker["loops"] - (since["loops"] if since else 0)
+    idle = worker["idle_loops"] - (since["idle_loops"] if since else 0)
+    if loops <= 0:
+        return None
+    # The core reads the two counters one after the other while the worker turns
+    # (idle_loops after loops, so it can be ahead of them): keep the share in 0..1.
+    return round(min(max((loops - idle) / loops, 0.0), 1.0), 4)

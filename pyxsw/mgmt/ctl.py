@@ -5,14 +5,16 @@
       fdb show [--port IFNAME] [--vlan N] | fdb add MAC IFNAME [--vlan N]
       fdb del MAC [--vlan N] | fdb flush [--port IFNAME]
       mode poll|interrupt|adaptive | aging SECONDS | shutdown | events
+      methods | workers [--interval SECONDS]
 
 The switch: `-s SOCKET`, else $PYXSW_SOCKET, else the one switch serving a socket in
 /run/pyxsw (when several do, name one), else /run/pyxsw/sw0.sock.
 
 Readable tables by default; `--json` prints the RPC result as JSON (events: one per line),
 and every error as {"error": {"code": ..., "message": ...}} on stderr (stdout carries
-results only).  Arguments are checked here by the switch's own rules (pyxsw.mgmt.handlers)
-before anything is sent, so that a value the switch would refuse is a usage error.
+results only).  The commands' arguments are made from the switch's method table
+(pyxsw.mgmt.handlers.METHODS): their names, defaults and checks are the method's, so a
+value the switch would refuse is a usage error here, and nothing is sent.
 Exit codes: 0 done, 1 the switch refused (the error is printed), 2 usage, 3 no switch to
 talk to (socket missing, refused, not permitted, the connection failed or timed out).
 """
@@ -25,10 +27,15 @@ import os
 import socket
 import stat
 import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 from ..counters import PORT_SUMMARY
-from . import DEFAULT_SOCKET, RUNTIME_DIR, RpcError
-from .handlers import MAX_AGING, MODES, _ifname, _int, _mac, _station, _vlan
+from . import DEFAULT_SOCKET, RUNTIME_DIR, RpcError, busy_share
+from .handlers import METHODS
+from ..render import cell as _cell, is_number as _is_number, table
+from ..vocab import Invalid
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 USAGE, UNREACHABLE = "usage", "unreachable"     # error codes of our own, beside the switch's
@@ -38,28 +45,6 @@ WIDTH = 80                      # what one port's counters must fit
 
 
 # ---------------------------------------------------------------------------- rendering
-
-def table(headers, rows):
-    """Plain text table: columns as wide as their widest cell, numbers right-aligned."""
-    cells = [[str(h) for h in headers]] + [[_cell(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    numeric = [bool(rows) and all(_is_number(r[i]) for r in rows) for i in range(len(headers))]
-    return "\n".join("  ".join(c.rjust(w) if num else c.ljust(w)
-                               for c, w, num in zip(r, widths, numeric)).rstrip()
-                     for r in cells)
-
-
-def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _cell(v):
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if v is None:
-        return "-"
-    return str(v)
-
 
 def _mapping(d, indent=""):
     """A nested mapping as 'key: value' lines; lists of mappings become tables."""
@@ -173,6 +158,37 @@ def show_fdb(r, args):
         f"\n{len(r)} entr{'y' if len(r) == 1 else 'ies'}"
 
 
+def show_methods(r, args):
+    """A method a line, its parameters after it (name=choice|choice, [optional],
+    [optional=default]), its help below."""
+    def param(p):
+        text = p["name"] + ("=" + "|".join(map(str, p["choices"])) if p.get("choices") else "")
+        if p.get("required"):
+            return text
+        return f"[{text}{'' if p.get('default') is None else '=' + _cell(p['default'])}]"
+
+    lines = []
+    for m in r:
+        params = [param(p) for p in m.get("params", ())]
+        lines += [" ".join([str(m["name"]), *params]), f"    {m.get('help', '')}".rstrip()]
+    return "\n".join(lines)
+
+
+def show_workers(r, args):
+    """Workers side by side, as port stats shows queues; busy as a percentage."""
+    if not r:
+        return "no workers"
+    span = f"over {args.interval:g} s" if getattr(args, "interval", None) else "since start"
+    first = [k for k in ("queue", "mode", "busy") if any(k in w for w in r)]
+    records = [{**{k: w.get(k) for k in first}, **{k: v for k, v in w.items() if k not in first}}
+               for w in r]
+    for w in records:
+        if _is_number(w.get("busy")):
+            w["busy"] = f"{100 * w['busy']:.1f}%"
+    return "\n".join([f"workers (busy: the share of passes that found frames, {span}):",
+                      *_across(records, WIDTH)])
+
+
 SHOW_DONE = {
     "port.add": lambda r, a: f"port {r['name']} added (index {r['index']}, "
                              f"{r.get('state') or ('up' if r['up'] else 'down')})"
@@ -228,41 +244,102 @@ class Parser(argparse.ArgumentParser):
         raise argparse.ArgumentError(action, f"invalid choice {value!r} ({hint})")
 
 
-def _checked(check, *more, integer=False):
-    """An argparse type made of one of the switch's own checks: a value the switch would
-    refuse is a usage error here, said in the switch's words, and nothing is sent.  With
-    `integer`, text that reads as an integer is checked as one (else as the text it is)."""
+def _checked(kind):
+    """An argparse type made of one of the switch's own kinds (pyxsw.vocab): a value the
+    switch would refuse is a usage error here, said in the switch's words, and nothing is
+    sent.  For an integer kind, text that reads as an integer is checked as one (else as
+    the text it is)."""
     def convert(text):
         value = text
-        if integer:
+        if kind.integer:
             try:
                 value = int(text)
             except ValueError:
                 pass
         try:
-            return check(value, *more)
-        except RpcError as e:
-            raise argparse.ArgumentTypeError(e.message) from None
+            return kind(value)
+        except Invalid as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
     return convert
 
 
-VLAN = _checked(_vlan, integer=True)
-SECONDS = _checked(_int, "seconds", 0, MAX_AGING, integer=True)
-MAC = _checked(_mac)
-STATION = _checked(_station)                    # what a static entry may hold
-IFNAME = _checked(_ifname)
-PORT = _checked(_ifname, "port")
+def _seconds(most):
+    def convert(text):
+        try:
+            v = float(text)
+        except ValueError:
+            v = None
+        if v is None or not 0 < v <= most:      # NaN too
+            raise argparse.ArgumentTypeError(
+                f"must be a number of seconds above 0 (at most {most:.0f}), got {text!r}")
+        return v
+    return convert
 
 
-def _timeout(text):
-    try:
-        v = float(text)
-    except ValueError:
-        v = None
-    if v is None or not 0 < v <= MAX_TIMEOUT:   # NaN too; 0 is a non-blocking socket
-        raise argparse.ArgumentTypeError(
-            f"must be a number of seconds above 0 (at most {MAX_TIMEOUT:.0f}), got {text!r}")
-    return v
+_timeout = _seconds(MAX_TIMEOUT)                # 0 would be a non-blocking socket
+MAX_INTERVAL = 3600.0
+
+
+def _sample(client, args, params):
+    """worker.stats once; with --interval, twice, and busy over the time between."""
+    first = client.call("worker.stats")
+    if not args.interval:
+        return first
+    time.sleep(args.interval)
+    before = {w.get("queue"): w for w in first}
+    return [dict(w, busy=busy_share(w, since=before.get(w.get("queue"))))
+            for w in client.call("worker.stats")]
+
+
+def _wide(c):
+    c.add_argument("--wide", action="store_true",
+                   help="one port's counters as a table row (wider than 80 columns)")
+
+
+def _interval(c):
+    c.add_argument("--interval", type=_seconds(MAX_INTERVAL), metavar="SECONDS",
+                   help="busy share over this long (two looks), not since the start")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command: its words, the RPC method it calls, which of the method's parameters are
+    given as words (the others are --options), how its result is shown (None: a line of
+    SHOW_DONE), its help when the method's own does not say what the command does, options
+    of ctl's own (how to show or fetch, never what to ask), and how to fetch the result
+    when it takes more than one call."""
+    words: tuple
+    method: str
+    positional: tuple = ()
+    show: Optional[Callable] = None
+    help: Optional[str] = None
+    options: Optional[Callable] = None
+    fetch: Optional[Callable] = None
+
+
+# Every argument's name, check, metavar, choices, default and whether it is required come
+# from the method (handlers.METHODS), and so does the help unless given here.  Every method
+# has a command, but for those in NOT_COMMANDS (tests/test_vocab.py checks both).
+COMMANDS = (
+    Command(("status",), "status", show=show_status),
+    Command(("port", "list"), "port.list", show=show_ports),
+    Command(("port", "add"), "port.add", ("name",)),
+    Command(("port", "del"), "port.del", ("name",)),
+    Command(("port", "stats"), "port.stats", ("name",), show=show_stats, options=_wide),
+    Command(("fdb", "show"), "fdb.list", show=show_fdb),
+    Command(("fdb", "add"), "fdb.add", ("mac", "port")),
+    Command(("fdb", "del"), "fdb.del", ("mac",)),
+    Command(("fdb", "flush"), "fdb.flush"),
+    Command(("mode",), "mode.set", ("mode",)),
+    Command(("aging",), "aging.set", ("seconds",)),
+    Command(("shutdown",), "shutdown"),
+    Command(("events",), "events.subscribe",
+            help="print FDB and port events as they happen (Ctrl-C ends)"),
+    Command(("methods",), "methods", show=show_methods),
+    Command(("workers",), "worker.stats", show=show_workers, options=_interval, fetch=_sample),
+)
+GROUPS = {"port": "list, add, remove ports; their counters", "fdb": "the MAC table"}
+NOT_COMMANDS = {}                               # method -> why ctl has no command for it
 
 
 def build_parser():
@@ -280,55 +357,52 @@ def build_parser():
     p = Parser(prog="pyxsw ctl", parents=[common], description="Talk to a running pyxsw switch.",
                epilog="exit codes: 0 done, 1 the switch refused, 2 usage, 3 unreachable")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-
-    def command(parent, name, method, params, show, help):
-        c = parent.add_parser(name, parents=[common], help=help)
-        c.set_defaults(method=method, params=params, show=show)
-        return c
-
-    command(sub, "status", "status", lambda a: {}, show_status, "the switch at a glance")
-
-    port = sub.add_parser("port", help="list, add, remove ports; their counters")
-    psub = port.add_subparsers(dest="port_cmd", required=True, metavar="list|add|del|stats")
-    command(psub, "list", "port.list", lambda a: {}, show_ports, "the ports")
-    command(psub, "add", "port.add", lambda a: {"name": a.name}, None,
-            "make an interface a port").add_argument("name", type=IFNAME, metavar="IFNAME")
-    command(psub, "del", "port.del", lambda a: {"name": a.name}, None,
-            "remove a port").add_argument("name", type=IFNAME, metavar="IFNAME")
-    c = command(psub, "stats", "port.stats", lambda a: {"name": a.name}, show_stats,
-                "port counters")
-    c.add_argument("name", type=IFNAME, metavar="IFNAME", nargs="?")
-    c.add_argument("--wide", action="store_true",
-                   help="one port's counters as a table row (wider than 80 columns)")
-
-    fdb = sub.add_parser("fdb", help="the MAC table")
-    fsub = fdb.add_subparsers(dest="fdb_cmd", required=True, metavar="show|add|del|flush")
-    c = command(fsub, "show", "fdb.list", lambda a: {"port": a.port, "vlan": a.vlan}, show_fdb,
-                "list entries")
-    c.add_argument("--port", type=PORT, metavar="IFNAME")
-    c.add_argument("--vlan", type=VLAN, metavar="N")
-    c = command(fsub, "add", "fdb.add",
-                lambda a: {"mac": a.mac, "port": a.port, "vlan": a.vlan}, None,
-                "add a static entry")
-    c.add_argument("mac", type=STATION, metavar="MAC")
-    c.add_argument("port", type=PORT, metavar="IFNAME")
-    c.add_argument("--vlan", type=VLAN, default=0, metavar="N")
-    c = command(fsub, "del", "fdb.del", lambda a: {"mac": a.mac, "vlan": a.vlan}, None,
-                "remove an entry")
-    c.add_argument("mac", type=MAC, metavar="MAC")
-    c.add_argument("--vlan", type=VLAN, default=0, metavar="N")
-    command(fsub, "flush", "fdb.flush", lambda a: {"port": a.port}, None,
-            "remove learned entries").add_argument("--port", type=PORT, metavar="IFNAME")
-
-    command(sub, "mode", "mode.set", lambda a: {"mode": a.mode}, None,
-            "change the workers' mode").add_argument("mode", choices=MODES)
-    command(sub, "aging", "aging.set", lambda a: {"seconds": a.seconds}, None,
-            "set the FDB aging time (0: never)").add_argument("seconds", type=SECONDS,
-                                                               metavar="SECONDS")
-    command(sub, "shutdown", "shutdown", lambda a: {}, None, "stop the switch")
-    command(sub, "events", "events.subscribe", lambda a: {}, None,
-            "print FDB and port events as they happen (Ctrl-C ends)")
+    groups = {}
+    for cmd in COMMANDS:
+        parent = sub
+        if len(cmd.words) > 1:
+            group = cmd.words[0]
+            if group not in groups:
+                words = [c.words[1] for c in COMMANDS if c.words[0] == group]
+                groups[group] = sub.add_parser(group, help=GROUPS[group]).add_subparsers(
+                    dest=f"{group}_cmd", required=True, metavar="|".join(words))
+            parent = groups[group]
+        fn = METHODS[cmd.method]
+        c = parent.add_parser(cmd.words[-1], parents=[common], help=cmd.help or _help(fn))
+        c.set_defaults(command=cmd, method=cmd.method, show=cmd.show)
+        for param in fn.rpc_params:
+            _argument(c, param, param.name in cmd.positional)
+        if cmd.options:
+            cmd.options(c)
     return p
+
+
+def _help(fn):
+    """A method's help line as argparse's own read: "the switch at a glance"."""
+    h = fn.rpc_help.rstrip(".")
+    return h[0].lower() + h[1:] if h[1:2].islower() else h
+
+
+def _argument(parser, param, positional):
+    """A method's parameter as a word (an optional one may be left out) or as --name."""
+    kind = param.kind
+    kw = {"choices": kind.choices} if kind.choices else \
+        {"type": _checked(kind), "metavar": kind.metavar}
+    if positional:
+        parser.add_argument(param.name, **kw, **({} if param.required else {"nargs": "?"}))
+    else:
+        parser.add_argument(f"--{param.name}", default=param.default, required=param.required,
+                            **kw)
+
+
+def _params(args):
+    """The arguments of args' method, as the words and options gave them."""
+    return {p.name: getattr(args, p.name) for p in METHODS[args.method].rpc_params
+            if getattr(args, p.name) is not None}
+
+
+def _call(client, args, params):
+    return client.call(args.method, **params)
 
 
 # ---------------------------------------------------------------------------- main
@@ -351,8 +425,7 @@ def ctl_main(argv=None) -> int:
         with Client(path, timeout=timeout) as c:
             if args.method == "events.subscribe":
                 return _follow(c, as_json)
-            result = c.call(args.method, **{k: v for k, v in args.params(args).items()
-                                            if v is not None})
+            result = (args.command.fetch or _call)(c, args, _params(args))
     except RpcError as e:
         return _error(e.code, e.message, EXIT_REFUSED, as_json)
     except FileNotFoundError:

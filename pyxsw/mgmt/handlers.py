@@ -1,47 +1,81 @@
-"""The RPC methods, one function each.
+"""The RPC methods, one function each, and their table, METHODS: the one list of what the
+management socket serves.  The `methods` RPC describes it, `pyxsw ctl` builds its arguments
+from it, and tests/test_vocab.py checks the Python client's helpers against it.
 
-A method is `fn(conn, **arguments)`: `conn` is the client's connection (`conn.switch` is
-the Switch; `conn.subscribe()` and `conn.after_reply(fn)` are for the two methods that act
-on the connection or the server).  Each function checks its arguments' values before the
-switch sees them and raises RpcError for anything wrong (`pyxsw ctl` applies the same checks,
-these functions, to its arguments before it sends them); `bind_args` has already checked
-their names against the function's signature, so an unknown or missing argument never
-reaches it.  Methods marked `blocking` run in the loop's executor: they can take a second
-(attaching XDP, creating sockets) and the loop must keep serving other clients meanwhile.
+A method is `fn(conn, **arguments)`, registered with @method(name); the first line of its
+docstring is its help.  `conn` is the client's connection: `conn.switch` is the switch (what
+it offers the methods is pyxsw.mgmt.api.SwitchAPI), `conn.subscribe()` and
+`conn.after_reply(fn)` are for the two methods that act on the connection or the server.
+Each parameter is annotated with its kind (pyxsw.vocab): bind_args checks the arguments'
+names against the signature and their values with their kinds, in the signature's order,
+before the function runs, so it is given values in the switch's form only (`pyxsw ctl`
+applies the same kinds to its words before it sends them).  What only the switch can answer
+(is it one of its ports?) the function checks.  Methods marked `blocking` run in the loop's
+executor: they can take a second (attaching XDP, creating sockets) and the loop must keep
+serving other clients meanwhile.
 """
-from __future__ import annotations
-
+import collections
 import errno
 import inspect
 import logging
-import re
 
-from . import EXISTS, FAILED, INVALID_PARAMS, NOT_FOUND, RpcError
+from . import EXISTS, FAILED, INVALID_PARAMS, NOT_FOUND, RpcError, busy_share
+from ..vocab import AGING, IFNAME, MAC, MODE, PORT, STATION, VLAN, Invalid, Kind, show
 
 log = logging.getLogger("pyxsw.mgmt")
 
-METHODS = {}
-MODES = ("poll", "interrupt", "adaptive")
-MAX_AGING = 2**32 - 1                   # the core keeps seconds in 32 bits
-_MAC = re.compile(r"[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}")
+METHODS = {}                            # name -> function, in the order they are declared below
+
+# A parameter of a method: its kind checks it; an optional one (required False) has a
+# default, None meaning "not given".
+Param = collections.namedtuple("Param", "name kind required default")
 
 
 def method(name, *, blocking=False):
-    """Register fn as the RPC method `name`."""
+    """Register fn as the RPC method `name`: every parameter after `conn` annotated with
+    its kind, and a docstring whose first line says what it does."""
     def register(fn):
         sig = inspect.signature(fn)
-        params = list(sig.parameters.values())[1:]          # [0] is conn
-        fn.rpc_required = {p.name for p in params if p.default is p.empty}
+        params = []
+        for p in list(sig.parameters.values())[1:]:         # [0] is conn
+            # (p.kind is inspect's: a plain parameter, not *args or keyword-only)
+            if not isinstance(p.annotation, Kind) or p.kind is not p.POSITIONAL_OR_KEYWORD:
+                raise TypeError(f"{name}: parameter {p.name} needs a kind (pyxsw.vocab) "
+                                "as its annotation")
+            required = p.default is p.empty
+            params.append(Param(p.name, p.annotation, required, None if required else p.default))
+        if not (fn.__doc__ or "").strip():
+            raise TypeError(f"{name}: a method needs a docstring (its help)")
+        if name in METHODS:
+            raise ValueError(f"{name}: registered twice")
+        fn.rpc_name = name
+        fn.rpc_params = tuple(params)
+        fn.rpc_required = {p.name for p in params if p.required}
         fn.rpc_allowed = {p.name for p in params}
         fn.rpc_blocking = blocking
+        fn.rpc_help = fn.__doc__.strip().splitlines()[0].strip()
         METHODS[name] = fn
         return fn
     return register
 
 
+def describe(fn):
+    """A method as the `methods` RPC lists it."""
+    params = []
+    for p in fn.rpc_params:
+        d = {"name": p.name, "kind": p.kind.name, "required": p.required}
+        if not p.required:
+            d["default"] = p.default
+        if p.kind.choices:
+            d["choices"] = list(p.kind.choices)
+        params.append(d)
+    return {"name": fn.rpc_name, "params": params, "help": fn.rpc_help}
+
+
 def bind_args(fn, params):
-    """The named arguments of a request's `params` for fn; invalid_params if they don't fit.
-    A None for an optional argument means the same as leaving it out."""
+    """The named arguments of a request's `params` for fn, checked by their kinds;
+    invalid_params if they don't fit.  A None for an optional argument means the same as
+    leaving it out."""
     if params == []:
         args = {}
     elif isinstance(params, list) and len(params) == 1 and isinstance(params[0], dict):
@@ -58,13 +92,14 @@ def bind_args(fn, params):
     if missing:
         raise RpcError(INVALID_PARAMS, f"missing argument(s): {_names(missing)}"
                        + _expects(fn))
-    return {k: v for k, v in args.items() if v is not None or k in fn.rpc_required}
-
-
-def show(value, limit=60):
-    """A value for an error message, cut short: a request may carry a megabyte of it."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
+    given = {}
+    for p in fn.rpc_params:
+        if p.name in args and (args[p.name] is not None or p.required):
+            try:
+                given[p.name] = p.kind(args[p.name])
+            except Invalid as e:
+                raise RpcError(INVALID_PARAMS, str(e)) from None
+    return given
 
 
 def _names(names):
@@ -93,53 +128,11 @@ def to_rpc_error(exc):
     return RpcError(FAILED, f"internal error: {type(exc).__name__}: {exc}")
 
 
-# ---------------------------------------------------------------------------- checks
+# ---------------------------------------------------------------------------- helpers
 
-def _bad(message):
-    return RpcError(INVALID_PARAMS, message)
-
-
-def _int(value, what, lo, hi):
-    # bool is an int to Python but never a number to a user
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise _bad(f"{what} must be an integer {lo}..{hi}, got {show(value)}")
-    return value
-
-
-def _vlan(value):
-    return _int(value, "vlan", 0, 4095)
-
-
-def _mac(value):
-    """'aa:bb:cc:dd:ee:ff' (or with '-') in the switch's form: lower case, colons."""
-    if not isinstance(value, str) or not _MAC.fullmatch(value):
-        raise _bad(f"not a MAC address (aa:bb:cc:dd:ee:ff): {show(value)}")
-    return value.lower().replace("-", ":")
-
-
-def _station(value):
-    """A MAC a static entry can hold: a station's, never a group (multicast) address."""
-    mac = _mac(value)
-    if int(mac[:2], 16) & 1:
-        raise _bad(f"{mac} is a multicast address: it cannot be a station")
-    return mac
-
-
-def _ifname(value, what="interface name"):
-    """What the kernel accepts as a name (dev_valid_name): 1..15 bytes, not '.' or '..',
-    no '/', ':' or white space."""
-    if not isinstance(value, str):
-        raise _bad(f"{what} must be a string, got {show(value)}")
-    if (not 1 <= len(value.encode("utf-8", "surrogatepass")) <= 15 or value in (".", "..")
-            or any(c in "/:" or c.isspace() or c == "\0" for c in value)):
-        raise _bad(f"not a valid {what} (1..15 characters, no '/', ':' or spaces): {show(value)}")
-    return value
-
-
-def _port(sw, value, what="port"):
-    """A name that must be one of the switch's ports."""
-    name = _ifname(value, what)
-    if name not in sw.ports:
+def _port(conn, name):
+    """`name` (checked by its kind already), which must be one of the switch's ports."""
+    if name not in conn.switch.ports:
         raise RpcError(NOT_FOUND, f"{name}: not a switch port")
     return name
 
@@ -153,6 +146,11 @@ def _port_info(port):
 
 @method("status")
 def status(conn):
+    """The switch at a glance.
+
+    Name, version, pid, config file, uptime, mode, workers, ports, FDB, frames, events,
+    clients.
+    """
     st = conn.switch.status()
     # The switch knows the events its workers could not queue ("lost"); the server those
     # that subscribers fell too far behind to be sent, summed over subscribers.
@@ -163,12 +161,13 @@ def status(conn):
 
 @method("port.list")
 def port_list(conn):
+    """The ports, their state and, when not up, why."""
     return [_port_info(p) for p in sorted(conn.switch.ports.values(), key=lambda p: p.index)]
 
 
 @method("port.add", blocking=True)
-def port_add(conn, name):
-    name = _ifname(name)
+def port_add(conn, name: IFNAME):
+    """Make an interface a port (or attach a gone or degraded one anew)."""
     port = conn.switch.ports.get(name)
     if port is not None and port.state not in ("gone", "degraded"):     # those: attach anew
         raise RpcError(EXISTS, f"{name}: already a switch port")
@@ -177,67 +176,68 @@ def port_add(conn, name):
 
 
 @method("port.del", blocking=True)
-def port_del(conn, name):
-    name = _port(conn.switch, name, "interface name")
-    conn.switch.del_port(name)
+def port_del(conn, name: IFNAME):
+    """Remove a port; its interface is left as it was before."""
+    conn.switch.del_port(_port(conn, name))
     return {"name": name}
 
 
 @method("port.stats")
-def port_stats(conn, name=None):
+def port_stats(conn, name: IFNAME = None):
+    """Port counters: every port's, or one's."""
     if name is not None:
-        name = _port(conn.switch, name, "interface name")
+        _port(conn, name)
     return conn.switch.port_stats(name)
 
 
 @method("fdb.list", blocking=True)     # 100,000 entries take a while to build
-def fdb_list(conn, port=None, vlan=None):
+def fdb_list(conn, port: PORT = None, vlan: VLAN = None):
+    """List FDB entries: all, or one port's and/or one VLAN's."""
     if port is not None:
-        port = _port(conn.switch, port)
-    if vlan is not None:
-        vlan = _vlan(vlan)
+        _port(conn, port)
     return conn.switch.fdb_list(port=port, vlan=vlan)
 
 
 @method("fdb.add")
-def fdb_add(conn, mac, port, vlan=0):
-    mac, vlan = _station(mac), _vlan(vlan)
-    port = _port(conn.switch, port)
-    new = conn.switch.fdb_add(mac, port, vlan=vlan)
+def fdb_add(conn, mac: STATION, port: PORT, vlan: VLAN = 0):
+    """Add a static FDB entry (or make a learned one static)."""
+    new = conn.switch.fdb_add(mac, _port(conn, port), vlan=vlan)
     return {"mac": mac, "vlan": vlan, "port": port, "static": True, "new": bool(new)}
 
 
 @method("fdb.del")
-def fdb_del(conn, mac, vlan=0):
-    mac, vlan = _mac(mac), _vlan(vlan)
+def fdb_del(conn, mac: MAC, vlan: VLAN = 0):
+    """Remove an FDB entry, static or learned."""
     if not conn.switch.fdb_del(mac, vlan=vlan):
         raise RpcError(NOT_FOUND, f"no FDB entry for {mac} on vlan {vlan}")
     return {"mac": mac, "vlan": vlan}
 
 
 @method("fdb.flush")
-def fdb_flush(conn, port=None):
+def fdb_flush(conn, port: PORT = None):
+    """Remove learned FDB entries, all or one port's (static ones stay)."""
     if port is not None:
-        port = _port(conn.switch, port)
+        _port(conn, port)
     return {"flushed": conn.switch.fdb_flush(port=port)}
 
 
 @method("mode.set")
-def mode_set(conn, mode):
-    if mode not in MODES:
-        raise _bad(f"mode must be one of {', '.join(MODES)}, got {show(mode)}")
+def mode_set(conn, mode: MODE):
+    """Change the workers' mode."""
     conn.switch.set_mode(mode)
     return {"mode": mode}
 
 
 @method("aging.set")
-def aging_set(conn, seconds):
-    conn.switch.set_aging(_int(seconds, "seconds", 0, MAX_AGING))
+def aging_set(conn, seconds: AGING):
+    """Set the FDB aging time in seconds (0: never)."""
+    conn.switch.set_aging(seconds)
     return {"aging": seconds}
 
 
 @method("shutdown")
 def shutdown(conn):
+    """Stop the switch (once this reply is sent)."""
     # Stop only once the reply is on its way: the caller learns that it worked.
     conn.after_reply(conn.server.request_stop)
     return {"stopping": True}
@@ -245,5 +245,24 @@ def shutdown(conn):
 
 @method("events.subscribe")
 def events_subscribe(conn):
+    """Receive FDB and port events on this connection from now on."""
     conn.subscribe()
     return {"subscribed": True}
+
+
+@method("methods")
+def methods(conn):
+    """The methods this switch serves, their parameters and help."""
+    return [describe(fn) for fn in METHODS.values()]
+
+
+@method("worker.stats")
+def worker_stats(conn):
+    """Per-worker counters and busy share (the passes that found frames).
+
+    Loops, idle loops, wake-ups, kicks, learning, frame movements, mode; busy is the share
+    of the worker's passes since it started that found frames (pyxsw.mgmt.busy_share).
+    """
+    # Since the start, so that the switch keeps no state per caller: a share over a span is
+    # busy_share(later, since=earlier) of two replies (`pyxsw ctl workers --interval`).
+    return [dict(w, busy=busy_share(w)) for w in conn.switch.worker_stats()]

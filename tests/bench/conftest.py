@@ -39,7 +39,8 @@ def build_microcore():
 
         out.mkdir(exist_ok=True)
         ext = Extension("_microcore", [str(HERE / "_microcore.pyx")],
-                        extra_compile_args=["-O2", "-Wno-unused-function",
+                        # setup.py's default WARNINGS
+                        extra_compile_args=["-O2", "-Wall", "-Wno-unused-function",
                                             "-Wno-unused-variable", "-Wno-unreachable-code",
                                             f"-I{ROOT / 'xdp'}", f"-I{ROOT / 'pyxsw'}",
                                             *_pkgconfig("--cflags")],

@@ -1,0 +1,166 @@
+"""A switch in memory that the management plane can serve: the tests' (no root, no core)
+and perf/rpc_rate.py's (the server's speed alone).  It has what pyxsw.mgmt.api.SwitchAPI
+declares, and a little more for tests to drive it: learn() and emit() make events,
+`delay` slows port changes down.
+
+    from pyxsw.mgmt.fake import FakeSwitch
+    from pyxsw.mgmt.server import serve
+    serve(FakeSwitch(100_000), "/tmp/sw.sock")        # 100,000 learned FDB entries
+
+Interfaces whose name starts with "nosuch" do not exist; those starting with "ip" carry
+IP addresses (their port comes with a warning, as a real one's does).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+
+from .. import __version__
+from ..counters import PORT_SUMMARY as COUNTERS     # the port counters it makes up
+
+
+class FakePort:
+    def __init__(self, name, index):
+        self.name, self.index, self.state, self.reason = name, index, "up", ""
+        # like a real port whose interface carries addresses: the reply must say so
+        self.warnings = [f"{name} has IP addresses (10.9.0.1/24)"] if name.startswith("ip") else []
+
+    @property
+    def up(self):
+        return self.state == "up"
+
+
+class FakeSwitch:
+    """`entries` learned FDB entries to start with (spread over the ports and 4 VLANs);
+    `ports`, the names of its ports.  add_port/del_port take `delay` seconds."""
+
+    # Each worker_stats() is a look after this many more passes of each worker, this many
+    # of them idle: a busy share of 0.75 between two looks.
+    PASSES, IDLE = 1000, 250
+
+    def __init__(self, entries=0, *, ports=("s0", "s1", "s2")):
+        self.ports = {}
+        self.fdb = {}                           # (vlan, mac) -> [port, static]
+        self.mode = "poll"
+        self.aging = 300
+        self.delay = 0.0
+        self.listeners = []
+        self.lock = threading.Lock()
+        self.workers = [{"queue": 0, "loops": 4000, "idle_loops": 3000, "wakeups": 12,
+                         "rx_kicks": 0, "tx_kicks": 7, "learned": 2, "moved": 0,
+                         "events_lost": 0, "mode": "poll"}]
+        for p in ports:
+            self.add_port(p)
+        names = list(self.ports)
+        for i in range(entries):
+            mac = f"02:00:{i >> 24 & 255:02x}:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
+            self.fdb[(i % 4, mac)] = [names[i % len(names)], False]
+
+    # events
+    def add_listener(self, fn):
+        self.listeners.append(fn)
+
+    def remove_listener(self, fn):
+        self.listeners.remove(fn)
+
+    def emit(self, **event):
+        for fn in list(self.listeners):
+            fn(event)
+
+    def learn(self, mac, port, vlan=0):
+        with self.lock:
+            old = self.fdb.get((vlan, mac))
+            self.fdb[(vlan, mac)] = [port, False]
+        if old is None:
+            self.emit(event="fdb.learn", mac=mac, vlan=vlan, port=port)
+        elif old[0] != port:
+            self.emit(**{"event": "fdb.move", "mac": mac, "vlan": vlan, "port": port,
+                         "from": old[0]})
+
+    # the SwitchAPI
+    def status(self):
+        return {"name": "fake", "version": __version__, "pid": os.getpid(),
+                "config": "/etc/pyxsw/fake.toml", "mode": self.mode,
+                "uptime": 2 * 86400 + 3 * 3600 + 4 * 60 + 5.25,
+                "workers": [{"queue": 0, "core": 1}],
+                "ports": [{"name": p.name, "index": p.index, "up": p.up}
+                          for p in self.ports.values()],
+                "fdb": {"entries": len(self.fdb), "aging": self.aging}}
+
+    def add_port(self, name):
+        if name.startswith("nosuch"):
+            raise OSError(errno.ENODEV, f"{name}: no such interface")
+        time.sleep(self.delay)
+        with self.lock:
+            if name in self.ports and self.ports[name].state == "up":
+                raise ValueError(f"{name}: already a switch port")
+            used = {p.index for p in self.ports.values()}
+            port = FakePort(name, min(set(range(len(used) + 1)) - used))
+            self.ports[name] = port
+        self.emit(event="port.add", port=name)
+        return port
+
+    def del_port(self, name):
+        time.sleep(self.delay)
+        with self.lock:
+            if name not in self.ports:
+                raise KeyError(name)
+            del self.ports[name]
+            for k in [k for k, v in self.fdb.items() if v[0] == name]:
+                del self.fdb[k]
+        self.emit(event="port.del", port=name)
+
+    def port_stats(self, name=None):
+        names = [name] if name is not None else list(self.ports)
+        return {n: dict({k: 10 * i for i, k in enumerate(COUNTERS)}, up=self.ports[n].up,
+                        xdp={"prog_seen": 5, "rx_ring_full": 0},
+                        queues=[{"queue": 0, "rx_packets": 0, "tx_packets": 20}])
+                for n in names}
+
+    def fdb_list(self, port=None, vlan=None):
+        # the work Switch.fdb_list does in Python: a dict per entry, filtered, sorted
+        with self.lock:
+            items = list(self.fdb.items())
+        out = [{"mac": mac, "vlan": v, "port": p, "age": 0 if static else 3, "static": static}
+               for (v, mac), (p, static) in items
+               if (port is None or p == port) and (vlan is None or v == vlan)]
+        return sorted(out, key=lambda e: (e["port"], e["vlan"], e["mac"]))
+
+    def fdb_add(self, mac, port, vlan=0):
+        if port not in self.ports:
+            raise KeyError(f"{port}: not a switch port")
+        with self.lock:
+            new = (vlan, mac) not in self.fdb
+            self.fdb[(vlan, mac)] = [port, True]
+        return new
+
+    def fdb_del(self, mac, vlan=0):
+        with self.lock:
+            return self.fdb.pop((vlan, mac), None) is not None
+
+    def fdb_flush(self, port=None):
+        with self.lock:
+            gone = [k for k, (p, static) in self.fdb.items()
+                    if not static and (port is None or p == port)]
+            for k in gone:
+                del self.fdb[k]
+        self.emit(event="fdb.flush", port=port, count=len(gone))
+        return len(gone)
+
+    def set_mode(self, mode):
+        self.mode = mode
+        for w in self.workers:
+            w["mode"] = mode
+
+    def set_aging(self, seconds):
+        self.aging = seconds
+
+    def worker_stats(self):
+        with self.lock:
+            out = [dict(w) for w in self.workers]
+            for w in self.workers:
+                w["loops"] += self.PASSES
+                w["idle_loops"] += self.IDLE
+        return out
