@@ -306,14 +306,14 @@ cdef class Datapath:
         cdef Sw *sw = self._sw()
         cdef Umem *u = &sw.umem
         cdef Port *pt
-        cdef int p, n
+        cdef int p, n, ifindex
         cdef bytes bname = name.encode()
         if not self.has_umem:
             raise RuntimeError("this Datapath has no UMEM: use add_virtual_port()")
         if not 0 < len(bname) < 16:
             raise ValueError(f"not an interface name: {name!r}")
         with self.lock:
-            ifindex = if_nametoindex(bname)
+            ifindex = <int>if_nametoindex(bname)
             if ifindex == 0:
                 raise OSError(_errno.ENODEV, f"{name}: no such interface")
             if expect_ifindex and ifindex != expect_ifindex:

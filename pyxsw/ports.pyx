@@ -270,14 +270,15 @@ cdef void xdp_port_counters(Xdp *x, uint32_t index, uint64_t *out) noexcept nogi
     cdef uint64_t *vals
     cdef uint32_t k, key
     cdef int c
+    cdef uint32_t nk = PROG_COUNTERS
     memset(out, 0, PROG_COUNTERS * sizeof(uint64_t))
     if x.stats_map_fd < 0 or x.ncpu <= 0:
         return
     vals = <uint64_t *>calloc(x.ncpu, sizeof(uint64_t))
     if vals == NULL:
         return
-    for k in range(PROG_COUNTERS):
-        key = index * PROG_COUNTERS + k
+    for k in range(nk):
+        key = index * nk + k
         if bpf_map_lookup_elem(x.stats_map_fd, &key, vals) == 0:
             for c in range(x.ncpu):
                 out[k] += vals[c]
@@ -550,9 +551,9 @@ cdef void port_close(Sw *sw, Port *pt) noexcept:
             s = pt.socks[q]
             if s == NULL:
                 continue
-            sock_reclaim(u, s, s != u.owner)
-            if s == u.owner:
-                u.owner_retired = True          # kept: see Umem.owner
+            sock_reclaim(u, s, not umem_sock_is_owner(u, s))
+            if umem_sock_is_owner(u, s):
+                umem_retire_owner(u)            # kept: see Umem.owner
             else:
                 sock_close(s)
             pt.socks[q] = NULL

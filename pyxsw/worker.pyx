@@ -86,8 +86,8 @@ cdef void worker_apply_gen(Worker *w) noexcept nogil:
         if pt.flood_limit:
             # this worker's share (queues split a port's traffic), per 100 ms, at least 1;
             # rounded up in 64 bits: in 32 a limit near 2**32 wrapped to 1 flood per window
-            w.fl_allow[p] = <uint32_t>max(1, (<uint64_t>pt.flood_limit + 10 * sw.nworkers - 1)
-                                          // (10 * sw.nworkers))
+            w.fl_allow[p] = <uint32_t>max(<uint64_t>1, (<uint64_t>pt.flood_limit + 10 * sw.nworkers - 1)
+                                          // <uint64_t>(10 * sw.nworkers))
         if pyxsw_load_int(&pt.up):
             w.isup[p] = 1
             w.upl[w.nup] = p
