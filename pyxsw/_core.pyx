@@ -28,6 +28,8 @@ from pyxsw.includes.libxdp cimport *
 from pyxsw.includes.xdp_shared cimport *
 from pyxsw.includes.counters cimport *
 
+from pyxsw import vocab as _vocab
+
 include "types.pxi"
 include "umem.pyx"
 include "fdb.pyx"

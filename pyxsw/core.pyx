@@ -15,17 +15,19 @@ import time as _time
 
 from pyxsw import counters as _counters
 
-_MODES = {"poll": MODE_POLL, "interrupt": MODE_INTERRUPT, "adaptive": MODE_ADAPTIVE}
+# The words are pyxsw.vocab's; the C enums are in the same order.
+_MODES = dict(zip(_vocab.MODES, (MODE_POLL, MODE_INTERRUPT, MODE_ADAPTIVE)))
 _MODE_NAMES = {v: k for k, v in _MODES.items()}
-_ZERO_COPY = {"auto": ZC_AUTO, "on": ZC_ON, "off": ZC_OFF}
-_XDP_MODES = ("auto", "native", "generic")
+_ZERO_COPY = dict(zip(_vocab.ZERO_COPY, (ZC_AUTO, ZC_ON, ZC_OFF)))
+_XDP_MODES = _vocab.XDP_MODES
 FORWARD_FLOOD = FWD_FLOOD
 FORWARD_RUNT = FWD_RUNT
 FORWARD_FILTER = FWD_FILTER
 FORWARD_RESERVED = FWD_RESERVED
 
-# What Datapath() accepts at most, for pyxsw.config to check the same bounds first (a test
-# compares them).  Counts the C side keeps in 32 bits are bounded by that.
+# What Datapath() accepts at most, from the C side's array sizes and widths; pyxsw.vocab's
+# CORE_LIMITS says the same for config and ctl, which run without the core (a test compares
+# them).  Counts the C side keeps in 32 bits are bounded by that.
 LIMITS = {"frames": 0xffffffff, "ring_size": MAX_RING_SIZE, "batch": MAX_BATCH,
           "workers": MAX_WORKERS, "ports": MAX_PORTS, "capacity": MAX_FDB_CAPACITY,
           "port_limit": 0xffffffff, "aging": 0xffffffff, "flood_limit": 0xffffffff}
@@ -67,7 +69,7 @@ def _check_args(frames, frame_size, ring_size, batch, workers, capacity, port_li
     side holds: a bad one is a ValueError naming its parameter (see _param_error), never an
     OverflowError from the conversion or a hang in the sizing."""
     _check_arg("frames", frames, 1, LIMITS["frames"])
-    if type(frame_size) is not int or frame_size not in (2048, 4096):
+    if type(frame_size) is not int or frame_size not in _vocab.FRAME_SIZES:
         raise _param_error(ValueError(f"frame_size must be 2048 or 4096, got {frame_size!r}"),
                            "frame_size")
     _check_arg("ring_size", ring_size, 1, MAX_RING_SIZE)

@@ -387,14 +387,9 @@ cdef void fdb_counters(Fdb *f, uint64_t *out) noexcept nogil:
 # ---------------------------------------------------------------------------- for Python
 
 def mac_to_int(str mac):
-    """'aa:bb:cc:dd:ee:ff' -> the FDB's key form (wire bytes read little-endian)."""
-    parts = mac.replace("-", ":").split(":")
-    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        raise ValueError(f"not a MAC address: {mac!r}")
-    try:
-        return int.from_bytes(bytes(int(p, 16) for p in parts), "little")
-    except ValueError:
-        raise ValueError(f"not a MAC address: {mac!r}") from None
+    """'aa:bb:cc:dd:ee:ff' -> the FDB's key form (wire bytes read little-endian), parsed by
+    pyxsw.vocab (its Invalid is a ValueError)."""
+    return _vocab.mac_to_int(mac)
 
 
 def int_to_mac(uint64_t key):

@@ -205,7 +205,7 @@ class Port:
             self.claim.close()
 
 
-TICK = 0.1                  # housekeeping: FDB events and aging, link notifications
+TICK = 0.1                  # housekeeping's period: FDB aging, ports asked again, health
 WORKER_STALL = 5.0          # a worker whose loop has not turned for this long is stuck: it
                             # turns at least once a second, asleep or not (SLEEP_MS)
 
@@ -323,6 +323,7 @@ class Switch:
             if self.dp is None:
                 return
             self._stop.set()
+            os.eventfd_write(self.dp.events_fd, 1)  # housekeeping: out of poll(2) now
             self.dp.stop()
             for t in self._threads:
                 t.join()
@@ -381,42 +382,60 @@ class Switch:
         return ""
 
     def _housekeeping(self):
-        """Pass FDB events on, age the FDB and follow the ports' interfaces, every tick, and
-        at once when the kernel reports a link change."""
+        """Pass the workers' events on as soon as one signals them (the datapath's eventfd),
+        follow the ports' interfaces as soon as the kernel reports a change (rtnetlink), and
+        every tick age the FDB, ask again about ports whose state could not be read, and
+        check the switch's health.  Nothing waits for a tick that need not."""
         self.leave_worker_cores()
         links = self.links
+        links_fd, events_fd = links.fileno(), self.dp.events_fd
         poller = select.poll()
-        poller.register(links.fileno(), select.POLLIN)
+        poller.register(links_fd, select.POLLIN)
+        poller.register(events_fd, select.POLLIN)
+        next_tick = time.monotonic()            # the first pass is a tick
         while not self._stop.is_set():
+            changed, events = set(), False
             try:
-                changed = links.read() if poller.poll(TICK * 1000) else set()
+                for fd, _ in poller.poll(max(0.0, next_tick - time.monotonic()) * 1000):
+                    if fd == links_fd:
+                        changed = links.read()
+                    elif fd == events_fd:
+                        events = True
             except (OSError, ValueError) as e:      # LinkError included: state is kept
                 log.error("reading link notifications: %s", _reason(e))
                 changed = RESYNC                    # what was missed is asked for again
                 self._stop.wait(TICK)
+            now = time.monotonic()
+            tick = now >= next_tick
+            if tick:
+                next_tick = now + TICK
             try:
                 with self._lock:
                     if self._stop.is_set():
                         break
-                    self._drain_events()
-                    names = {p.index: p.name for p in self.ports.values()}
-                    for mac, vlan, idx in self.dp.fdb_maintain():
-                        self._emit(event="fdb.age", mac=mac, vlan=vlan, port=names.get(idx))
+                    if events or tick:              # a tick too: nothing is ever left behind
+                        self._drain_events()
+                    if tick:
+                        names = {p.index: p.name for p in self.ports.values()}
+                        for mac, vlan, idx in self.dp.fdb_maintain():
+                            self._emit(event="fdb.age", mac=mac, vlan=vlan, port=names.get(idx))
                     for port in list(self.ports.values()):
                         if (changed == RESYNC or port.ifindex in changed
-                                or port.name in changed or port.unsure):
+                                or port.name in changed or (tick and port.unsure)):
                             self._reconcile(port)
-                    beat = self._heartbeat
+                    beat = self._heartbeat if tick else None
                     sick = self._unhealthy() if beat is not None else ""
                 if self._stop.is_set():     # set before the workers are told to end
                     break
+                if beat is None:
+                    continue
                 if sick != self._sick:
                     if sick:
                         log.error("%s: the switch is not healthy, its heartbeat stops", sick)
                     else:
                         log.warning("the switch is healthy again")
                     self._sick = sick
-                if beat is not None and not sick:
+                if not sick:
                     beat()
             except Exception:               # never let housekeeping die silently
                 log.exception("housekeeping")

@@ -360,7 +360,8 @@ cdef void worker_sleep(Worker *w) noexcept nogil:
 cdef void worker_idle(Worker *w) noexcept nogil:
     cdef int j, mode = pyxsw_load_int(&w.mode)
     cdef Sock *s
-    w.c[WORKER_IDLE_LOOPS] += 1
+    # released: a reader that sees this count sees the pass's `loops` too (worker_counters)
+    pyxsw_store_rel64(&w.c[WORKER_IDLE_LOOPS], w.c[WORKER_IDLE_LOOPS] + 1)
     if mode == MODE_POLL:
         # Busy polling: a receive call lets the kernel run the device's NAPI on this core
         # when the fill ring says the kernel is waiting for us.
@@ -452,8 +453,12 @@ cdef void worker_wake(Worker *w) noexcept nogil:
 
 
 cdef void worker_counters(Worker *w, uint64_t *out) noexcept nogil:
-    """Its counters into out[WORKER_COUNTERS], gauges and the event ring's losses included."""
+    """Its counters into out[WORKER_COUNTERS], gauges and the event ring's losses included.
+    idle_loops is read first, with acquire: a pass counts its loop before it counts it idle,
+    so the copy never has more idle loops than loops."""
+    cdef uint64_t idle = pyxsw_load_acq64(&w.c[WORKER_IDLE_LOOPS])
     memcpy(out, w.c, WORKER_COUNTERS * sizeof(uint64_t))
+    out[WORKER_IDLE_LOOPS] = idle
     out[WORKER_CACHE] = w.ncache
     out[WORKER_EVENTS_LOST] = w.events.lost
 

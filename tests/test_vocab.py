@@ -287,8 +287,6 @@ def test_core_reads_a_mac_as_the_vocab_does(octets, sep, upper):
     assert _core.int_to_mac(vocab.mac_to_int(mac)) == vocab.mac(mac)
 
 
-@pytest.mark.xfail(strict=True, reason="core.pyx's mac_to_int parses MACs its own way (it takes "
-                   "' 1' and '+1' for hex pairs); it should be pyxsw.vocab.mac_to_int")
 def test_core_refuses_the_macs_the_vocab_refuses():
     from pyxsw import _core
     for bad in ["", "02:00:00:aa:00", "02:00:00:aa:00:zz", "0200.00aa.0001",

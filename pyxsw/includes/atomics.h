@@ -28,6 +28,8 @@ static inline void pyxsw_store_rel32(uint32_t *p, uint32_t v) { __atomic_store_n
 static inline void pyxsw_store_rlx32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline int pyxsw_load_int(const int *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 static inline void pyxsw_store_int(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t pyxsw_load_acq64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void pyxsw_store_rel64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline uint64_t pyxsw_load64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 static inline void pyxsw_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 static inline void *pyxsw_load_ptr(void **p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }

@@ -11,6 +11,8 @@ cdef extern from "includes/atomics.h" nogil:
     void pyxsw_store_rlx32(uint32_t *p, uint32_t v)
     int pyxsw_load_int(const int *p)
     void pyxsw_store_int(int *p, int v)
+    uint64_t pyxsw_load_acq64(const uint64_t *p)
+    void pyxsw_store_rel64(uint64_t *p, uint64_t v)
     uint64_t pyxsw_load64(const uint64_t *p)
     void pyxsw_store64(uint64_t *p, uint64_t v)
     void *pyxsw_load_ptr(void **p)

@@ -56,6 +56,6 @@ def busy_share(worker, since=None):
     idle = worker["idle_loops"] - (since["idle_loops"] if since else 0)
     if loops <= 0:
         return None
-    # The core reads the two counters one after the other while the worker turns
-    # (idle_loops after loops, so it can be ahead of them): keep the share in 0..1.
+    # The core's copy never has more idle loops than loops; two records of a worker that
+    # restarted in between could: keep the share in 0..1.
     return round(min(max((loops - idle) / loops, 0.0), 1.0), 4)
