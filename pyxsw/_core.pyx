@@ -14,8 +14,9 @@
 # C declarations are in includes/*.pxd (system calls, atomics, libxdp/libbpf, the XDP
 # program's shared constants, the counters' enums generated from pyxsw/counters.py).
 #
-# Everything on the packet path is `noexcept nogil` on C structs; exceptions exist only at
-# the Python boundary: core.pyx, and the port set-up of ports.pyx.
+# Everything on the packet path is `noexcept nogil` on C structs; Python objects and
+# exceptions appear only on the control path: core.pyx, the port set-up of ports.pyx, the
+# UMEM's set-up and the FDB's list walk, which return what core.pyx hands on.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset, strlen, strncpy, strncmp, strerror, strstr

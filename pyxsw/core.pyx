@@ -131,6 +131,9 @@ cdef class Datapath:
         sw.tx_budget = -1
         sw.busy_poll = -1
         sw.events_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        if sw.events_fd < 0:
+            e = errno
+            raise OSError(e, f"cannot make the workers' event descriptor: {_os.strerror(e)}")
         xdp_init(&sw.xdp)
         if umem_init(&sw.umem, frames, frame_size, ring_size, _ZERO_COPY[zero_copy]):
             raise _param_error(MemoryError(f"cannot allocate the frame pool of {frames} frames "
@@ -379,13 +382,15 @@ cdef class Datapath:
         return {p: sw.ports[p].name.decode() for p in range(MAX_PORTS) if sw.ports[p].active}
 
     def port_info(self, int p):
-        cdef Port *pt = self._port(p)
-        return {"name": pt.name.decode(), "index": p, "ifindex": pt.ifindex,
-                "up": bool(pt.up), "active": bool(pt.active),
-                "xdp_mode": {XDP_MODE_NATIVE: "native", XDP_MODE_SKB: "generic"}.get(
-                    pt.attach_mode, "none"),
-                "queues": sum(1 for q in range(self.sw.nworkers) if pt.socks[q] != NULL),
-                "flood_limit": pt.flood_limit, "forward_reserved": bool(pt.forward_reserved)}
+        cdef Port *pt
+        with self.lock:             # a port_del() in between would free what it reads
+            pt = self._port(p)
+            return {"name": pt.name.decode(), "index": p, "ifindex": pt.ifindex,
+                    "up": bool(pt.up), "active": bool(pt.active),
+                    "xdp_mode": {XDP_MODE_NATIVE: "native", XDP_MODE_SKB: "generic"}.get(
+                        pt.attach_mode, "none"),
+                    "queues": sum(1 for q in range(self.sw.nworkers) if pt.socks[q] != NULL),
+                    "flood_limit": pt.flood_limit, "forward_reserved": bool(pt.forward_reserved)}
 
     def port_prog_id(self, int p):
         """The kernel's id of the XDP program on port p's interface (0 when it has none);
@@ -409,33 +414,35 @@ cdef class Datapath:
 
     def port_stats(self, int p):
         """Counters of port p summed over workers, with the kernel's socket statistics."""
-        cdef Port *pt = self._port(p)
+        cdef Port *pt
         cdef uint64_t sums[PORT_COUNTERS]
         cdef uint64_t c[QUEUE_COUNTERS]
         cdef int q, i, got
-        memset(sums, 0, sizeof(sums))
-        xdp = {}
-        queues = []
-        for q in range(self.sw.nworkers):
-            for i in range(PORT_COUNTERS):
-                sums[i] += self.sw.workers[q].st[p].c[i]
-            got = port_queue_counters(pt, q, c)
-            if got < 0:
-                continue
-            qs = _named(_counters.QUEUE, c) if got else {}
-            mine = _named(_counters.PORT, self.sw.workers[q].st[p].c)
-            queues.append({"queue": q, **{k.name: mine[k.name] for k in _counters.PORT.counters
-                                          if k.per_queue}, **qs})
-            for k, v in qs.items():
-                xdp[k] = xdp.get(k, 0) + v
-        port_prog_counters(self.sw, pt, c)
-        xdp.update(_named(_counters.PROG, c))
-        out = _named(_counters.PORT, sums)
-        out["rx_dropped"] = _counters.port_rx_dropped(out, xdp)
-        out = {k.name: out[k.name] for k in _counters.PORT.counters}
-        out["xdp"] = xdp
-        out["queues"] = queues
-        return out
+        with self.lock:             # a port_del() in between would free what it reads
+            pt = self._port(p)
+            memset(sums, 0, sizeof(sums))
+            xdp = {}
+            queues = []
+            for q in range(self.sw.nworkers):
+                for i in range(PORT_COUNTERS):
+                    sums[i] += self.sw.workers[q].st[p].c[i]
+                got = port_queue_counters(pt, q, c)
+                if got < 0:
+                    continue
+                qs = _named(_counters.QUEUE, c) if got else {}
+                mine = _named(_counters.PORT, self.sw.workers[q].st[p].c)
+                queues.append({"queue": q, **{k.name: mine[k.name] for k in _counters.PORT.counters
+                                              if k.per_queue}, **qs})
+                for k, v in qs.items():
+                    xdp[k] = xdp.get(k, 0) + v
+            port_prog_counters(self.sw, pt, c)
+            xdp.update(_named(_counters.PROG, c))
+            out = _named(_counters.PORT, sums)
+            out["rx_dropped"] = _counters.port_rx_dropped(out, xdp)
+            out = {k.name: out[k.name] for k in _counters.PORT.counters}
+            out["xdp"] = xdp
+            out["queues"] = queues
+            return out
 
     def worker_stats(self):
         cdef Sw *sw = self._sw()
@@ -455,8 +462,9 @@ cdef class Datapath:
         free list of that socket until the next frame arrives there: one frame per socket
         can show as in flight at rest after an overload.)"""
         cdef uint64_t c[POOL_COUNTERS]
-        umem_account(self._sw(), c)
-        return _named(_counters.POOL, c)
+        with self.lock:             # a port_del() in between would free what it reads
+            umem_account(self._sw(), c)
+            return _named(_counters.POOL, c)
 
     def fdb_counters(self):
         cdef uint64_t c[FDB_COUNTERS]
@@ -526,19 +534,29 @@ cdef class Datapath:
         self._sw().fdb.aging = seconds
 
     def drain_events(self):
-        """FDB events the workers queued: [("learn"|"move", mac, vlan, port, old port)]."""
+        """FDB events the workers queued: [("learn"|"move", mac, vlan, port, old port)], at
+        most a ring's worth per worker, so that workers producing as fast as this takes never
+        keep it here.  When events are left, the eventfd is left readable: the caller comes
+        back for them after its other work."""
         cdef Sw *sw = self._sw()
         cdef Event buf[64]
-        cdef uint32_t n, i
+        cdef uint32_t n, i, taken
         cdef int q
+        cdef bint left = False
+        cdef uint64_t one = 1
         out = []
         with self.lock:                     # one consumer per ring
             ev_clear_fd(sw.events_fd)
             for q in range(sw.nworkers):
                 n = 64
-                while n == 64:
+                taken = 0
+                while n == 64 and taken < EV_RING:
                     n = ev_take(&sw.workers[q].events, buf, 64)
+                    taken += n
                     out += [ev_fdb_tuple(&buf[i]) for i in range(n)]
+                left = left or n == 64
+            if left:
+                write(sw.events_fd, &one, 8)
         return out
 
     # ------------------------------------------------------------------ tests
@@ -560,5 +578,3 @@ cdef class Datapath:
         ev_flush(&w.events)
         return r
 
-
-Core = Datapath     # its name before issue 11, for code written against it

@@ -1,7 +1,7 @@
 # Ports: what makes an interface a switch port and undoes it (control path).
 #
 #   the XDP program   loaded once per switch and attached to every AF_XDP port, with maps
-#                     the switch makes, so that every port's program sees the same maps:
+#                     the switch makes, so that one program and one set of maps serve all:
 #                     ports_map (ifindex -> port index), xsks_map (port index x queue ->
 #                     socket) and xdp_stats_map (port index x counter, per CPU)
 #   the sockets       one AF_XDP socket per (port, queue) on the shared UMEM: open, options,
@@ -148,16 +148,34 @@ cdef str foreign_xdp(int ifindex):
 
 # ---------------------------------------------------------------------------- the XDP program
 
+cdef int *xdp_map_slot(Xdp *x, bytes name) noexcept:
+    """Where the switch keeps the descriptor of the program's map of that name (NULL: one
+    the switch does not use)."""
+    if name == b"ports_map":
+        return &x.ports_map_fd
+    if name == b"xsks_map":
+        return &x.xsks_map_fd
+    if name == b"xdp_stats_map":
+        return &x.stats_map_fd
+    return NULL
+
+
 cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
-    """Make the program's maps as the object declares them, and have the object use them
-    rather than make its own when it is loaded: the switch holds them, whatever program is
-    attached where."""
+    """Make the program's maps as the object declares them (or take the ones the switch
+    made already), and have the object use them rather than make its own when it is loaded:
+    the switch holds them, for the program's life and beyond a copy opened again."""
     cdef bpf_map *m = bpf_object__next_map(obj, NULL)
     cdef bpf_map_create_opts opts
     cdef bytes name
     cdef int fd
+    cdef int *slot
     while m != NULL:
-        if not bpf_map__is_internal(m):
+        slot = xdp_map_slot(x, bpf_map__name(m)) if not bpf_map__is_internal(m) else NULL
+        if slot != NULL and slot[0] >= 0:
+            if bpf_map__reuse_fd(m, slot[0]):       # the object takes a copy of the fd
+                raise OSError(_errno.EINVAL, f"cannot give the XDP program its map "
+                                             f"{bpf_map__name(m).decode()}")
+        elif not bpf_map__is_internal(m):
             memset(&opts, 0, sizeof(opts))
             opts.sz = sizeof(opts)
             opts.map_flags = bpf_map__map_flags(m)
@@ -171,12 +189,8 @@ cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
             if bpf_map__reuse_fd(m, fd):
                 close(fd)
                 raise OSError(_errno.EINVAL, f"cannot give the XDP program its map {name.decode()}")
-            if name == b"ports_map":
-                x.ports_map_fd = fd
-            elif name == b"xsks_map":
-                x.xsks_map_fd = fd
-            elif name == b"xdp_stats_map":
-                x.stats_map_fd = fd
+            if slot != NULL:
+                slot[0] = fd
             else:
                 close(fd)           # not one the switch uses: the object's own copy is kept
         m = bpf_object__next_map(obj, m)
@@ -187,22 +201,28 @@ cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
 
 
 cdef int xdp_open(Xdp *x) except -1:
-    """Open the XDP program and make its maps (it is loaded by its first attach)."""
+    """Open the XDP program and make its maps (it is loaded by its first attach); again,
+    a fresh copy on the same maps (see xdp_attach)."""
     path = _bpf_object_path().encode()
     cdef xdp_program *prog
     cdef long err
+    cdef bint fresh = x.prog == NULL and x.ports_map_fd < 0
     if x.prog != NULL:
         return 0
+    x.ncpu = libbpf_num_possible_cpus()
+    if x.ncpu <= 0:
+        raise OSError(-x.ncpu if x.ncpu < 0 else _errno.EINVAL, "cannot tell how many CPUs "
+                      "the per-CPU counters of the XDP program have")
     prog = xdp_program__open_file(path, b"xdp", NULL)
     err = libxdp_get_error(prog)
     if err:
         raise OSError(-err, f"cannot open the XDP program {path.decode()}: {_libxdp_err(err)}")
-    x.ncpu = libbpf_num_possible_cpus()
     try:
         xdp_maps_make(x, xdp_program__bpf_obj(prog))
     except BaseException:
         xdp_program__close(prog)
-        xdp_close(x)
+        if fresh:
+            xdp_close(x)
         raise
     x.prog = prog
     return 0
@@ -213,6 +233,7 @@ cdef void xdp_init(Xdp *x) noexcept nogil:
     x.ports_map_fd = -1
     x.xsks_map_fd = -1
     x.stats_map_fd = -1
+    x.attached = 0
 
 
 cdef void xdp_close(Xdp *x) noexcept nogil:
@@ -300,6 +321,14 @@ cdef int xdp_attach(Xdp *x, Port *pt, str xdp_mode) except -1:
             pt.attach_mode = mode
             break
     kept = log_release()
+    if rc == 0:
+        x.attached += 1
+    elif x.attached == 0:
+        # libbpf loads an object once, even when that load failed, and libxdp may have left
+        # it set up for a dispatcher that is gone: with no port running it, the next port
+        # gets a fresh copy on the same maps rather than fail until the switch restarts.
+        xdp_program__close(x.prog)
+        x.prog = NULL
     if rc != 0:
         if kept:
             fputs(kept.encode(), stderr)
@@ -314,6 +343,7 @@ cdef void xdp_detach(Xdp *x, Port *pt) noexcept:
         xdp_program__detach(x.prog, pt.ifindex, <xdp_attach_mode>pt.attach_mode, 0)
         log_release()
         pt.attach_mode = 0
+        x.attached -= 1
 
 
 cdef uint32_t xdp_prog_id(Xdp *x, Port *pt) noexcept:

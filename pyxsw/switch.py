@@ -206,6 +206,8 @@ class Port:
 
 
 TICK = 0.1                  # housekeeping's period: FDB aging, ports asked again, health
+EVENTS_GAP = 0.002          # after passing events on, housekeeping ignores the workers' eventfd
+                            # this long: a learning storm wakes it 500 times a second at most
 WORKER_STALL = 5.0          # a worker whose loop has not turned for this long is stuck: it
                             # turns at least once a second, asleep or not (SLEEP_MS)
 
@@ -393,10 +395,18 @@ class Switch:
         poller.register(links_fd, select.POLLIN)
         poller.register(events_fd, select.POLLIN)
         next_tick = time.monotonic()            # the first pass is a tick
+        muted_until = None                      # events_fd ignored until then (EVENTS_GAP)
         while not self._stop.is_set():
             changed, events = set(), False
+            wake = next_tick
+            if muted_until is not None:
+                if time.monotonic() >= muted_until:
+                    poller.modify(events_fd, select.POLLIN)
+                    muted_until = None
+                else:
+                    wake = min(wake, muted_until)
             try:
-                for fd, _ in poller.poll(max(0.0, next_tick - time.monotonic()) * 1000):
+                for fd, _ in poller.poll(max(0.0, wake - time.monotonic()) * 1000):
                     if fd == links_fd:
                         changed = links.read()
                     elif fd == events_fd:
@@ -415,6 +425,9 @@ class Switch:
                         break
                     if events or tick:              # a tick too: nothing is ever left behind
                         self._drain_events()
+                    if events:
+                        poller.modify(events_fd, 0)
+                        muted_until = time.monotonic() + EVENTS_GAP
                     if tick:
                         names = {p.index: p.name for p in self.ports.values()}
                         for mac, vlan, idx in self.dp.fdb_maintain():

@@ -5,7 +5,7 @@
 #    +- Umem      the UMEM: area, registration, its fill/completion rings, the frame Pool,
 #    |            and the anchor (the UMEM's first socket, which must stay bound)
 #    +- Fdb       the MAC table: FdbTable (slots, the live list) behind one pointer
-#    +- Xdp       the XDP program, loaded once, and the maps every port's copy shares
+#    +- Xdp       the XDP program, loaded once and attached to every port, and its maps
 #    +- Port[]    a switch port: its kind, its link state, one Sock per queue
 #    +- Worker[]  worker q: its view of the ports, frame cache, counters, EventRing
 #
@@ -116,7 +116,7 @@ cdef struct Umem:
     uint32_t nframes
     uint32_t ring_size      # of every ring of every socket
     uint32_t fill_target    # frames kept in each fill ring (half the UMEM over all sockets)
-    int nsocks              # sockets open on the UMEM, the anchor on a port included
+    int nsocks              # sockets of ports open on the UMEM (not a retired anchor)
     int zero_copy           # ZC_*: as configured
     bint zero_copy_active   # the sockets bound in zero-copy mode
     Pool pool
@@ -208,8 +208,9 @@ cdef struct EventRing:
 
 cdef struct Xdp:
     # pyxsw's XDP program, loaded once per switch and attached to every AF_XDP port, and
-    # its maps, made by the switch (see ports.pyx): every port's program sees the same ones.
+    # its maps, made by the switch (see ports.pyx): every port runs that one program.
     xdp_program *prog       # NULL until the first port needs it
+    int attached            # ports it is attached to
     int ports_map_fd        # ifindex -> port index
     int xsks_map_fd         # port index * PYXSW_MAX_QUEUES + queue -> AF_XDP socket
     int stats_map_fd        # port index * PROG_COUNTERS + counter -> per-CPU count

@@ -16,8 +16,8 @@
 # What a worker reads of the switch's configuration (which ports exist, their kind, which are
 # up) it copies into its own struct when the switch's generation number changes, so the
 # per-frame code reads only worker-local memory plus the FDB.  Learning calls the FDB's
-# fdb_learn(); what the control side must hear of goes into the worker's event ring.  The loop bumps `epoch` every pass and
-# sets `parked` while it sleeps: the management side uses those as grace periods before it
+# fdb_learn(); what the control side must hear of goes into the worker's event ring.  The
+# loop bumps `epoch` every pass and sets `parked` while it sleeps: the management side uses those as grace periods before it
 # frees a table or a socket that a worker might still be looking at.
 
 # ---------------------------------------------------------------------------- frame cache

@@ -331,3 +331,32 @@ def test_two_switches_each_anchor_their_umem_off_their_ports(lab_factory, tmp_pa
         recreate(lab, 2)
         assert wait_until(lambda: b.ports[first].state == "up", timeout=5), b.ports[first].reason
         assert ping(lab, 2, 3) and ping(lab, 0, 1)
+
+
+def test_a_port_whose_attach_failed_leaves_the_next_ones_working(lab_factory):
+    """One XDP program serves every port of a switch.  An attach that fails (native XDP on a
+    veth whose MTU is too large for it) while no port runs the program must not keep later
+    ports, or the same one made right, from getting it."""
+    from pyxsw import _core
+    lab = lab_factory(hosts=2)
+    big, other = lab.hosts[0], lab.hosts[1]
+
+    def mtu(n):
+        subprocess.run(["ip", "link", "set", big.port, "mtu", str(n)], check=True)
+        lab.run(0, "ip", "link", "set", big.ifname, "mtu", str(n), check=True)
+    mtu(9000)
+    dp = _core.Datapath(frames=4096, xdp_mode="native")
+    try:
+        with pytest.raises(OSError, match="cannot attach"):
+            dp.port_add(big.port)
+        assert xdp_prog_id(big.port) == 0
+        mtu(1500)
+        p0, _ = dp.port_add(big.port)
+        p1, _ = dp.port_add(other.port)
+        assert dp.port_info(p0)["xdp_mode"] == dp.port_info(p1)["xdp_mode"] == "native"
+        assert xdp_prog_id(big.port) == xdp_prog_id(other.port) == dp.port_prog_id(p0) != 0
+        dp.port_del(p0)
+        dp.port_del(p1)
+        assert xdp_prog_id(big.port) == xdp_prog_id(other.port) == 0
+    finally:
+        dp.close()

@@ -261,7 +261,7 @@ def test_core_limits_are_the_vocabs():
 
 
 def test_core_frame_sizes_and_vlans_are_the_vocabs():
-    from pyxsw._core import Core
+    from pyxsw._core import Datapath as Core
     for size in (1024, *vocab.FRAME_SIZES, 8192):
         try:
             Core(umem=False, frame_size=size).close()
