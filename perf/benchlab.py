@@ -202,6 +202,26 @@ class BenchLab:
             sh("ip", "addr", "add", f"{ip}/24", "dev", dev, ns=ns)
             sh("ethtool", "-K", dev, "tx", "off", ns=ns)
 
+    def idle_ports(self, n):
+        """n idle switch ports: veth pairs <P>i1.. whose peers sit up, silent, in namespace
+        <P>idle (made on first use, kept for the run: make them before a measurement's
+        undo mark, as run_all does)."""
+        self.idle = getattr(self, "idle", [])
+        if n and not self.idle and not getattr(self, "idle_ns", None):
+            self.idle_ns = f"{self.prefix}idle"
+            sh("ip", "netns", "add", self.idle_ns)
+            self.undo.push(f"netns {self.idle_ns}", sh, "ip", "netns", "del", self.idle_ns)
+        while len(self.idle) < n:
+            k = len(self.idle) + 1
+            port = f"{self.prefix}i{k}"
+            sh("ip", "link", "add", port, "type", "veth", "peer", "name", f"i{k}",
+               "netns", self.idle_ns)
+            self.undo.push(f"link {port}", sh, "ip", "link", "del", port)
+            sh("ip", "link", "set", port, "up")
+            sh("ip", "link", "set", f"i{k}", "up", ns=self.idle_ns)
+            self.idle.append(port)
+        return self.idle[:n]
+
     def set_source_macs(self, n):
         """Make the generator cycle through n source MACs (xdp_gen.bpf.c, gen_cfg)."""
         key, val = C.c_uint32(0), C.c_uint32(n)

@@ -142,7 +142,7 @@ def start_testpmd(lab, undo):
     spawn(lab, undo, "testpmd", cmd)
 
 
-def start_pyxsw(lab, undo, mode, fdb_macs=0):
+def start_pyxsw(lab, undo, mode, fdb_macs=0, ports=2):
     exe = Path(lab.args.pyxsw)
     if not exe.exists():
         raise Unavailable(f"{exe} not found (run `make install`)")
@@ -152,11 +152,15 @@ def start_pyxsw(lab, undo, mode, fdb_macs=0):
         # AddressSanitizer's, and it does not even start without LD_PRELOAD.
         raise Unavailable(f"{core.name} is a debug (ASan) build: run `make install` first")
     cfg = lab.tmp / f"pyxsw-{mode}.toml"
+    idle = lab.idle_ports(ports - 2)
     cfg.write_text(f'[switch]\nname = "{lab.prefix}"\nmode = "{mode}"\n'
                    f"cores = {lab.args.fwd_cores}\n"
+                   # --ports runs: one UMEM size for every port count, enough for 64 ports
+                   + ("frames = 65536\n" if lab.args.ports else "")
                    + (f"[fdb]\ncapacity = {max(65536, 2 * fdb_macs)}\n" if fdb_macs else "")
                    + f'[management]\nsocket = "{lab.tmp / "sw.sock"}"\n'
-                   f'[[port]]\nname = "{lab.p0}"\n[[port]]\nname = "{lab.p1}"\n')
+                   f'[[port]]\nname = "{lab.p0}"\n[[port]]\nname = "{lab.p1}"\n'
+                   + "".join(f'[[port]]\nname = "{p}"\n' for p in idle))
     # No taskset: the switch pins its workers to `cores` and moves its main (management)
     # thread off them by itself.  `taskset -c <fwd core>` would force the management thread
     # onto the worker's core, and every RPC or aging sweep would then cost forwarding time.
@@ -278,8 +282,8 @@ START = {"bridge": start_bridge, "testpmd": start_testpmd, "ovs": start_ovs,
          "pyxsw": start_pyxsw, "xdp": start_xdp}
 
 
-def start(system, lab, undo, mode=None, fdb_macs=0):
+def start(system, lab, undo, mode=None, fdb_macs=0, ports=2):
     """Start one system between the lab's ports (pyxsw in `mode`, learning `fdb_macs`)."""
     if system == "pyxsw":
-        return start_pyxsw(lab, undo, mode, fdb_macs)
+        return start_pyxsw(lab, undo, mode, fdb_macs, ports)
     return START[system](lab, undo)

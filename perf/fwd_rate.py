@@ -12,7 +12,9 @@ the generator sent.  Systems: bridge (Linux bridge), testpmd (DPDK, AF_XDP PMD),
 vSwitch, netdev datapath, afxdp ports), pyxsw (once per --modes entry), xdp (in-kernel devmap
 redirect, the ceiling).  After the rate window, on the same forwarder: --storm (pyxsw's rate
 under an RPC storm, and under a CPU hog as the control), --idle (CPU with no traffic),
---latency (UDP ping-pong through the switch); --fdb-sizes: pyxsw with N learned MACs.
+--latency (UDP ping-pong through the switch); --fdb-sizes: pyxsw with N learned MACs;
+--ports: pyxsw with N ports, N-2 of them idle.  Every pyxsw row also reports how its workers
+went about the window (frames per busy pass and per TX kick, passes per frame).
 
 Run as root:   .venv/bin/python perf/fwd_rate.py [--only bridge,testpmd] [--size 1500]
 Everything it creates carries a random prefix pb<4 hex> and is removed on exit, on SIGINT and
@@ -52,6 +54,8 @@ REPO = HERE.parent
 def label(r):
     if r.get("fdb_macs"):
         return f"{r['system']} ({r['mode']}, {r['fdb_macs']} MACs)"
+    if r.get("ports"):
+        return f"{r['system']} ({r['mode']}, {r['ports']}p)"
     return f"{r['system']} ({r['mode']})" if r["mode"] else r["system"]
 
 
@@ -118,6 +122,13 @@ def report(results, args):
             more.append(f"control, a CPU hog instead of the storm: fwd "
                         f"{b['forwarded_pps'] / 1e6:.3f} Mpps, ratio {r['burn_ratio']:.3f} "
                         f"(offered {b['offered_pps'] / 1e6:.3f})")
+        if r.get("workers"):
+            w = r["workers"]
+            more.append(f"workers: {w['rx_frames_per_busy_pass']} frames/busy pass, "
+                        f"{w['tx_frames_per_kick']} frames/TX kick, "
+                        f"{w['rx_kicks_per_frame']} RX kicks/frame, "
+                        f"{w['passes_per_frame']} passes/frame, "
+                        f"{w['fill_frames_per_pass']} fill frames/pass")
         if r.get("fdb_entries") is not None:
             more.append(f"FDB entries at the end: {r['fdb_entries']}")
         for m in more:
@@ -134,7 +145,7 @@ def save(results, args):
                       "queues": args.queues, "runs": args.runs, "gen_cores": args.gen_cores,
                       "fwd_cores": args.fwd_cores, "pin_kernel": args.pin_kernel,
                       "storm": args.storm, "idle": args.idle, "latency": args.latency,
-                      "fdb_sizes": args.fdb_sizes},
+                      "fdb_sizes": args.fdb_sizes, "ports": args.ports},
            "results": results}
     text = json.dumps(doc, indent=2) + "\n"
     if args.save_as:                # perf/bench.py names its parts
@@ -243,6 +254,9 @@ def parse_args():
     p.add_argument("--fdb-sizes", type=ints, default=[], metavar="N,..",
                    help="pyxsw (first of --modes): rate with the generator cycling through N "
                         "source MACs, so N are learned (e.g. 1,1000,100000)")
+    p.add_argument("--ports", type=ints, default=[], metavar="N,..",
+                   help="pyxsw (each of --modes): rate with N switch ports, the two busy ones "
+                        "and N-2 idle veths (e.g. 2,16,64; 65536 frames for every run)")
     p.add_argument("--prefix", help=argparse.SUPPRESS)     # default pb<4 random hex>
     p.add_argument("--no-save", action="store_true", help="do not write perf/results/")
     p.add_argument("--save-as", metavar="FILE", help="write the JSON here instead")
@@ -255,6 +269,8 @@ def parse_args():
             p.error(f"unknown system(s) {','.join(sorted(bad))}; known: {','.join(SYSTEMS)}")
         if not 64 <= a.size <= 1518:
             p.error("--size must be 64..1518")
+        if any(not 2 <= n <= 64 for n in a.ports):
+            p.error("--ports must be 2..64 (the two busy ports included; a switch has 64)")
         if a.prefix and not re.fullmatch(r"pb[0-9a-f]{4}", a.prefix):
             p.error("--prefix must be pb and 4 hex digits (they make the MAC addresses)")
     return a

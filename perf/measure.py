@@ -161,6 +161,31 @@ def pyxsw_losses(lab):
     return out
 
 
+def pyxsw_workers(lab):
+    """worker.stats of the switch under test (one record per worker)."""
+    sys.path.insert(0, str(REPO))
+    from pyxsw.client import Client
+    with Client(str(lab.tmp / "sw.sock"), timeout=10) as c:
+        return c.worker_stats()
+
+
+def worker_rates(w0, w1, forwarded):
+    """How the workers went about a window, from worker.stats before and after it: per
+    forwarded frame and per pass.  The evidence for how the loop paces the kernel's work."""
+    d = {k: sum(b[k] - a[k] for a, b in zip(w0, w1))
+         for k in ("loops", "idle_loops", "wakeups", "rx_kicks", "tx_kicks", "frames_from_rx",
+                   "frames_to_tx", "frames_to_fill", "frames_from_completion")}
+    busy = d["loops"] - d["idle_loops"]
+    per = (lambda x, y: round(x / y, 3) if y else None)
+    return {**d, "busy_passes": busy,
+            "rx_frames_per_busy_pass": per(d["frames_from_rx"], busy),
+            "tx_frames_per_kick": per(d["frames_to_tx"], d["tx_kicks"]),
+            "rx_kicks_per_frame": per(d["rx_kicks"], d["frames_from_rx"]),
+            "passes_per_frame": per(d["loops"], d["frames_from_rx"]),
+            "fill_frames_per_pass": per(d["frames_to_fill"], d["loops"]),
+            "forwarded_per_tx": per(forwarded, d["frames_to_tx"])}
+
+
 def start_burn(lab, seconds):
     """The storm's control: one process spinning on the same cores as the storm's client,
     making no RPC.  A rate that falls as much under it as under the storm was lost to the
@@ -188,7 +213,7 @@ def start_storm(lab, seconds):
 # ----------------------------------------------------------------------------------------
 # One measurement: a forwarder started, the windows, the forwarder stopped
 # ----------------------------------------------------------------------------------------
-def measure_once(lab, system, mode, undo, fdb_macs=0):
+def measure_once(lab, system, mode, undo, fdb_macs=0, ports=2):
     """Start a forwarder, drive it for warmup + seconds, return its rates.  Then, as asked:
     for pyxsw a second window under an RPC storm (--storm), an idle window (--idle), the
     latency ping-pong (--latency)."""
@@ -200,16 +225,18 @@ def measure_once(lab, system, mode, undo, fdb_macs=0):
     extra = {}
     try:
         lab.set_source_macs(fdb_macs)
-        forwarders.start(system, lab, undo, mode, fdb_macs)
+        forwarders.start(system, lab, undo, mode, fdb_macs, ports)
         lab.announce()
         gens = lab.start_generators(a.warmup + a.seconds * (3 if storm else 1)
                                     + (3 if storm else 0) + 1)
         for g in gens:
             undo.push("generator", stop_process, g)
         time.sleep(a.warmup)
+        w0 = pyxsw_workers(lab) if system == "pyxsw" else None
         s0 = sample(lab)
         time.sleep(a.seconds)
         s1 = sample(lab)
+        w1 = pyxsw_workers(lab) if system == "pyxsw" else None
         if storm:
             extra.update(storm_windows(lab, undo, a.seconds))
         if lab.forwarder and lab.forwarder.poll() is not None:
@@ -230,6 +257,10 @@ def measure_once(lab, system, mode, undo, fdb_macs=0):
     finally:
         undo.unwind(mark)
     r = {**name, "available": True, **window_rates(s0, s1), **extra}
+    if w0 and w1:
+        r["workers"] = worker_rates(w0, w1, s1["sink"] - s0["sink"])
+    if ports != 2:
+        r["ports"] = ports
     if storm and r["forwarded_pps"]:
         r["storm_ratio"] = r["storm"]["forwarded_pps"] / r["forwarded_pps"]
         r["burn_ratio"] = r["burn"]["forwarded_pps"] / r["forwarded_pps"]
@@ -300,12 +331,12 @@ def latency(lab, count, system):
         return {"n": 0, "error": str(e)}
 
 
-def run_system(lab, system, mode, undo, fdb_macs=0):
+def run_system(lab, system, mode, undo, fdb_macs=0, ports=2):
     """--runs measurements of one system; the one with the median forwarded rate stands for
     it, the others are kept in "runs"."""
     runs = []
     for i in range(lab.args.runs):
-        r = measure_once(lab, system, mode, undo, fdb_macs)
+        r = measure_once(lab, system, mode, undo, fdb_macs, ports)
         if not r["available"]:
             return r
         runs.append(r)
@@ -351,4 +382,13 @@ def run_all(lab, undo, a):
         if not r["available"]:
             print(f"pyxsw: not available: {r['reason']}", flush=True)
         results.append(r)
+    if a.ports and "pyxsw" in a.only:
+        lab.idle_ports(max(a.ports) - 2)   # made once, outside any one measurement's undo
+    for n in a.ports if "pyxsw" in a.only else []:
+        for mode in a.modes:
+            print(f"fwd_rate: pyxsw ({mode}), {n} ports ({n - 2} idle) ...", flush=True)
+            r = run_system(lab, "pyxsw", mode, undo, ports=n)
+            if not r["available"]:
+                print(f"pyxsw: not available: {r['reason']}", flush=True)
+            results.append(r)
     return results
