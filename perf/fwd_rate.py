@@ -209,10 +209,11 @@ def cleanup_stale():
                 print("ovs bridge", br)
                 sh("ovs-vsctl", "--timeout=5", "--if-exists", "del-br", br, check=False)
     for ns in sh("ip", "netns", "list").split():
-        if re.fullmatch(r"pb[0-9a-f]{4}(gen|sink)", ns) and stale(ns):
+        if re.fullmatch(r"pb[0-9a-f]{4}(gen|sink|idle)", ns) and stale(ns):
             print("netns", ns)
             sh("ip", "netns", "del", ns, check=False)
-    for name in re.findall(r"^\d+: (pb[0-9a-f]{4}(?:p\d|br))[@:]", sh("ip", "-o", "link"), re.M):
+    for name in re.findall(r"^\d+: (pb[0-9a-f]{4}(?:p\d|br|i\d+))[@:]", sh("ip", "-o", "link"),
+                           re.M):
         if stale(name):
             print("link", name)
             sh("ip", "link", "del", name, check=False)
