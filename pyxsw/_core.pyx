@@ -19,7 +19,7 @@
 # UMEM's set-up and the FDB's list walk, which return what core.pyx hands on.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, free
-from libc.string cimport memcpy, memset, strlen, strncpy, strncmp, strerror, strstr
+from libc.string cimport memcpy, memmove, memset, strlen, strncpy, strncmp, strerror, strstr
 from libc.stdio cimport stderr, fputs, snprintf
 
 from pyxsw.includes.system cimport *

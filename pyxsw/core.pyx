@@ -24,6 +24,8 @@ FORWARD_FLOOD = FWD_FLOOD
 FORWARD_RUNT = FWD_RUNT
 FORWARD_FILTER = FWD_FILTER
 FORWARD_RESERVED = FWD_RESERVED
+FORWARD_VLAN = FWD_VLAN
+VLAN_MODES = {"access": VLAN_ACCESS, "trunk": VLAN_TRUNK}
 
 # What Datapath() accepts at most, from the C side's array sizes and widths; pyxsw.vocab's
 # CORE_LIMITS says the same for config and ctl, which run without the core (a test compares
@@ -113,6 +115,7 @@ cdef class Datapath:
     cdef bint has_umem
     cdef public str xdp_mode
     cdef object lock            # serializes control-path calls
+    cdef public int last_vlan   # the VLAN decide() put its last frame in (for tests)
 
     def __cinit__(self, *, frames=16384, frame_size=2048, ring_size=2048, batch=64,
                   workers=1, capacity=65536, port_limit=0, aging=300,
@@ -510,11 +513,77 @@ cdef class Datapath:
         with self.lock:
             return fdb_remove(&sw.fdb, key)
 
-    def fdb_flush(self, int port=-1, bint static=False):
-        """Remove learned entries (and static ones too if `static`), of one port or all."""
+    def fdb_flush(self, int port=-1, bint static=False, int vlan=-1):
+        """Remove learned entries (and static ones too if `static`), of one port or all, of
+        one VLAN or all."""
         cdef Sw *sw = self._sw()
         with self.lock:
-            return fdb_flush(&sw.fdb, port, static)
+            return fdb_flush(&sw.fdb, port, static, vlan)
+
+    def fdb_flush_not_carried(self, int p):
+        """Remove port p's entries, static ones included, in VLANs it no longer carries."""
+        cdef Sw *sw = self._sw()
+        cdef Port *pt
+        with self.lock:
+            pt = self._port(p)
+            return fdb_flush(&sw.fdb, p, True, -1, pt.vlans)
+
+    # ------------------------------------------------------------------ VLANs
+
+    def port_set_vlan(self, int p, str mode, int vlan=1, allowed=None, int native=0):
+        """Port p's 802.1Q membership.  "access": untagged frames of VLAN `vlan` (1..4094).
+        "trunk": tagged frames of the VLANs in `allowed` (None: 1..4094), and untagged ones
+        of `native` (0: none; else one of `allowed`).  Workers see it at their next pass;
+        entries in VLANs the port leaves stay until fdb_flush_not_carried()."""
+        cdef Port *pt
+        cdef uint64_t bits[VLAN_WORDS]
+        cdef int v
+        if mode not in VLAN_MODES:
+            raise ValueError(f"vlan_mode must be one of {', '.join(VLAN_MODES)}")
+        memset(bits, 0, sizeof(bits))
+        if mode == "access":
+            if not 1 <= vlan <= 4094:
+                raise ValueError(f"an access port's vlan must be 1..4094, got {vlan}")
+            if allowed is not None or native:
+                raise ValueError("allowed and native are a trunk's")
+        else:
+            for v in (range(1, 4095) if allowed is None else allowed):
+                if not 1 <= v <= 4094:
+                    raise ValueError(f"allowed VLANs must be 1..4094, got {v}")
+                bits[v >> 6] |= (<uint64_t>1) << (v & 63)
+            if native and not (0 < native <= 4094 and port_carries(bits, native)):
+                raise ValueError(f"native VLAN {native} is not one the trunk allows")
+        with self.lock:
+            pt = self._port(p)
+            if mode == "access":
+                port_vlan_access(pt, vlan)
+            else:
+                memcpy(pt.vlans, bits, sizeof(bits))
+                pt.vlan_mode = VLAN_TRUNK
+                pt.untagged = native
+            self._publish()
+
+    def port_vlan(self, int p):
+        """{"vlan_mode", "vlan", "allowed", "native"} of port p (allowed None: all)."""
+        cdef Port *pt
+        cdef int v
+        with self.lock:
+            pt = self._port(p)
+            if pt.vlan_mode == VLAN_ACCESS:
+                return {"vlan_mode": "access", "vlan": pt.untagged, "allowed": None,
+                        "native": 0}
+            allowed = [v for v in range(1, 4095) if port_carries(pt.vlans, v)]
+            return {"vlan_mode": "trunk", "vlan": 0,
+                    "allowed": None if len(allowed) == 4094 else allowed,
+                    "native": pt.untagged}
+
+    def port_carries(self, int p, int vlan):
+        cdef Port *pt
+        if not 0 <= vlan < VLAN_IDS:
+            return False
+        with self.lock:
+            pt = self._port(p)
+            return bool(port_carries(pt.vlans, vlan))
 
     def fdb_maintain(self):
         """The sweep: age entries out, and rebuild the table when tombstones pile up.
@@ -570,11 +639,14 @@ cdef class Datapath:
         cdef uint32_t t = now_s() if now is None else now
         cdef const uint8_t *ptr = &frame[0] if frame.shape[0] else <const uint8_t *>b""
         cdef int r
+        cdef Frame f
         if pyxsw_load_int(&w.running) and self.has_umem and sw.umem.nsocks:
             raise RuntimeError("decide() is for a Datapath whose workers do not run")
         if w.gen != sw.gen:
             worker_apply_gen(w)
-        r = decide(w, sw.fdb.tab, ptr, frame.shape[0], in_port, t)
+        f.vlan = 0
+        r = decide(w, sw.fdb.tab, ptr, frame.shape[0], in_port, t, &f)
         ev_flush(&w.events)
+        self.last_vlan = f.vlan
         return r
 

@@ -69,6 +69,8 @@ PORT = Family("port", "PORT_", "one switch port, summed over its queues", (
     Counter("flood_limited", COUNTER, "floods dropped by the port's flood_limit"),
     Counter("reserved_dropped", COUNTER, "frames to 01:80:c2:00:00:0x (STP, LACP, LLDP...) "
             "not forwarded"),
+    Counter("vlan_dropped", COUNTER, "frames not in a VLAN the port carries: a VLAN it does not "
+            "allow, a tag on an access port, no tag on a trunk without a native VLAN"),
 ))
 
 # The kernel's XDP_STATISTICS of one AF_XDP socket: per queue, and summed per port ("xdp").

@@ -291,16 +291,22 @@ cdef bint fdb_remove(Fdb *f, uint64_t key) noexcept nogil:
     return s != NULL
 
 
-cdef uint32_t fdb_flush(Fdb *f, int port, bint with_static) noexcept nogil:
-    """Remove learned entries (static ones too if `with_static`) of one port (-1: all)."""
+cdef uint32_t fdb_flush(Fdb *f, int port, bint with_static, int vlan=-1,
+                        const uint64_t *keep=NULL) noexcept nogil:
+    """Remove learned entries (static ones too if `with_static`) of one port (-1: all), of
+    one VLAN (-1: all), and with `keep` (a VLAN bitmap) only those in VLANs not in it."""
     cdef FdbTable *t
     cdef FdbSlot *s
     cdef uint32_t i, n = 0
+    cdef uint16_t v
     pthread_mutex_lock(&f.lock)
     t = f.tab
     for i in reversed(range(t.live)):       # backwards: a kill moves the last one here
         s = &t.slots[t.order[i]]
+        v = <uint16_t>(s.key >> 48)
         if (s.state == SLOT_LIVE and (port < 0 or s.port == port)
+                and (vlan < 0 or v == vlan)
+                and (keep == NULL or not port_carries(keep, v))
                 and (with_static or not s.is_static)):
             fdb_kill_locked(f, s)
             n += 1

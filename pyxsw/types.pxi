@@ -50,6 +50,12 @@ cdef enum:                  # the forwarding decision, when it is not an egress 
     FWD_RUNT = -2           # shorter than an Ethernet header
     FWD_FILTER = -3         # destination sits on the ingress port
     FWD_RESERVED = -4       # to a reserved link-local group (01:80:c2:00:00:0x): not forwarded
+    FWD_VLAN = -5           # not in a VLAN the ingress port carries
+    VLAN_ACCESS = 0         # a port's vlan_mode: untagged frames, one VLAN
+    VLAN_TRUNK = 1          # tagged frames of its allowed VLANs, untagged ones of its native
+    VLAN_IDS = 4096         # 12-bit VIDs; 1..4094 can be carried
+    VLAN_WORDS = 64         # uint64_t words of a VLAN bitmap
+    COPY_OFF = 64           # where a flood copy starts in its frame: room to push a tag
 
 
 cdef enum SlotState:        # of an FDB slot
@@ -227,11 +233,22 @@ cdef struct Port:
     char name[16]
     int attach_mode         # XDP_MODE_NATIVE / XDP_MODE_SKB while the program is attached, else 0
     Sock *socks[MAX_WORKERS]
+    # 802.1Q membership (access VLAN 1 until set): the VLANs it carries, and the one whose
+    # frames arrive and leave untagged (the access VLAN, or a trunk's native one; 0 = none)
+    int vlan_mode           # VLAN_ACCESS / VLAN_TRUNK
+    uint16_t untagged
+    uint64_t vlans[VLAN_WORDS]
 
 
 # ---------------------------------------------------------------------------- workers
 
 cdef struct Sw
+
+
+cdef struct Frame:          # what classify() found of a received frame
+    uint16_t vlan           # the VLAN it belongs to
+    uint16_t tci            # its 802.1Q tag control (PCP, DEI, VID) when tagged
+    bint tagged
 
 
 cdef struct PortStats:      # one per (worker, port): written by that worker only
@@ -257,6 +274,9 @@ cdef struct Worker:
     uint16_t upl[MAX_PORTS]
     uint8_t isup[MAX_PORTS]
     uint8_t fwd_res[MAX_PORTS]      # the ports' forward_reserved
+    uint8_t vmode[MAX_PORTS]        # the ports' vlan_mode
+    uint16_t vuntag[MAX_PORTS]      # the ports' untagged VLAN (0 = none)
+    uint64_t vlans[MAX_PORTS * VLAN_WORDS]  # the ports' VLAN bitmaps
     pollfd pfd[MAX_PORTS + 1]
     int npfd
     uint32_t idle_run       # consecutive empty passes (adaptive mode)

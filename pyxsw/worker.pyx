@@ -82,6 +82,9 @@ cdef void worker_apply_gen(Worker *w) noexcept nogil:
             w.pfd[w.npfd].events = POLLIN
             w.npfd += 1
         w.fwd_res[p] = 1 if pt.forward_reserved else 0
+        w.vmode[p] = pt.vlan_mode
+        w.vuntag[p] = pt.untagged
+        memcpy(&w.vlans[p * VLAN_WORDS], pt.vlans, sizeof(pt.vlans))
         w.fl_allow[p] = 0
         if pt.flood_limit:
             # this worker's share (queues split a port's traffic), per 100 ms, at least 1;
@@ -138,24 +141,55 @@ cdef uint64_t RESERVED_GROUP = 0x000000c28001ULL
 cdef uint64_t PAUSE_GROUP = 0x010000c28001ULL
 
 
+cdef inline int classify(Worker *w, const uint8_t *pkt, uint32_t ln, uint16_t p,
+                         Frame *f) noexcept nogil:
+    """The frame's VLAN on ingress port p, and its tag (f.tagged, f.tci): 0, or FWD_RUNT or
+    FWD_VLAN.  Untagged and priority-tagged (VID 0) frames belong to the port's untagged VLAN
+    (access VLAN, or a trunk's native one); a tagged frame to its VID, on a trunk that
+    allows it; an access port takes no VID.  Other outer tags (802.1ad) are payload."""
+    cdef uint16_t vid
+    f.tagged = pkt[12] == 0x81 and pkt[13] == 0x00
+    if not f.tagged:
+        f.tci = 0
+        f.vlan = w.vuntag[p]
+        return FWD_VLAN if f.vlan == 0 else 0
+    if pyxsw_unlikely(ln < 18):
+        return FWD_RUNT
+    f.tci = (<uint16_t>pkt[14] << 8) | pkt[15]
+    vid = f.tci & 0xfff
+    if vid == 0:
+        f.vlan = w.vuntag[p]
+        return FWD_VLAN if f.vlan == 0 else 0
+    if w.vmode[p] != VLAN_TRUNK or not port_carries(&w.vlans[p * VLAN_WORDS], vid):
+        return FWD_VLAN
+    f.vlan = vid
+    return 0
+
+
 cdef inline int decide(Worker *w, FdbTable *tab, const uint8_t *pkt, uint32_t ln, uint16_t p,
-                       uint32_t now) noexcept nogil:
-    """Learn the source, then: an egress port index, FWD_FLOOD, FWD_RUNT, FWD_FILTER or
-    FWD_RESERVED."""
-    cdef uint64_t dst, src
+                       uint32_t now, Frame *f) noexcept nogil:
+    """Classify the frame into its VLAN (f), learn its source there, then: an egress port
+    index, FWD_FLOOD, FWD_RUNT, FWD_FILTER, FWD_RESERVED or FWD_VLAN."""
+    cdef uint64_t dst, src, vkey
     cdef uint16_t e
+    cdef int r
     if pyxsw_unlikely(ln < 14):
         return FWD_RUNT
+    r = classify(w, pkt, ln, p, f)
+    if pyxsw_unlikely(r != 0):
+        return r
+    vkey = <uint64_t>f.vlan << 48
     dst = pyxsw_load_mac8(pkt) & MAC_MASK
     src = pyxsw_load_mac8(pkt + 6) & MAC_MASK
     if not (src & 1):           # never learn a multicast source
-        learn(w, tab, src, p, now)
+        learn(w, tab, src | vkey, p, now)
     if dst & 1:                 # the I/G bit: broadcast and multicast
         if pyxsw_unlikely((dst & RESERVED_MASK) == RESERVED_GROUP) and (
                 not w.fwd_res[p] or dst == PAUSE_GROUP):
             return FWD_RESERVED
         return FWD_FLOOD
-    if fdb_find(tab, dst, &e) == NULL or not w.isup[e]:
+    if (fdb_find(tab, dst | vkey, &e) == NULL or not w.isup[e]
+            or not port_carries(&w.vlans[e * VLAN_WORDS], f.vlan)):
         return FWD_FLOOD
     if e == p:
         return FWD_FILTER
@@ -259,34 +293,100 @@ cdef inline void refill(Worker *w, Sock *s) noexcept nogil:
     w.c[WORKER_FRAMES_TO_FILL] += need
 
 
-cdef void flood(Worker *w, uint16_t p, uint64_t addr, uint32_t ln) noexcept nogil:
-    """Stage a frame on every up port but its ingress; copies only for the 2nd and later."""
+cdef inline void set_vid(uint8_t *tag, uint16_t tci, uint16_t vlan) noexcept nogil:
+    """The VID of a tag (its TCI at tag[0..1]) set to vlan, PCP and DEI kept."""
+    tci = (tci & 0xf000) | vlan
+    tag[0] = tci >> 8
+    tag[1] = tci & 0xff
+
+
+cdef inline uint32_t pad(uint8_t *pkt, uint32_t ln) noexcept nogil:
+    """A frame shortened by a pop, padded with zeros to 60 bytes as a NIC would (never with
+    whatever the buffer held before)."""
+    if ln < 60:
+        memset(pkt + ln, 0, 60 - ln)
+        return 60
+    return ln
+
+
+cdef inline uint64_t retag(Worker *w, uint16_t e, uint64_t addr, uint32_t *ln,
+                           const Frame *f) noexcept nogil:
+    """The frame at addr made what egress port e sends, in place: its tag popped (e sends
+    the VLAN untagged), pushed into the frame's headroom (e sends it tagged), or its VID set
+    (priority-tagged in, tagged out).  The new address, or (uint64_t)-1 when a push finds no
+    headroom."""
+    cdef uint8_t *pkt = w.sw.umem.area + addr
+    cdef bint want = f.vlan != w.vuntag[e]
+    if f.tagged == want:
+        if want and (f.tci & 0xfff) != f.vlan:
+            set_vid(pkt + 14, f.tci, f.vlan)
+        return addr
+    if f.tagged:                                # pop: the MACs move up over the tag
+        memmove(pkt + 4, pkt, 12)
+        ln[0] = pad(pkt + 4, ln[0] - 4)
+        return addr + 4
+    if pyxsw_unlikely((addr & ~w.sw.umem.frame_mask) < 4):
+        return <uint64_t>-1
+    memmove(pkt - 4, pkt, 12)                   # push: the MACs move down, the tag after them
+    pkt[8] = 0x81
+    pkt[9] = 0x00
+    pkt[10] = f.vlan >> 8                       # PCP 0, DEI 0
+    pkt[11] = f.vlan & 0xff
+    ln[0] += 4
+    return addr - 4
+
+
+cdef inline uint32_t copy_for(Worker *w, uint16_t e, const uint8_t *src, uint32_t ln,
+                              const Frame *f, uint8_t *dst) noexcept nogil:
+    """A flood copy of the frame at src into dst as egress port e sends it (tagged or not);
+    its length."""
+    cdef bint want = f.vlan != w.vuntag[e]
+    if f.tagged == want:
+        memcpy(dst, src, ln)
+        if want and (f.tci & 0xfff) != f.vlan:
+            set_vid(dst + 14, f.tci, f.vlan)
+        return ln
+    memcpy(dst, src, 12)
+    if f.tagged:                                # untagged copy of a tagged frame
+        memcpy(dst + 12, src + 16, ln - 16)
+        return pad(dst, ln - 4)
+    dst[12] = 0x81                              # tagged copy of an untagged frame
+    dst[13] = 0x00
+    dst[14] = f.vlan >> 8
+    dst[15] = f.vlan & 0xff
+    memcpy(dst + 16, src + 12, ln - 12)
+    return ln + 4
+
+
+cdef void flood(Worker *w, uint16_t p, uint64_t addr, uint32_t ln, const Frame *f) noexcept nogil:
+    """Stage a frame on every up port of its VLAN but its ingress, tagged or untagged as each
+    port sends it; copies only for the 2nd and later, the original (retagged in place) last."""
     cdef int j
-    cdef uint16_t e
+    cdef uint16_t e, first = 0xffff
     cdef uint64_t c
-    cdef bint orig_used = False
     cdef const uint8_t *src = w.sw.umem.area + addr
     for j in range(w.nup):
         e = w.upl[j]
-        if e == p or w.sock[e] == NULL:
+        if (e == p or w.sock[e] == NULL
+                or not port_carries(&w.vlans[e * VLAN_WORDS], f.vlan)):
             continue
-        if not orig_used:
-            orig_used = True
+        if first == 0xffff:
+            first = e
             continue            # the original goes out last, after every copy is made
         c = cache_take(w)
         if c == <uint64_t>-1:
             w.st[e].c[PORT_TX_DROPPED] += 1
             continue
-        memcpy(w.sw.umem.area + c, src, ln)
-        stage(w, e, c, ln)
-    if not orig_used:
+        stage(w, e, c + COPY_OFF, copy_for(w, e, src, ln, f, w.sw.umem.area + c + COPY_OFF))
+    if first == 0xffff:
         cache_put(w, addr)      # nobody else to send it to
         return
-    for j in range(w.nup):
-        e = w.upl[j]
-        if e != p and w.sock[e] != NULL:
-            stage(w, e, addr, ln)
-            return
+    c = retag(w, first, addr, &ln, f)
+    if pyxsw_unlikely(c == <uint64_t>-1):
+        cache_put(w, addr)
+        w.st[first].c[PORT_TX_DROPPED] += 1
+        return
+    stage(w, first, c, ln)
 
 
 cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t now) noexcept nogil:
@@ -296,6 +396,7 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
     cdef uint64_t addr
     cdef int e
     cdef PortStats *st = &w.st[p]
+    cdef Frame f
     if n == 0:
         return 0
     # The kernel wrote these frames on another core: ask for all their headers at once so
@@ -310,8 +411,13 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
             pyxsw_check(addr + ln <= w.sw.umem.area_size, "an RX descriptor outside the UMEM")
         st.c[PORT_RX_PACKETS] += 1
         st.c[PORT_RX_BYTES] += ln
-        e = decide(w, tab, w.sw.umem.area + addr, ln, p, now)
+        e = decide(w, tab, w.sw.umem.area + addr, ln, p, now, &f)
         if pyxsw_likely(e >= 0):
+            addr = retag(w, <uint16_t>e, addr, &ln, &f)
+            if pyxsw_unlikely(addr == <uint64_t>-1):
+                cache_put(w, d.addr)
+                w.st[e].c[PORT_TX_DROPPED] += 1
+                continue
             stage(w, <uint16_t>e, addr, ln)
         elif e == FWD_FLOOD:
             if pyxsw_unlikely(w.fl_allow[p] != 0):
@@ -321,12 +427,14 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
                     continue
                 w.fl_used[p] += 1
             st.c[PORT_FLOODED] += 1
-            flood(w, p, addr, ln)
+            flood(w, p, addr, ln, &f)
         else:
             if e == FWD_RUNT:
                 st.c[PORT_RUNTS] += 1
             elif e == FWD_RESERVED:
                 st.c[PORT_RESERVED_DROPPED] += 1
+            elif e == FWD_VLAN:
+                st.c[PORT_VLAN_DROPPED] += 1
             else:
                 st.c[PORT_FILTERED] += 1
             cache_put(w, addr)

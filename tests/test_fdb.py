@@ -10,6 +10,7 @@ from pyxsw._core import (FORWARD_FILTER, FORWARD_FLOOD, FORWARD_RESERVED, FORWAR
                          mac_to_int)
 
 BCAST = "ff:ff:ff:ff:ff:ff"
+V = 1       # untagged frames on a port without VLAN settings: access VLAN 1
 
 
 def frame(dst, src, payload=b"\x08\x00" + bytes(50)):
@@ -38,10 +39,10 @@ def test_learns_source_and_forwards_known_unicast():
     c, (a, b, d) = core()
     A, B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
     assert c.decide(frame(B, A), a) == FORWARD_FLOOD        # B unknown yet
-    assert entries(c) == {(A, 0): (a, False)}
+    assert entries(c) == {(A, V): (a, False)}
     assert c.decide(frame(A, B), b) == a                    # A learned on port a
     assert c.decide(frame(B, A), a) == b
-    assert entries(c) == {(A, 0): (a, False), (B, 0): (b, False)}
+    assert entries(c) == {(A, V): (a, False), (B, V): (b, False)}
 
 
 def test_broadcast_multicast_flood_and_multicast_source_not_learned():
@@ -49,7 +50,7 @@ def test_broadcast_multicast_flood_and_multicast_source_not_learned():
     assert c.decide(frame(BCAST, "02:00:00:00:00:01"), a) == FORWARD_FLOOD
     assert c.decide(frame("01:00:5e:00:00:01", "02:00:00:00:00:01"), a) == FORWARD_FLOOD
     assert c.decide(frame("02:00:00:00:00:01", "03:00:00:00:00:09"), b) == a
-    assert ("03:00:00:00:00:09", 0) not in entries(c)
+    assert ("03:00:00:00:00:09", V) not in entries(c)
 
 
 def test_reserved_link_local_groups_are_not_forwarded_unless_the_port_says_so():
@@ -68,7 +69,7 @@ def test_reserved_link_local_groups_are_not_forwarded_unless_the_port_says_so():
     for group in ["01:80:c2:00:00:10", "01:80:c2:00:01:00", "01:80:c3:00:00:00", "01:81:c2:00:00:00",
                   "01:00:5e:00:00:01", "03:80:c2:00:00:00", "01:80:c2:00:00:1e"]:
         assert c.decide(frame(group, src), plain) == FORWARD_FLOOD, group
-    assert (src, 0) in entries(c)                           # the sender is still learned
+    assert (src, V) in entries(c)                           # the sender is still learned
     assert c.port_info(fwd)["forward_reserved"] and not c.port_info(plain)["forward_reserved"]
 
 
@@ -87,16 +88,16 @@ def test_move_and_static_entries():
     M = "02:00:00:00:00:0c"
     c.decide(frame(BCAST, M), a)
     c.decide(frame(BCAST, M), b)                            # the host moved
-    assert entries(c)[(M, 0)] == (b, False)
+    assert entries(c)[(M, V)] == (b, False)
     assert c.fdb_counters()["moved"] == 1
     S = "02:00:00:00:00:5a"
-    assert c.fdb_add(S, 0, d) is True
+    assert c.fdb_add(S, V, d) is True
     c.decide(frame(BCAST, S), a)                            # spoofed elsewhere: static stays
-    assert entries(c)[(S, 0)] == (d, True)
+    assert entries(c)[(S, V)] == (d, True)
     assert c.decide(frame(S, M), b) == d
     with pytest.raises(ValueError):
-        c.fdb_add(BCAST, 0, d)
-    assert c.fdb_del(S) is True and c.fdb_del(S) is False
+        c.fdb_add(BCAST, V, d)
+    assert c.fdb_del(S, V) is True and c.fdb_del(S, V) is False
 
 
 def test_down_port_is_not_a_destination():
@@ -110,7 +111,7 @@ def test_down_port_is_not_a_destination():
 
 def test_capacity_and_port_limit_bound_learning_but_not_static():
     c, (a, b, d) = core(capacity=10, port_limit=4)
-    c.fdb_add("02:00:00:00:01:00", 0, d)
+    c.fdb_add("02:00:00:00:01:00", V, d)
     for i in range(50):
         c.decide(frame(BCAST, f"02:00:00:00:00:{i:02x}"), a)
     assert sum(1 for e in entries(c).values() if e[0] == a) == 4
@@ -124,7 +125,7 @@ def test_capacity_and_port_limit_bound_learning_but_not_static():
     assert cnt["entries"] + 1 == c.fdb_counters()["entries"] == 10
     c.decide(frame(BCAST, "02:00:00:00:03:01"), d)          # capacity reached
     assert c.fdb_counters()["learn_full"] == 1
-    assert entries(c)[("02:00:00:00:01:00", 0)] == (d, True)
+    assert entries(c)[("02:00:00:00:01:00", V)] == (d, True)
 
 
 def test_aging_removes_learned_keeps_static():
@@ -132,9 +133,9 @@ def test_aging_removes_learned_keeps_static():
     old = (_core.clock() - 1000) % 2**32
     c.decide(frame(BCAST, "02:00:00:00:00:01"), a, now=old)  # last seen long ago
     c.decide(frame(BCAST, "02:00:00:00:00:02"), a)           # just now
-    c.fdb_add("02:00:00:00:00:03", 0, b)
-    assert c.fdb_maintain() == [("02:00:00:00:00:01", 0, a)]
-    assert set(entries(c)) == {("02:00:00:00:00:02", 0), ("02:00:00:00:00:03", 0)}
+    c.fdb_add("02:00:00:00:00:03", V, b)
+    assert c.fdb_maintain() == [("02:00:00:00:00:01", V, a)]
+    assert set(entries(c)) == {("02:00:00:00:00:02", V), ("02:00:00:00:00:03", V)}
     # the aged MAC is unknown again: frames to it flood
     assert c.decide(frame("02:00:00:00:00:01", "02:00:00:00:00:02"), a) == FORWARD_FLOOD
 
@@ -149,16 +150,16 @@ def test_tombstones_trigger_a_rebuild_that_keeps_entries():
         c.fdb_maintain()
         cnt = c.fdb_counters()
         assert cnt["tombstones"] * 4 <= cnt["slots"]
-        assert entries(c) == {("02:00:00:00:ff:01", 0): (b, False)}
+        assert entries(c) == {("02:00:00:00:ff:01", V): (b, False)}
 
 
 def test_flush_by_port():
     c, (a, b, d) = core()
     c.decide(frame(BCAST, "02:00:00:00:00:01"), a)
     c.decide(frame(BCAST, "02:00:00:00:00:02"), b)
-    c.fdb_add("02:00:00:00:00:03", 0, a)
+    c.fdb_add("02:00:00:00:00:03", V, a)
     assert c.fdb_flush(a) == 1
-    assert set(entries(c)) == {("02:00:00:00:00:02", 0), ("02:00:00:00:00:03", 0)}
+    assert set(entries(c)) == {("02:00:00:00:00:02", V), ("02:00:00:00:00:03", V)}
     assert c.fdb_flush(-1, True) == 2 and c.fdb_list() == []
 
 
@@ -233,9 +234,9 @@ def test_core_matches_model(steps, capacity, port_limit):
             full = len(m.fdb) >= capacity and mac not in m.fdb
             if full:
                 with pytest.raises(OSError):
-                    c.fdb_add(macs, 0, p)
+                    c.fdb_add(macs, V, p)
             else:
-                c.fdb_add(macs, 0, p)
+                c.fdb_add(macs, V, p)
                 m.fdb[mac] = [p, True]
         elif s[0] == "updown":
             _, p, up = s
@@ -243,9 +244,9 @@ def test_core_matches_model(steps, capacity, port_limit):
             m.up[p] = up
         else:
             _, mac = s
-            assert c.fdb_del(mac.hex(":")) == (m.fdb.pop(mac, None) is not None)
+            assert c.fdb_del(mac.hex(":"), V) == (m.fdb.pop(mac, None) is not None)
     got = {(mac, vlan): (port, static) for mac, vlan, port, age, static in c.fdb_list()}
-    want = {(k.hex(":"), 0): (v[0], v[1]) for k, v in m.fdb.items()}
+    want = {(k.hex(":"), V): (v[0], v[1]) for k, v in m.fdb.items()}
     assert got == want
 
 
@@ -268,7 +269,7 @@ def test_learn_and_move_events_are_queued_for_the_control_thread():
     c.decide(frame(BCAST, M), a)
     c.decide(frame(BCAST, M), a)                            # known: no event
     c.decide(frame(BCAST, M), b)
-    assert c.drain_events() == [("learn", M, 0, a, a), ("move", M, 0, b, a)]
+    assert c.drain_events() == [("learn", M, V, a, a), ("move", M, V, b, a)]
     assert c.drain_events() == []
     for i in range(1100):                                   # more than the ring holds
         c.decide(frame(BCAST, f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}"), a)
