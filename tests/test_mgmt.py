@@ -90,7 +90,7 @@ def test_every_method_and_ctl_command(lab_factory, short_dir, loop_kind, capsys)
         fdb = ctl_json(capsys, path, "fdb", "show")
         assert {(e["mac"], e["port"]) for e in fdb} == {(h[0].mac, s0), (h[1].mac, s1)}
         assert [e["mac"] for e in ctl_json(capsys, path, "fdb", "show", "--port", s1)] == [h[1].mac]
-        assert len(ctl_json(capsys, path, "fdb", "show", "--vlan", "0")) == 2
+        assert len(ctl_json(capsys, path, "fdb", "show", "--vlan", "1")) == 2
         assert ctl_json(capsys, path, "fdb", "show", "--vlan", "7") == []
         assert h[0].mac in ctl(capsys, path, "fdb", "show")
 
@@ -208,7 +208,7 @@ def test_event_stream_appear_move_age(lab_factory, short_dir, loop_kind):
                         break
         kinds = [e["event"] for e in seen]
         assert kinds == ["fdb.learn", "fdb.move", "fdb.age"], seen
-        assert seen[0]["port"] == s[0] and seen[0]["vlan"] == 0
+        assert seen[0]["port"] == s[0] and seen[0]["vlan"] == 1
         assert seen[1]["port"] == s[1] and seen[1]["from"] == s[0]
         assert seen[2]["port"] == s[1]
 

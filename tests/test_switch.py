@@ -31,7 +31,7 @@ def test_all_pairs_ping(lab_factory, tmp_path, mode):
         assert failed == []
         # learning: each host's MAC on its own port, nothing else
         fdb = {(e["mac"], e["vlan"]): e["port"] for e in sw.fdb_list()}
-        assert fdb == {(h.mac, 0): p for h, p in zip(lab.hosts, lab.ports)}
+        assert fdb == {(h.mac, 1): p for h, p in zip(lab.hosts, lab.ports)}
         assert all(not e["static"] for e in sw.fdb_list())
         st = sw.port_stats()
         for p in lab.ports:
