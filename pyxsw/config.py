@@ -31,7 +31,7 @@ from .vocab import (FRAME_SIZES, MAX_AGING, MAX_BATCH, MAX_CAPACITY, MAX_FLOOD_L
 MAX_CLIENTS = 65536             # management connections: a descriptor and ~30 KB each
 MAX_CPU = 8192                  # Linux's NR_CPUS is at most 8192
 MAX_GID = 2**32 - 2             # gid_t is 32 bits and (gid_t)-1 means "no change" to chown
-VLAN_KEYS = ("vlan_mode", "vlan", "allowed", "native")   # a [[port]]'s 802.1Q keys: vocab.port_vlan
+VLAN_KEYS = PortVlan._fields   # a [[port]]'s 802.1Q keys: vlan_mode, vlan, allowed, native
 SUN_PATH = 108                  # an AF_UNIX socket path: at most 107 bytes plus the NUL
 
 

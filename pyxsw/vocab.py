@@ -230,6 +230,25 @@ class PortVlan(collections.namedtuple("PortVlan", "vlan_mode vlan allowed native
         """Whether frames of VLAN v leave this port tagged (v must be carried)."""
         return self.vlan_mode == "trunk" and v != self.native
 
+    def describe(self):
+        """In words: "access vlan 10", "trunk allowed 10-12,20 native 0 (none)"."""
+        if self.vlan_mode == "access":
+            return f"access vlan {self.vlan}"
+        return (f"trunk allowed {vlan_text(self.allowed)} native {self.native}"
+                + (" (none)" if not self.native else ""))
+
+    def static_vlan(self, port, v=None):
+        """The VLAN of a static FDB entry on this port (port: its name): v, or when v is
+        None the port's untagged VLAN.  Invalid when the port does not carry it."""
+        if v is None:
+            v = self.untagged()
+            if not v:
+                raise Invalid(f"port {port} is a trunk without a native VLAN: name the "
+                              f"entry's vlan (it carries {vlan_text(self.allowed)})", key="vlan")
+        if not self.carries(v):
+            raise Invalid(f"port {port} does not carry vlan {v} ({self.describe()})", key="vlan")
+        return v
+
     def view(self):
         """As port.list and port.set show it: the four keys, null where they do not apply
         (allowed null on a trunk: every VLAN)."""
