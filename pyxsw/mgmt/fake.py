@@ -71,7 +71,11 @@ class FakeSwitch:
         for fn in list(self.listeners):
             fn(event)
 
-    def learn(self, mac, port, vlan=0):
+    def learn(self, mac, port, vlan=None):
+        """As a worker learns a frame of `port`: vlan None is an untagged frame's, the
+        port's access or native VLAN."""
+        if vlan is None:
+            vlan = self.ports[port].vlans.untagged()
         with self.lock:
             old = self.fdb.get((vlan, mac))
             self.fdb[(vlan, mac)] = [port, False]
