@@ -277,28 +277,33 @@ def port_vlan(vlan_mode=None, vlan=None, allowed=None, native=None):
     1, a trunk's allowed every VLAN and its native 1 when allowed carries 1, else 0 (none).
     Invalid, with `key` naming the key at fault: a VLAN outside 1..4094, allowed or native
     on an access port, vlan on a trunk, a native VLAN the trunk's allowed does not list."""
+    # Each value by its own check first, in this order (as an RPC's kinds check them), then
+    # the keys together: a file and a request get the same answer.
     mode = "access" if vlan_mode is None else _keyed("vlan_mode", _vlan_mode, vlan_mode)
+    if vlan is not None:
+        vlan = _keyed("vlan", vlan_id, vlan)
+    members = None
+    if allowed is not None:
+        members = _keyed("allowed", vlan_list, allowed)
+        members = None if members is None else tuple(members)
+    if native is not None:
+        native = _keyed("native", native_vlan, native)
     if mode == "access":
         for key, value in (("allowed", allowed), ("native", native)):
             if value is not None:
                 raise Invalid(f"{key} is for trunk ports only (an access port carries one "
                               f"VLAN: vlan)", key=key)
-        v = DEFAULT_VLAN if vlan is None else _keyed("vlan", vlan_id, vlan)
-        return PortVlan("access", v, None, 0)
+        return PortVlan("access", DEFAULT_VLAN if vlan is None else vlan, None, 0)
     if vlan is not None:
         raise Invalid("vlan is for access ports only (a trunk's untagged frames belong to "
                       "its native VLAN)", key="vlan")
-    members = _keyed("allowed", vlan_list, allowed)
-    members = None if members is None else tuple(members)
     if native is None:
-        nat = DEFAULT_VLAN if members is None or DEFAULT_VLAN in members else 0
-    else:
-        nat = _keyed("native", native_vlan, native)
-    if nat and members is not None and nat not in members:
-        raise Invalid(f"native {nat} is not one of the trunk's allowed VLANs "
+        native = DEFAULT_VLAN if members is None or DEFAULT_VLAN in members else 0
+    if native and members is not None and native not in members:
+        raise Invalid(f"native {native} is not one of the trunk's allowed VLANs "
                       f"({vlan_text(members)}): add it to allowed, or use 0 for none",
                       key="native")
-    return PortVlan("trunk", 0, members, nat)
+    return PortVlan("trunk", 0, members, native)
 
 
 def _keyed(key, check, value):
@@ -342,5 +347,6 @@ AGING = Kind("aging", lambda v: integer(v, "seconds", 0, MAX_AGING), metavar="SE
 MODE = Kind("mode", lambda v: choice(v, "mode", MODES), choices=MODES)
 VLAN_ID = Kind("vlan_id", vlan_id, metavar="N", integer=True)   # one a port can carry
 VLAN_MODE = Kind("vlan_mode", vlan_mode, choices=VLAN_MODES)
-VLAN_LIST = Kind("vlan_list", vlan_list, metavar="LIST")        # "10,20,30-40", or a list
+# "10,20,30-40", a list, or "all" (kept as the word: a request that says it has said it)
+VLAN_LIST = Kind("vlan_list", lambda v: "all" if v == "all" else vlan_list(v), metavar="LIST")
 NATIVE = Kind("native", native_vlan, metavar="N", integer=True)  # 0: none
