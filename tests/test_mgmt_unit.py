@@ -247,8 +247,8 @@ def test_events_reach_subscribers_only(served):
         fake.emit(event="port.down", port="s2")
         got = [next(events) for _ in range(3)]
         assert got == [
-            {"event": "fdb.learn", "mac": "02:00:00:00:00:02", "vlan": 0, "port": "s0"},
-            {"event": "fdb.move", "mac": "02:00:00:00:00:02", "vlan": 0, "port": "s1",
+            {"event": "fdb.learn", "mac": "02:00:00:00:00:02", "vlan": 1, "port": "s0"},
+            {"event": "fdb.move", "mac": "02:00:00:00:00:02", "vlan": 1, "port": "s1",
              "from": "s0"},
             {"event": "port.down", "port": "s2"}]
         # calls still work on a subscribed connection; events that come meanwhile wait
@@ -1044,7 +1044,7 @@ def test_ctl_events(served, capsys):
     t.join()
     out = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert out[0].split() == ["fdb.learn", "mac=02:00:00:00:00:0c", "vlan=0", "port=s1"]
+    assert out[0].split() == ["fdb.learn", "mac=02:00:00:00:00:0c", "vlan=1", "port=s1"]
     assert out[1].split() == ["port.down", "port=s1"]
 
 
