@@ -90,8 +90,9 @@ class _Methods:
     def port_list(self):
         return self.call("port.list")
 
-    def port_add(self, name):
-        return self.call("port.add", name=name)
+    def port_add(self, name, vlan_mode=None, vlan=None, allowed=None, native=None):
+        return self.call("port.add", name=name, **_given(vlan_mode=vlan_mode, vlan=vlan,
+                                                         allowed=allowed, native=native))
 
     def port_del(self, name):
         return self.call("port.del", name=name)
@@ -102,14 +103,14 @@ class _Methods:
     def fdb_list(self, port=None, vlan=None):
         return self.call("fdb.list", **_given(port=port, vlan=vlan))
 
-    def fdb_add(self, mac, port, vlan=0):
-        return self.call("fdb.add", mac=mac, port=port, vlan=vlan)
+    def fdb_add(self, mac, port, vlan=None):
+        return self.call("fdb.add", mac=mac, port=port, **_given(vlan=vlan))
 
-    def fdb_del(self, mac, vlan=0):
-        return self.call("fdb.del", mac=mac, vlan=vlan)
+    def fdb_del(self, mac, vlan=None):
+        return self.call("fdb.del", mac=mac, **_given(vlan=vlan))
 
-    def fdb_flush(self, port=None):
-        return self.call("fdb.flush", **_given(port=port))
+    def fdb_flush(self, port=None, vlan=None):
+        return self.call("fdb.flush", **_given(port=port, vlan=vlan))
 
     def mode_set(self, mode):
         return self.call("mode.set", mode=mode)
@@ -122,6 +123,14 @@ class _Methods:
 
     def methods(self):
         return self.call("methods")
+
+    def port_set(self, port, vlan_mode=None, vlan=None, allowed=None, native=None):
+        """port_set("s1", "trunk", allowed=[10, 20], native=0), port_set("s2", vlan=10)."""
+        return self.call("port.set", port=port, **_given(vlan_mode=vlan_mode, vlan=vlan,
+                                                         allowed=allowed, native=native))
+
+    def vlan_list(self, vlan=None):
+        return self.call("vlan.list", **_given(vlan=vlan))
 
     def worker_stats(self):
         """Per worker, its counters and `busy`: the share of its passes since it started

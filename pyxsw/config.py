@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 # FDB) is checked by Switch.start().  Re-exported here: what a config key may hold.
 from .vocab import (FRAME_SIZES, MAX_AGING, MAX_BATCH, MAX_CAPACITY, MAX_FLOOD_LIMIT,  # noqa: F401
                     MAX_FRAMES, MAX_PORT_LIMIT, MAX_PORTS, MAX_RING_SIZE, MAX_WORKERS, MODES,
-                    XDP_MODES, ZERO_COPY, valid_ifname)
+                    VLAN_MODES, XDP_MODES, ZERO_COPY, Invalid, PortVlan, port_vlan, valid_ifname)
 
 # Bounds only the file has.
 MAX_CLIENTS = 65536             # management connections: a descriptor and ~30 KB each
 MAX_CPU = 8192                  # Linux's NR_CPUS is at most 8192
 MAX_GID = 2**32 - 2             # gid_t is 32 bits and (gid_t)-1 means "no change" to chown
+VLAN_KEYS = PortVlan._fields   # a [[port]]'s 802.1Q keys: vlan_mode, vlan, allowed, native
 SUN_PATH = 108                  # an AF_UNIX socket path: at most 107 bytes plus the NUL
 
 
@@ -78,6 +79,16 @@ class PortSection:
     name: str
     flood_limit: int = 0                   # flooded frames/s this port may cause; 0 = no limit
     forward_reserved: bool = False         # flood 01:80:c2:00:00:0x frames received here
+    # 802.1Q, as pyxsw.vocab.PortVlan holds them (the datapath's form): access on `vlan`, or
+    # trunk carrying `allowed` (None: all) tagged and `native` untagged (0: none; then vlan 0)
+    vlan_mode: str = "access"
+    vlan: int = 1
+    allowed: tuple = None
+    native: int = 0
+
+    @property
+    def vlans(self) -> PortVlan:
+        return PortVlan(self.vlan_mode, self.vlan, self.allowed, self.native)
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,9 @@ class Config:
             "switch": dataclasses.asdict(self.switch),
             "fdb": dataclasses.asdict(self.fdb),
             "management": dataclasses.asdict(self.management),
-            "port": [dataclasses.asdict(p) for p in self.ports],
+            "port": [{"name": p.name, "flood_limit": p.flood_limit,
+                      "forward_reserved": p.forward_reserved, **p.vlans.keys()}
+                     for p in self.ports],
         }
 
 
@@ -281,7 +294,7 @@ class _Parser:
         ports = []
         for i, p in enumerate(lst):
             key = f"port[{i}]"
-            self.table(p, key, ["name", "flood_limit", "forward_reserved"])
+            self.table(p, key, ["name", "flood_limit", "forward_reserved", *VLAN_KEYS])
             if "name" not in p:
                 self.fail(f"{key}.name", "missing")
             name = self.string(p, key, "name", None)
@@ -295,6 +308,10 @@ class _Parser:
             if not isinstance(forward_reserved, bool):
                 self.fail(f"{key}.forward_reserved",
                           f"expected true or false, got {_what(forward_reserved)}")
+            try:
+                vlans = port_vlan(**{k: p[k] for k in VLAN_KEYS if k in p})
+            except Invalid as e:
+                self.fail(f"{key}.{e.key}", str(e))
             ports.append(PortSection(name=name, flood_limit=flood_limit,
-                                     forward_reserved=forward_reserved))
+                                     forward_reserved=forward_reserved, **vlans._asdict()))
         return ports

@@ -25,6 +25,7 @@ import time
 from . import __version__, _core
 from .config import Config  # noqa: F401 (type of Switch.config)
 from .links import RESYNC, LinkError, Links
+from .vocab import DEFAULT_PORT_VLAN
 
 log = logging.getLogger("pyxsw")
 
@@ -179,7 +180,7 @@ class Port:
     switch from it).  Only an "up" port is in the flood set and a unicast destination."""
 
     def __init__(self, name, index, ifindex, promisc, claim, *, flood_limit=0,
-                 forward_reserved=False):
+                 forward_reserved=False, vlans=DEFAULT_PORT_VLAN):
         self.name = name
         self.index = index
         self.ifindex = ifindex
@@ -187,6 +188,7 @@ class Port:
         self.claim = claim
         self.flood_limit = flood_limit
         self.forward_reserved = forward_reserved
+        self.vlans = vlans              # vocab.PortVlan: what the datapath was last told
         self.state = "up"
         self.reason = ""                # why the state is not "up", in words
         self.xdp_mode = "none"          # "native" | "generic": how the program is attached
@@ -280,7 +282,7 @@ class Switch:
                                   temporary=_temporary(e)) from e
             for i, p in enumerate(c.ports):
                 try:
-                    self.add_port(p.name, flood_limit=p.flood_limit,
+                    self.add_port(p.name, vlans=p.vlans, flood_limit=p.flood_limit,
                                   forward_reserved=p.forward_reserved)
                 except (OSError, MemoryError, ValueError) as e:
                     raise SwitchError(_reason(e), key=_PARAM_KEYS.get(getattr(e, "param", None),
@@ -568,26 +570,31 @@ class Switch:
 
     # ------------------------------------------------------------------ ports
 
-    def add_port(self, name, flood_limit=0, forward_reserved=False):
+    def add_port(self, name, vlans=None, flood_limit=0, forward_reserved=False):
         """Make interface `name` a port.  A port whose interface is gone or whose program was
-        taken away can be added again: that attaches it anew."""
+        taken away can be added again: that attaches it anew.  `vlans` (vocab.PortVlan):
+        its 802.1Q settings; None: access on VLAN 1, or those it had when attached anew."""
         with self._lock:
             if self.dp is None:
                 raise OSError(errno.ESHUTDOWN, "the switch is not running")
             old = self.ports.get(name)
             if old is not None and old.state not in ("gone", "degraded"):
                 raise ValueError(f"{name}: already a switch port")
-            port = self._open_port(name, flood_limit, forward_reserved, replacing=old)
+            port = self._open_port(name, flood_limit, forward_reserved, replacing=old,
+                                   vlans=vlans)
             if old is not None:
                 self._emit(event="port.del", port=name)
             self._emit(event="port.add", port=name)
             return port
 
-    def _open_port(self, name, flood_limit, forward_reserved, replacing=None):
+    def _open_port(self, name, flood_limit, forward_reserved, replacing=None, vlans=None):
         """Everything that can refuse is checked before anything is touched.  `replacing`, an
         old port of that name, stays as it was if the new one fails, unless it is on the same
         interface (a degraded port): its program must go first, and a failure then removes
-        the port.  Static FDB entries of the old port carry over to the new one."""
+        the port.  Static FDB entries of the old port carry over to the new one (those in
+        VLANs it still carries), and so do its VLAN settings unless `vlans` are given."""
+        if vlans is None:
+            vlans = replacing.vlans if replacing is not None else DEFAULT_PORT_VLAN
         link = self.links.get(name=name)
         if link is None:
             raise OSError(errno.ENODEV, f"{name}: no such interface")
@@ -630,9 +637,20 @@ class Switch:
         try:
             if same:
                 self._close_port(replacing)
-            index, note = self.dp.port_add(name, link.ifindex, up=link.up,
+            # Not up until the datapath knows its VLANs: nothing is flooded to it meanwhile.
+            index, note = self.dp.port_add(name, link.ifindex, up=False,
                                              flood_limit=flood_limit,
                                              forward_reserved=forward_reserved)
+            try:
+                self._set_vlan(index, vlans)
+                if link.up:
+                    self.dp.set_port_up(index, True)
+            except BaseException:
+                try:
+                    self.dp.port_del(index)
+                except Exception:
+                    log.exception("port %s: removing it from the datapath", name)
+                raise
         except BaseException:
             promisc.close()
             claim.close()
@@ -641,7 +659,7 @@ class Switch:
                 self._emit(event="port.del", port=name)
             raise
         port = Port(name, index, link.ifindex, promisc, claim, flood_limit=flood_limit,
-                    forward_reserved=forward_reserved)
+                    forward_reserved=forward_reserved, vlans=vlans)
         if not link.up:
             port.state, port.reason = "down", "no carrier or administratively down"
         self.ports[name] = port             # from here on, stop() or _drop_port() frees it
@@ -655,7 +673,8 @@ class Switch:
         port.xdp_mode = self.dp.port_info(index)["xdp_mode"]
         port.xdp_expect = self.dp.port_prog_id(index)     # or libxdp's dispatcher: _reconcile
         for mac, vlan in statics:
-            self.dp.fdb_add(mac, vlan, index)
+            if vlans.carries(vlan):
+                self.dp.fdb_add(mac, vlan, index)
         try:
             addresses = self.links.addresses(link.ifindex)
         except LinkError as e:
@@ -686,6 +705,33 @@ class Switch:
         finally:
             port.close()
 
+    def _set_vlan(self, index, vlans):
+        """Tell the datapath a port's VLAN settings (ValueError if it refuses them)."""
+        self.dp.port_set_vlan(index, vlans.vlan_mode, vlans.vlan,
+                              None if vlans.allowed is None else list(vlans.allowed),
+                              vlans.native)
+
+    def port_set(self, name, vlans):
+        """Change a running port's VLAN settings (vocab.PortVlan); its learned entries in
+        VLANs it no longer carries are flushed.  Returns how many."""
+        with self._lock:
+            port = self._port(name)
+            self._set_vlan(port.index, vlans)
+            port.vlans = vlans
+            # Flush once no worker can still be learning from a frame classified the old way.
+            self.dp.wait_grace()
+            n = self.dp.fdb_flush_not_carried(port.index)
+            log.warning("port %s: %s (%d learned entr%s flushed)", name, vlans.describe(), n,
+                        "y" if n == 1 else "ies")
+            self._emit(event="fdb.flush", port=name, count=n)
+            return n
+
+    def _port(self, name):
+        try:
+            return self.ports[name]
+        except KeyError:
+            raise KeyError(f"{name}: not a switch port") from None
+
     def _index(self, name):
         try:
             return self.ports[name].index
@@ -714,15 +760,29 @@ class Switch:
         out.sort(key=lambda e: (e["port"], e["vlan"], e["mac"]))
         return out
 
-    def fdb_add(self, mac, port, vlan=0):
-        return self.dp.fdb_add(mac, vlan, self._index(port))
+    def fdb_add(self, mac, port, vlan=None):
+        """A static entry; vlan None: the port's untagged VLAN.  ValueError (vocab.Invalid)
+        when the port does not carry the VLAN."""
+        with self._lock:
+            p = self._port(port)
+            return self.dp.fdb_add(mac, p.vlans.static_vlan(port, vlan), p.index)
 
-    def fdb_del(self, mac, vlan=0):
-        return self.dp.fdb_del(mac, vlan)
+    def fdb_del(self, mac, vlan=None):
+        """Entries removed: mac's in `vlan`, or with None in every VLAN."""
+        if vlan is not None:
+            return int(self.dp.fdb_del(mac, vlan))
+        vlans = {v for m, v, *_ in self.dp.fdb_list() if m == mac}
+        return sum(bool(self.dp.fdb_del(mac, v)) for v in sorted(vlans))
 
-    def fdb_flush(self, port=None):
-        n = self.dp.fdb_flush(-1 if port is None else self._index(port))
-        self._emit(event="fdb.flush", port=port, count=n)
+    def fdb_flush(self, port=None, vlan=None):
+        """Learned entries removed: all, one port's and/or one VLAN's."""
+        idx = -1 if port is None else self._index(port)
+        if vlan is None:
+            n = self.dp.fdb_flush(idx)
+            self._emit(event="fdb.flush", port=port, count=n)
+        else:
+            n = self.dp.fdb_flush(idx, vlan=vlan)
+            self._emit(event="fdb.flush", port=port, vlan=vlan, count=n)
         return n
 
     def port_stats(self, name=None):

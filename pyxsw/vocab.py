@@ -9,16 +9,20 @@ The core keeps the bounds that size its C arrays as enums of its own (a C array 
 length at compile time); tests/test_vocab.py checks that they equal the ones here.
 
 What is here:
-  - the choices: MODES, XDP_MODES, ZERO_COPY, FRAME_SIZES;
+  - the choices: MODES, XDP_MODES, ZERO_COPY, FRAME_SIZES, VLAN_MODES;
   - the limits, and CORE_LIMITS, the bounds the core's Core() accepts;
   - checks that return a value in the switch's form or raise Invalid, whose text is what
     the switch replies (invalid_params) and what `pyxsw ctl` prints (usage), and the
     predicate valid_ifname() for the configuration, which words its own messages;
+  - a port's 802.1Q settings (PortVlan): port_vlan() checks the keys of a [[port]] section,
+    of port.set and of port.add together, vlan_list() reads "10,20,30-40", carries() says
+    whether a port carries a VLAN;
   - kinds: what an RPC argument may be (a check with a name and a metavar), which the
     method table declares for every parameter.
 """
 from __future__ import annotations
 
+import collections
 import re
 
 # ---------------------------------------------------------------------------- choices
@@ -27,11 +31,13 @@ MODES = ("poll", "interrupt", "adaptive")       # the workers'; the core's MODE_
 XDP_MODES = ("auto", "native", "generic")       # auto: native, else generic (SKB)
 ZERO_COPY = ("auto", "on", "off")               # auto: probed per interface
 FRAME_SIZES = (2048, 4096)                      # UMEM frames: the kernel takes these two
+VLAN_MODES = ("access", "trunk")                # a port's 802.1Q mode (vlan_mode)
 
 # ---------------------------------------------------------------------------- limits
 
 U32_MAX = 2**32 - 1
 VLAN_MAX = 4095                 # 802.1Q: 12 bits (0 is untagged, 4095 reserved but a key)
+VLAN_ID_MIN, VLAN_ID_MAX = 1, 4094  # the VLANs a port can carry (0 and 4095 are reserved)
 IFNAMSIZ = 16                   # Linux interface names: at most 15 bytes plus the NUL
 # The core's arrays and counts (pyxsw/_core.pyx's enums, pyxsw/core.pyx's LIMITS), so that a
 # value the file or a call accepts can never overflow a 32-bit count, hang the core's
@@ -57,7 +63,13 @@ CORE_LIMITS = {"frames": MAX_FRAMES, "ring_size": MAX_RING_SIZE, "batch": MAX_BA
 
 
 class Invalid(ValueError):
-    """A value the switch does not take; str() is the reason, in the switch's words."""
+    """A value the switch does not take; str() is the reason, in the switch's words.
+    `key`, when set, is the argument (or config key) at fault among several checked
+    together (port_vlan)."""
+
+    def __init__(self, message, key=None):
+        super().__init__(message)
+        self.key = key
 
 
 def show(value, limit=60):
@@ -80,7 +92,76 @@ def choice(value, what, choices):
 
 
 def vlan(value):
+    """An FDB key's VLAN (a filter may name any of the 4096)."""
     return integer(value, "vlan", 0, VLAN_MAX)
+
+
+def vlan_id(value, what="vlan"):
+    """A VLAN a port can carry: 1..4094."""
+    return integer(value, what, VLAN_ID_MIN, VLAN_ID_MAX)
+
+
+def native_vlan(value):
+    """A trunk's native VLAN: 1..4094, or 0 for none (untagged frames dropped)."""
+    return integer(value, "native", 0, VLAN_ID_MAX)
+
+
+def vlan_mode(value):
+    return choice(value, "vlan_mode", VLAN_MODES)
+
+
+_vlan_mode = vlan_mode              # port_vlan() has a parameter of that name
+
+
+_RANGE = re.compile(r"\s*(\d{1,4})\s*(?:-\s*(\d{1,4})\s*)?")
+
+
+def vlan_list(value, what="allowed"):
+    """A set of VLANs, sorted, each once: a list whose items are VLANs (10) or ranges
+    ("10-20"), or the same as text ("10,20,30-40").  "all" (or None) is every VLAN: None."""
+    if value is None or value == "all":
+        return None
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise Invalid(f"{what} must be a list of VLANs 1..4094 (or ranges like 10-20), "
+                      f"got {show(value)}")
+    if len(items) > VLAN_ID_MAX:
+        raise Invalid(f"{what}: too many items ({len(items)})")
+    out = set()
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            out.add(vlan_id(item, what))
+            continue
+        m = _RANGE.fullmatch(item) if isinstance(item, str) else None
+        if m is None:
+            raise Invalid(f"{what} must be a list of VLANs 1..4094 (or ranges like 10-20), "
+                          f"got {show(item)} in it")
+        lo = vlan_id(int(m[1]), what)
+        hi = vlan_id(int(m[2]), what) if m[2] else lo
+        if hi < lo:
+            raise Invalid(f"{what}: the range {lo}-{hi} is backwards")
+        out.update(range(lo, hi + 1))
+    if not out:
+        raise Invalid(f"{what} must name at least one VLAN (leave it out for all)")
+    return sorted(out)
+
+
+def vlan_text(vlans):
+    """A set of VLANs as short text: [10, 11, 12, 20] is "10-12,20"; None is "all"."""
+    if vlans is None:
+        return "all"
+    parts, vlans = [], sorted(vlans)
+    i = 0
+    while i < len(vlans):
+        j = i
+        while j + 1 < len(vlans) and vlans[j + 1] == vlans[j] + 1:
+            j += 1
+        parts.append(str(vlans[i]) if i == j else f"{vlans[i]}-{vlans[j]}")
+        i = j + 1
+    return ",".join(parts) or "-"
 
 
 _MAC = re.compile(r"[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}")
@@ -124,6 +205,117 @@ def ifname(value, what="interface name"):
     return value
 
 
+# ---------------------------------------------------------------------------- a port's VLANs
+
+class PortVlan(collections.namedtuple("PortVlan", "vlan_mode vlan allowed native")):
+    """A port's 802.1Q settings, in the form the datapath takes them
+    (Datapath.port_set_vlan(p, vlan_mode, vlan, allowed, native)):
+      access: vlan = its VLAN (1..4094), allowed None, native 0;
+      trunk:  vlan 0, allowed = a sorted tuple of VLANs or None for all 1..4094,
+              native = the VLAN of its untagged frames, 0 for none."""
+
+    __slots__ = ()
+
+    def carries(self, v):
+        if self.vlan_mode == "access":
+            return v == self.vlan
+        # a native VLAN is always one of allowed (port_vlan checks it)
+        return VLAN_ID_MIN <= v <= VLAN_ID_MAX and (self.allowed is None or v in self.allowed)
+
+    def untagged(self):
+        """The VLAN of the port's untagged frames: its access VLAN or native; 0 for none."""
+        return self.vlan if self.vlan_mode == "access" else self.native
+
+    def tagged(self, v):
+        """Whether frames of VLAN v leave this port tagged (v must be carried)."""
+        return self.vlan_mode == "trunk" and v != self.native
+
+    def describe(self):
+        """In words: "access vlan 10", "trunk allowed 10-12,20 native 0 (none)"."""
+        if self.vlan_mode == "access":
+            return f"access vlan {self.vlan}"
+        return (f"trunk allowed {vlan_text(self.allowed)} native {self.native}"
+                + (" (none)" if not self.native else ""))
+
+    def static_vlan(self, port, v=None):
+        """The VLAN of a static FDB entry on this port (port: its name): v, or when v is
+        None the port's untagged VLAN.  Invalid when the port does not carry it."""
+        if v is None:
+            v = self.untagged()
+            if not v:
+                raise Invalid(f"port {port} is a trunk without a native VLAN: name the "
+                              f"entry's vlan (it carries {vlan_text(self.allowed)})", key="vlan")
+        if not self.carries(v):
+            raise Invalid(f"port {port} does not carry vlan {v} ({self.describe()})", key="vlan")
+        return v
+
+    def view(self):
+        """As port.list and port.set show it: the four keys, null where they do not apply
+        (allowed null on a trunk: every VLAN)."""
+        access = self.vlan_mode == "access"
+        return {"vlan_mode": self.vlan_mode, "vlan": self.vlan if access else None,
+                "allowed": None if access or self.allowed is None else list(self.allowed),
+                "native": None if access else self.native}
+
+    def keys(self):
+        """As a [[port]] section says it: only the keys that apply (port_vlan(**keys())
+        gives it back)."""
+        if self.vlan_mode == "access":
+            return {"vlan_mode": "access", "vlan": self.vlan}
+        keys = {"vlan_mode": "trunk", "native": self.native}
+        if self.allowed is not None:
+            keys["allowed"] = list(self.allowed)
+        return keys
+
+
+DEFAULT_VLAN = 1                # a port with no VLAN keys: access on VLAN 1
+
+
+def port_vlan(vlan_mode=None, vlan=None, allowed=None, native=None):
+    """A port's VLAN settings from the keys of a [[port]] section, port.set or port.add
+    (None: left out), checked together.  Left out: vlan_mode access, an access port's vlan
+    1, a trunk's allowed every VLAN and its native 1 when allowed carries 1, else 0 (none).
+    Invalid, with `key` naming the key at fault: a VLAN outside 1..4094, allowed or native
+    on an access port, vlan on a trunk, a native VLAN the trunk's allowed does not list."""
+    # Each value by its own check first, in this order (as an RPC's kinds check them), then
+    # the keys together: a file and a request get the same answer.
+    mode = "access" if vlan_mode is None else _keyed("vlan_mode", _vlan_mode, vlan_mode)
+    if vlan is not None:
+        vlan = _keyed("vlan", vlan_id, vlan)
+    members = None
+    if allowed is not None:
+        members = _keyed("allowed", vlan_list, allowed)
+        members = None if members is None else tuple(members)
+    if native is not None:
+        native = _keyed("native", native_vlan, native)
+    if mode == "access":
+        for key, value in (("allowed", allowed), ("native", native)):
+            if value is not None:
+                raise Invalid(f"{key} is for trunk ports only (an access port carries one "
+                              f"VLAN: vlan)", key=key)
+        return PortVlan("access", DEFAULT_VLAN if vlan is None else vlan, None, 0)
+    if vlan is not None:
+        raise Invalid("vlan is for access ports only (a trunk's untagged frames belong to "
+                      "its native VLAN)", key="vlan")
+    if native is None:
+        native = DEFAULT_VLAN if members is None or DEFAULT_VLAN in members else 0
+    if native and members is not None and native not in members:
+        raise Invalid(f"native {native} is not one of the trunk's allowed VLANs "
+                      f"({vlan_text(members)}): add it to allowed, or use 0 for none",
+                      key="native")
+    return PortVlan("trunk", 0, members, native)
+
+
+def _keyed(key, check, value):
+    try:
+        return check(value)
+    except Invalid as e:
+        raise Invalid(str(e), key=key) from None
+
+
+DEFAULT_PORT_VLAN = port_vlan()
+
+
 # ---------------------------------------------------------------------------- kinds
 
 class Kind:
@@ -153,3 +345,8 @@ VLAN = Kind("vlan", vlan, metavar="N", integer=True)
 AGING = Kind("aging", lambda v: integer(v, "seconds", 0, MAX_AGING), metavar="SECONDS",
              integer=True)                                      # seconds; 0 never ages
 MODE = Kind("mode", lambda v: choice(v, "mode", MODES), choices=MODES)
+VLAN_ID = Kind("vlan_id", vlan_id, metavar="N", integer=True)   # one a port can carry
+VLAN_MODE = Kind("vlan_mode", vlan_mode, choices=VLAN_MODES)
+# "10,20,30-40", a list, or "all" (kept as the word: a request that says it has said it)
+VLAN_LIST = Kind("vlan_list", lambda v: "all" if v == "all" else vlan_list(v), metavar="LIST")
+NATIVE = Kind("native", native_vlan, metavar="N", integer=True)  # 0: none

@@ -28,9 +28,11 @@ def test_bash_completion(short_dir):
     script = completion("bash")
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     assert bash_complete(script, "pyxsw ctl po") == ["port"]
-    assert sorted(bash_complete(script, "pyxsw ctl port ")) == ["add", "del", "list", "stats"]
+    assert sorted(bash_complete(script, "pyxsw ctl port ")) == ["add", "del", "list", "set",
+                                                                "stats"]
     assert sorted(bash_complete(script, "pyxsw ctl ")) == sorted(
-        ["status", "port", "fdb", "mode", "aging", "shutdown", "events", "methods", "workers"])
+        ["status", "port", "fdb", "mode", "aging", "shutdown", "events", "methods", "workers",
+         "vlan"])
     assert sorted(bash_complete(script, "pyxsw ")) == ["ctl", "demo", "lab", "run"]
     assert bash_complete(script, "pyxsw ctl -s /x --timeout 3 fdb s") == ["show"]
     assert bash_complete(script, "pyxsw ctl mode i") == ["interrupt"]
@@ -78,7 +80,8 @@ def test_completion_follows_the_parsers():
     t = tree()
     assert set(t[()]["words"]) == {"run", "ctl", "lab", "demo"}
     assert set(t[("ctl",)]["words"]) == {"status", "port", "fdb", "mode", "aging", "shutdown",
-                                         "events", "methods", "workers"}
+                                         "events", "methods", "workers", "vlan"}
+    assert {"--access", "--trunk", "--native"} <= set(t[("ctl", "port", "set")]["opts"])
     assert t[("ctl", "mode")]["choices"] == ["poll", "interrupt", "adaptive"]
     assert {"-s", "--socket", "--json", "--timeout", "--wide"} <= \
         set(t[("ctl", "port", "stats")]["opts"])

@@ -182,6 +182,34 @@ BAD = [
     ("port = [" + ", ".join(f"{{name = 's{i}'}}" for i in range(65)) + "]", "port", "at most 64"),
     ("[management]\ngroup = '4294967295'", "management.group", "at most 4294967294"),
     ("[management]\nsocket = '/" + "x" * 107 + "'", "management.socket", "at most 107 bytes"),
+    # 802.1Q (issue 13)
+    ("[[port]]\nname = 's0'\nvlan = 0", "port[0].vlan", "vlan must be an integer 1..4094, got 0"),
+    ("[[port]]\nname = 's0'\nvlan = 4095", "port[0].vlan", "1..4094, got 4095"),
+    ("[[port]]\nname = 's0'\nvlan = '10'", "port[0].vlan", "must be an integer"),
+    ("[[port]]\nname = 's0'\nvlan_mode = 'hybrid'", "port[0].vlan_mode", "access, trunk"),
+    ("[[port]]\nname = 's0'\nvlan_mode = 'trunk'\nvlan = 10", "port[0].vlan",
+     "vlan is for access ports only"),
+    ("[[port]]\nname = 's0'\n[[port]]\nname = 's1'\nallowed = [10]", "port[1].allowed",
+     "allowed is for trunk ports only"),
+    ("[[port]]\nname = 's0'\nvlan_mode = 'access'\nnative = 1", "port[0].native",
+     "native is for trunk ports only"),
+    ("[[port]]\nname = 's0'\nvlan_mode = 'trunk'\nallowed = [10, 20]\nnative = 30",
+     "port[0].native", "native 30 is not one of the trunk's allowed VLANs (10,20)"),
+    ("[[port]]\nname = 's0'\nvlan_mode = 'trunk'\nnative = 4095", "port[0].native",
+     "0..4094"),
+    ("[[port]]\nname = 's0'\nvlan_mode = 'trunk'\nallowed = [10, 4095]", "port[0].allowed",
+     "1..4094, got 4095"),
+    ("[[port]]\nname = 's0'\nvlan_mode = 'trunk'\nallowed = [0]", "port[0].allowed",
+     "1..4094, got 0"),
+    ("[[port]]\nname = 's0'\nvlan_mode = 'trunk'\nallowed = []", "port[0].allowed",
+     "at least one VLAN"),
+    ("[[port]]\nname = 's0'\nvlan_mode = 'trunk'\nallowed = ['30-20']", "port[0].allowed",
+     "backwards"),
+    ("[[port]]\nname = 's0'\nvlan_mode = 'trunk'\nallowed = 10", "port[0].allowed",
+     "must be a list of VLANs"),
+    ("[[port]]\nname = 's0'\nvlan_mode = 'trunk'\nallowed = [true]", "port[0].allowed",
+     "got True in it"),
+    ("[[port]]\nname = 's0'\nvlna = 10", "port[0].vlna", "did you mean 'vlan'?"),
 ]
 
 
@@ -585,3 +613,46 @@ def test_management_group_may_be_a_gid():
     with pytest.raises(ServerError) as e:
         Server(None, "/tmp/x.sock", group="no-such-group-pyxsw")._gid()
     assert e.value.key == "management.group" and "no such group" in str(e.value)
+
+
+def test_port_vlans(tmp_path):
+    c = load_text(tmp_path, """
+[[port]]
+name = "s0"
+[[port]]
+name = "s1"
+vlan = 10
+[[port]]
+name = "s2"
+vlan_mode = "trunk"
+allowed = [10, 20, "100-102"]
+native = 20
+[[port]]
+name = "s3"
+vlan_mode = "trunk"
+[[port]]
+name = "s4"
+vlan_mode = "trunk"
+allowed = "10,20"
+""")
+    assert [p.vlans for p in c.ports] == [
+        ("access", 1, None, 0),                         # no VLAN keys: access on VLAN 1
+        ("access", 10, None, 0),
+        ("trunk", 0, (10, 20, 100, 101, 102), 20),
+        ("trunk", 0, None, 1),                          # every VLAN; native 1
+        ("trunk", 0, (10, 20), 0)]                      # 1 not allowed: no native
+    assert Config.from_dict(c.to_dict()) == c
+    assert c.to_dict()["port"][0] == {"name": "s0", "flood_limit": 0, "forward_reserved": False,
+                                      "vlan_mode": "access", "vlan": 1}
+    assert c.to_dict()["port"][3] == {"name": "s3", "flood_limit": 0, "forward_reserved": False,
+                                      "vlan_mode": "trunk", "native": 1}
+
+
+def test_run_with_a_bad_vlan_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[port]]\nname = 's0'\n[[port]]\nname = 's1'\nvlan_mode = 'trunk'\n"
+                   "allowed = [10, 20]\nnative = 1\n")
+    r = run_cli("run", "-c", str(bad))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == (f"{bad}: port[1].native: native 1 is not one of the trunk's allowed "
+                        f"VLANs (10,20): add it to allowed, or use 0 for none\n")

@@ -84,6 +84,27 @@ BAD_WORDS = [
     (["fdb", "add", "02:00:00:00:00:01", "a b"], "not a valid port"),
     (["fdb", "add", "02:00:00:00:00:01", "s0", "--vlan", "4096"], "vlan must be an integer"),
     (["fdb", "add", "02:00:00:00:00:01", "s0", "--vlan", "-1"], "vlan must be an integer"),
+    (["fdb", "add", "02:00:00:00:00:01", "s0", "--vlan", "4095"], "vlan must be an integer 1..4094"),
+    (["fdb", "add", "02:00:00:00:00:01", "s0", "--vlan", "0"], "vlan must be an integer 1..4094"),
+    (["fdb", "flush", "--vlan", "4096"], "vlan must be an integer 0..4095"),
+    (["port", "set", "s0"], "nothing to set"),
+    (["port", "set", "s0", "--access", "0"], "vlan must be an integer 1..4094"),
+    (["port", "set", "s0", "--access", "4095"], "vlan must be an integer 1..4094"),
+    (["port", "set", "s0", "--access", "10", "--native", "1"], "native is for trunk ports only"),
+    (["port", "set", "s0", "--access", "10", "--allowed", "10"], "allowed is for trunk ports"),
+    (["port", "set", "s0", "--access", "10", "--trunk", "10"], "not allowed with argument"),
+    (["port", "set", "s0", "--access", "10", "--vlan_mode", "trunk"], "contradicts --access"),
+    (["port", "set", "s0", "--trunk", "10", "--vlan", "10"], "vlan is for access ports only"),
+    (["port", "set", "s0", "--trunk", "10,20", "--native", "30"],
+     "native 30 is not one of the trunk's allowed VLANs (10,20)"),
+    (["port", "set", "s0", "--trunk", "10", "--native", "4095"], "native must be an integer 0..4094"),
+    (["port", "set", "s0", "--trunk", "0-10"], "allowed must be an integer 1..4094"),
+    (["port", "set", "s0", "--trunk", "20-10"], "the range 20-10 is backwards"),
+    (["port", "set", "s0", "--trunk", "10,x"], "got 'x' in it"),
+    (["port", "set", "s0", "--trunk", ""], "got '' in it"),
+    (["port", "set", "s0", "--vlan_mode", "hybrid"], "invalid choice 'hybrid'"),
+    (["port", "add", "eth3", "--access", "10", "--native", "0"], "native is for trunk ports"),
+    (["vlan", "show", "4096"], "vlan must be an integer 0..4095"),
     (["fdb", "del", "02:00:00:00:00:0g"], "not a MAC address"),
     (["fdb", "del", "02:00:00:00:00:01", "--vlan", "x"], "vlan must be an integer"),
     (["fdb", "show", "--vlan", "5000"], "vlan must be an integer"),
@@ -122,7 +143,15 @@ def test_the_checks_are_the_switchs(served, capsys):
 
 
 @pytest.mark.parametrize("words", [
-    ["fdb", "add", "02:00:00:00:00:01", "s0", "--vlan", "4095"],
+    ["fdb", "add", "02:00:00:00:00:01", "s0", "--vlan", "4094"],
+    ["port", "set", "s0", "--access", "4094"],
+    ["port", "set", "s0", "--trunk", "1-4094", "--native", "4094"],
+    ["port", "set", "s0", "--trunk", "10, 20-30 ,40", "--native", "0"],
+    ["port", "set", "s0", "--trunk", "all"],
+    ["port", "set", "s0", "--vlan_mode", "trunk", "--allowed", "10"],
+    ["port", "add", "eth3", "--trunk", "10,20", "--native", "20"],
+    ["fdb", "flush", "--vlan", "10", "--port", "s0"],
+    ["vlan", "show", "10"],
     ["fdb", "del", "02-AA-bb-cc-dd-01"],
     ["fdb", "show", "--vlan", "0", "--port", "eth0.10"],
     ["aging", "4294967295"],
@@ -141,7 +170,7 @@ def test_did_you_mean_for_command_words(short_dir, capsys):
             (["fdb", "shwo"], "fdb: unknown command 'shwo' (did you mean 'show'?)"),
             (["mode", "pol"], "mode: invalid mode 'pol' (did you mean 'poll'?)"),
             (["frobnicate"], "unknown command 'frobnicate' (choose from status, port, fdb, "
-                             "mode, aging, shutdown, events, methods, workers)"),
+                             "mode, aging, shutdown, events, methods, workers, vlan)"),
             (["worker"], "unknown command 'worker' (did you mean 'workers'?)")]:
         code, out, err = run(capsys, "-s", none, *words)
         assert (code, out, err) == (2, "", f"pyxsw ctl: {line}\n")
@@ -319,7 +348,8 @@ def test_methods(served, capsys):
     code, out, _ = run(capsys, "-s", served.path, "methods")
     lines = out.splitlines()
     assert code == 0 and lines[:2] == ["status", "    The switch at a glance."]
-    for line in ("fdb.add mac port [vlan=0]", "fdb.list [port] [vlan]", "port.stats [name]",
+    for line in ("fdb.add mac port [vlan]", "vlan.list [vlan]",
+                 "port.set port [vlan_mode=access|trunk] [vlan] [allowed] [native]", "fdb.list [port] [vlan]", "port.stats [name]",
                  "mode.set mode=poll|interrupt|adaptive", "aging.set seconds", "worker.stats"):
         assert line in lines, out
     assert max(map(len, lines)) <= 80

@@ -128,14 +128,17 @@ def test_status_and_port_list(served):
     with Client(served.path) as c:
         st = c.status()
         assert st["name"] == "fake" and st["mode"] == "poll"
-        assert c.port_list() == [{"name": n, "index": i, "up": True, "state": "up", "reason": ""}
+        assert c.port_list() == [{"name": n, "index": i, "up": True, "state": "up", "reason": "",
+                                  "vlan_mode": "access", "vlan": 1, "allowed": None,
+                                  "native": None}
                                  for i, n in enumerate(["s0", "s1", "s2"])]
 
 
 def test_port_add_and_del(served):
     with Client(served.path) as c:
         assert c.port_add("eth3") == {"name": "eth3", "index": 3, "up": True, "state": "up",
-                                      "reason": "", "warnings": []}
+                                      "reason": "", "warnings": [], "vlan_mode": "access",
+                                      "vlan": 1, "allowed": None, "native": None}
         assert "eth3" in served.fake.ports
         assert error_code(c, "port.add", name="eth3") == "exists"
         # a port whose interface is gone, or whose XDP program was taken, can be added again
@@ -163,8 +166,10 @@ def test_fdb_add_list_del_flush(served):
     fake = served.fake
     with Client(served.path) as c:
         r = c.fdb_add("02:AA:bb:cc:dd:01", "s1")                    # upper case is fine
-        assert r == {"mac": "02:aa:bb:cc:dd:01", "vlan": 0, "port": "s1", "static": True,
-                     "new": True}
+        assert r == {"mac": "02:aa:bb:cc:dd:01", "vlan": 1, "port": "s1", "static": True,
+                     "new": True}                                   # the port's VLAN: 1
+        c.port_set("s2", "trunk", allowed=[7])
+        c.port_set("s1", "trunk", allowed="1,7")
         assert c.fdb_add("02-aa-bb-cc-dd-02", "s2", vlan=7)["mac"] == "02:aa:bb:cc:dd:02"
         fake.learn("02:00:00:00:00:0a", "s0")
         fake.learn("02:00:00:00:00:0b", "s1", vlan=7)
@@ -175,10 +180,11 @@ def test_fdb_add_list_del_flush(served):
                                                              "02:00:00:00:00:0b"]
         assert {e["mac"] for e in c.fdb_list(vlan=7)} == {"02:aa:bb:cc:dd:02",
                                                            "02:00:00:00:00:0b"}
-        assert c.fdb_list(port="s2", vlan=0) == []
+        assert c.fdb_list(port="s2", vlan=1) == []
         assert error_code(c, "fdb.list", port="s9") == "not_found"
 
-        assert c.fdb_del("02:aa:bb:cc:dd:02", vlan=7) == {"mac": "02:aa:bb:cc:dd:02", "vlan": 7}
+        assert c.fdb_del("02:aa:bb:cc:dd:02", vlan=7) == {"mac": "02:aa:bb:cc:dd:02", "vlan": 7,
+                                                          "removed": 1}
         assert error_code(c, "fdb.del", mac="02:aa:bb:cc:dd:02", vlan=7) == "not_found"
         assert c.fdb_flush(port="s0") == {"flushed": 1}
         assert c.fdb_flush() == {"flushed": 1}                      # statics stay
@@ -204,7 +210,7 @@ def test_methods_lists_the_method_table(served):
     fdb_add = next(m for m in listed if m["name"] == "fdb.add")
     assert [(p["name"], p["kind"], p["required"], p.get("default")) for p in fdb_add["params"]] \
         == [("mac", "station", True, None), ("port", "port", True, None),
-            ("vlan", "vlan", False, 0)]
+            ("vlan", "vlan_id", False, None)]
     assert fdb_add["help"] == "Add a static FDB entry (or make a learned one static)."
 
 
@@ -241,8 +247,8 @@ def test_events_reach_subscribers_only(served):
         fake.emit(event="port.down", port="s2")
         got = [next(events) for _ in range(3)]
         assert got == [
-            {"event": "fdb.learn", "mac": "02:00:00:00:00:02", "vlan": 0, "port": "s0"},
-            {"event": "fdb.move", "mac": "02:00:00:00:00:02", "vlan": 0, "port": "s1",
+            {"event": "fdb.learn", "mac": "02:00:00:00:00:02", "vlan": 1, "port": "s0"},
+            {"event": "fdb.move", "mac": "02:00:00:00:00:02", "vlan": 1, "port": "s1",
              "from": "s0"},
             {"event": "port.down", "port": "s2"}]
         # calls still work on a subscribed connection; events that come meanwhile wait
@@ -947,7 +953,9 @@ def test_ctl_every_command(served, capsys):
     code, out, _ = ctl(served, capsys, "status")
     assert "name: fake" in out and "mode: poll" in out
     code, out, _ = ctl(served, capsys, "port", "list")
-    assert code == 0 and out.split("\n")[0].split() == ["port", "index", "up", "state", "reason"]
+    assert code == 0 and out.split("\n")[0].split() == ["port", "index", "up", "state",
+                                                        "vlan_mode", "vlans", "native", "reason"]
+    assert out.split("\n")[1].split() == ["s0", "0", "yes", "up", "access", "1", "-"]
     assert ctl(served, capsys, "port", "add", "eth4")[1] == "port eth4 added (index 3, up)\n"
     assert ctl(served, capsys, "port", "add", "ip4")[1] == \
         "port ip4 added (index 4, up)\nwarning: ip4 has IP addresses (10.9.0.1/24)\n"
@@ -958,8 +966,14 @@ def test_ctl_every_command(served, capsys):
     code, out, _ = ctl(served, capsys, "port", "stats", "s1")
     assert code == 0 and "prog_seen" in out and "s0" not in out
     assert ctl(served, capsys, "port", "del", "eth4")[1] == "port eth4 removed\n"
+    assert ctl(served, capsys, "port", "set", "s1", "--trunk", "1,5")[1] == \
+        "port s1: trunk allowed 1,5 native 1 (flushed 0 entries)\n"
     assert ctl(served, capsys, "fdb", "add", "02:00:00:00:00:09", "s1", "--vlan", "5")[1] == \
         "02:00:00:00:00:09 vlan 5 -> s1 (static)\n"
+    code, out, _ = ctl(served, capsys, "vlan", "show")
+    assert code == 0 and out.splitlines() == ["vlan  untagged  tagged  fdb",
+                                              "   1  s0,s1,s2  -         1",
+                                              "   5  -         s1        1"]
     code, out, _ = ctl(served, capsys, "fdb", "show")
     lines = out.splitlines()
     assert lines[0].split() == ["mac", "vlan", "port", "age", "type"]
@@ -981,7 +995,7 @@ def test_ctl_every_command(served, capsys):
 def test_ctl_json(served, capsys):
     served.fake.learn("02:00:00:00:00:0a", "s2")
     code, out, _ = ctl(served, capsys, "fdb", "show", json_out=True)
-    assert code == 0 and json.loads(out) == [{"mac": "02:00:00:00:00:0a", "vlan": 0,
+    assert code == 0 and json.loads(out) == [{"mac": "02:00:00:00:00:0a", "vlan": 1,
                                              "port": "s2", "age": 3, "static": False}]
     assert json.loads(ctl(served, capsys, "port", "list", json_out=True)[1])[0]["name"] == "s0"
     assert sorted(json.loads(ctl(served, capsys, "port", "stats", json_out=True)[1])) == \
@@ -1030,7 +1044,7 @@ def test_ctl_events(served, capsys):
     t.join()
     out = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert out[0].split() == ["fdb.learn", "mac=02:00:00:00:00:0c", "vlan=0", "port=s1"]
+    assert out[0].split() == ["fdb.learn", "mac=02:00:00:00:00:0c", "vlan=1", "port=s1"]
     assert out[1].split() == ["port.down", "port=s1"]
 
 
@@ -1108,3 +1122,185 @@ def test_client_that_disconnects_mid_request(short_dir, loop_kind):
     finally:
         srv.request_stop()
         t.join(10)
+
+
+# ---------------------------------------------------------------------------- VLANs (issue 13)
+
+def test_port_set_changes_a_ports_vlans_and_flushes_what_it_no_longer_carries(served):
+    fake = served.fake
+    with Client(served.path) as c:
+        r = c.port_set("s1", "trunk", allowed=[10, "20-22"])
+        # native: 1 when allowed carries 1, else none
+        assert r == {"port": "s1", "vlan_mode": "trunk", "vlan": None,
+                     "allowed": [10, 20, 21, 22], "native": 0, "flushed": 0}
+        fake.learn("02:00:00:00:00:0a", "s1", vlan=10)
+        fake.learn("02:00:00:00:00:0b", "s1", vlan=21)
+        fake.learn("02:00:00:00:00:0c", "s1", vlan=22)
+        fake.learn("02:00:00:00:00:0d", "s0", vlan=22)            # another port's: stays
+        c.fdb_add("02:00:00:00:00:0e", "s1", vlan=20)             # static: stays
+        events = []
+        fake.add_listener(events.append)
+        r = c.port_set("s1", "trunk", allowed="10,20", native=10)
+        assert r["flushed"] == 2 and r["native"] == 10 and r["allowed"] == [10, 20]
+        fake.remove_listener(events.append)
+        assert events == [{"event": "fdb.flush", "port": "s1", "count": 2}]
+        assert sorted((e["mac"][-2:], e["vlan"]) for e in c.fdb_list(port="s1")) == \
+            [("0a", 10), ("0e", 20)]
+        assert [e["vlan"] for e in c.fdb_list(port="s0")] == [22]
+        assert c.port_set("s1", vlan=20) == {"port": "s1", "vlan_mode": "access", "vlan": 20,
+                                             "allowed": None, "native": None, "flushed": 1}
+        p = next(p for p in c.port_list() if p["name"] == "s1")
+        assert (p["vlan_mode"], p["vlan"], p["allowed"], p["native"]) == ("access", 20, None, None)
+        assert c.port_set("s2", "trunk") == {"port": "s2", "vlan_mode": "trunk", "vlan": None,
+                                             "allowed": None, "native": 1, "flushed": 0}
+
+
+@pytest.mark.parametrize("kw,says", [
+    ({}, "nothing to set"),
+    ({"vlan": 0}, "vlan must be an integer 1..4094, got 0"),
+    ({"vlan": 4095}, "vlan must be an integer 1..4094, got 4095"),
+    ({"vlan_mode": "hybrid"}, "vlan_mode must be one of access, trunk"),
+    ({"vlan": 10, "allowed": [10]}, "allowed is for trunk ports only"),
+    ({"vlan_mode": "access", "native": 1}, "native is for trunk ports only"),
+    ({"vlan_mode": "trunk", "vlan": 10}, "vlan is for access ports only"),
+    ({"vlan_mode": "trunk", "allowed": [10, 20], "native": 1},
+     "native 1 is not one of the trunk's allowed VLANs (10,20)"),
+    ({"vlan_mode": "trunk", "allowed": [0]}, "allowed must be an integer 1..4094"),
+    ({"vlan_mode": "trunk", "allowed": []}, "must name at least one VLAN"),
+    ({"vlan_mode": "trunk", "allowed": 10}, "allowed must be a list of VLANs"),
+    ({"vlan_mode": "trunk", "native": -1}, "native must be an integer 0..4094"),
+])
+def test_port_set_refuses_bad_values_and_changes_nothing(served, kw, says):
+    with Client(served.path) as c:
+        with pytest.raises(RpcError) as e:
+            c.call("port.set", port="s1", **kw)
+        assert e.value.code == "invalid_params" and says in e.value.message, e.value
+        assert served.fake.ports["s1"].vlans == ("access", 1, None, 0)
+        assert error_code(c, "port.set", port="s9", vlan=10) == "not_found"
+
+
+def test_port_add_takes_the_vlan_keys(served):
+    with Client(served.path) as c:
+        r = c.port_add("eth3", "trunk", allowed="100-102", native=101)
+        assert (r["vlan_mode"], r["allowed"], r["native"]) == ("trunk", [100, 101, 102], 101)
+        assert served.fake.ports["eth3"].vlans.carries(102)
+        assert error_code(c, "port.add", name="eth4", vlan=10, native=3) == "invalid_params"
+        assert "eth4" not in served.fake.ports
+        # attached anew with no keys: it keeps its settings
+        served.fake.ports["eth3"].state = "gone"
+        assert c.port_add("eth3")["allowed"] == [100, 101, 102]
+
+
+def test_fdb_add_is_refused_in_a_vlan_the_port_does_not_carry(served):
+    with Client(served.path) as c:
+        c.port_set("s1", vlan=10)
+        c.port_set("s2", "trunk", allowed=[20, 30], native=0)
+        with pytest.raises(RpcError) as e:
+            c.fdb_add("02:00:00:00:00:01", "s1", vlan=20)
+        assert e.value.code == "invalid_params"
+        assert e.value.message == "port s1 does not carry vlan 20 (access vlan 10)"
+        with pytest.raises(RpcError) as e:
+            c.fdb_add("02:00:00:00:00:01", "s2", vlan=10)
+        assert e.value.message == \
+            "port s2 does not carry vlan 10 (trunk allowed 20,30 native 0 (none))"
+        with pytest.raises(RpcError) as e:                       # no vlan, no native
+            c.fdb_add("02:00:00:00:00:01", "s2")
+        assert "a trunk without a native VLAN" in e.value.message
+        assert c.fdb_list() == []                                # nothing was added
+        assert c.fdb_add("02:00:00:00:00:01", "s1")["vlan"] == 10
+        assert c.fdb_add("02:00:00:00:00:01", "s2", vlan=30)["vlan"] == 30
+        assert [(e["port"], e["vlan"]) for e in c.fdb_list()] == [("s1", 10), ("s2", 30)]
+        # without a vlan, fdb.del removes the MAC from every VLAN
+        assert c.fdb_del("02:00:00:00:00:01") == {"mac": "02:00:00:00:00:01", "vlan": None,
+                                                  "removed": 2}
+        assert error_code(c, "fdb.del", mac="02:00:00:00:00:01") == "not_found"
+
+
+def test_fdb_flush_by_vlan_and_port(served):
+    fake = served.fake
+    with Client(served.path) as c:
+        for port in ("s0", "s1"):
+            c.port_set(port, "trunk", allowed=[10, 20])
+        for i, (port, vlan) in enumerate([("s0", 10), ("s0", 20), ("s1", 10), ("s1", 20)]):
+            fake.learn(f"02:00:00:00:00:0{i}", port, vlan=vlan)
+        c.fdb_add("02:00:00:00:00:09", "s0", vlan=10)             # static: stays
+        events = []
+        fake.add_listener(events.append)
+        assert c.fdb_flush(port="s1", vlan=10) == {"flushed": 1}
+        fake.remove_listener(events.append)
+        assert events == [{"event": "fdb.flush", "port": "s1", "count": 1, "vlan": 10}]
+        assert sorted((e["port"], e["vlan"]) for e in c.fdb_list()) == \
+            [("s0", 10), ("s0", 10), ("s0", 20), ("s1", 20)]
+        assert c.fdb_flush(vlan=10) == {"flushed": 1}
+        assert sorted((e["port"], e["vlan"], e["static"]) for e in c.fdb_list()) == \
+            [("s0", 10, True), ("s0", 20, False), ("s1", 20, False)]
+        assert error_code(c, "fdb.flush", vlan=4096) == "invalid_params"
+
+
+def test_vlan_list(served):
+    fake = served.fake
+    with Client(served.path) as c:
+        c.port_set("s0", vlan=10)
+        c.port_set("s1", "trunk", allowed="10,20", native=20)
+        c.port_set("s2", "trunk")                                 # every VLAN, native 1
+        fake.learn("02:00:00:00:00:01", "s0")                     # vlan 10
+        fake.learn("02:00:00:00:00:02", "s1")                     # its native: 20
+        fake.learn("02:00:00:00:00:03", "s2", vlan=300)
+        assert c.vlan_list() == [
+            {"vlan": 1, "untagged": ["s2"], "tagged": [], "fdb": 0},
+            {"vlan": 10, "untagged": ["s0"], "tagged": ["s1", "s2"], "fdb": 1},
+            {"vlan": 20, "untagged": ["s1"], "tagged": ["s2"], "fdb": 1},
+            {"vlan": 300, "untagged": [], "tagged": ["s2"], "fdb": 1}]
+        # one VLAN, in use or not
+        assert c.vlan_list(vlan=999) == [{"vlan": 999, "untagged": [], "tagged": ["s2"],
+                                          "fdb": 0}]
+        assert c.vlan_list(vlan=20)[0]["fdb"] == 1
+
+
+def test_ctl_port_set_vlan_show_and_fdb_flush_vlan(served, capsys):
+    fake = served.fake
+    code, out, _ = ctl(served, capsys, "port", "set", "s0", "--access", "10")
+    assert (code, out) == (0, "port s0: access vlan 10 (flushed 0 entries)\n")
+    assert fake.ports["s0"].vlans == ("access", 10, None, 0)
+    code, out, _ = ctl(served, capsys, "port", "set", "s1", "--trunk", "10,20-22,30",
+                       "--native", "0")
+    assert out == "port s1: trunk allowed 10,20-22,30 native 0 (none) (flushed 0 entries)\n"
+    assert fake.ports["s1"].vlans == ("trunk", 0, (10, 20, 21, 22, 30), 0)
+    code, out, _ = ctl(served, capsys, "port", "set", "s2", "--trunk", "all", "--json")
+    assert json.loads(out) == {"port": "s2", "vlan_mode": "trunk", "vlan": None,
+                               "allowed": None, "native": 1, "flushed": 0}
+    code, out, _ = ctl(served, capsys, "port", "list")
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert rows == [["s0", "0", "yes", "up", "access", "10", "-"],
+                    ["s1", "1", "yes", "up", "trunk", "10,20-22,30", "none"],
+                    ["s2", "2", "yes", "up", "trunk", "all", "1"]]
+    fake.learn("02:00:00:00:00:01", "s0")
+    fake.learn("02:00:00:00:00:02", "s1", vlan=21)
+    fake.learn("02:00:00:00:00:03", "s2", vlan=21)
+    code, out, _ = ctl(served, capsys, "vlan", "show")
+    assert code == 0 and out.splitlines() == [
+        "vlan  untagged  tagged  fdb",
+        "   1  s2        -         0",
+        "  10  s0        s1,s2     1",
+        "  20  -         s1,s2     0",
+        "  21  -         s1,s2     2",
+        "  22  -         s1,s2     0",
+        "  30  -         s1,s2     0"]
+    assert ctl(served, capsys, "vlan", "show", "21", "--json")[1].count('"vlan": 21') == 1
+    assert ctl(served, capsys, "fdb", "flush", "--vlan", "21", "--port", "s2")[1] == \
+        "flushed 1 entry\n"
+    assert ctl(served, capsys, "fdb", "flush", "--vlan", "21")[1] == "flushed 1 entry\n"
+    assert [e["vlan"] for e in fake.fdb_list()] == [10]
+    # refused by the switch (exit 1): the port does not carry the VLAN
+    code, out, err = ctl(served, capsys, "fdb", "add", "02:00:00:00:00:09", "s0", "--vlan", "20")
+    assert (code, out) == (1, "") and \
+        err == "pyxsw ctl: invalid_params: port s0 does not carry vlan 20 (access vlan 10)\n"
+    # moving s0 to VLAN 20 flushes its entry in 10
+    assert ctl(served, capsys, "port", "set", "s0", "--access", "20")[1] == \
+        "port s0: access vlan 20 (flushed 1 entry)\n"
+    code, out, _ = ctl(served, capsys, "port", "add", "eth5", "--trunk", "7", "--native", "7")
+    assert code == 0 and fake.ports["eth5"].vlans == ("trunk", 0, (7,), 7)
+    assert ctl(served, capsys, "fdb", "add", "02:00:00:00:00:09", "eth5")[1] == \
+        "02:00:00:00:00:09 vlan 7 -> eth5 (static)\n"
+    assert ctl(served, capsys, "fdb", "del", "02:00:00:00:00:09")[1] == \
+        "02:00:00:00:00:09 removed from 1 VLAN\n"

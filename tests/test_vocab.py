@@ -62,7 +62,7 @@ def test_describe_lists_parameters():
         "name": "fdb.add", "help": "Add a static FDB entry (or make a learned one static).",
         "params": [{"name": "mac", "kind": "station", "required": True},
                    {"name": "port", "kind": "port", "required": True},
-                   {"name": "vlan", "kind": "vlan", "required": False, "default": 0}]}
+                   {"name": "vlan", "kind": "vlan_id", "required": False, "default": None}]}
     assert handlers.describe(METHODS["mode.set"])["params"] == [
         {"name": "mode", "kind": "mode", "required": True,
          "choices": ["poll", "interrupt", "adaptive"]}]
@@ -119,7 +119,8 @@ def test_every_helper_calls_its_method():
             assert getattr(r, _helper_name(name))(**args) == (name, args)
     # optional arguments left out are not sent (the switch reads None as left out, too)
     assert r.fdb_list() == ("fdb.list", {})
-    assert r.fdb_add("m", "p") == ("fdb.add", {"mac": "m", "port": "p", "vlan": 0})
+    assert r.fdb_add("m", "p") == ("fdb.add", {"mac": "m", "port": "p"})
+    assert r.port_set("s1", vlan=10) == ("port.set", {"port": "s1", "vlan": 10})
 
 
 # ---------------------------------------------------------------------------- pyxsw ctl
@@ -166,7 +167,8 @@ def test_the_words_of_before_are_all_there():
     assert set(_commands(ctl.build_parser())) == {
         ("status",), ("port", "list"), ("port", "add"), ("port", "del"), ("port", "stats"),
         ("fdb", "show"), ("fdb", "add"), ("fdb", "del"), ("fdb", "flush"), ("mode",),
-        ("aging",), ("shutdown",), ("events",), ("methods",), ("workers",)}
+        ("aging",), ("shutdown",), ("events",), ("methods",), ("workers",),
+        ("port", "set"), ("vlan", "show")}
 
 
 def test_ctl_refuses_what_the_switch_refuses():

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Optional, Protocol
 
+from ..vocab import PortVlan
+
 
 class PortView(Protocol):
     """A port as the methods show it (Switch.ports' values)."""
@@ -19,6 +21,7 @@ class PortView(Protocol):
     state: str                  # "up" | "down" | "gone" | "degraded"
     reason: str                 # why it is not up, in words; "" when up
     warnings: list              # said when it was added (IP addresses on the interface...)
+    vlans: PortVlan             # its 802.1Q settings (the switch's copy of the datapath's)
 
     @property
     def up(self) -> bool: ...
@@ -30,9 +33,14 @@ class SwitchAPI(Protocol):
     def status(self) -> dict:
         """A mapping the `status` method extends with the server's own figures."""
 
-    def add_port(self, name: str) -> PortView:
+    def add_port(self, name: str, vlans: Optional[PortVlan] = None) -> PortView:
         """Make interface `name` a port, or attach a gone or degraded port anew.  OSError
-        ENODEV when there is no such interface, ValueError when it is already a port."""
+        ENODEV when there is no such interface, ValueError when it is already a port.
+        `vlans` None: access on VLAN 1 (a port attached anew keeps the settings it had)."""
+
+    def port_set(self, name: str, vlans: PortVlan) -> int:
+        """Change a port's VLAN settings; returns how many of its learned FDB entries were
+        flushed, those in VLANs it no longer carries.  KeyError when it is not a port."""
 
     def del_port(self, name: str) -> None:
         """KeyError when it is not a port."""
@@ -43,14 +51,16 @@ class SwitchAPI(Protocol):
     def fdb_list(self, port: Optional[str] = None, vlan: Optional[int] = None) -> list:
         """[{"mac", "vlan", "port", "age", "static"}], sorted by port, VLAN, MAC."""
 
-    def fdb_add(self, mac: str, port: str, vlan: int = 0) -> bool:
-        """True when the entry is new (else an entry became static or moved)."""
+    def fdb_add(self, mac: str, port: str, vlan: Optional[int] = None) -> bool:
+        """True when the entry is new (else an entry became static or moved).  vlan None:
+        the port's untagged VLAN (access VLAN, trunk's native).  ValueError when the port
+        does not carry that VLAN (or is a trunk without native and vlan is None)."""
 
-    def fdb_del(self, mac: str, vlan: int = 0) -> bool:
-        """False when there was no such entry."""
+    def fdb_del(self, mac: str, vlan: Optional[int] = None) -> int:
+        """The entries removed: 0 or 1, or with vlan None, the MAC's in every VLAN."""
 
-    def fdb_flush(self, port: Optional[str] = None) -> int:
-        """Learned entries removed."""
+    def fdb_flush(self, port: Optional[str] = None, vlan: Optional[int] = None) -> int:
+        """Learned entries removed: all, one port's and/or one VLAN's."""
 
     def set_mode(self, mode: str) -> None: ...
 

@@ -2,8 +2,9 @@
 
     pyxsw ctl [-s SOCKET] [--json] [--timeout SECONDS] COMMAND
       status | port list | port add IFNAME | port del IFNAME | port stats [IFNAME] [--wide]
+      port set IFNAME --access N | --trunk LIST [--native N]     (port add takes them too)
       fdb show [--port IFNAME] [--vlan N] | fdb add MAC IFNAME [--vlan N]
-      fdb del MAC [--vlan N] | fdb flush [--port IFNAME]
+      fdb del MAC [--vlan N] | fdb flush [--port IFNAME] [--vlan N] | vlan show [N]
       mode poll|interrupt|adaptive | aging SECONDS | shutdown | events
       methods | workers [--interval SECONDS]
 
@@ -35,7 +36,7 @@ from ..counters import PORT_SUMMARY
 from . import DEFAULT_SOCKET, RUNTIME_DIR, RpcError, busy_share
 from .handlers import METHODS
 from ..render import cell as _cell, is_number as _is_number, table
-from ..vocab import Invalid
+from ..vocab import VLAN_ID, VLAN_LIST, Invalid, PortVlan, port_vlan, vlan_text
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 USAGE, UNREACHABLE = "usage", "unreachable"     # error codes of our own, beside the switch's
@@ -82,9 +83,31 @@ def duration(seconds):
 
 
 def show_ports(r, args):
-    return table(["port", "index", "up", "state", "reason"],
-                 [[p["name"], p["index"], p["up"], p.get("state"), p.get("reason") or ""]
-                  for p in r])
+    return table(["port", "index", "up", "state", "vlan_mode", "vlans", "native", "reason"],
+                 [[p["name"], p["index"], p["up"], p.get("state"), *_vlan_cells(p),
+                   p.get("reason") or ""] for p in r])
+
+
+def _vlan_cells(p):
+    """A port's vlan_mode, the VLANs it carries ("10", "10-12,20", "all") and its native
+    VLAN (a trunk's: "none" for 0), as port list shows them."""
+    mode = p.get("vlan_mode")
+    if mode == "trunk":
+        native = p.get("native")
+        return [mode, vlan_text(p.get("allowed")), native or "none"]
+    return [mode, p.get("vlan"), None]
+
+
+def show_vlans(r, args):
+    return table(["vlan", "untagged", "tagged", "fdb"],
+                 [[v["vlan"], ",".join(v["untagged"]) or None, ",".join(v["tagged"]) or None,
+                   v["fdb"]] for v in sorted(r, key=lambda v: int(v["vlan"]))])
+
+
+def _port_vlans(r):
+    return PortVlan(r["vlan_mode"], r["vlan"] or 0,
+                    None if r.get("allowed") is None else tuple(r["allowed"]),
+                    r.get("native") or 0).describe()
 
 
 def show_stats(r, args):
@@ -194,13 +217,21 @@ SHOW_DONE = {
                              f"{r.get('state') or ('up' if r['up'] else 'down')})"
                              + "".join(f"\nwarning: {w}" for w in r.get("warnings", ())),
     "port.del": lambda r, a: f"port {r['name']} removed",
+    "port.set": lambda r, a: f"port {r['port']}: {_port_vlans(r)} (flushed {_entries(r['flushed'])})",
     "fdb.add": lambda r, a: f"{r['mac']} vlan {r['vlan']} -> {r['port']} (static)",
-    "fdb.del": lambda r, a: f"{r['mac']} vlan {r['vlan']} removed",
-    "fdb.flush": lambda r, a: f"flushed {r['flushed']} entr{'y' if r['flushed'] == 1 else 'ies'}",
+    "fdb.del": lambda r, a: (f"{r['mac']} removed from {_entries(r.get('removed', 1), 'VLAN')}"
+                             if r["vlan"] is None else f"{r['mac']} vlan {r['vlan']} removed"),
+    "fdb.flush": lambda r, a: f"flushed {_entries(r['flushed'])}",
     "mode.set": lambda r, a: f"mode {r['mode']}",
     "aging.set": lambda r, a: f"aging {r['aging']} s" if r["aging"] else "aging off",
     "shutdown": lambda r, a: "switch shutting down",
 }
+
+
+def _entries(n, what="entry"):
+    if what == "entry":
+        return f"{n} entr{'y' if n == 1 else 'ies'}"
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def show_event(ev):
@@ -291,6 +322,46 @@ def _sample(client, args, params):
             for w in client.call("worker.stats")]
 
 
+def _vlan_shorthands(c):
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--access", type=_checked(VLAN_ID), metavar="N", default=argparse.SUPPRESS,
+                   help="an access port on VLAN N (--vlan_mode access --vlan N)")
+    g.add_argument("--trunk", type=_checked(VLAN_LIST), metavar="LIST",
+                   default=argparse.SUPPRESS,
+                   help="a trunk carrying LIST tagged: 10,20,30-40 or all (--vlan_mode trunk "
+                        "--allowed LIST); --native N: its untagged VLAN (0: none)")
+
+
+def _vlan_params(args):
+    """port set's and port add's arguments: --access N and --trunk LIST are --vlan_mode
+    with --vlan or --allowed; the keys together must be what the switch takes
+    (vocab.port_vlan), else a usage error."""
+    params = _params(args)
+    words = " ".join(args.command.words)
+    if hasattr(args, "access"):
+        short, option = {"vlan_mode": "access", "vlan": args.access}, "--access"
+    elif hasattr(args, "trunk"):
+        short, option = {"vlan_mode": "trunk", "allowed": args.trunk}, "--trunk"
+    else:
+        short, option = {}, None
+    for k, v in short.items():
+        if k in params and params[k] != v:
+            raise UsageError(f"{words}: --{k} {params[k]} contradicts {option}")
+        if v is not None:
+            params[k] = v
+    keys = {k: params.get(k) for k in PortVlan._fields}
+    if all(v is None for v in keys.values()) and not short:
+        if args.method == "port.set":
+            raise UsageError(f"{words}: nothing to set: --access N, or --trunk LIST "
+                             f"[--native N]")
+        return params
+    try:
+        port_vlan(**keys)
+    except Invalid as e:
+        raise UsageError(f"{words}: {e}") from None
+    return params
+
+
 def _wide(c):
     c.add_argument("--wide", action="store_true",
                    help="one port's counters as a table row (wider than 80 columns)")
@@ -306,8 +377,9 @@ class Command:
     """A command: its words, the RPC method it calls, which of the method's parameters are
     given as words (the others are --options), how its result is shown (None: a line of
     SHOW_DONE), its help when the method's own does not say what the command does, options
-    of ctl's own (how to show or fetch, never what to ask), and how to fetch the result
-    when it takes more than one call."""
+    of ctl's own (how to show or fetch, or shorthands for the method's own), how to make
+    the method's arguments of the words when shorthands are involved (UsageError when they
+    do not fit), and how to fetch the result when it takes more than one call."""
     words: tuple
     method: str
     positional: tuple = ()
@@ -315,6 +387,7 @@ class Command:
     help: Optional[str] = None
     options: Optional[Callable] = None
     fetch: Optional[Callable] = None
+    params: Optional[Callable] = None
 
 
 # Every argument's name, check, metavar, choices, default and whether it is required come
@@ -323,9 +396,12 @@ class Command:
 COMMANDS = (
     Command(("status",), "status", show=show_status),
     Command(("port", "list"), "port.list", show=show_ports),
-    Command(("port", "add"), "port.add", ("name",)),
+    Command(("port", "add"), "port.add", ("name",), options=_vlan_shorthands,
+            params=_vlan_params),
     Command(("port", "del"), "port.del", ("name",)),
     Command(("port", "stats"), "port.stats", ("name",), show=show_stats, options=_wide),
+    Command(("port", "set"), "port.set", ("port",), options=_vlan_shorthands,
+            params=_vlan_params),
     Command(("fdb", "show"), "fdb.list", show=show_fdb),
     Command(("fdb", "add"), "fdb.add", ("mac", "port")),
     Command(("fdb", "del"), "fdb.del", ("mac",)),
@@ -337,8 +413,10 @@ COMMANDS = (
             help="print FDB and port events as they happen (Ctrl-C ends)"),
     Command(("methods",), "methods", show=show_methods),
     Command(("workers",), "worker.stats", show=show_workers, options=_interval, fetch=_sample),
+    Command(("vlan", "show"), "vlan.list", ("vlan",), show=show_vlans),
 )
-GROUPS = {"port": "list, add, remove ports; their counters", "fdb": "the MAC table"}
+GROUPS = {"port": "list, add, remove ports; their counters and VLANs", "fdb": "the MAC table",
+          "vlan": "the VLANs in use"}
 NOT_COMMANDS = {}                               # method -> why ctl has no command for it
 
 
@@ -414,6 +492,7 @@ def ctl_main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         path = socket_path(args)
+        params = (args.command.params or _params)(args)
     except UsageError as e:
         return _error(USAGE, str(e), EXIT_USAGE, as_json)
     except SystemExit as e:                     # --help
@@ -425,7 +504,7 @@ def ctl_main(argv=None) -> int:
         with Client(path, timeout=timeout) as c:
             if args.method == "events.subscribe":
                 return _follow(c, as_json)
-            result = (args.command.fetch or _call)(c, args, _params(args))
+            result = (args.command.fetch or _call)(c, args, params)
     except RpcError as e:
         return _error(e.code, e.message, EXIT_REFUSED, as_json)
     except FileNotFoundError:

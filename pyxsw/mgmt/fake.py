@@ -19,11 +19,13 @@ import time
 
 from .. import __version__
 from ..counters import PORT_SUMMARY as COUNTERS     # the port counters it makes up
+from ..vocab import DEFAULT_PORT_VLAN
 
 
 class FakePort:
-    def __init__(self, name, index):
+    def __init__(self, name, index, vlans=DEFAULT_PORT_VLAN):
         self.name, self.index, self.state, self.reason = name, index, "up", ""
+        self.vlans = vlans
         # like a real port whose interface carries addresses: the reply must say so
         self.warnings = [f"{name} has IP addresses (10.9.0.1/24)"] if name.startswith("ip") else []
 
@@ -69,7 +71,11 @@ class FakeSwitch:
         for fn in list(self.listeners):
             fn(event)
 
-    def learn(self, mac, port, vlan=0):
+    def learn(self, mac, port, vlan=None):
+        """As a worker learns a frame of `port`: vlan None is an untagged frame's, the
+        port's access or native VLAN."""
+        if vlan is None:
+            vlan = self.ports[port].vlans.untagged()
         with self.lock:
             old = self.fdb.get((vlan, mac))
             self.fdb[(vlan, mac)] = [port, False]
@@ -89,15 +95,18 @@ class FakeSwitch:
                           for p in self.ports.values()],
                 "fdb": {"entries": len(self.fdb), "aging": self.aging}}
 
-    def add_port(self, name):
+    def add_port(self, name, vlans=None):
         if name.startswith("nosuch"):
             raise OSError(errno.ENODEV, f"{name}: no such interface")
         time.sleep(self.delay)
         with self.lock:
             if name in self.ports and self.ports[name].state == "up":
                 raise ValueError(f"{name}: already a switch port")
-            used = {p.index for p in self.ports.values()}
-            port = FakePort(name, min(set(range(len(used) + 1)) - used))
+            old = self.ports.get(name)
+            if vlans is None:
+                vlans = old.vlans if old is not None else DEFAULT_PORT_VLAN
+            used = {p.index for p in self.ports.values() if p is not old}
+            port = FakePort(name, min(set(range(len(used) + 1)) - used), vlans)
             self.ports[name] = port
         self.emit(event="port.add", port=name)
         return port
@@ -111,6 +120,19 @@ class FakeSwitch:
             for k in [k for k, v in self.fdb.items() if v[0] == name]:
                 del self.fdb[k]
         self.emit(event="port.del", port=name)
+
+    def port_set(self, name, vlans):
+        with self.lock:
+            if name not in self.ports:
+                raise KeyError(f"{name}: not a switch port")
+            self.ports[name].vlans = vlans
+            # what Datapath.fdb_flush_not_carried does: the port's learned entries only
+            gone = [k for k, (p, static) in self.fdb.items()
+                    if p == name and not static and not vlans.carries(k[0])]
+            for k in gone:
+                del self.fdb[k]
+        self.emit(event="fdb.flush", port=name, count=len(gone))
+        return len(gone)
 
     def port_stats(self, name=None):
         names = [name] if name is not None else list(self.ports)
@@ -128,25 +150,31 @@ class FakeSwitch:
                if (port is None or p == port) and (vlan is None or v == vlan)]
         return sorted(out, key=lambda e: (e["port"], e["vlan"], e["mac"]))
 
-    def fdb_add(self, mac, port, vlan=0):
+    def fdb_add(self, mac, port, vlan=None):
         if port not in self.ports:
             raise KeyError(f"{port}: not a switch port")
+        vlan = self.ports[port].vlans.static_vlan(port, vlan)
         with self.lock:
             new = (vlan, mac) not in self.fdb
             self.fdb[(vlan, mac)] = [port, True]
         return new
 
-    def fdb_del(self, mac, vlan=0):
+    def fdb_del(self, mac, vlan=None):
         with self.lock:
-            return self.fdb.pop((vlan, mac), None) is not None
+            keys = [k for k in self.fdb if k[1] == mac and (vlan is None or k[0] == vlan)]
+            for k in keys:
+                del self.fdb[k]
+        return len(keys)
 
-    def fdb_flush(self, port=None):
+    def fdb_flush(self, port=None, vlan=None):
         with self.lock:
             gone = [k for k, (p, static) in self.fdb.items()
-                    if not static and (port is None or p == port)]
+                    if not static and (port is None or p == port)
+                    and (vlan is None or k[0] == vlan)]
             for k in gone:
                 del self.fdb[k]
-        self.emit(event="fdb.flush", port=port, count=len(gone))
+        self.emit(event="fdb.flush", port=port, count=len(gone),
+                  **({} if vlan is None else {"vlan": vlan}))
         return len(gone)
 
     def set_mode(self, mode):

@@ -20,7 +20,8 @@ import inspect
 import logging
 
 from . import EXISTS, FAILED, INVALID_PARAMS, NOT_FOUND, RpcError, busy_share
-from ..vocab import AGING, IFNAME, MAC, MODE, PORT, STATION, VLAN, Invalid, Kind, show
+from ..vocab import (AGING, IFNAME, MAC, MODE, NATIVE, PORT, STATION, VLAN, VLAN_ID, VLAN_LIST,
+                     VLAN_MODE, Invalid, Kind, port_vlan, show)
 
 log = logging.getLogger("pyxsw.mgmt")
 
@@ -139,7 +140,16 @@ def _port(conn, name):
 
 def _port_info(port):
     return {"name": port.name, "index": port.index, "up": bool(port.up), "state": port.state,
-            "reason": port.reason}
+            "reason": port.reason, **port.vlans.view()}
+
+
+def _vlans(**keys):
+    """A port's VLAN settings from port.set's or port.add's keys, checked together (the
+    rules of a [[port]] section: vocab.port_vlan)."""
+    try:
+        return port_vlan(**keys)
+    except Invalid as e:
+        raise RpcError(INVALID_PARAMS, str(e)) from None
 
 
 # ---------------------------------------------------------------------------- methods
@@ -166,12 +176,19 @@ def port_list(conn):
 
 
 @method("port.add", blocking=True)
-def port_add(conn, name: IFNAME):
-    """Make an interface a port (or attach a gone or degraded one anew)."""
+def port_add(conn, name: IFNAME, vlan_mode: VLAN_MODE = None, vlan: VLAN_ID = None,
+             allowed: VLAN_LIST = None, native: NATIVE = None):
+    """Make an interface a port (or attach a gone or degraded one anew).
+
+    The VLAN keys are those of a [[port]] section; none given: access on VLAN 1, or for a
+    port attached anew, the settings it had.
+    """
+    keys = {"vlan_mode": vlan_mode, "vlan": vlan, "allowed": allowed, "native": native}
+    vlans = None if all(v is None for v in keys.values()) else _vlans(**keys)
     port = conn.switch.ports.get(name)
     if port is not None and port.state not in ("gone", "degraded"):     # those: attach anew
         raise RpcError(EXISTS, f"{name}: already a switch port")
-    port = conn.switch.add_port(name)
+    port = conn.switch.add_port(name, vlans)
     return dict(_port_info(port), warnings=list(port.warnings))
 
 
@@ -199,26 +216,36 @@ def fdb_list(conn, port: PORT = None, vlan: VLAN = None):
 
 
 @method("fdb.add")
-def fdb_add(conn, mac: STATION, port: PORT, vlan: VLAN = 0):
-    """Add a static FDB entry (or make a learned one static)."""
-    new = conn.switch.fdb_add(mac, _port(conn, port), vlan=vlan)
+def fdb_add(conn, mac: STATION, port: PORT, vlan: VLAN_ID = None):
+    """Add a static FDB entry (or make a learned one static).
+
+    vlan left out: the port's untagged VLAN (an access port's, a trunk's native); refused
+    when the port does not carry it.
+    """
+    try:
+        vlan = conn.switch.ports[_port(conn, port)].vlans.static_vlan(port, vlan)
+    except Invalid as e:
+        raise RpcError(INVALID_PARAMS, str(e)) from None
+    new = conn.switch.fdb_add(mac, port, vlan=vlan)
     return {"mac": mac, "vlan": vlan, "port": port, "static": True, "new": bool(new)}
 
 
-@method("fdb.del")
-def fdb_del(conn, mac: MAC, vlan: VLAN = 0):
-    """Remove an FDB entry, static or learned."""
-    if not conn.switch.fdb_del(mac, vlan=vlan):
-        raise RpcError(NOT_FOUND, f"no FDB entry for {mac} on vlan {vlan}")
-    return {"mac": mac, "vlan": vlan}
+@method("fdb.del", blocking=True)      # without a vlan: a look through the whole table
+def fdb_del(conn, mac: MAC, vlan: VLAN = None):
+    """Remove an FDB entry, static or learned (vlan left out: in every VLAN)."""
+    n = conn.switch.fdb_del(mac, vlan=vlan)
+    if not n:
+        raise RpcError(NOT_FOUND, f"no FDB entry for {mac}"
+                       + ("" if vlan is None else f" on vlan {vlan}"))
+    return {"mac": mac, "vlan": vlan, "removed": int(n)}
 
 
 @method("fdb.flush")
-def fdb_flush(conn, port: PORT = None):
-    """Remove learned FDB entries, all or one port's (static ones stay)."""
+def fdb_flush(conn, port: PORT = None, vlan: VLAN = None):
+    """Remove learned FDB entries: all, a port's and/or a VLAN's (not static)."""
     if port is not None:
         _port(conn, port)
-    return {"flushed": conn.switch.fdb_flush(port=port)}
+    return {"flushed": conn.switch.fdb_flush(port=port, vlan=vlan)}
 
 
 @method("mode.set")
@@ -266,3 +293,45 @@ def worker_stats(conn):
     # Since the start, so that the switch keeps no state per caller: a share over a span is
     # busy_share(later, since=earlier) of two replies (`pyxsw ctl workers --interval`).
     return [dict(w, busy=busy_share(w)) for w in conn.switch.worker_stats()]
+
+
+@method("port.set", blocking=True)     # waits for the workers before it flushes
+def port_set(conn, port: PORT, vlan_mode: VLAN_MODE = None, vlan: VLAN_ID = None,
+             allowed: VLAN_LIST = None, native: NATIVE = None):
+    """Set a port's VLANs; flushes its entries in VLANs it no longer carries.
+
+    The keys are those of a [[port]] section, with its defaults for the keys left out (no
+    vlan_mode: access); the reply has the port's settings and how many entries went.
+    """
+    keys = {"vlan_mode": vlan_mode, "vlan": vlan, "allowed": allowed, "native": native}
+    if all(v is None for v in keys.values()):
+        raise RpcError(INVALID_PARAMS, "nothing to set: give vlan_mode, vlan, allowed or native")
+    vlans = _vlans(**keys)
+    flushed = conn.switch.port_set(_port(conn, port), vlans)
+    return {"port": port, **vlans.view(), "flushed": int(flushed)}
+
+
+@method("vlan.list", blocking=True)    # counts the FDB's entries
+def vlan_list(conn, vlan: VLAN = None):
+    """The VLANs in use, their member ports (untagged, tagged) and FDB sizes.
+
+    Listed: every port's access VLAN, a trunk's allowed and native VLANs when it names
+    them, and every VLAN with FDB entries; a trunk that carries every VLAN is a member of
+    each one listed.  With vlan: that one, whatever its use.
+    """
+    ports = sorted(conn.switch.ports.values(), key=lambda p: p.index)
+    sizes = collections.Counter(e["vlan"] for e in conn.switch.fdb_list(vlan=vlan))
+    if vlan is not None:
+        vlans = {vlan}
+    else:
+        vlans = set(sizes)
+        for p in ports:
+            vlans.update(v for v in (p.vlans.vlan, p.vlans.native, *(p.vlans.allowed or ())) if v)
+    out = []
+    for v in sorted(vlans):
+        members = [p for p in ports if p.vlans.carries(v)]
+        out.append({"vlan": v,
+                    "untagged": [p.name for p in members if not p.vlans.tagged(v)],
+                    "tagged": [p.name for p in members if p.vlans.tagged(v)],
+                    "fdb": sizes.get(v, 0)})
+    return out
