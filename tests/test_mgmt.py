@@ -100,6 +100,8 @@ def test_every_method_and_ctl_command(lab_factory, short_dir, loop_kind, capsys)
         assert ping(lab, 0, 2) and ping(lab, 2, 1)
 
         static = "02:00:00:00:00:09"
+        # a static entry goes into a VLAN its port carries: s1 made a trunk that carries 3
+        ctl(capsys, path, "port", "set", s1, "--trunk", "1,3", "--native", "1")
         ctl(capsys, path, "fdb", "add", static, s1, "--vlan", "3")
         assert {"mac": static, "vlan": 3, "port": s1, "static": True} in [
             {k: e[k] for k in ("mac", "vlan", "port", "static")} for e in sw.fdb_list()]

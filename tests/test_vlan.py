@@ -5,17 +5,22 @@ import time
 
 import pytest
 
+from pyxsw.vocab import PortVlan
 from helpers import (BCAST, capture, eth_frame, mac_bytes, make_config, ping, running, send)
 
 pytestmark = pytest.mark.system
 ET = 0x88B5
 
 
-def set_vlan(sw, port, mode, vlan=1, allowed=None, native=0):
-    """A port's membership, set on the running datapath (the [[port]] keys and port.set
-    come with the management half)."""
-    with sw._lock:
-        sw.dp.port_set_vlan(sw.ports[port].index, mode, vlan, allowed, native)
+def set_vlan(sw, port, mode, vlan=0, allowed=None, native=0):
+    """A running port's membership, as `port.set` changes it; how many entries went."""
+    return sw.port_set(port, PortVlan(mode, vlan, tuple(allowed) if allowed else None, native))
+
+
+def conf(lab, tmp_path, **by_port):
+    """A switch on the lab's ports with [[port]] VLAN keys: by_port = {i: {key: value}}."""
+    return make_config(lab.ports, tmp_path,
+                       port_extra={lab.ports[int(i)]: keys for i, keys in by_port.items()})
 
 
 def tagged(dst, src, vid, pcp=0, dei=0, payload=b"vlan test"):
@@ -39,10 +44,8 @@ def settle(sw):
 def test_access_vlans_isolate(lab_factory, tmp_path):
     lab = lab_factory(hosts=4)
     h = lab.hosts
-    with running(make_config(lab.ports, tmp_path)) as sw:
-        for i, v in enumerate((10, 10, 20, 20)):
-            set_vlan(sw, lab.ports[i], "access", v)
-        settle(sw)
+    with running(conf(lab, tmp_path, **{str(i): {"vlan": v}
+                                        for i, v in enumerate((10, 10, 20, 20))})) as sw:
         assert ping(lab, 0, 1) and ping(lab, 2, 3)
         assert not ping(lab, 0, 2, count=2) and not ping(lab, 1, 3, count=2)
         # broadcast, multicast and unknown unicast of VLAN 10 never reach VLAN 20's ports
@@ -59,12 +62,9 @@ def test_access_vlans_isolate(lab_factory, tmp_path):
 def test_trunk_to_access_and_back(lab_factory, tmp_path):
     lab = lab_factory(hosts=4)
     h = lab.hosts
-    with running(make_config(lab.ports, tmp_path)) as sw:
-        set_vlan(sw, lab.ports[0], "trunk", allowed=[10, 20])
-        set_vlan(sw, lab.ports[1], "access", 10)
-        set_vlan(sw, lab.ports[2], "access", 20)
-        set_vlan(sw, lab.ports[3], "trunk", allowed=[20])
-        settle(sw)
+    trunk = {"vlan_mode": "trunk", "native": 0}
+    with running(conf(lab, tmp_path, **{"0": dict(trunk, allowed=[10, 20]), "1": {"vlan": 10},
+                                        "2": {"vlan": 20}, "3": dict(trunk, allowed=[20])})) as sw:
         # tagged VID 10 in on the trunk: out untagged on VLAN 10's access port only
         f10 = tagged(BCAST, h[0].mac, 10, pcp=3)
         with capture(lab, 1, 2) as at1, capture(lab, 2, 2) as at2, capture(lab, 3, 2) as at3:
@@ -127,10 +127,8 @@ def test_membership_changes_flush_and_leave_no_frame_behind(lab_factory, tmp_pat
             set_vlan(sw, lab.ports[i], "access", 10)
         settle(sw)
         assert ping(lab, 0, 1) and ping(lab, 1, 2)
-        set_vlan(sw, lab.ports[2], "access", 20)
-        with sw._lock:
-            gone = sw.dp.fdb_flush_not_carried(sw.ports[lab.ports[2]].index)
-        assert gone >= 1
+        assert set_vlan(sw, lab.ports[2], "access", 20) >= 1      # h2's entry in VLAN 10
+        assert not [e for e in sw.fdb_list() if e["port"] == lab.ports[2] and e["vlan"] == 10]
         settle(sw)
         assert not ping(lab, 1, 2, count=2) and ping(lab, 0, 1)
         send(lab, 0, tagged(BCAST, h[0].mac, 10), 50)      # tagged on access: dropped
