@@ -40,7 +40,7 @@ def test_mac_flooding_attack(lab_factory, tmp_path):
         on_attacker = [e for e in fdb if e["port"] == lab.ports[0]]
         assert len(on_attacker) == 1000                             # the per-port limit
         assert counters["learn_limited"] > 100000                   # ... counted
-        assert {"mac": "02:00:00:00:5a:5a", "vlan": 0, "port": lab.ports[2], "age": 0,
+        assert {"mac": "02:00:00:00:5a:5a", "vlan": 1, "port": lab.ports[2], "age": 0,
                 "static": True} in fdb
         assert {e["mac"] for e in fdb} >= {lab.hosts[1].mac, lab.hosts[2].mac}
         assert all(ping(lab, a, b) for a, b in [(1, 2), (2, 1), (0, 1)])

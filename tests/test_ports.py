@@ -132,7 +132,7 @@ def test_interface_deleted_then_recreated_is_attached_again(lab_factory, tmp_pat
         assert {"event": "port.up", "port": s2} in events[events.index(
             {"event": "port.gone", "port": s2}):]
         assert xdp_prog_id(s2) == sw.dp.port_prog_id(sw.ports[s2].index)
-        assert {"mac": "02:00:00:00:77:01", "vlan": 0, "port": s2, "age": 0,
+        assert {"mac": "02:00:00:00:77:01", "vlan": 1, "port": s2, "age": 0,
                 "static": True} in sw.fdb_list()
         assert ping(lab, a, gone) and ping(lab, gone, b)
         assert sw.wait_quiet()["in_flight"] == 0
