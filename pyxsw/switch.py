@@ -11,6 +11,7 @@ stop() undoes all of it; so does leaving the `with` block, whatever the exit.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import logging
@@ -72,6 +73,54 @@ class _Promisc:
 
     def close(self):
         self.sock.close()
+
+
+SIOCETHTOOL = 0x8946
+ETHTOOL_GFLAGS, ETHTOOL_SFLAGS = 0x25, 0x26
+ETH_FLAG_RXVLAN = 1 << 8                # rx VLAN offload (rx-vlan-offload in `ethtool -k`)
+
+
+def _ethtool_flags(name, flags=None):
+    """An interface's ethtool flags (ETH_FLAG_*); with `flags`, set them first."""
+    val = (ctypes.c_uint32 * 2)(ETHTOOL_SFLAGS if flags is not None else ETHTOOL_GFLAGS,
+                                flags or 0)
+    ifr = struct.pack("16sP16x", name.encode(), ctypes.addressof(val))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, SIOCETHTOOL, ifr)
+        if flags is not None:
+            return _ethtool_flags(name)
+    return val[1]
+
+
+class _RxVlanOffload:
+    """rx VLAN offload off while the interface is a port, so that 802.1Q tags stay in the
+    frames XDP sees instead of moving into metadata it cannot read (NICs strip them before
+    XDP), and on again when the port goes.  Unlike promiscuous mode, the kernel keeps no
+    reference for it: a switch killed with SIGKILL leaves it off (`ethtool -K IF rxvlan on`).
+    `changed` says what was done, for the port's status."""
+
+    def __init__(self, name):
+        self.name, self.changed = name, []
+        try:
+            flags = _ethtool_flags(name)
+        except OSError:
+            return                          # no ethtool flags here: nothing to turn off
+        if flags & ETH_FLAG_RXVLAN:
+            try:
+                _ethtool_flags(name, flags & ~ETH_FLAG_RXVLAN)
+            except OSError as e:
+                log.warning("%s: cannot turn rx VLAN offload off (%s): tagged frames may "
+                            "reach the switch untagged", name, _reason(e))
+                return
+            self.changed = ["rx-vlan-offload off (was on)"]
+
+    def close(self):
+        if self.changed:
+            try:
+                _ethtool_flags(self.name, _ethtool_flags(self.name) | ETH_FLAG_RXVLAN)
+            except OSError as e:            # the interface may be gone already
+                log.debug("%s: rx VLAN offload not restored: %s", self.name, _reason(e))
+            self.changed = []
 
 
 # The config key of each Datapath() parameter, for errors it marks with `param`.
@@ -186,6 +235,7 @@ class Port:
         self.ifindex = ifindex
         self.promisc = promisc
         self.claim = claim
+        self.rxvlan = None              # _RxVlanOffload: interface settings changed for it
         self.flood_limit = flood_limit
         self.forward_reserved = forward_reserved
         self.vlans = vlans              # vocab.PortVlan: what the datapath was last told
@@ -201,8 +251,15 @@ class Port:
     def up(self):
         return self.state == "up"
 
+    @property
+    def changed(self):
+        """The interface settings the switch changed while it is a port, in words."""
+        return list(self.rxvlan.changed) if self.rxvlan is not None else []
+
     def close(self):
         self.promisc.close()
+        if self.rxvlan is not None:
+            self.rxvlan.close()
         if self.claim is not None:
             self.claim.close()
 
@@ -634,6 +691,9 @@ class Switch:
             raise
         if same:
             replacing.claim = None          # the same interface: the claim passes on
+            rxvlan, replacing.rxvlan = replacing.rxvlan, None   # and what it changed
+        else:
+            rxvlan = _RxVlanOffload(name)
         try:
             if same:
                 self._close_port(replacing)
@@ -653,6 +713,8 @@ class Switch:
                 raise
         except BaseException:
             promisc.close()
+            if rxvlan is not None:
+                rxvlan.close()
             claim.close()
             if same:
                 del self.ports[name]
@@ -660,6 +722,7 @@ class Switch:
             raise
         port = Port(name, index, link.ifindex, promisc, claim, flood_limit=flood_limit,
                     forward_reserved=forward_reserved, vlans=vlans)
+        port.rxvlan = rxvlan
         if not link.up:
             port.state, port.reason = "down", "no carrier or administratively down"
         self.ports[name] = port             # from here on, stop() or _drop_port() frees it

@@ -130,7 +130,7 @@ def test_status_and_port_list(served):
         assert st["name"] == "fake" and st["mode"] == "poll"
         assert c.port_list() == [{"name": n, "index": i, "up": True, "state": "up", "reason": "",
                                   "vlan_mode": "access", "vlan": 1, "allowed": None,
-                                  "native": None}
+                                  "native": None, "changed": []}
                                  for i, n in enumerate(["s0", "s1", "s2"])]
 
 
@@ -138,7 +138,8 @@ def test_port_add_and_del(served):
     with Client(served.path) as c:
         assert c.port_add("eth3") == {"name": "eth3", "index": 3, "up": True, "state": "up",
                                       "reason": "", "warnings": [], "vlan_mode": "access",
-                                      "vlan": 1, "allowed": None, "native": None}
+                                      "vlan": 1, "allowed": None, "native": None,
+                                      "changed": []}
         assert "eth3" in served.fake.ports
         assert error_code(c, "port.add", name="eth3") == "exists"
         # a port whose interface is gone, or whose XDP program was taken, can be added again

@@ -360,3 +360,32 @@ def test_a_port_whose_attach_failed_leaves_the_next_ones_working(lab_factory):
         assert xdp_prog_id(big.port) == xdp_prog_id(other.port) == 0
     finally:
         dp.close()
+
+
+def rx_vlan_offload(ifname):
+    out = subprocess.run(["ethtool", "-k", ifname], capture_output=True, text=True,
+                         check=True).stdout
+    return next(line.split(":")[1].split()[0] for line in out.splitlines()
+                if line.startswith("rx-vlan-offload:"))
+
+
+def test_rx_vlan_offload_is_off_while_a_port_and_restored_after(lab_factory, tmp_path):
+    """A NIC (and veth, whose default is on) may strip 802.1Q tags into metadata that XDP
+    does not see: the switch turns rx VLAN offload off on its ports, says so in the port's
+    status, and turns it on again when the port goes, by port del or by stop."""
+    from pyxsw.mgmt.handlers import _port_info
+    lab = lab_factory(hosts=2)
+    assert [rx_vlan_offload(p) for p in lab.ports] == ["on", "on"]
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        assert [rx_vlan_offload(p) for p in lab.ports] == ["off", "off"]
+        assert _port_info(sw.ports[lab.ports[0]])["changed"] == ["rx-vlan-offload off (was on)"]
+        sw.del_port(lab.ports[1])
+        assert rx_vlan_offload(lab.ports[1]) == "on"
+        sw.add_port(lab.ports[1])
+        assert rx_vlan_offload(lab.ports[1]) == "off"
+    assert [rx_vlan_offload(p) for p in lab.ports] == ["on", "on"]
+    # an interface whose offload was off already is left as it was, and says nothing changed
+    subprocess.run(["ethtool", "-K", lab.ports[0], "rxvlan", "off"], check=True)
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        assert _port_info(sw.ports[lab.ports[0]])["changed"] == []
+    assert rx_vlan_offload(lab.ports[0]) == "off" and rx_vlan_offload(lab.ports[1]) == "on"
