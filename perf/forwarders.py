@@ -160,6 +160,9 @@ def start_pyxsw(lab, undo, mode, fdb_macs=0, ports=2):
                    + (f"[fdb]\ncapacity = {max(65536, 2 * fdb_macs)}\n" if fdb_macs else "")
                    + f'[management]\nsocket = "{lab.tmp / "sw.sock"}"\n'
                    f'[[port]]\nname = "{lab.p0}"\n[[port]]\nname = "{lab.p1}"\n'
+                   # --vlan-trunk: p1 sends VLAN 1 tagged, a tag pushed on every frame
+                   + ('vlan_mode = "trunk"\nallowed = [1]\nnative = 0\n'
+                      if lab.args.vlan_trunk else "")
                    + "".join(f'[[port]]\nname = "{p}"\n' for p in idle))
     # No taskset: the switch pins its workers to `cores` and moves its main (management)
     # thread off them by itself.  `taskset -c <fwd core>` would force the management thread

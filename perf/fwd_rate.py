@@ -145,7 +145,8 @@ def save(results, args):
                       "queues": args.queues, "runs": args.runs, "gen_cores": args.gen_cores,
                       "fwd_cores": args.fwd_cores, "pin_kernel": args.pin_kernel,
                       "storm": args.storm, "idle": args.idle, "latency": args.latency,
-                      "fdb_sizes": args.fdb_sizes, "ports": args.ports},
+                      "fdb_sizes": args.fdb_sizes, "ports": args.ports,
+                      "vlan_trunk": args.vlan_trunk},
            "results": results}
     text = json.dumps(doc, indent=2) + "\n"
     if args.save_as:                # perf/bench.py names its parts
@@ -258,6 +259,9 @@ def parse_args():
     p.add_argument("--ports", type=ints, default=[], metavar="N,..",
                    help="pyxsw (each of --modes): rate with N switch ports, the two busy ones "
                         "and N-2 idle veths (e.g. 2,16,64; 65536 frames for every run)")
+    p.add_argument("--vlan-trunk", action="store_true",
+                   help="pyxsw: the sink's port is an 802.1Q trunk carrying VLAN 1 tagged, so "
+                        "every frame gets a tag pushed (the generator's port stays access 1)")
     p.add_argument("--prefix", help=argparse.SUPPRESS)     # default pb<4 random hex>
     p.add_argument("--no-save", action="store_true", help="do not write perf/results/")
     p.add_argument("--save-as", metavar="FILE", help="write the JSON here instead")
