@@ -110,6 +110,29 @@ cdef void sw_free(Sw *sw) noexcept:
     free(sw)
 
 
+cdef tuple _vlan_membership(str mode, int vlan, allowed, int native, uint64_t *bits):
+    """A port's 802.1Q settings checked and made C data: (VLAN_ACCESS/VLAN_TRUNK, the
+    untagged VLAN), and `bits` (VLAN_WORDS words) the VLANs it carries.  ValueError."""
+    cdef int v
+    if mode not in VLAN_MODES:
+        raise ValueError(f"vlan_mode must be one of {', '.join(VLAN_MODES)}")
+    memset(bits, 0, VLAN_WORDS * sizeof(uint64_t))
+    if mode == "access":
+        if not 1 <= vlan <= 4094:
+            raise ValueError(f"an access port's vlan must be 1..4094, got {vlan}")
+        if allowed is not None or native:
+            raise ValueError("allowed and native are a trunk's")
+        bits[vlan >> 6] = (<uint64_t>1) << (vlan & 63)
+        return VLAN_ACCESS, vlan
+    for v in (range(1, 4095) if allowed is None else allowed):
+        if not 1 <= v <= 4094:
+            raise ValueError(f"allowed VLANs must be 1..4094, got {v}")
+        bits[v >> 6] |= (<uint64_t>1) << (v & 63)
+    if native and not (0 < native <= 4094 and port_carries(bits, native)):
+        raise ValueError(f"native VLAN {native} is not one the trunk allows")
+    return VLAN_TRUNK, native
+
+
 cdef class Datapath:
     cdef Sw *sw
     cdef bint has_umem
@@ -306,7 +329,8 @@ cdef class Datapath:
         return pt - self.sw.ports
 
     def port_add(self, str name, int expect_ifindex=0, *, bint up=True, uint32_t flood_limit=0,
-                 bint forward_reserved=False):
+                 bint forward_reserved=False, str vlan_mode="access", int vlan=1, allowed=None,
+                 int native=0):
         """Make an interface a switch port; returns (index, note).  The caller has made sure
         no other live switch uses the interface: a pyxsw program found on it is replaced.
         With `expect_ifindex`, the name must still be that interface (not one made again
@@ -316,8 +340,11 @@ cdef class Datapath:
         cdef Port *pt
         cdef int p, n, ifindex
         cdef bytes bname = name.encode()
+        cdef uint64_t bits[VLAN_WORDS]
         if not self.has_umem:
             raise RuntimeError("this Datapath has no UMEM: use add_virtual_port()")
+        # its VLANs are in place before it is active: no frame of it is ever in another
+        m, untagged = _vlan_membership(vlan_mode, vlan, allowed, native, bits)
         if not 0 < len(bname) < 16:
             raise ValueError(f"not an interface name: {name!r}")
         with self.lock:
@@ -342,6 +369,7 @@ cdef class Datapath:
                     f"frames = {u.nframes} is too few for {n} sockets (ports x queues): need "
                     f"at least {2 * sw.batch * n}"), "frames")
             pt = self._new_port(KIND_AFXDP, bname, ifindex, flood_limit, forward_reserved)
+            port_vlan_write(sw, pt, m, untagged, bits)
             try:
                 note = remove_stale_xdp(ifindex, name)
                 port_open(sw, pt, self.xdp_mode)
@@ -521,12 +549,13 @@ cdef class Datapath:
             return fdb_flush(&sw.fdb, port, static, vlan)
 
     def fdb_flush_not_carried(self, int p):
-        """Remove port p's entries, static ones included, in VLANs it no longer carries."""
+        """Remove port p's learned entries in VLANs it no longer carries (static ones stay,
+        unused, until removed or the port carries their VLAN again)."""
         cdef Sw *sw = self._sw()
         cdef Port *pt
         with self.lock:
             pt = self._port(p)
-            return fdb_flush(&sw.fdb, p, True, -1, pt.vlans)
+            return fdb_flush(&sw.fdb, p, False, -1, pt.vlans)
 
     # ------------------------------------------------------------------ VLANs
 
@@ -537,30 +566,10 @@ cdef class Datapath:
         entries in VLANs the port leaves stay until fdb_flush_not_carried()."""
         cdef Port *pt
         cdef uint64_t bits[VLAN_WORDS]
-        cdef int v
-        if mode not in VLAN_MODES:
-            raise ValueError(f"vlan_mode must be one of {', '.join(VLAN_MODES)}")
-        memset(bits, 0, sizeof(bits))
-        if mode == "access":
-            if not 1 <= vlan <= 4094:
-                raise ValueError(f"an access port's vlan must be 1..4094, got {vlan}")
-            if allowed is not None or native:
-                raise ValueError("allowed and native are a trunk's")
-        else:
-            for v in (range(1, 4095) if allowed is None else allowed):
-                if not 1 <= v <= 4094:
-                    raise ValueError(f"allowed VLANs must be 1..4094, got {v}")
-                bits[v >> 6] |= (<uint64_t>1) << (v & 63)
-            if native and not (0 < native <= 4094 and port_carries(bits, native)):
-                raise ValueError(f"native VLAN {native} is not one the trunk allows")
+        m, untagged = _vlan_membership(mode, vlan, allowed, native, bits)
         with self.lock:
             pt = self._port(p)
-            if mode == "access":
-                port_vlan_access(pt, vlan)
-            else:
-                memcpy(pt.vlans, bits, sizeof(bits))
-                pt.vlan_mode = VLAN_TRUNK
-                pt.untagged = native
+            port_vlan_write(self.sw, pt, m, untagged, bits)
             self._publish()
 
     def port_vlan(self, int p):

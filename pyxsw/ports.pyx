@@ -531,6 +531,19 @@ cdef void port_vlan_access(Port *pt, uint16_t vlan) noexcept nogil:
     pt.untagged = vlan
 
 
+cdef void port_vlan_write(Sw *sw, Port *pt, int mode, uint16_t untagged,
+                          const uint64_t *vlans) noexcept nogil:
+    """A port's VLAN membership, written inside the switch's config seqlock, so that a
+    worker copying the ports (worker_apply_gen) never keeps a mix of old and new."""
+    cdef uint32_t seq = sw.cfg_seq
+    pyxsw_store_rel32(&sw.cfg_seq, seq + 1)
+    pyxsw_fence_seq()
+    memcpy(pt.vlans, vlans, sizeof(pt.vlans))
+    pt.vlan_mode = mode
+    pt.untagged = untagged
+    pyxsw_store_rel32(&sw.cfg_seq, seq + 2)
+
+
 cdef inline bint port_carries(const uint64_t *vlans, uint16_t vlan) noexcept nogil:
     return (vlans[vlan >> 6] >> (vlan & 63)) & 1
 

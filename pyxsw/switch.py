@@ -99,8 +99,8 @@ class _RxVlanOffload:
     reference for it: a switch killed with SIGKILL leaves it off (`ethtool -K IF rxvlan on`).
     `changed` says what was done, for the port's status."""
 
-    def __init__(self, name):
-        self.name, self.changed = name, []
+    def __init__(self, name, ifindex):
+        self.name, self.ifindex, self.changed = name, ifindex, []
         try:
             flags = _ethtool_flags(name)
         except OSError:
@@ -115,12 +115,15 @@ class _RxVlanOffload:
             self.changed = ["rx-vlan-offload off (was on)"]
 
     def close(self):
-        if self.changed:
-            try:
-                _ethtool_flags(self.name, _ethtool_flags(self.name) | ETH_FLAG_RXVLAN)
-            except OSError as e:            # the interface may be gone already
-                log.debug("%s: rx VLAN offload not restored: %s", self.name, _reason(e))
-            self.changed = []
+        changed, self.changed = self.changed, []
+        if not changed:
+            return
+        try:
+            if socket.if_nametoindex(self.name) != self.ifindex:
+                return                      # the name is another interface's now: not ours
+            _ethtool_flags(self.name, _ethtool_flags(self.name) | ETH_FLAG_RXVLAN)
+        except OSError as e:                # the interface may be gone already
+            log.debug("%s: rx VLAN offload not restored: %s", self.name, _reason(e))
 
 
 # The config key of each Datapath() parameter, for errors it marks with `param`.
@@ -693,24 +696,16 @@ class Switch:
             replacing.claim = None          # the same interface: the claim passes on
             rxvlan, replacing.rxvlan = replacing.rxvlan, None   # and what it changed
         else:
-            rxvlan = _RxVlanOffload(name)
+            rxvlan = _RxVlanOffload(name, link.ifindex)
         try:
             if same:
                 self._close_port(replacing)
-            # Not up until the datapath knows its VLANs: nothing is flooded to it meanwhile.
-            index, note = self.dp.port_add(name, link.ifindex, up=False,
-                                             flood_limit=flood_limit,
-                                             forward_reserved=forward_reserved)
-            try:
-                self._set_vlan(index, vlans)
-                if link.up:
-                    self.dp.set_port_up(index, True)
-            except BaseException:
-                try:
-                    self.dp.port_del(index)
-                except Exception:
-                    log.exception("port %s: removing it from the datapath", name)
-                raise
+            # its VLANs in place before it forwards anything (ValueError if refused)
+            index, note = self.dp.port_add(
+                name, link.ifindex, up=link.up, flood_limit=flood_limit,
+                forward_reserved=forward_reserved, vlan_mode=vlans.vlan_mode, vlan=vlans.vlan,
+                allowed=None if vlans.allowed is None else list(vlans.allowed),
+                native=vlans.native)
         except BaseException:
             promisc.close()
             if rxvlan is not None:

@@ -314,4 +314,6 @@ cdef struct Sw:             # the datapath
     Worker *workers[MAX_WORKERS]
     int events_fd           # eventfd every worker's event ring signals; the control side polls it
     uint32_t gen            # bumped whenever ports change: workers re-copy their view
+    uint32_t cfg_seq        # odd while a port's multi-word settings (its VLANs) are written:
+                            # a worker copying them then copies again (a seqlock)
     Port ports[MAX_PORTS]

@@ -58,12 +58,27 @@ cdef inline uint64_t cache_take(Worker *w) noexcept nogil:
 # ---------------------------------------------------------------------------- configuration
 
 cdef void worker_apply_gen(Worker *w) noexcept nogil:
-    """Copy the switch's port table into the worker (on a generation change)."""
+    """Copy the switch's port table into the worker (on a generation change), again if a
+    port's VLANs were being written meanwhile (sw.cfg_seq)."""
+    cdef Sw *sw = w.sw
+    cdef uint32_t seq
+    w.gen = pyxsw_load_rlx32(&sw.gen)
+    pyxsw_fence_seq()
+    while True:
+        seq = pyxsw_load_acq32(&sw.cfg_seq)
+        if seq & 1:
+            pyxsw_cpu_relax()
+            continue
+        worker_copy_ports(w)
+        pyxsw_fence_acq()
+        if pyxsw_load_rlx32(&sw.cfg_seq) == seq:
+            return
+
+
+cdef void worker_copy_ports(Worker *w) noexcept nogil:
     cdef Sw *sw = w.sw
     cdef int p
     cdef Port *pt
-    w.gen = pyxsw_load_rlx32(&sw.gen)
-    pyxsw_fence_seq()
     w.nact = 0
     w.nup = 0
     w.npfd = 0

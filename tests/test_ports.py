@@ -126,6 +126,9 @@ def test_interface_deleted_then_recreated_is_attached_again(lab_factory, tmp_pat
 
         recreate(lab, gone)                 # same name, new interface: attached on its own
         assert wait_until(lambda: sw.ports[s2].state == "up", timeout=5), sw.ports[s2].reason
+        # the new interface's rx VLAN offload is off, and stays off: tearing the old port's
+        # socket down must not turn it on again through the name they share
+        assert rx_vlan_offload(s2) == "off" and sw.ports[s2].changed
         new_ifindex = sw.ports[s2].ifindex
         assert any(e["event"] == "port.reattach" and e["port"] == s2
                    and e["ifindex"] == new_ifindex for e in events)
