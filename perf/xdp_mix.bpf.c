@@ -11,9 +11,12 @@
 #include <bpf/bpf_helpers.h>
 
 #define TEMPLATE_LEN 3000
-#define MIX_KINDS 16
+#define MIX_KINDS 20
+#define VID_ALLOWED 10		/* the generator's port is a trunk carrying VLANs 1 and 10 */
+#define VID_NOT_ALLOWED 30
+#define VID_OUTER 100		/* 802.1ad outer tag: payload to the switch */
 
-/* Frames generated per kind (slots 0..15), and in all (slot 16), per CPU: the test knows
+/* Frames generated per kind (slots 0..19), and in all (slot 20), per CPU: the test knows
  * exactly what it sent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -62,7 +65,10 @@ int xdp_mix(struct xdp_md *ctx)
 	/* Kinds: 0..5 unicast to host A (the template's destination), 6..7 unicast to host B,
 	 * 8 broadcast, 9 multicast, 10 unknown unicast, 11 header only (14 bytes, the shortest
 	 * frame XDP can carry), 12 short (42 bytes, unpadded), 13 oversize (3000 bytes: more
-	 * than a 2048-byte UMEM frame), 14 a reserved EtherType (0xffff), 15 1514 bytes. */
+	 * than a 2048-byte UMEM frame), 14 a reserved EtherType (0xffff), 15 1514 bytes.
+	 * 802.1Q (64 bytes: 60 and a tag): 16 tagged VID 10 (allowed, PCP 5) to host B,
+	 * 17 tagged VID 30 (not allowed), 18 priority-tagged (VID 0, PCP 3) to host A,
+	 * 19 an 802.1ad outer tag (0x88a8, VID 100) to host B. */
 	switch (kind) {
 	case 11:
 		len = 14;
@@ -76,6 +82,9 @@ int xdp_mix(struct xdp_md *ctx)
 	case 15:
 		len = 1514;
 		break;
+	case 16: case 17: case 18: case 19:
+		len = 64;
+		break;
 	}
 	if (len != TEMPLATE_LEN && set_len(ctx, len))
 		return XDP_ABORTED;
@@ -83,9 +92,32 @@ int xdp_mix(struct xdp_md *ctx)
 	p = (__u8 *)(long)ctx->data;
 	if ((void *)(p + 14) > (void *)(long)ctx->data_end)
 		return XDP_ABORTED;
-	/* Sources: 64 addresses 02:5a:5a:00:00:00..3f, learned on the generator's port. */
-	p[6] = 0x02; p[7] = 0x5a; p[8] = 0x5a; p[9] = 0; p[10] = 0;
-	p[11] = (__u8)((k >> 4) & 0x3f);
+	if (kind >= 16) {	/* a tag (TPID, TCI), then the EtherType */
+		if ((void *)(p + 18) > (void *)(long)ctx->data_end)
+			return XDP_ABORTED;
+		p[12] = kind == 19 ? 0x88 : 0x81;
+		p[13] = kind == 19 ? 0xa8 : 0x00;
+		switch (kind) {
+		case 16:
+			p[14] = (5 << 5) | (VID_ALLOWED >> 8);
+			p[15] = VID_ALLOWED & 0xff;
+			break;
+		case 17:
+			p[14] = VID_NOT_ALLOWED >> 8;
+			p[15] = VID_NOT_ALLOWED & 0xff;
+			break;
+		case 18:
+			p[14] = 3 << 5;
+			p[15] = 0;
+			break;
+		default:
+			p[14] = VID_OUTER >> 8;
+			p[15] = VID_OUTER & 0xff;
+		}
+		p[16] = 0x88; p[17] = 0xb5;
+		__builtin_memcpy(p, kind == 18 ? cfg->dst_a : cfg->dst_b, 6);
+		goto src;
+	}
 	p[12] = 0x88; p[13] = 0xb5;
 	switch (kind) {
 	case 6: case 7:
@@ -108,6 +140,11 @@ int xdp_mix(struct xdp_md *ctx)
 	default:
 		__builtin_memcpy(p, cfg->dst_a, 6);
 	}
+src:
+	/* Sources: 64 addresses 02:5a:5a:00:00:00..3f, learned on the generator's port (in
+	 * VLAN 1, and in VLAN 10 from kind 16). */
+	p[6] = 0x02; p[7] = 0x5a; p[8] = 0x5a; p[9] = 0; p[10] = 0;
+	p[11] = (__u8)((k >> 4) & 0x3f);
 	return XDP_TX;
 }
 

@@ -6,6 +6,12 @@ the XDP program redirected was taken by a worker or counted as dropped by the ke
 frame a worker took was sent, flooded or counted, each frame sent reached its host, and the
 forwarding rate held from the first second to the last.
 
+The generator's port is a trunk (VLANs 1 and 10, native 1), host B's too; host A's an access
+port of VLAN 1.  Four kinds carry tags: tagged VID 10 (allowed) unicast to B's static entry in
+VLAN 10, leaving tagged as it came; tagged VID 30 (not allowed): dropped and counted in
+vlan_dropped; priority-tagged (VID 0) to A, in the native VLAN, its tag popped; and an 802.1ad
+outer tag to B, payload in VLAN 1.
+
 `make test` puts 10 million frames through the switch (about 10 s here); `make soak` puts
 PYXSW_SOAK_FRAMES through (default 300 million) and prints the figures."""
 import ctypes as C
@@ -29,8 +35,13 @@ pytestmark = pytest.mark.system
 FRAMES = int(os.environ.get("PYXSW_SOAK_FRAMES", 10_000_000))
 KINDS = ["unicast A"] * 6 + ["unicast B"] * 2 + ["broadcast", "multicast", "unknown unicast",
                                                  "header only", "short", "oversize",
-                                                 "reserved EtherType", "1514 bytes"]
+                                                 "reserved EtherType", "1514 bytes",
+                                                 "tagged VID 10", "tagged VID 30",
+                                                 "priority-tagged", "802.1ad outer tag"]
 OVERSIZE = KINDS.index("oversize")
+NOT_ALLOWED = KINDS.index("tagged VID 30")
+FLOODING = ("broadcast", "multicast", "unknown unicast")
+TRUNK = {"vlan_mode": "trunk", "allowed": [1, 10], "native": 1}
 WINDOW = 1.0                    # seconds per rate sample
 
 
@@ -64,8 +75,12 @@ def test_soak_mixed_traffic(lab_factory, tmp_path):
         key = C.c_uint32(0)
         dst = C.create_string_buffer(bytes.fromhex((a.mac + b.mac).replace(":", "")), 12)
         check(lib.bpf_map_update_elem(obj.map_fd("mix_cfg"), C.byref(key), dst, 0), "mix_cfg")
-        with running(make_config(lab.ports, tmp_path)) as sw:
+        trunks = {lab.ports[0]: TRUNK, lab.ports[2]: TRUNK}
+        with running(make_config(lab.ports, tmp_path, port_extra=trunks)) as sw:
             assert all(ping(lab, x, y) for x, y in [(1, 2), (2, 1), (0, 1)])
+            # B in VLAN 10 (its stack speaks no 802.1Q): the tagged kind's destination, so
+            # that it never floods (VLAN 10 has 2 ports, VLAN 1 3: every flood has 2 copies)
+            sw.fdb_add(b.mac, lab.ports[2], vlan=10)
             samples, gen_rc = soak(lab, sw, prog)
             assert gen_rc in (0, -signal.SIGTERM)
             sent = [percpu_sum(lib, counts, k) for k in range(len(KINDS) + 1)]
@@ -106,7 +121,7 @@ def check_everything(lab, sw, samples, sent):
     # 1. Each kind was generated, in its share.
     total = sent[-1]
     assert sum(sent[:-1]) == total >= FRAMES
-    assert all(n >= total // 16 - 1 for n in sent[:-1]), sent
+    assert all(n >= total // len(KINDS) - 1 for n in sent[:-1]), sent
 
     # 2. Every frame an XDP program redirected was taken by a worker or counted as
     #    dropped by the kernel (oversize: rx_dropped; no room in the RX ring: rx_ring_full).
@@ -127,16 +142,27 @@ def check_everything(lab, sw, samples, sent):
     assert sent[OVERSIZE] - missing <= oversize <= sent[OVERSIZE]
     assert s0["rx_bytes"] <= s0["rx_packets"] * 1514
 
-    # 3. Every frame a worker took went out (unicast: once; flood: to the 2 other ports) or
-    #    was counted: runt, filtered, over the flood limit, or no TX room.
+    # 3. Every frame a worker took went out (unicast: once; flood: to the 2 other ports of
+    #    its VLAN) or was counted: runt, filtered, reserved, not in a VLAN the port carries,
+    #    over the flood limit, or no TX room.
     sw.wait_quiet()
     st = sw.port_stats()
     rx = sum(s["rx_packets"] for s in st.values())
     flooded = sum(s["flooded"] for s in st.values())
-    gone = sum(s["runts"] + s["filtered"] + s["flood_limited"] for s in st.values())
+    gone = sum(s["runts"] + s["filtered"] + s["reserved_dropped"] + s["vlan_dropped"]
+               + s["flood_limited"] for s in st.values())
     out = sum(s["tx_packets"] + s["tx_dropped"] for s in st.values())
     assert out == rx - gone + flooded, st
-    assert flooded >= s0["rx_packets"] * 3 // 16 // 2          # broadcast, multicast, unknown
+    assert flooded >= s0["rx_packets"] * len(FLOODING) // len(KINDS) // 2
+    # Only the VID 30 kind is outside the VLANs its port carries: each one the worker took
+    # is in vlan_dropped (the kernel dropped at most `lost` frames of the other kinds: lost
+    # on the way, no fill frame, no RX room), and nothing else is.  The hosts send untagged
+    # frames, all in their ports' VLAN 1.
+    lost = missing + s0["xdp"]["rx_fill_ring_empty_descs"] + s0["xdp"]["rx_ring_full"]
+    assert sent[NOT_ALLOWED] - lost <= s0["vlan_dropped"] <= sent[NOT_ALLOWED], (lost, s0)
+    assert s0["vlan_dropped"] >= s0["rx_packets"] // len(KINDS) // 2
+    assert st[ports[1]]["vlan_dropped"] == st[ports[2]]["vlan_dropped"] == 0
+    assert all(s["reserved_dropped"] == 0 for s in st.values())
 
     # 4. Every frame sent reached its host (or the veth counted it dropped).
     for i, p in enumerate(ports):
@@ -162,10 +188,16 @@ def check_everything(lab, sw, samples, sent):
     assert min(steady) >= median(steady) / 4, steady
     assert last >= first / 2, (first, last)
 
-    # 7. The learned table: the 64 generator sources on its port, the hosts where they are.
-    fdb = {e["mac"]: e["port"] for e in sw.fdb_list()}
-    assert fdb[lab.hosts[1].mac] == ports[1] and fdb[lab.hosts[2].mac] == ports[2]
-    assert sum(1 for m, p in fdb.items() if m.startswith("02:5a:5a") and p == ports[0]) == 64
+    # 7. The learned table: the 64 generator sources on its port in VLAN 1 (untagged and
+    #    priority-tagged kinds) and in VLAN 10 (the allowed tagged kind), none in VLAN 30
+    #    (dropped before learning); the hosts where they are, B in VLAN 10 by its static entry.
+    fdb = {(e["mac"], e["vlan"]): e["port"] for e in sw.fdb_list()}
+    a, b = lab.hosts[1].mac, lab.hosts[2].mac
+    assert fdb[(a, 1)] == ports[1] and fdb[(b, 1)] == ports[2] and fdb[(b, 10)] == ports[2]
+    gens = {(m, v): p for (m, v), p in fdb.items() if m.startswith("02:5a:5a")}
+    assert set(gens.values()) == {ports[0]}
+    assert sorted(v for _, v in gens) == [1] * 64 + [10] * 64
+    assert {v for _, v in fdb} == {1, 10}
 
     print(f"\nsoak: {total:,} frames generated, {s0['xdp']['prog_seen']:,} reached the switch, "
           f"{rx:,} taken by the worker, {out:,} sent, {flooded:,} floods, "
