@@ -30,12 +30,22 @@ int xdp_sink(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	struct iphdr *ip = data + sizeof(*eth);
-	struct udphdr *udp = data + sizeof(*eth) + sizeof(*ip);
+	__u16 *proto = data + 12;		/* the EtherType */
+	struct iphdr *ip;
+	struct udphdr *udp;
 	__u32 key = 0;
 	__u64 *v;
 
-	if ((void *)(udp + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) ||
+	if ((void *)(eth + 1) > end)
+		return XDP_PASS;
+	if (*proto == bpf_htons(ETH_P_8021Q)) {	/* one 802.1Q tag (fwd_rate.py --vlan-trunk) */
+		proto += 2;
+		if ((void *)(proto + 1) > end)
+			return XDP_PASS;
+	}
+	ip = (void *)(proto + 1);
+	udp = (void *)(ip + 1);
+	if ((void *)(udp + 1) > end || *proto != bpf_htons(ETH_P_IP) ||
 	    ip->protocol != IPPROTO_UDP || ip->ihl != 5 || udp->dest != bpf_htons(SINK_PORT))
 		return XDP_PASS;
 	v = bpf_map_lookup_elem(&sink_count, &key);
