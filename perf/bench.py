@@ -77,6 +77,8 @@ def main():
     ap.add_argument("--no-1500", action="store_true", help="skip the 1500-byte rates")
     ap.add_argument("--no-2q", action="store_true", help="skip the two-queue rates")
     ap.add_argument("--no-micro", action="store_true", help="skip the microbenchmarks")
+    ap.add_argument("--no-vlan", action="store_true",
+                    help="skip the 802.1Q trunk row (a tag pushed on every frame)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root")
@@ -118,6 +120,12 @@ def main():
             rc = run([py, fr, *common, "--queues", "2", "--gen-cores", cores, "--fwd-cores",
                       cores, "--save-as", out])
             parts["fwd_64_2q"] = json.loads(out.read_text()) if out.exists() else {"error": rc}
+        if not a.no_vlan and "pyxsw" in a.only.split(","):
+            # 802.1Q: the sink's port a trunk carrying VLAN 1 tagged, beside testpmd again
+            out = tmp / "fwdvlan.json"
+            rc = run([py, fr, "--only", "testpmd,pyxsw", "--modes", "poll", "--runs", runs,
+                      "--seconds", secs, "--vlan-trunk", "--save-as", out])
+            parts["fwd_64_trunk"] = json.loads(out.read_text()) if out.exists() else {"error": rc}
         if not a.no_micro:
             out = tmp / "micro.json"
             with open(fwd_rate.LOCK, "w") as lock:      # nothing else measures meanwhile

@@ -116,6 +116,23 @@ def markdown(doc):
                 "of cores 0 and 1 (veth picks the receiving queue by the sending CPU); on a "
                 "2-core machine generators and workers share the cores, so this shows that "
                 "the queues work and what sharing costs, not a scaling figure."]
+    trunk = rows(doc.get("fwd_64_trunk"))
+    if trunk:
+        one = {label(r): r for r in rows(f64) if r.get("available")}
+        tref = next((r["forwarded_pps"] for r in trunk
+                     if r["system"] == "testpmd" and r.get("available")), None)
+        out += ["", "| 802.1Q, 64 B: sink's port a trunk (a tag pushed per frame) | Mpps | "
+                "vs testpmd, same run | vs untagged |", "|---|---:|---:|---:|"]
+        for r in trunk:
+            if r["system"] != "pyxsw":
+                continue
+            if not r.get("available"):
+                out.append(f"| {label(r)} | not available: {r.get('reason', '')[:80]} | | |")
+                continue
+            o = one.get(label(r), {}).get("forwarded_pps")
+            vs_t = f"{r['forwarded_pps'] / tref:.2f}x" if tref else "-"
+            vs_u = f"{r['forwarded_pps'] / o:.2f}x" if o else "-"
+            out.append(f"| {label(r)} | {mpps(r['forwarded_pps'])} | {vs_t} | {vs_u} |")
     fdb = [r for r in (f64.get("results") or []) if r.get("fdb_macs")]
     if fdb:
         out += ["", "| pyxsw, learned MACs | Mpps | FDB entries |", "|---|---:|---:|"]
