@@ -40,3 +40,16 @@ def test_ports_outside_what_a_switch_holds_are_refused(monkeypatch, capsys, port
 def test_ports_are_parsed(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["fwd_rate.py", "--only", "pyxsw", "--ports", "2,16,64"])
     assert fwd_rate.parse_args().ports == [2, 16, 64]
+
+
+def test_the_report_has_the_8021q_row_against_the_same_runs_testpmd():
+    import report
+    r = lambda system, pps, mode=None: {"system": system, "mode": mode, "available": True,  # noqa: E731
+                                        "forwarded_pps": pps}
+    doc = {"fwd_64": {"results": [r("testpmd", 4.5e5), r("pyxsw", 5e5, "poll")]},
+           "fwd_64_trunk": {"results": [r("testpmd", 5e5), r("pyxsw", 5.5e5, "poll")]}}
+    lines = report.markdown(doc).splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("| 802.1Q"))
+    assert lines[i + 2] == "| pyxsw (poll) | 0.550 | 1.10x | 1.10x |"
+    assert not any(line.startswith("| 802.1Q") for line in
+                   report.markdown({"fwd_64": doc["fwd_64"]}).splitlines())
