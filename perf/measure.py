@@ -141,18 +141,21 @@ def latency_hist(rtts):
 # ----------------------------------------------------------------------------------------
 # pyxsw's own view (through its management socket), and the storm with its control
 # ----------------------------------------------------------------------------------------
-def pyxsw_fdb_entries(lab):
+def pyxsw_client(lab):
+    """A client of the switch under test's management socket."""
     sys.path.insert(0, str(REPO))
     from pyxsw.client import Client
-    with Client(str(lab.tmp / "sw.sock"), timeout=10) as c:
+    return Client(str(lab.tmp / "sw.sock"), timeout=10)
+
+
+def pyxsw_fdb_entries(lab):
+    with pyxsw_client(lab) as c:
         return c.status().get("fdb", {}).get("entries")
 
 
 def pyxsw_losses(lab):
     """pyxsw's own loss counters, summed over its ports: where frames went missing."""
-    sys.path.insert(0, str(REPO))
-    from pyxsw.client import Client
-    with Client(str(lab.tmp / "sw.sock"), timeout=10) as c:
+    with pyxsw_client(lab) as c:
         st = c.port_stats()
     keys = ("rx_packets", "tx_packets", "tx_dropped")
     xkeys = ("rx_dropped", "rx_ring_full", "rx_fill_ring_empty_descs")
@@ -163,9 +166,7 @@ def pyxsw_losses(lab):
 
 def pyxsw_workers(lab):
     """worker.stats of the switch under test (one record per worker)."""
-    sys.path.insert(0, str(REPO))
-    from pyxsw.client import Client
-    with Client(str(lab.tmp / "sw.sock"), timeout=10) as c:
+    with pyxsw_client(lab) as c:
         return c.worker_stats()
 
 

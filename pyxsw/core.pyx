@@ -25,7 +25,8 @@ FORWARD_RUNT = FWD_RUNT
 FORWARD_FILTER = FWD_FILTER
 FORWARD_RESERVED = FWD_RESERVED
 FORWARD_VLAN = FWD_VLAN
-VLAN_MODES = {"access": VLAN_ACCESS, "trunk": VLAN_TRUNK}
+VLAN_MODES = dict(zip(_vocab.VLAN_MODES, (VLAN_ACCESS, VLAN_TRUNK)))   # pyxsw.vocab's words
+_VLAN_MIN, _VLAN_MAX = _vocab.VLAN_ID_MIN, _vocab.VLAN_ID_MAX
 
 # What Datapath() accepts at most, from the C side's array sizes and widths; pyxsw.vocab's
 # CORE_LIMITS says the same for config and ctl, which run without the core (a test compares
@@ -118,17 +119,17 @@ cdef tuple _vlan_membership(str mode, int vlan, allowed, int native, uint64_t *b
         raise ValueError(f"vlan_mode must be one of {', '.join(VLAN_MODES)}")
     memset(bits, 0, VLAN_WORDS * sizeof(uint64_t))
     if mode == "access":
-        if not 1 <= vlan <= 4094:
-            raise ValueError(f"an access port's vlan must be 1..4094, got {vlan}")
+        if not _VLAN_MIN <= vlan <= _VLAN_MAX:
+            raise ValueError(f"an access port's vlan must be {_VLAN_MIN}..{_VLAN_MAX}, got {vlan}")
         if allowed is not None or native:
             raise ValueError("allowed and native are a trunk's")
         bits[vlan >> 6] = (<uint64_t>1) << (vlan & 63)
         return VLAN_ACCESS, vlan
-    for v in (range(1, 4095) if allowed is None else allowed):
-        if not 1 <= v <= 4094:
-            raise ValueError(f"allowed VLANs must be 1..4094, got {v}")
+    for v in (range(_VLAN_MIN, _VLAN_MAX + 1) if allowed is None else allowed):
+        if not _VLAN_MIN <= v <= _VLAN_MAX:
+            raise ValueError(f"allowed VLANs must be {_VLAN_MIN}..{_VLAN_MAX}, got {v}")
         bits[v >> 6] |= (<uint64_t>1) << (v & 63)
-    if native and not (0 < native <= 4094 and port_carries(bits, native)):
+    if native and not (0 < native <= _VLAN_MAX and port_carries(bits, native)):
         raise ValueError(f"native VLAN {native} is not one the trunk allows")
     return VLAN_TRUNK, native
 
@@ -581,9 +582,9 @@ cdef class Datapath:
             if pt.vlan_mode == VLAN_ACCESS:
                 return {"vlan_mode": "access", "vlan": pt.untagged, "allowed": None,
                         "native": 0}
-            allowed = [v for v in range(1, 4095) if port_carries(pt.vlans, v)]
+            allowed = [v for v in range(_VLAN_MIN, _VLAN_MAX + 1) if port_carries(pt.vlans, v)]
             return {"vlan_mode": "trunk", "vlan": 0,
-                    "allowed": None if len(allowed) == 4094 else allowed,
+                    "allowed": None if len(allowed) == _VLAN_MAX - _VLAN_MIN + 1 else allowed,
                     "native": pt.untagged}
 
     def port_carries(self, int p, int vlan):

@@ -518,17 +518,11 @@ cdef Port *port_slot(Sw *sw, int kind, const char *name, int ifindex, uint32_t f
             pt.ifindex = ifindex
             pt.flood_limit = flood_limit
             pt.forward_reserved = forward_reserved
-            port_vlan_access(pt, 1)
+            pt.vlans[0] = (<uint64_t>1) << 1       # access VLAN 1 until told otherwise
+            pt.vlan_mode = VLAN_ACCESS
+            pt.untagged = 1
             return pt
     return NULL
-
-
-cdef void port_vlan_access(Port *pt, uint16_t vlan) noexcept nogil:
-    """An access port of one VLAN: its frames untagged."""
-    memset(pt.vlans, 0, sizeof(pt.vlans))
-    pt.vlans[vlan >> 6] = (<uint64_t>1) << (vlan & 63)
-    pt.vlan_mode = VLAN_ACCESS
-    pt.untagged = vlan
 
 
 cdef void port_vlan_write(Sw *sw, Port *pt, int mode, uint16_t untagged,
