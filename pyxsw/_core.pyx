@@ -8,6 +8,7 @@
 #   events.pyx  typed event rings from the workers to the control thread, with an eventfd
 #   worker.pyx  the worker loop: the packet path, C only, no GIL
 #   ports.pyx   the XDP program and its maps, the AF_XDP sockets, the per-port steps
+#   fastpath.pyx  the in-kernel fast path: the kernel copy of the FDB, the ports' rows
 #   core.pyx    Datapath, the Python face that pyxsw.switch drives: locking, argument
 #               checks, results
 #
@@ -17,7 +18,7 @@
 # Everything on the packet path is `noexcept nogil` on C structs; Python objects and
 # exceptions appear only on the control path: core.pyx, the port set-up of ports.pyx, the
 # UMEM's set-up and the FDB's list walk, which return what core.pyx hands on.
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memmove, memset, strlen, strncpy, strncmp, strerror, strstr
 from libc.stdio cimport stderr, fputs, snprintf
@@ -37,4 +38,5 @@ include "fdb.pyx"
 include "events.pyx"
 include "worker.pyx"
 include "ports.pyx"
+include "fastpath.pyx"
 include "core.pyx"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 # value the file accepts can never overflow the core's 32-bit counts, hang its sizing or
 # keep the kernel allocating for a minute.  What the machine's memory allows (the UMEM, the
 # FDB) is checked by Switch.start().  Re-exported here: what a config key may hold.
-from .vocab import (FRAME_SIZES, MAX_AGING, MAX_BATCH, MAX_CAPACITY, MAX_FLOOD_LIMIT,  # noqa: F401
+from .vocab import (FASTPATH, FRAME_SIZES, MAX_AGING, MAX_BATCH, MAX_CAPACITY, MAX_FLOOD_LIMIT,  # noqa: F401
                     MAX_FRAMES, MAX_PORT_LIMIT, MAX_PORTS, MAX_RING_SIZE, MAX_WORKERS, MODES,
                     VLAN_MODES, XDP_MODES, ZERO_COPY, Invalid, PortVlan, port_vlan, valid_ifname)
 
@@ -54,6 +54,7 @@ class SwitchSection:
     batch: int = 64
     xdp_mode: str = "auto"
     zero_copy: str = "auto"
+    fastpath: str = "off"
     frame_size: int = 2048
     frames: int = 16384
     ring_size: int = 2048
@@ -251,6 +252,7 @@ class _Parser:
             batch=batch,
             xdp_mode=self.string(d, S, "xdp_mode", D.xdp_mode, XDP_MODES),
             zero_copy=self.string(d, S, "zero_copy", D.zero_copy, ZERO_COPY),
+            fastpath=self.string(d, S, "fastpath", D.fastpath, FASTPATH),
             frame_size=frame_size,
             frames=self.integer(d, S, "frames", D.frames, 1, MAX_FRAMES),
             ring_size=ring_size,

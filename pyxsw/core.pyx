@@ -67,7 +67,7 @@ def size_text(n):
 
 
 def _check_args(frames, frame_size, ring_size, batch, workers, capacity, port_limit, aging,
-                zero_copy, xdp_mode, mode):
+                zero_copy, xdp_mode, mode, fastpath="off"):
     """Datapath()'s arguments, checked before anything is allocated and against what the C
     side holds: a bad one is a ValueError naming its parameter (see _param_error), never an
     OverflowError from the conversion or a hang in the sizing."""
@@ -87,6 +87,7 @@ def _check_args(frames, frame_size, ring_size, batch, workers, capacity, port_li
     _check_word("mode", mode, _MODES)
     _check_word("zero_copy", zero_copy, _ZERO_COPY)
     _check_word("xdp_mode", xdp_mode, _XDP_MODES)
+    _check_word("fastpath", fastpath, _vocab.FASTPATH)
 
 
 cdef dict _named(family, const uint64_t *c):
@@ -102,6 +103,7 @@ cdef void sw_free(Sw *sw) noexcept:
         if sw.ports[p].kind != KIND_NONE:
             port_close(sw, &sw.ports[p])
     umem_destroy(&sw.umem)
+    kfdb_detach(&sw.fdb)
     xdp_close(&sw.xdp)
     for q in range(sw.nworkers):
         worker_free(sw.workers[q])
@@ -143,11 +145,12 @@ cdef class Datapath:
 
     def __cinit__(self, *, frames=16384, frame_size=2048, ring_size=2048, batch=64,
                   workers=1, capacity=65536, port_limit=0, aging=300,
-                  str zero_copy="auto", str xdp_mode="auto", str mode="poll", bint umem=True):
+                  str zero_copy="auto", str xdp_mode="auto", str mode="poll", str fastpath="off",
+                  bint umem=True):
         cdef int q, rc
         cdef Sw *sw
         _check_args(frames, frame_size, ring_size, batch, workers, capacity, port_limit, aging,
-                    zero_copy, xdp_mode, mode)
+                    zero_copy, xdp_mode, mode, fastpath)
         self.lock = _threading.RLock()
         self.xdp_mode = xdp_mode
         self.sw = sw = <Sw *>calloc(1, sizeof(Sw))
@@ -162,6 +165,8 @@ cdef class Datapath:
             e = errno
             raise OSError(e, f"cannot make the workers' event descriptor: {_os.strerror(e)}")
         xdp_init(&sw.xdp)
+        sw.xdp.fdb_capacity = capacity
+        sw.fastpath = fastpath == "xdp"
         if umem_init(&sw.umem, frames, frame_size, ring_size, _ZERO_COPY[zero_copy]):
             raise _param_error(MemoryError(f"cannot allocate the frame pool of {frames} frames "
                                            f"({size_text(8 * frames)})"), "frames")
@@ -294,8 +299,11 @@ cdef class Datapath:
             _time.sleep(0.0002)
 
     cdef void _publish(self) noexcept:
-        """Ports changed: bump the generation and wake sleeping workers to see it."""
+        """Ports changed: the XDP program's rows of them written again (a map update that
+        fails leaves that port no fast-path target: port_info says so), then the generation
+        bumped and sleeping workers woken to see it."""
         cdef int q
+        fp_ports_write(self.sw)
         pyxsw_fence_seq()
         pyxsw_store_rel32(&self.sw.gen, self.sw.gen + 1)
         for q in range(self.sw.nworkers):
@@ -394,6 +402,27 @@ cdef class Datapath:
             pyxsw_store_int(&pt.up, 1 if up else 0)
             self._publish()
 
+    def set_port_fastpath_capable(self, int p, bint capable):
+        """Whether port p's device takes XDP-redirected frames (as the kernel reports it):
+        with the fast path on, an up port that does is a fast-path target."""
+        cdef Port *pt = self._port(p)
+        with self.lock:
+            pt.fp_capable = 1 if capable else 0
+            if pt.active:
+                fp_port_write(self.sw, pt)
+
+    def fastpath(self):
+        """{"mode", "kernel_fdb_entries", "sync_errors"}: the fast path's state."""
+        cdef Sw *sw = self._sw()
+        cdef uint32_t n
+        with self.lock:
+            with nogil:
+                pthread_mutex_lock(&sw.fdb.lock)
+                n = kfdb_count(&sw.fdb)
+                pthread_mutex_unlock(&sw.fdb.lock)
+            return {"mode": "xdp" if sw.fastpath else "off", "kernel_fdb_entries": n,
+                    "sync_errors": sw.fdb.ksync_errors}
+
     def port_del(self, int p):
         """Stop switching on port p: sockets closed, frames reclaimed, XDP detached, FDB flushed."""
         cdef Sw *sw = self._sw()
@@ -422,7 +451,9 @@ cdef class Datapath:
                     "xdp_mode": {XDP_MODE_NATIVE: "native", XDP_MODE_SKB: "generic"}.get(
                         pt.attach_mode, "none"),
                     "queues": sum(1 for q in range(self.sw.nworkers) if pt.socks[q] != NULL),
-                    "flood_limit": pt.flood_limit, "forward_reserved": bool(pt.forward_reserved)}
+                    "flood_limit": pt.flood_limit, "forward_reserved": bool(pt.forward_reserved),
+                    "fastpath_target": not fp_target_reason(self.sw, pt),
+                    "fastpath_reason": fp_target_reason(self.sw, pt)}
 
     def port_prog_id(self, int p):
         """The kernel's id of the XDP program on port p's interface (0 when it has none);
@@ -469,10 +500,18 @@ cdef class Datapath:
                     xdp[k] = xdp.get(k, 0) + v
             port_prog_counters(self.sw, pt, c)
             xdp.update(_named(_counters.PROG, c))
+            fp_port_counters(self.sw, pt, c)
+            fast = _named(_counters.FASTPATH, c)
+            # every frame counts, whichever path it took
+            sums[PORT_RX_PACKETS] += c[PYXSW_FAST_RX_PACKETS]
+            sums[PORT_RX_BYTES] += c[PYXSW_FAST_RX_BYTES]
+            sums[PORT_TX_PACKETS] += c[PYXSW_FAST_TX_PACKETS]
+            sums[PORT_TX_BYTES] += c[PYXSW_FAST_TX_BYTES]
             out = _named(_counters.PORT, sums)
             out["rx_dropped"] = _counters.port_rx_dropped(out, xdp)
             out = {k.name: out[k.name] for k in _counters.PORT.counters}
             out["xdp"] = xdp
+            out["fastpath"] = fast
             out["queues"] = queues
             return out
 
@@ -511,12 +550,19 @@ cdef class Datapath:
     # ------------------------------------------------------------------ FDB
 
     def fdb_list(self):
-        """[(mac, vlan, port index, age seconds, static)] of the live entries."""
+        """[(mac, vlan, port index, age seconds, static, in the kernel copy)] of the live
+        entries (the age by the later of the two copies' last seen)."""
         cdef Sw *sw = self._sw()
         cdef FdbEntry *e
         cdef uint32_t n
+        cdef uint32_t now = now_s()
         with self.lock:
-            e = fdb_snapshot(&sw.fdb, now_s(), &n)
+            e = fdb_snapshot(&sw.fdb, now, &n)
+            if e != NULL:
+                with nogil:
+                    pthread_mutex_lock(&sw.fdb.lock)
+                    kfdb_mark(&sw.fdb, e, n, now)
+                    pthread_mutex_unlock(&sw.fdb.lock)
         return fdb_entries_list(e, n, True)
 
     def fdb_add(self, str mac, int vlan, int port):

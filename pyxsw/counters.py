@@ -91,6 +91,15 @@ PROG = Family("prog", "PYXSW_", "pyxsw's XDP program on one port", (
     Counter("prog_passed", COUNTER, "frames it left to the kernel: no socket on that queue"),
 ))
 
+# The frames the XDP program forwarded itself (fastpath = "xdp"), per CPU and summed: a port's
+# "fastpath" map, and its share of the port's counters, which count every frame either way.
+FASTPATH = Family("fastpath", "PYXSW_FAST_", "frames the XDP program forwarded in the kernel", (
+    Counter("rx_packets", COUNTER, "frames received here and forwarded in the kernel"),
+    Counter("rx_bytes", COUNTER, "their bytes"),
+    Counter("tx_packets", COUNTER, "frames the kernel forwarded out of this port"),
+    Counter("tx_bytes", COUNTER, "their bytes (after a tag was pushed or popped)"),
+))
+
 WORKER = Family("worker", "WORKER_", "one worker thread (queue q of every port)", (
     Counter("loops", COUNTER, "passes of the worker loop"),
     Counter("idle_loops", COUNTER, "passes that found nothing to do"),
@@ -138,7 +147,7 @@ POOL = Family("pool", "POOL_", "where every UMEM frame is", (
     Counter("fill_target", GAUGE, "frames kept in each fill ring"),
 ))
 
-FAMILIES = (PORT, QUEUE, PROG, WORKER, FDB, POOL)
+FAMILIES = (PORT, QUEUE, PROG, FASTPATH, WORKER, FDB, POOL)
 
 # The columns of the tables that show one line per port.
 PORT_SUMMARY = tuple(c.name for c in PORT.counters if c.summary)

@@ -161,6 +161,8 @@ cdef int fdb_put_locked(Fdb *f, uint64_t key, uint16_t port, uint32_t now,
         if not is_static:
             f.per_port[port] += 1
         slot_write(s, SLOT_LIVE, is_static, port, key, now)
+        if f.kfd >= 0:
+            kfdb_set(f, key, port, now)
         return FDB_R_MOVED
     if t.live >= f.capacity:
         return FDB_R_FULL
@@ -177,6 +179,8 @@ cdef int fdb_put_locked(Fdb *f, uint64_t key, uint16_t port, uint32_t now,
     t.live += 1
     if not is_static:
         f.per_port[port] += 1
+    if f.kfd >= 0:
+        kfdb_set(f, key, port, now)
     return FDB_R_NEW
 
 
@@ -185,6 +189,8 @@ cdef void fdb_kill_locked(Fdb *f, FdbSlot *s) noexcept nogil:
     cdef uint32_t last
     if not s.is_static:
         f.per_port[s.port] -= 1
+    if f.kfd >= 0:
+        kfdb_del(f, s.key)
     slot_write(s, SLOT_DEAD, 0, 0, s.key, 0)
     t.live -= 1
     last = t.order[t.live]              # the last LIVE slot takes the dead one's place
@@ -197,6 +203,7 @@ cdef int fdb_init(Fdb *f, uint32_t capacity, uint32_t port_limit, uint32_t aging
     f.capacity = capacity
     f.port_limit = port_limit
     f.aging = aging
+    f.kfd = -1
     pthread_mutex_init(&f.lock, NULL)
     f.tab = fdb_table_new(capacity)
     return 0 if f.tab != NULL else -1
@@ -332,6 +339,7 @@ cdef FdbEntry *fdb_snapshot(Fdb *f, uint32_t now, uint32_t *n) noexcept nogil:
                 out[k].port = s.port
                 out[k].is_static = s.is_static
                 out[k].age = 0 if s.is_static else <uint32_t>(now - s.seen)
+                out[k].in_kernel = 0
                 k += 1
     pthread_mutex_unlock(&f.lock)
     n[0] = k if out != NULL else <uint32_t>-1
@@ -353,11 +361,13 @@ cdef FdbEntry *fdb_age(Fdb *f, uint32_t now, uint32_t *n) noexcept nogil:
     if out != NULL:
         for i in reversed(range(t.live)):
             s = &t.slots[t.order[i]]
-            if s.state == SLOT_LIVE and not s.is_static and <uint32_t>(now - s.seen) >= f.aging:
+            if (s.state == SLOT_LIVE and not s.is_static and <uint32_t>(now - s.seen) >= f.aging
+                    and (f.kfd < 0 or <uint32_t>(now - kfdb_seen(f, s)) >= f.aging)):
                 out[k].key = s.key
                 out[k].port = s.port
                 out[k].is_static = 0
                 out[k].age = <uint32_t>(now - s.seen)
+                out[k].in_kernel = 0
                 k += 1
                 fdb_kill_locked(f, s)
         f.aged += k
@@ -403,7 +413,7 @@ def int_to_mac(uint64_t key):
 
 
 cdef list fdb_entries_list(FdbEntry *e, uint32_t n, bint full):
-    """(mac, vlan, port, age, static) of each entry, or (mac, vlan, port) unless `full`;
+    """(mac, vlan, port, age, static, in_kernel) of each entry, or (mac, vlan, port) unless `full`;
     frees e.  MemoryError for a snapshot that had no memory."""
     cdef uint32_t i
     if e == NULL and n == <uint32_t>-1:
@@ -411,7 +421,7 @@ cdef list fdb_entries_list(FdbEntry *e, uint32_t n, bint full):
     try:
         if full:
             return [(int_to_mac(e[i].key), <int>(e[i].key >> 48), e[i].port, e[i].age,
-                     bool(e[i].is_static)) for i in range(n)]
+                     bool(e[i].is_static), bool(e[i].in_kernel)) for i in range(n)]
         return [(int_to_mac(e[i].key), <int>(e[i].key >> 48), e[i].port) for i in range(n)]
     finally:
         free(e)

@@ -157,6 +157,14 @@ cdef int *xdp_map_slot(Xdp *x, bytes name) noexcept:
         return &x.xsks_map_fd
     if name == b"xdp_stats_map":
         return &x.stats_map_fd
+    if name == b"port_rows":
+        return &x.rows_map_fd
+    if name == b"tx_map":
+        return &x.tx_map_fd
+    if name == b"fdb_map":
+        return &x.fdb_map_fd
+    if name == b"fast_stats_map":
+        return &x.fast_stats_fd
     return NULL
 
 
@@ -181,7 +189,9 @@ cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
             opts.map_flags = bpf_map__map_flags(m)
             name = bpf_map__name(m)
             fd = bpf_map_create(bpf_map__type(m), name, bpf_map__key_size(m),
-                                bpf_map__value_size(m), bpf_map__max_entries(m), &opts)
+                                bpf_map__value_size(m),
+                                x.fdb_capacity if slot == &x.fdb_map_fd else
+                                bpf_map__max_entries(m), &opts)
             if fd < 0:
                 e = errno
                 raise OSError(e, f"cannot make the XDP program's map {name.decode()}: "
@@ -194,7 +204,8 @@ cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
             else:
                 close(fd)           # not one the switch uses: the object's own copy is kept
         m = bpf_object__next_map(obj, m)
-    if x.ports_map_fd < 0 or x.xsks_map_fd < 0 or x.stats_map_fd < 0:
+    if (x.ports_map_fd < 0 or x.xsks_map_fd < 0 or x.stats_map_fd < 0 or x.rows_map_fd < 0
+            or x.tx_map_fd < 0 or x.fdb_map_fd < 0 or x.fast_stats_fd < 0):
         raise OSError(_errno.EINVAL, f"{_bpf_object_path()} is not pyxsw's XDP program "
                                      f"(a map is missing)")
     return 0
@@ -233,26 +244,33 @@ cdef void xdp_init(Xdp *x) noexcept nogil:
     x.ports_map_fd = -1
     x.xsks_map_fd = -1
     x.stats_map_fd = -1
+    x.rows_map_fd = -1
+    x.tx_map_fd = -1
+    x.fdb_map_fd = -1
+    x.fast_stats_fd = -1
     x.attached = 0
 
 
 cdef void xdp_close(Xdp *x) noexcept nogil:
     """Once no port has the program attached."""
+    cdef int fds[7]
+    cdef int i
     if x.prog != NULL:
         xdp_program__close(x.prog)
-    if x.ports_map_fd >= 0:
-        close(x.ports_map_fd)
-    if x.xsks_map_fd >= 0:
-        close(x.xsks_map_fd)
-    if x.stats_map_fd >= 0:
-        close(x.stats_map_fd)
+    fds[:] = [x.ports_map_fd, x.xsks_map_fd, x.stats_map_fd, x.rows_map_fd, x.tx_map_fd,
+              x.fdb_map_fd, x.fast_stats_fd]
+    for i in range(7):
+        if fds[i] >= 0:
+            close(fds[i])
     xdp_init(x)
 
 
-cdef int xdp_port_set(Xdp *x, int ifindex, uint32_t index) noexcept nogil:
+cdef int xdp_port_set(Sw *sw, Port *pt) noexcept nogil:
     """Give the program a row for a port: its counters zeroed (the row may have been another
-    port's), then its ifindex mapped to its index.  0 or -errno."""
-    cdef uint32_t key = ifindex
+    port's), then its ifindex mapped to its row (fastpath.pyx; no fast path until it is
+    active).  0 or -errno."""
+    cdef Xdp *x = &sw.xdp
+    cdef uint32_t index = pt - sw.ports
     cdef uint32_t k
     cdef uint64_t *zero = <uint64_t *>calloc(x.ncpu if x.ncpu > 0 else 1, sizeof(uint64_t))
     cdef int rc = 0
@@ -261,16 +279,13 @@ cdef int xdp_port_set(Xdp *x, int ifindex, uint32_t index) noexcept nogil:
     for k in range(index * PROG_COUNTERS, (index + 1) * PROG_COUNTERS):
         if rc == 0:
             rc = bpf_map_update_elem(x.stats_map_fd, &k, zero, 0)
+    for k in range(index * FASTPATH_COUNTERS, (index + 1) * FASTPATH_COUNTERS):
+        if rc == 0:
+            rc = bpf_map_update_elem(x.fast_stats_fd, &k, zero, 0)
     free(zero)
     if rc == 0:
-        rc = bpf_map_update_elem(x.ports_map_fd, &key, &index, 0)
+        rc = fp_port_write(sw, pt)
     return rc
-
-
-cdef void xdp_port_clear(Xdp *x, int ifindex) noexcept nogil:
-    cdef uint32_t key = ifindex
-    if x.ports_map_fd >= 0:
-        bpf_map_delete_elem(x.ports_map_fd, &key)
 
 
 cdef int xdp_queue_set(Xdp *x, uint32_t index, uint32_t q, int fd) noexcept nogil:
@@ -286,21 +301,20 @@ cdef void xdp_queue_clear(Xdp *x, uint32_t index, uint32_t q) noexcept nogil:
         bpf_map_delete_elem(x.xsks_map_fd, &key)
 
 
-cdef void xdp_port_counters(Xdp *x, uint32_t index, uint64_t *out) noexcept nogil:
-    """A port's row of the program's per-CPU counters, summed, into out[PROG_COUNTERS]."""
+cdef void xdp_percpu_sum(Xdp *x, int fd, uint32_t index, uint32_t nk, uint64_t *out) noexcept nogil:
+    """A port's row of nk per-CPU counters of map fd, summed, into out[nk]."""
     cdef uint64_t *vals
     cdef uint32_t k, key
     cdef int c
-    cdef uint32_t nk = PROG_COUNTERS
-    memset(out, 0, PROG_COUNTERS * sizeof(uint64_t))
-    if x.stats_map_fd < 0 or x.ncpu <= 0:
+    memset(out, 0, nk * sizeof(uint64_t))
+    if fd < 0 or x.ncpu <= 0:
         return
     vals = <uint64_t *>calloc(x.ncpu, sizeof(uint64_t))
     if vals == NULL:
         return
     for k in range(nk):
         key = index * nk + k
-        if bpf_map_lookup_elem(x.stats_map_fd, &key, vals) == 0:
+        if bpf_map_lookup_elem(fd, &key, vals) == 0:
             for c in range(x.ncpu):
                 out[k] += vals[c]
     free(vals)
@@ -557,7 +571,9 @@ cdef int afxdp_open(Sw *sw, Port *pt, str xdp_mode) except -1:
     cdef bint shared
     name = pt.name.decode()
     xdp_open(&sw.xdp)
-    rc = xdp_port_set(&sw.xdp, pt.ifindex, index)
+    if sw.fastpath and sw.fdb.kfd < 0:
+        kfdb_attach(&sw.fdb, sw.xdp.fdb_map_fd)
+    rc = xdp_port_set(sw, pt)
     if rc:
         raise OSError(-rc, f"{name}: cannot give the XDP program a row for the port: "
                            f"{_os.strerror(-rc)}")
@@ -594,7 +610,7 @@ cdef void port_close(Sw *sw, Port *pt) noexcept:
             if pt.socks[q] != NULL:
                 xdp_queue_clear(&sw.xdp, index, q)
         xdp_detach(&sw.xdp, pt)
-        xdp_port_clear(&sw.xdp, pt.ifindex)
+        fp_port_clear(sw, pt)
         with nogil:
             usleep(5000)        # frames already redirected, or sent and not yet completed
         for q in range(sw.nworkers):
@@ -644,6 +660,6 @@ cdef int port_queue_counters(Port *pt, int q, uint64_t *out) noexcept nogil:
 cdef void port_prog_counters(Sw *sw, Port *pt, uint64_t *out) noexcept nogil:
     """The XDP program's counters of pt into out[PROG_COUNTERS] (zeros for other kinds)."""
     if pt.kind == KIND_AFXDP:
-        xdp_port_counters(&sw.xdp, pt - sw.ports, out)
+        xdp_percpu_sum(&sw.xdp, sw.xdp.stats_map_fd, pt - sw.ports, PROG_COUNTERS, out)
     else:
         memset(out, 0, PROG_COUNTERS * sizeof(uint64_t))

@@ -330,7 +330,8 @@ class Switch:
                 ring_size=c.switch.ring_size, batch=c.switch.batch,
                 workers=len(c.switch.cores), capacity=c.fdb.capacity,
                 port_limit=c.fdb.port_limit, aging=c.fdb.aging,
-                zero_copy=c.switch.zero_copy, xdp_mode=c.switch.xdp_mode, mode=c.switch.mode)
+                zero_copy=c.switch.zero_copy, xdp_mode=c.switch.xdp_mode, mode=c.switch.mode,
+                fastpath=c.switch.fastpath)
         except (OSError, MemoryError, ValueError) as e:
             raise SwitchError(_reason(e), key=_PARAM_KEYS.get(getattr(e, "param", None), "-"),
                               temporary=_temporary(e)) from e
@@ -811,10 +812,11 @@ class Switch:
     def fdb_list(self, port=None, vlan=None):
         names = {p.index: p.name for p in self.ports.values()}
         out = []
-        for mac, v, idx, age, static in self.dp.fdb_list():
+        for mac, v, idx, age, static, kernel in self.dp.fdb_list():
             name = names.get(idx, f"#{idx}")
             if (port is None or name == port) and (vlan is None or v == vlan):
-                out.append({"mac": mac, "vlan": v, "port": name, "age": age, "static": static})
+                out.append({"mac": mac, "vlan": v, "port": name, "age": age, "static": static,
+                            "kernel": kernel})
         out.sort(key=lambda e: (e["port"], e["vlan"], e["mac"]))
         return out
 

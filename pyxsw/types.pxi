@@ -171,6 +171,10 @@ cdef struct Fdb:
     uint32_t aging          # seconds; 0 = never
     uint32_t per_port[MAX_PORTS]    # learned entries per port, for port_limit
     uint64_t aged           # entries removed by the sweep
+    # The kernel copy (fastpath = "xdp", fastpath.pyx): the XDP program's fdb_map, which
+    # every writer here changes with the table, under the lock; -1 when there is none.
+    int kfd
+    uint64_t ksync_errors   # kernel updates that failed (the key was then taken out of it)
 
 
 cdef struct FdbEntry:       # one entry as fdb_entries() lists it
@@ -178,6 +182,7 @@ cdef struct FdbEntry:       # one entry as fdb_entries() lists it
     uint16_t port
     uint8_t is_static
     uint32_t age            # seconds since last seen (0 for static entries)
+    uint8_t in_kernel       # in the kernel copy (fdb_list with the fast path)
 
 
 # ---------------------------------------------------------------------------- events
@@ -220,6 +225,12 @@ cdef struct Xdp:
     int ports_map_fd        # ifindex -> port index
     int xsks_map_fd         # port index * PYXSW_MAX_QUEUES + queue -> AF_XDP socket
     int stats_map_fd        # port index * PROG_COUNTERS + counter -> per-CPU count
+    # the fast path's (fastpath.pyx)
+    int rows_map_fd         # port index -> the port's row (ports_map has it by ifindex)
+    int tx_map_fd           # port index -> its interface, for bpf_redirect_map (a device map)
+    int fdb_map_fd          # the kernel copy of the FDB
+    int fast_stats_fd       # port index * FASTPATH_COUNTERS + counter -> per-CPU count
+    uint32_t fdb_capacity   # fdb_map's size: the FDB's capacity
     int ncpu                # possible CPUs: the per-CPU values of one stats slot
 
 
@@ -230,6 +241,8 @@ cdef struct Port:
     int ifindex
     uint32_t flood_limit    # flooded frames/s this port may cause; 0 = no limit
     int forward_reserved    # flood reserved link-local frames received here (else drop them)
+    int fp_capable          # its device takes XDP-redirected frames (the switch asks the
+                            # kernel's netdev family): a fast-path target while up
     char name[16]
     int attach_mode         # XDP_MODE_NATIVE / XDP_MODE_SKB while the program is attached, else 0
     Sock *socks[MAX_WORKERS]
@@ -311,6 +324,7 @@ cdef struct Sw:             # the datapath
     int tx_budget           # frames per TX kick set on the sockets; 0: refused; -1: not tried
     int busy_poll           # the busy-poll options were taken (1) or refused (0); -1: not tried
     int nworkers
+    int fastpath            # [switch] fastpath = "xdp": known unicast forwarded by the program
     Worker *workers[MAX_WORKERS]
     int events_fd           # eventfd every worker's event ring signals; the control side polls it
     uint32_t gen            # bumped whenever ports change: workers re-copy their view

@@ -9,7 +9,7 @@ The core keeps the bounds that size its C arrays as enums of its own (a C array 
 length at compile time); tests/test_vocab.py checks that they equal the ones here.
 
 What is here:
-  - the choices: MODES, XDP_MODES, ZERO_COPY, FRAME_SIZES, VLAN_MODES;
+  - the choices: MODES, XDP_MODES, ZERO_COPY, FASTPATH, FRAME_SIZES, VLAN_MODES;
   - the limits, and CORE_LIMITS, the bounds the core's Core() accepts;
   - checks that return a value in the switch's form or raise Invalid, whose text is what
     the switch replies (invalid_params) and what `pyxsw ctl` prints (usage), and the
@@ -30,6 +30,7 @@ import re
 MODES = ("poll", "interrupt", "adaptive")       # the workers'; the core's MODE_* enums
 XDP_MODES = ("auto", "native", "generic")       # auto: native, else generic (SKB)
 ZERO_COPY = ("auto", "on", "off")               # auto: probed per interface
+FASTPATH = ("off", "xdp")                       # xdp: known unicast forwarded by the XDP program
 FRAME_SIZES = (2048, 4096)                      # UMEM frames: the kernel takes these two
 VLAN_MODES = ("access", "trunk")                # a port's 802.1Q mode (vlan_mode)
 

@@ -38,8 +38,9 @@ def test_the_cores_dictionaries_are_the_tables():
     assert list(dp.fdb_counters()) == list(counters.FDB.names)
     assert list(dp.accounting()) == list(counters.POOL.names)
     st = dp.port_stats(p)
-    assert list(st) == [*counters.PORT.names, "xdp", "queues"]
+    assert list(st) == [*counters.PORT.names, "xdp", "fastpath", "queues"]
     assert list(st["xdp"]) == list(counters.PROG.names)         # no socket: no kernel figures
+    assert st["fastpath"] == dict.fromkeys(counters.FASTPATH.names, 0)
     assert st["queues"] == []
 
 

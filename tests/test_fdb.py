@@ -24,7 +24,7 @@ def core(n_ports=3, **kw):
 
 
 def entries(c):
-    return {(mac, vlan): (port, static) for mac, vlan, port, age, static in c.fdb_list()}
+    return {(mac, vlan): (port, static) for mac, vlan, port, age, static, _ in c.fdb_list()}
 
 
 def test_mac_conversion_round_trips():
@@ -245,7 +245,7 @@ def test_core_matches_model(steps, capacity, port_limit):
         else:
             _, mac = s
             assert c.fdb_del(mac.hex(":"), V) == (m.fdb.pop(mac, None) is not None)
-    got = {(mac, vlan): (port, static) for mac, vlan, port, age, static in c.fdb_list()}
+    got = {(mac, vlan): (port, static) for mac, vlan, port, age, static, _ in c.fdb_list()}
     want = {(k.hex(":"), V): (v[0], v[1]) for k, v in m.fdb.items()}
     assert got == want
 

@@ -19,7 +19,7 @@ def frame(dst, src, vid=None, pcp=0):
 
 
 def entries(c):
-    return {(m, v): p for m, v, p, age, static in c.fdb_list()}
+    return {(m, v): p for m, v, p, age, static, _ in c.fdb_list()}
 
 
 @pytest.fixture

@@ -4,24 +4,47 @@
  *
  * Every frame goes to the AF_XDP socket bound to its port's RX queue, if there is one.  The
  * program finds its port from the interface the frame came in by (ports_map, filled by the
- * switch), so one loaded program and one set of maps serve every port: a later in-kernel
- * fast path can look one FDB up from all of them.  The redirect's fallback action is
- * XDP_PASS, so a queue without a socket (a switch starting up, or one that died without
- * detaching) or an interface that is not (or no longer) a port leaves the interface working
- * through the kernel instead of black-holing it.
+ * switch), so one loaded program and one set of maps serve every port.  The redirect's
+ * fallback action is XDP_PASS, so a queue without a socket (a switch starting up, or one
+ * that died without detaching) or an interface that is not (or no longer) a port leaves the
+ * interface working through the kernel instead of black-holing it.
+ *
+ * The fast path ([switch] fastpath = "xdp"): a known unicast frame is forwarded here, by
+ * bpf_redirect_map() into tx_map, when the kernel copy of the FDB (fdb_map, which the switch
+ * keeps equal to its own) says its source sits on this very port and its destination on
+ * another port that is a target (up, and its device takes redirected frames), in the VLAN
+ * the frame classifies into exactly as the workers classify it.  Anything else (a new or
+ * moved source, which userspace must learn, floods, runts, priority tags, a frame too short
+ * to untag without padding) takes the AF_XDP path as before.  The FDB stays userspace's:
+ * the program only writes the "seen" second of an entry whose MAC sends, when it changes,
+ * so that aging sees traffic that never reaches userspace.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <xdp/xdp_helpers.h>
 #include "pyxsw_shared.h"
 
-/* ifindex -> the port's index: its row in the two maps below */
+#define NSEC_PER_SEC 1000000000ULL
+
+/* ifindex -> the port (its index: its row in the maps below).  No preallocation: an update
+ * replaces an element that readers may still hold, which is then freed after RCU, never
+ * reused under them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, PYXSW_MAX_PORTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct pyxsw_port);
 } ports_map SEC(".maps");
+
+/* port index -> the same row: the egress side of the fast path */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PYXSW_MAX_PORTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct pyxsw_port);
+} port_rows SEC(".maps");
 
 /* port index * PYXSW_MAX_QUEUES + RX queue -> the AF_XDP socket of that (port, queue) */
 struct {
@@ -31,6 +54,23 @@ struct {
 	__type(value, __u32);
 } xsks_map SEC(".maps");
 
+/* port index -> its interface, for the fast path's redirect (set only while fastpath = "xdp") */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, PYXSW_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} tx_map SEC(".maps");
+
+/* The kernel copy of the FDB; the switch makes it as large as fdb.capacity. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct pyxsw_fdb_val);
+} fdb_map SEC(".maps");
+
 /* port index * PROG_COUNTERS + counter -> a per-CPU count */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -38,6 +78,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } xdp_stats_map SEC(".maps");
+
+/* port index * FASTPATH_COUNTERS + counter -> a per-CPU count of the frames forwarded here */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PYXSW_MAX_PORTS * FASTPATH_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} fast_stats_map SEC(".maps");
 
 static __always_inline void count(__u32 port, __u32 stat)
 {
@@ -48,20 +96,149 @@ static __always_inline void count(__u32 port, __u32 stat)
 		*v += 1; /* per-CPU slot: no atomic needed */
 }
 
+static __always_inline void count_fast(__u32 port, __u32 stat, __u64 bytes)
+{
+	__u32 key = port * FASTPATH_COUNTERS + stat;
+	__u64 *v = bpf_map_lookup_elem(&fast_stats_map, &key);
+
+	if (v)
+		*v += 1;
+	key += 1; /* each *_PACKETS counter is followed by its *_BYTES */
+	v = bpf_map_lookup_elem(&fast_stats_map, &key);
+	if (v)
+		*v += bytes;
+}
+
+static __always_inline int carries(const struct pyxsw_port *p, __u16 vlan)
+{
+	return (p->vlans[(vlan >> 6) & (PYXSW_VLAN_WORDS - 1)] >> (vlan & 63)) & 1;
+}
+
+static __always_inline __u64 mac_key(const __u8 *mac, __u16 vlan)
+{
+	__u64 k = 0;
+
+	__builtin_memcpy(&k, mac, 6); /* the wire bytes read little-endian, as the core does */
+	return k | (__u64)vlan << 48;
+}
+
+/* Remove the 802.1Q tag: the MACs move up 4 bytes and the frame starts 4 bytes later. */
+static __always_inline int pop_tag(struct xdp_md *ctx)
+{
+	__u8 *pkt = (void *)(long)ctx->data;
+	__u8 macs[12];
+
+	if ((void *)(pkt + 16) > (void *)(long)ctx->data_end)
+		return -1;
+	__builtin_memcpy(macs, pkt, 12);
+	__builtin_memcpy(pkt + 4, macs, 12);
+	return bpf_xdp_adjust_head(ctx, 4);
+}
+
+/* Insert an 802.1Q tag of `vlan` (PCP 0, as the workers push it) into the headroom. */
+static __always_inline int push_tag(struct xdp_md *ctx, __u16 vlan)
+{
+	__u8 *pkt;
+	__u8 macs[12];
+
+	if (bpf_xdp_adjust_head(ctx, -4))
+		return -1;
+	pkt = (void *)(long)ctx->data;
+	if ((void *)(pkt + 18) > (void *)(long)ctx->data_end)
+		return -1;
+	__builtin_memcpy(macs, pkt + 4, 12);
+	__builtin_memcpy(pkt, macs, 12);
+	pkt[12] = 0x81;
+	pkt[13] = 0x00;
+	pkt[14] = (vlan >> 8) & 0x0f;
+	pkt[15] = vlan & 0xff;
+	return 0;
+}
+
+/* Forward the frame in the kernel if it may be: XDP_REDIRECT, else -1 (the AF_XDP path). */
+static __always_inline long fast(struct xdp_md *ctx, const struct pyxsw_port *in)
+{
+	__u8 *pkt = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 rx_len = (__u32)((long)end - (long)pkt);
+	__u32 len = rx_len;
+	struct pyxsw_fdb_val *src, *dst;
+	struct pyxsw_port *out;
+	__u64 key, now;
+	__u16 vlan;
+	__u32 e;
+	int tagged, untag_out;
+	long act;
+
+	if ((void *)(pkt + 14) > end || (pkt[0] & 1)) /* runt; broadcast, multicast */
+		return -1;
+	/* classify, as the workers do (worker.pyx classify()) */
+	tagged = pkt[12] == 0x81 && pkt[13] == 0x00;
+	if (tagged) {
+		if ((void *)(pkt + 18) > end)
+			return -1;
+		vlan = ((pkt[14] & 0x0f) << 8) | pkt[15];
+		if (vlan == 0) /* priority-tagged: the workers keep its PCP */
+			return -1;
+		if (in->vlan_mode != 1 || !carries(in, vlan))
+			return -1; /* dropped and counted by the workers */
+	} else {
+		vlan = in->untagged;
+		if (!vlan)
+			return -1;
+	}
+	/* the source must be known on this very port: a new station or a move is learned */
+	key = mac_key(pkt + 6, vlan);
+	src = bpf_map_lookup_elem(&fdb_map, &key);
+	if (!src || src->port != in->index)
+		return -1;
+	now = bpf_ktime_get_coarse_ns() / NSEC_PER_SEC; /* CLOCK_MONOTONIC_COARSE, as the FDB's */
+	if (src->seen != (__u32)now)
+		src->seen = (__u32)now; /* written only when the second changes */
+	key = mac_key(pkt, vlan);
+	dst = bpf_map_lookup_elem(&fdb_map, &key);
+	if (!dst || dst->port == in->index)
+		return -1;
+	e = dst->port;
+	out = bpf_map_lookup_elem(&port_rows, &e);
+	if (!out || !(out->flags & PYXSW_FP_OUT) || !carries(out, vlan))
+		return -1;
+	untag_out = out->untagged == vlan;
+	if (tagged && untag_out && len - 4 < 60)
+		return -1; /* untagged, it would need padding: the workers pad it */
+	act = bpf_redirect_map(&tx_map, e, 0);
+	if (act != XDP_REDIRECT)
+		return -1;
+	if (tagged && untag_out) {
+		if (pop_tag(ctx))
+			return -1;
+		len -= 4;
+	} else if (!tagged && !untag_out) {
+		if (push_tag(ctx, vlan))
+			return -1;
+		len += 4;
+	}
+	count_fast(in->index, PYXSW_FAST_RX_PACKETS, rx_len);
+	count_fast(e, PYXSW_FAST_TX_PACKETS, len);
+	return XDP_REDIRECT;
+}
+
 SEC("xdp")
 int pyxsw_xsk_redirect(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 q = ctx->rx_queue_index;
-	__u32 *port = bpf_map_lookup_elem(&ports_map, &ifindex);
+	struct pyxsw_port *port = bpf_map_lookup_elem(&ports_map, &ifindex);
 	long act = XDP_PASS;
 
 	if (!port)
 		return XDP_PASS;
-	count(*port, PYXSW_PROG_SEEN);
+	count(port->index, PYXSW_PROG_SEEN);
+	if ((port->flags & PYXSW_FP_IN) && fast(ctx, port) == XDP_REDIRECT)
+		return XDP_REDIRECT;
 	if (q < PYXSW_MAX_QUEUES) /* a larger queue would land on the next port's slots */
-		act = bpf_redirect_map(&xsks_map, *port * PYXSW_MAX_QUEUES + q, XDP_PASS);
-	count(*port, act == XDP_REDIRECT ? PYXSW_PROG_REDIRECTED : PYXSW_PROG_PASSED);
+		act = bpf_redirect_map(&xsks_map, port->index * PYXSW_MAX_QUEUES + q, XDP_PASS);
+	count(port->index, act == XDP_REDIRECT ? PYXSW_PROG_REDIRECTED : PYXSW_PROG_PASSED);
 	return act;
 }
 

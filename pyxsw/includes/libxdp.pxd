@@ -28,6 +28,11 @@ cdef extern from "<bpf/bpf.h>" nogil:
     int bpf_map_lookup_elem(int fd, const void *key, void *value)
     int bpf_map_update_elem(int fd, const void *key, const void *value, unsigned long long flags)
     int bpf_map_delete_elem(int fd, const void *key)
+    int bpf_map_get_next_key(int fd, const void *key, void *next_key)
+    enum:
+        BPF_ANY
+        BPF_NOEXIST
+        BPF_EXIST
 
 cdef extern from "<xdp/libxdp.h>" nogil:
     enum xdp_attach_mode:

@@ -1,0 +1,176 @@
+# The in-kernel fast path ([switch] fastpath = "xdp"): what the XDP program needs to forward
+# known unicast itself, kept by the control side and the FDB's writers.
+#
+#   the kernel FDB    fdb_map, a copy of the FDB: every change of the table (fdb.pyx's
+#                     fdb_put_locked and fdb_kill_locked: learning, moves, static entries,
+#                     deletes, flushes, aging) is made to it too, under the FDB's lock, so
+#                     the two never disagree for longer than the change itself.  A worker
+#                     that learns a move updates it before it forwards another frame.
+#   the ports' rows   ports_map (by ifindex) and port_rows (by index): the port's index,
+#                     VLANs and fast-path flags, written whole whenever ports change
+#                     (Datapath._publish); tx_map holds the interface of every target.
+#   aging             the program writes the second a MAC last sent into its kernel entry;
+#                     the sweep takes it before it ages an entry (kfdb_seen).
+#
+# The program forwards a frame only when its source is in the kernel copy on its ingress
+# port and its destination on a target port in its VLAN: everything else, and every frame
+# while a map update fails, takes the AF_XDP path, so a failure here costs speed, never a
+# frame.
+
+
+cdef void kfdb_set(Fdb *f, uint64_t key, uint16_t port, uint32_t seen) noexcept nogil:
+    """The kernel copy of an entry the table has just made or changed (f.lock held).  When
+    the kernel refuses, the key leaves it: a move must never leave it on its old port."""
+    cdef pyxsw_fdb_val v
+    v.port = port
+    v.seen = seen
+    if bpf_map_update_elem(f.kfd, &key, &v, BPF_ANY) != 0:
+        f.ksync_errors += 1
+        bpf_map_delete_elem(f.kfd, &key)
+
+
+cdef void kfdb_del(Fdb *f, uint64_t key) noexcept nogil:
+    """An entry the table is removing (f.lock held)."""
+    bpf_map_delete_elem(f.kfd, &key)
+
+
+cdef uint32_t kfdb_seen(Fdb *f, FdbSlot *s) noexcept nogil:
+    """When s's MAC last sent, as the table or the program saw it (f.lock held): the later
+    one is kept in the slot, so that traffic only the kernel forwards keeps it alive."""
+    cdef pyxsw_fdb_val v
+    if bpf_map_lookup_elem(f.kfd, &s.key, &v) == 0 and <int32_t>(v.seen - s.seen) > 0:
+        s.seen = v.seen
+    return s.seen
+
+
+cdef void kfdb_attach(Fdb *f, int fd) noexcept nogil:
+    """Start keeping fd as the kernel copy: every live entry is copied to it first."""
+    cdef FdbTable *t
+    cdef FdbSlot *s
+    cdef uint32_t i
+    pthread_mutex_lock(&f.lock)
+    t = f.tab
+    f.kfd = fd
+    for i in range(t.live):
+        s = &t.slots[t.order[i]]
+        if s.state == SLOT_LIVE:
+            kfdb_set(f, s.key, s.port, s.seen)
+    pthread_mutex_unlock(&f.lock)
+
+
+cdef void kfdb_detach(Fdb *f) noexcept nogil:
+    pthread_mutex_lock(&f.lock)
+    f.kfd = -1
+    pthread_mutex_unlock(&f.lock)
+
+
+cdef uint32_t kfdb_count(Fdb *f) noexcept nogil:
+    """Entries in the kernel copy, counted there."""
+    cdef uint64_t key, nxt
+    cdef uint32_t n = 0
+    cdef int rc
+    if f.kfd < 0:
+        return 0
+    rc = bpf_map_get_next_key(f.kfd, NULL, &nxt)
+    while rc == 0:
+        n += 1
+        key = nxt
+        rc = bpf_map_get_next_key(f.kfd, &key, &nxt)
+    return n
+
+
+cdef void kfdb_mark(Fdb *f, FdbEntry *e, uint32_t n, uint32_t now) noexcept nogil:
+    """Which listed entries are in the kernel copy, and their age by its last seen too."""
+    cdef pyxsw_fdb_val v
+    cdef uint32_t i
+    if f.kfd < 0:
+        return
+    for i in range(n):
+        if bpf_map_lookup_elem(f.kfd, &e[i].key, &v) == 0 and v.port == e[i].port:
+            e[i].in_kernel = 1
+            if not e[i].is_static and <int32_t>(now - v.seen) < <int32_t>e[i].age:
+                e[i].age = now - v.seen if <int32_t>(now - v.seen) > 0 else 0
+
+
+# ---------------------------------------------------------------------------- the ports' rows
+
+cdef uint32_t fp_flags(Sw *sw, Port *pt) noexcept nogil:
+    if not sw.fastpath or pt.kind != KIND_AFXDP or not pt.active or not pt.up:
+        return 0
+    return PYXSW_FP_IN | (PYXSW_FP_OUT if pt.fp_capable else 0)
+
+
+cdef int fp_port_write(Sw *sw, Port *pt) noexcept nogil:
+    """Write pt's row as the program sees it (and its tx_map entry): 0 or -errno.  A target
+    gets its tx_map entry before the flag that sends frames there, and loses it after."""
+    cdef Xdp *x = &sw.xdp
+    cdef pyxsw_port row
+    cdef uint32_t index = pt - sw.ports
+    cdef uint32_t key = pt.ifindex
+    cdef uint32_t dev = pt.ifindex
+    cdef int rc = 0
+    if x.ports_map_fd < 0 or pt.kind != KIND_AFXDP:
+        return 0
+    memset(&row, 0, sizeof(row))
+    row.index = index
+    row.flags = fp_flags(sw, pt)
+    row.untagged = pt.untagged
+    row.vlan_mode = pt.vlan_mode
+    memcpy(row.vlans, pt.vlans, sizeof(row.vlans))
+    if row.flags & PYXSW_FP_OUT:
+        if bpf_map_update_elem(x.tx_map_fd, &index, &dev, BPF_ANY) != 0:
+            rc = -errno
+            row.flags &= ~(<uint32_t>PYXSW_FP_OUT)     # not a target until it can be
+    if bpf_map_update_elem(x.rows_map_fd, &index, &row, BPF_ANY) != 0 and rc == 0:
+        rc = -errno
+    if bpf_map_update_elem(x.ports_map_fd, &key, &row, BPF_ANY) != 0 and rc == 0:
+        rc = -errno
+    if not (row.flags & PYXSW_FP_OUT):
+        bpf_map_delete_elem(x.tx_map_fd, &index)
+    return rc
+
+
+cdef void fp_port_clear(Sw *sw, Port *pt) noexcept nogil:
+    """pt leaves the program's maps (its rows, then its tx_map entry)."""
+    cdef Xdp *x = &sw.xdp
+    cdef uint32_t index = pt - sw.ports
+    cdef uint32_t key = pt.ifindex
+    if x.ports_map_fd < 0:
+        return
+    bpf_map_delete_elem(x.ports_map_fd, &key)
+    bpf_map_delete_elem(x.rows_map_fd, &index)
+    bpf_map_delete_elem(x.tx_map_fd, &index)
+
+
+cdef int fp_ports_write(Sw *sw) noexcept nogil:
+    """Every port's row again (ports changed): 0, or the first -errno."""
+    cdef int p, r, rc = 0
+    for p in range(MAX_PORTS):
+        if sw.ports[p].kind == KIND_AFXDP and sw.ports[p].active:
+            r = fp_port_write(sw, &sw.ports[p])
+            if rc == 0:
+                rc = r
+    return rc
+
+
+cdef void fp_port_counters(Sw *sw, Port *pt, uint64_t *out) noexcept nogil:
+    """pt's fast-path counters summed over CPUs, into out[FASTPATH_COUNTERS]."""
+    xdp_percpu_sum(&sw.xdp, sw.xdp.fast_stats_fd, pt - sw.ports, FASTPATH_COUNTERS, out)
+
+
+cdef str fp_target_reason(Sw *sw, Port *pt):
+    """'' when pt is a fast-path target, else why it is not."""
+    cdef uint32_t index = pt - sw.ports
+    cdef pyxsw_port row
+    if not sw.fastpath:
+        return "the fast path is off"
+    if not pt.active:
+        return "not active"
+    if not pt.up:
+        return "down"
+    if not pt.fp_capable:
+        return "its device does not take XDP-redirected frames"
+    if (sw.xdp.rows_map_fd < 0 or bpf_map_lookup_elem(sw.xdp.rows_map_fd, &index, &row) != 0
+            or not (row.flags & PYXSW_FP_OUT)):
+        return "its row in the XDP program's maps could not be written"
+    return ""
