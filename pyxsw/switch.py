@@ -25,7 +25,7 @@ import time
 
 from . import __version__, _core
 from .config import Config  # noqa: F401 (type of Switch.config)
-from .links import RESYNC, LinkError, Links
+from .links import RESYNC, LinkError, Links, XdpFeatures, can_take_redirects
 from .vocab import DEFAULT_PORT_VLAN
 
 log = logging.getLogger("pyxsw")
@@ -249,6 +249,18 @@ class Port:
         self.warnings = []              # said when the port was added
         self.retried = 0                # the ifindex a re-attach last failed on
         self.unsure = False             # its state could not be read: ask again every tick
+        self.fp_unsure = ""             # why whether it takes redirected frames is unknown
+        self._dp = None                 # the datapath, for `fastpath`
+
+    @property
+    def fastpath(self):
+        """{"target": whether the XDP program forwards frames to it itself, "reason": if
+        not, why}."""
+        info = self._dp.port_info(self.index) if self._dp is not None else {}
+        reason = self.fp_unsure or info.get("fastpath_reason", "not a port")
+        if info.get("fastpath_target") and not self.fp_unsure:
+            reason = ""
+        return {"target": not reason, "reason": reason}
 
     @property
     def up(self):
@@ -283,6 +295,8 @@ class Switch:
         self.config_path = src if src.startswith("<") else os.path.abspath(src)
         self.dp = None
         self.links = None
+        self.features = None                # XdpFeatures (fastpath = "xdp"), else None
+        self.fastpath_problem = ""          # why the fast path has no target at all
         self.ports: dict[str, Port] = {}
         self._threads = []
         self._stop = threading.Event()
@@ -341,6 +355,8 @@ class Switch:
             except OSError as e:
                 raise SwitchError(f"cannot open rtnetlink: {_reason(e)}",
                                   temporary=_temporary(e)) from e
+            if c.switch.fastpath == "xdp":
+                self._features_open()
             for i, p in enumerate(c.ports):
                 try:
                     self.add_port(p.name, vlans=p.vlans, flood_limit=p.flood_limit,
@@ -404,6 +420,9 @@ class Switch:
                 if self.links is not None:
                     self.links.close()
                     self.links = None
+                if self.features is not None:
+                    self.features.close()
+                    self.features = None
 
     # ------------------------------------------------------------------ events
 
@@ -457,10 +476,13 @@ class Switch:
         poller = select.poll()
         poller.register(links_fd, select.POLLIN)
         poller.register(events_fd, select.POLLIN)
+        features_fd = self.features.fileno() if self.features is not None else None
+        if features_fd is not None:
+            poller.register(features_fd, select.POLLIN)
         next_tick = time.monotonic()            # the first pass is a tick
         muted_until = None                      # events_fd ignored until then (EVENTS_GAP)
         while not self._stop.is_set():
-            changed, events = set(), False
+            changed, events, feats = set(), False, set()
             wake = next_tick
             if muted_until is not None:
                 if time.monotonic() >= muted_until:
@@ -474,6 +496,8 @@ class Switch:
                         changed = links.read()
                     elif fd == events_fd:
                         events = True
+                    elif fd == features_fd:
+                        feats = self.features.read()
             except (OSError, ValueError) as e:      # LinkError included: state is kept
                 log.error("reading link notifications: %s", _reason(e))
                 changed = RESYNC                    # what was missed is asked for again
@@ -499,6 +523,10 @@ class Switch:
                         if (changed == RESYNC or port.ifindex in changed
                                 or port.name in changed or (tick and port.unsure)):
                             self._reconcile(port)
+                        if self.features is not None and (
+                                feats == RESYNC or port.ifindex in feats
+                                or (tick and port.fp_unsure)):
+                            self._fastpath_follow(port)
                     beat = self._heartbeat if tick else None
                     sick = self._unhealthy() if beat is not None else ""
                 if self._stop.is_set():     # set before the workers are told to end
@@ -532,6 +560,38 @@ class Switch:
 
     def _events_lost(self):
         return sum(w["events_lost"] for w in self.dp.worker_stats())
+
+    # ------------------------------------------------------------------ the fast path
+
+    def _features_open(self):
+        """The kernel's netdev family, which says which devices take XDP-redirected frames
+        and tells when that changes (a veth: while its peer has GRO on or an XDP program).
+        Without it the fast path has no target: every frame takes the AF_XDP path."""
+        try:
+            self.features = XdpFeatures()
+        except OSError as e:
+            self.fastpath_problem = f"cannot ask the kernel which devices take XDP-redirected " \
+                                    f"frames (netdev family): {_reason(e)}"
+            log.error("fast path: %s; every frame takes the AF_XDP path", self.fastpath_problem)
+
+    def _fastpath_follow(self, port):
+        """Tell the datapath whether port's device takes XDP-redirected frames now.  An error
+        asking is not an answer: the port keeps what it had, and is asked again every tick."""
+        if self.features is None:
+            port.fp_unsure = self.fastpath_problem
+            return
+        try:
+            feats = self.features.get(port.ifindex)
+        except OSError as e:
+            if not port.fp_unsure:
+                log.error("port %s: cannot tell whether it takes XDP-redirected frames (%s)",
+                          port.name, _reason(e))
+            port.fp_unsure = f"cannot tell whether its device takes XDP-redirected frames: " \
+                             f"{_reason(e)}"
+            return
+        port.fp_unsure = ""
+        self.dp.set_port_fastpath_capable(port.index, feats is not None
+                                          and can_take_redirects(feats))
 
     # ------------------------------------------------------------------ port states
 
@@ -719,6 +779,7 @@ class Switch:
         port = Port(name, index, link.ifindex, promisc, claim, flood_limit=flood_limit,
                     forward_reserved=forward_reserved, vlans=vlans)
         port.rxvlan = rxvlan
+        port._dp = self.dp
         if not link.up:
             port.state, port.reason = "down", "no carrier or administratively down"
         self.ports[name] = port             # from here on, stop() or _drop_port() frees it
@@ -745,6 +806,7 @@ class Switch:
         for w in port.warnings:
             log.warning("%s", w)
         self._reconcile(port)           # a change between the checks and now
+        self._fastpath_follow(port)
         return port
 
     def del_port(self, name):
@@ -811,12 +873,15 @@ class Switch:
 
     def fdb_list(self, port=None, vlan=None):
         names = {p.index: p.name for p in self.ports.values()}
+        fast = self.config.switch.fastpath == "xdp"
         out = []
         for mac, v, idx, age, static, kernel in self.dp.fdb_list():
             name = names.get(idx, f"#{idx}")
             if (port is None or name == port) and (vlan is None or v == vlan):
-                out.append({"mac": mac, "vlan": v, "port": name, "age": age, "static": static,
-                            "kernel": kernel})
+                e = {"mac": mac, "vlan": v, "port": name, "age": age, "static": static}
+                if fast:
+                    e["kernel"] = kernel        # in the XDP program's copy
+                out.append(e)
         out.sort(key=lambda e: (e["port"], e["vlan"], e["mac"]))
         return out
 
@@ -886,6 +951,8 @@ class Switch:
             "busy_poll": dp.busy_poll,
             "umem_anchor": dp.anchor,
             "fdb": dp.fdb_counters(),
+            "fastpath": dict(dp.fastpath(), **({"problem": self.fastpath_problem}
+                                               if self.fastpath_problem else {})),
             "frames": self.accounting(),
             "events": {"lost": self._events_lost()},
         }

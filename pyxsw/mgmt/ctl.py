@@ -83,9 +83,19 @@ def duration(seconds):
 
 
 def show_ports(r, args):
-    return table(["port", "index", "up", "state", "vlan_mode", "vlans", "native", "reason"],
+    return table(["port", "index", "up", "state", "vlan_mode", "vlans", "native", "fastpath",
+                  "reason"],
                  [[p["name"], p["index"], p["up"], p.get("state"), *_vlan_cells(p),
-                   p.get("reason") or ""] for p in r])
+                   _fastpath_cell(p.get("fastpath")), p.get("reason") or ""] for p in r])
+
+
+def _fastpath_cell(fp):
+    """'yes' for a fast-path target, else why not ('off' with the fast path off)."""
+    if not fp:
+        return None
+    if fp.get("target"):
+        return "yes"
+    return "off" if fp.get("reason") == "the fast path is off" else f"no: {fp.get('reason')}"
 
 
 def _vlan_cells(p):
@@ -175,9 +185,10 @@ def _across(records, width, indent="  "):
 def show_fdb(r, args):
     # sorted here too, whatever order a switch sends: port, then VLAN (a number), then MAC
     entries = sorted(r, key=lambda e: (str(e["port"]), int(e["vlan"]), str(e["mac"])))
-    rows = [[e["mac"], e["vlan"], e["port"], e["age"], "static" if e["static"] else "learned"]
-            for e in entries]
-    return table(["mac", "vlan", "port", "age", "type"], rows) + \
+    kernel = any("kernel" in e for e in entries)
+    rows = [[e["mac"], e["vlan"], e["port"], e["age"], "static" if e["static"] else "learned",
+             *(["yes" if e.get("kernel") else "no"] if kernel else [])] for e in entries]
+    return table(["mac", "vlan", "port", "age", "type", *(["kernel"] if kernel else [])], rows) + \
         f"\n{len(r)} entr{'y' if len(r) == 1 else 'ies'}"
 
 

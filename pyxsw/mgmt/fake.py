@@ -27,6 +27,7 @@ class FakePort:
         self.name, self.index, self.state, self.reason = name, index, "up", ""
         self.vlans = vlans
         self.changed = []               # interface settings changed (rx VLAN offload...)
+        self.fastpath = {"target": False, "reason": "the fast path is off"}
         # like a real port whose interface carries addresses: the reply must say so
         self.warnings = [f"{name} has IP addresses (10.9.0.1/24)"] if name.startswith("ip") else []
 

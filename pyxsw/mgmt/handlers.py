@@ -140,7 +140,8 @@ def _port(conn, name):
 
 def _port_info(port):
     return {"name": port.name, "index": port.index, "up": bool(port.up), "state": port.state,
-            "reason": port.reason, **port.vlans.view(), "changed": port.changed}
+            "reason": port.reason, **port.vlans.view(), "changed": port.changed,
+            "fastpath": port.fastpath}
 
 
 def _vlans(**keys):
