@@ -123,7 +123,10 @@ class Lab:
         _ip("-n", h.ns, "link", "set", h.ifname, "up")
         # Without this the host hands partial checksums to the veth; the kernel would fill
         # them in on a bridge, but a userspace switch forwards them as they are and TCP breaks.
-        self._run_or_fail(h, "ethtool", "-K", h.ifname, "tx", "off")
+        # GRO on here is what lets the switch port (this veth's peer) take frames that an XDP
+        # program redirects into it: a veth offers ndo_xdp_xmit (NDO_XMIT in its XDP
+        # features) only while its peer has GRO on or an XDP program attached.
+        self._run_or_fail(h, "ethtool", "-K", h.ifname, "tx", "off", "gro", "on")
         _ip("link", "set", h.port, "up")
 
     def _run_or_fail(self, h: Host, *argv):

@@ -17,6 +17,14 @@ event loop per calling thread and opens them on a thread's first call.  An error
 state: `get()` raises LinkError and the caller keeps what it knew; a lost notification
 (ENOBUFS: the socket's buffer overflowed) is reported by `read()` as RESYNC, and the caller
 then asks again about everything it follows.
+
+Whether a port can take frames that an XDP program redirects into it (the in-kernel fast
+path) is not in rtnetlink: the kernel's netdev generic-netlink family (Linux 6.3+) reports
+each device's XDP features, and XdpFeatures speaks it the same way, on two sockets made once:
+
+    xf = XdpFeatures()                   # LinkError on a kernel without the family
+    can_take_redirects(xf.get(ifindex))  # False while a veth's peer has neither GRO nor XDP
+    changed = xf.read()                  # once xf.fileno() polls readable
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ import errno
 import ipaddress
 import socket
 import struct
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -39,11 +48,23 @@ IFA_ADDRESS, IFA_LOCAL = 1, 2
 RT_SCOPE_LINK = 253
 OPER_UP, OPER_UNKNOWN = 6, 0
 SO_RCVBUFFORCE = 33
+NETLINK_GENERIC, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP = 16, 270, 1
+
+# The generic-netlink controller, which names families (include/uapi/linux/genetlink.h) ...
+GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 0x10, 3
+CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME, CTRL_ATTR_MCAST_GROUPS = 1, 2, 7
+CTRL_ATTR_MCAST_GRP_NAME, CTRL_ATTR_MCAST_GRP_ID = 1, 2
+# ... and its netdev family (include/uapi/linux/netdev.h, Linux 6.3+).
+NETDEV_CMD_DEV_GET, NETDEV_CMD_DEV_ADD_NTF = 1, 2
+NETDEV_CMD_DEV_DEL_NTF, NETDEV_CMD_DEV_CHANGE_NTF = 3, 4
+NETDEV_A_DEV_IFINDEX, NETDEV_A_DEV_XDP_FEATURES = 1, 3
+NDO_XMIT = 1 << 2                       # NETDEV_XDP_ACT_NDO_XMIT: takes redirected frames
 
 NLMSG_HDR = struct.Struct("=IHHII")     # length, type, flags, sequence, port id
 IFINFO = struct.Struct("=BxHiII")       # family, type, index, flags, change
 IFADDR = struct.Struct("=BBBBI")        # family, prefix length, flags, scope, index
 RTA = struct.Struct("=HH")              # length, type
+GENL_HDR = struct.Struct("=BBxx")       # command, version, reserved
 RESYNC = "resync"                       # read(): notifications were lost, ask again
 RCVBUF = 4 << 20                        # a burst of link changes must not overflow it
 TIMEOUT = 2.0                           # the kernel answers at once; never wait forever
@@ -101,6 +122,16 @@ def _u(payload, default=0):
     return payload[0] if payload else default
 
 
+def _uint(payload):
+    """A netlink unsigned attribute of any width (u8..u64, host order); None if malformed."""
+    return int.from_bytes(payload, sys.byteorder) if len(payload) in (1, 2, 4, 8) else None
+
+
+def _attr(kind, payload):
+    """One route attribute, padded to 4 bytes."""
+    return RTA.pack(RTA.size + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
+
+
 def _name(payload):
     return payload.split(b"\0")[0].decode(errors="replace")
 
@@ -122,9 +153,17 @@ def _link(body) -> Link | None:
                 loopback=bool(flags & IFF_LOOPBACK), xdp=xdp)
 
 
-def _socket():
-    return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                         socket.NETLINK_ROUTE)
+def _socket(protocol=socket.NETLINK_ROUTE):
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
+
+
+def _grow_rcvbuf(sock):
+    """A burst of notifications must not overflow a listening socket (root may pass the
+    rmem_max cap; anyone else gets what the cap allows)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
 
 
 class Links:
@@ -134,10 +173,7 @@ class Links:
         self._events = _socket()
         try:
             self._events.setblocking(False)
-            try:
-                self._events.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-            except OSError:
-                self._events.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            _grow_rcvbuf(self._events)
             self._events.bind((0, RTMGRP_LINK))
             self._query = _socket()
             self._query.settimeout(TIMEOUT)
@@ -214,28 +250,160 @@ class Links:
         to NLMSG_DONE.  An ENODEV error answer is an empty list (no such interface)."""
         with self._lock:
             self._seq = (self._seq + 1) & 0xffffffff
-            seq = self._seq
-            msg = NLMSG_HDR.pack(NLMSG_HDR.size + len(body), kind, flags, seq, 0) + body
-            out = []
-            try:
-                self._query.send(msg)
-                while True:
-                    data = self._query.recv(1 << 16)
-                    for mkind, _, mseq, mbody in _messages(data):
-                        if mseq != seq:
-                            continue            # the rest of an earlier, abandoned answer
-                        if mkind == NLMSG_ERROR:
-                            err = -struct.unpack_from("=i", mbody)[0] if len(mbody) >= 4 else 0
-                            if err in (0, errno.ENODEV):
-                                return out
-                            raise LinkError(err, f"asking about {what}: {errno.errorcode.get(err, err)}")
-                        if mkind == NLMSG_DONE:
-                            return out
-                        out.append((mkind, mbody))
-                    if not flags & NLM_F_DUMP and out:
-                        return out
-            except LinkError:
-                raise
-            except OSError as e:
+            return _exchange(self._query, self._seq, kind, flags, body, what, (errno.ENODEV,))
+
+
+def can_take_redirects(features) -> bool:
+    """Whether a device with these XDP features (XdpFeatures.get) accepts frames an XDP
+    program redirects into it.  None (no such device) cannot."""
+    return features is not None and bool(features & NDO_XMIT)
+
+
+def _dev(body):
+    """(command, ifindex, xdp features or None) of a netdev family message, None if it names
+    no device.  Features are None when absent or malformed: never read as "none"."""
+    if len(body) < GENL_HDR.size:
+        return None
+    cmd, _ = GENL_HDR.unpack_from(body)
+    at = _attrs(body, GENL_HDR.size)
+    index = _uint(at.get(NETDEV_A_DEV_IFINDEX, b""))
+    if not index:
+        return None
+    return cmd, index, _uint(at.get(NETDEV_A_DEV_XDP_FEATURES, b""))
+
+
+class XdpFeatures:
+    """Each device's XDP features (NETDEV_XDP_ACT_* bits), from the netdev generic-netlink
+    family: `get()` asks, `read()` follows the family's "mgmt" group, where the kernel
+    announces devices added, deleted and changed (a veth gains or loses NDO_XMIT as its
+    peer's GRO or XDP program comes and goes).  As with Links: two sockets made once, so no
+    call opens a descriptor; an error is a LinkError, never "incapable"; lost notifications
+    are RESYNC.  `features` holds the last value notified per ifindex (forgotten on a delete
+    and on RESYNC); read() is meant for one thread, get() may be called from any."""
+
+    def __init__(self):
+        self._lock = threading.Lock()   # one request at a time on the query socket
+        self._seq = 0
+        self._query = self._events = None
+        self.features = {}
+        try:
+            self._query = _socket(NETLINK_GENERIC)
+            self._query.settimeout(TIMEOUT)
+            self._query.bind((0, 0))
+            self.family, group = self._resolve()
+            self._events = _socket(NETLINK_GENERIC)
+            self._events.setblocking(False)
+            _grow_rcvbuf(self._events)
+            self._events.bind((0, 0))
+            self._events.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+        except BaseException as e:
+            self.close()
+            if isinstance(e, OSError) and not isinstance(e, LinkError):
                 raise LinkError(e.errno or errno.EIO,
-                                f"asking about {what}: {e.strerror or e}") from e
+                                f"netdev generic netlink: {e.strerror or e}") from e
+            raise
+
+    def _resolve(self):
+        """(family id, "mgmt" group id) of the netdev family, from the controller; LinkError
+        when the kernel has no such family (older than 6.3)."""
+        body = GENL_HDR.pack(CTRL_CMD_GETFAMILY, 1) + _attr(CTRL_ATTR_FAMILY_NAME, b"netdev\0")
+        for kind, mbody in self._ask(GENL_ID_CTRL, body, "the netdev family", (errno.ENOENT,)):
+            if kind != GENL_ID_CTRL or len(mbody) < GENL_HDR.size:
+                continue
+            at = _attrs(mbody, GENL_HDR.size)
+            groups = {}
+            for nested in _attrs(at.get(CTRL_ATTR_MCAST_GROUPS, b""), 0).values():
+                g = _attrs(nested, 0)
+                groups[_name(g.get(CTRL_ATTR_MCAST_GRP_NAME, b""))] = \
+                    _uint(g.get(CTRL_ATTR_MCAST_GRP_ID, b""))
+            family = _uint(at.get(CTRL_ATTR_FAMILY_ID, b""))
+            if family and groups.get("mgmt"):
+                return family, groups["mgmt"]
+        raise LinkError(errno.ENOENT, "the kernel has no netdev generic-netlink family with a "
+                        "\"mgmt\" group (Linux 6.3+): it cannot tell which devices take "
+                        "XDP-redirected frames")
+
+    def close(self):
+        for sock in (self._query, self._events):
+            if sock is not None:
+                sock.close()
+
+    def fileno(self):
+        """Readable when netdev notifications are waiting: poll it, then read()."""
+        return self._events.fileno()
+
+    def get(self, ifindex) -> int | None:
+        """The device's XDP features now (a NETDEV_XDP_ACT_* bit mask); None if there is no
+        such device.  LinkError when the kernel cannot be asked or answers without them."""
+        body = GENL_HDR.pack(NETDEV_CMD_DEV_GET, 1) + \
+            _attr(NETDEV_A_DEV_IFINDEX, struct.pack("=I", ifindex))
+        what = f"the XDP features of interface {ifindex}"
+        for kind, mbody in self._ask(self.family, body, what, (errno.ENODEV, errno.ENOENT)):
+            dev = _dev(mbody) if kind == self.family else None
+            if dev is not None and dev[1] == ifindex:
+                if dev[2] is None:
+                    raise LinkError(errno.EPROTO, f"asking about {what}: none in the answer")
+                return dev[2]
+        return None
+
+    def read(self):
+        """The ifindexes the waiting notifications are about (their features may have
+        changed, or they came or went): a set, or RESYNC when some were lost (then get()
+        every device followed again)."""
+        touched = set()
+        while True:
+            try:
+                data = self._events.recv(1 << 16)
+            except BlockingIOError:
+                return touched
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    self.features.clear()       # some may be stale now
+                    return RESYNC
+                raise LinkError(e.errno, f"reading netdev notifications: {e.strerror or e}") from e
+            for kind, _, _, body in _messages(data):
+                dev = _dev(body) if kind == self.family else None
+                if dev is None or dev[0] not in (NETDEV_CMD_DEV_ADD_NTF, NETDEV_CMD_DEV_DEL_NTF,
+                                                 NETDEV_CMD_DEV_CHANGE_NTF):
+                    continue
+                cmd, index, feats = dev
+                touched.add(index)
+                if cmd == NETDEV_CMD_DEV_DEL_NTF or feats is None:
+                    self.features.pop(index, None)
+                else:
+                    self.features[index] = feats
+
+    def _ask(self, kind, body, what, absent):
+        with self._lock:
+            self._seq = (self._seq + 1) & 0xffffffff
+            return _exchange(self._query, self._seq, kind, NLM_F_REQUEST, body, what, absent)
+
+
+def _exchange(sock, seq, kind, flags, body, what, absent):
+    """Send one request on `sock` (the caller holds its lock) and collect the answer's
+    [(type, body)]: one message, or a dump up to NLMSG_DONE.  An error answer whose errno is
+    in `absent` is an empty list (the thing asked about does not exist); any other failure,
+    and a timeout, is a LinkError."""
+    msg = NLMSG_HDR.pack(NLMSG_HDR.size + len(body), kind, flags, seq, 0) + body
+    out = []
+    try:
+        sock.send(msg)
+        while True:
+            data = sock.recv(1 << 16)
+            for mkind, _, mseq, mbody in _messages(data):
+                if mseq != seq:
+                    continue            # the rest of an earlier, abandoned answer
+                if mkind == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", mbody)[0] if len(mbody) >= 4 else 0
+                    if err == 0 or err in absent:
+                        return out
+                    raise LinkError(err, f"asking about {what}: {errno.errorcode.get(err, err)}")
+                if mkind == NLMSG_DONE:
+                    return out
+                out.append((mkind, mbody))
+            if not flags & NLM_F_DUMP and out:
+                return out
+    except LinkError:
+        raise
+    except OSError as e:
+        raise LinkError(e.errno or errno.EIO, f"asking about {what}: {e.strerror or e}") from e
