@@ -169,7 +169,8 @@ cdef str fp_target_reason(Sw *sw, Port *pt):
     if not pt.up:
         return "down"
     if not pt.fp_capable:
-        return "its device does not take XDP-redirected frames"
+        return ("its device does not take XDP-redirected frames (a veth takes them while "
+                "its peer has GRO on or an XDP program)")
     if (sw.xdp.rows_map_fd < 0 or bpf_map_lookup_elem(sw.xdp.rows_map_fd, &index, &row) != 0
             or not (row.flags & PYXSW_FP_OUT)):
         return "its row in the XDP program's maps could not be written"
