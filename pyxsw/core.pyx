@@ -416,10 +416,8 @@ cdef class Datapath:
         cdef Sw *sw = self._sw()
         cdef uint32_t n
         with self.lock:
-            with nogil:
-                pthread_mutex_lock(&sw.fdb.lock)
+            with nogil:        # without the FDB's lock: learning goes on meanwhile
                 n = kfdb_count(&sw.fdb)
-                pthread_mutex_unlock(&sw.fdb.lock)
             return {"mode": "xdp" if sw.fastpath else "off", "kernel_fdb_entries": n,
                     "sync_errors": sw.fdb.ksync_errors}
 
@@ -559,10 +557,8 @@ cdef class Datapath:
         with self.lock:
             e = fdb_snapshot(&sw.fdb, now, &n)
             if e != NULL:
-                with nogil:
-                    pthread_mutex_lock(&sw.fdb.lock)
+                with nogil:    # without the FDB's lock: learning goes on meanwhile
                     kfdb_mark(&sw.fdb, e, n, now)
-                    pthread_mutex_unlock(&sw.fdb.lock)
         return fdb_entries_list(e, n, True)
 
     def fdb_add(self, str mac, int vlan, int port):

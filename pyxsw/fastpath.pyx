@@ -65,7 +65,8 @@ cdef void kfdb_detach(Fdb *f) noexcept nogil:
 
 
 cdef uint32_t kfdb_count(Fdb *f) noexcept nogil:
-    """Entries in the kernel copy, counted there."""
+    """Entries in the kernel copy, counted there (no lock: the Datapath's lock keeps f.kfd,
+    which changes only when the first port opens and when the switch is freed)."""
     cdef uint64_t key, nxt
     cdef uint32_t n = 0
     cdef int rc
@@ -80,7 +81,8 @@ cdef uint32_t kfdb_count(Fdb *f) noexcept nogil:
 
 
 cdef void kfdb_mark(Fdb *f, FdbEntry *e, uint32_t n, uint32_t now) noexcept nogil:
-    """Which listed entries are in the kernel copy, and their age by its last seen too."""
+    """Which listed entries are in the kernel copy, and their age by its last seen too (no
+    lock, as kfdb_count)."""
     cdef pyxsw_fdb_val v
     cdef uint32_t i
     if f.kfd < 0:
