@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """`make bench`: the whole performance comparison, in one run, one step after the other.
 
-  1. fwd_rate.py, 64-byte frames: every system (bridge, testpmd, ovs, pyxsw in each mode, xdp),
-     with the switch's CPU under load and at idle, the latency ping-pong, the RPC storm
-     (pyxsw) and pyxsw's rate with 1, 1k and 100k learned MACs;
-  2. fwd_rate.py, 1500-byte frames: the rates;
+  1. fwd_rate.py, 64-byte frames: every system (bridge, testpmd, ovs, pyxsw in each mode,
+     pyxsw with the in-kernel fast path in poll and interrupt modes, xdp), with the switch's
+     CPU under load and at idle, the latency ping-pong, the RPC storm (pyxsw) and pyxsw's
+     rate with 1, 1k and 100k learned MACs;
+  2. fwd_rate.py, 1500-byte frames: the rates (the fast-path rows too);
   3. fwd_rate.py, two queues per port (a generator and a worker on each core);
   4. the pytest-benchmark microbenchmarks of tests/bench/ (FDB, classification, frame pool);
   5. report.py: perf/results/bench-<time>.json, .md and -{rate,cpu,latency}.png, which the
      bench-latest.* symbolic links then point to.
 
-    .venv/bin/python perf/bench.py              # about 15 minutes
+    .venv/bin/python perf/bench.py              # about 20 minutes
     .venv/bin/python perf/bench.py --quick      # one short run per system (a smoke test)
 
 Steps 1-2 each hold fwd_rate.py's lock (runs never overlap); step 3 takes it too, so a
@@ -79,6 +80,8 @@ def main():
     ap.add_argument("--no-micro", action="store_true", help="skip the microbenchmarks")
     ap.add_argument("--no-vlan", action="store_true",
                     help="skip the 802.1Q trunk row (a tag pushed on every frame)")
+    ap.add_argument("--no-fastpath", action="store_true",
+                    help='skip the rows of pyxsw with the fast path ([switch] fastpath = "xdp")')
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root")
@@ -89,11 +92,13 @@ def main():
     py, fr = sys.executable, HERE / "fwd_rate.py"
     common = ["--only", a.only, "--modes", "poll,interrupt,adaptive", "--runs", runs,
               "--seconds", secs]
+    # pyxsw with the in-kernel fast path, beside the rest in the same fwd_rate.py run
+    fast = [] if a.no_fastpath else ["--fastpath-modes", "poll,interrupt"]
     tmp = Path(tempfile.mkdtemp(prefix="pyxsw-bench-"))
     parts = {}
     try:
         out = tmp / "fwd64.json"
-        rc = run([py, fr, *common, "--storm", "--idle", idle, "--latency", lat,
+        rc = run([py, fr, *common, *fast, "--storm", "--idle", idle, "--latency", lat,
                   "--fdb-sizes", fdb, "--save-as", out])
         parts["fwd_64"] = json.loads(out.read_text()) if out.exists() else {"error": rc}
         # What each RPC method of the storm costs, alone (pyxsw poll, one run each).
@@ -110,7 +115,7 @@ def main():
                     parts["storm_by_method"][m]["rpc_per_s"] = r["storm"]["rpc_per_s"]
         if not a.no_1500:
             out = tmp / "fwd1500.json"
-            rc = run([py, fr, *common, "--size", "1500", "--save-as", out])
+            rc = run([py, fr, *common, *fast, "--size", "1500", "--save-as", out])
             parts["fwd_1500"] = json.loads(out.read_text()) if out.exists() else {"error": rc}
         if not a.no_2q:
             # Two queues per port, a worker and a generator on each core (veth picks the

@@ -3,11 +3,14 @@
     bridge    the Linux bridge over both ports; its softirq moved to the forwarder cores by RPS
     testpmd   dpdk-testpmd, AF_XDP PMD on both ports, --forward-mode=io
     ovs       Open vSwitch, netdev datapath, both ports type=afxdp, NORMAL
-    pyxsw     `pyxsw run` with one --modes entry, cores = --fwd-cores
+    pyxsw     `pyxsw run` with one --modes entry, cores = --fwd-cores; with the fast path
+              ([switch] fastpath = "xdp"), the switch's XDP program forwards known unicast
+              itself, its NAPI threaded and pinned as for xdp
     xdp       an in-kernel devmap redirect p0 -> p1 (the ceiling), its NAPI threaded and pinned
 
-`start(system, lab, undo, mode, fdb_macs)` returns once frames go through (the lab's probe)
-or raises Unavailable; each launcher pushes on `undo` what puts the machine back.
+`start(system, lab, undo, mode, fdb_macs, ports, fastpath)` returns once frames go through
+(the lab's probe) or raises Unavailable; each launcher pushes on `undo` what puts the machine
+back.
 """
 import contextlib
 import ctypes as C
@@ -142,7 +145,7 @@ def start_testpmd(lab, undo):
     spawn(lab, undo, "testpmd", cmd)
 
 
-def start_pyxsw(lab, undo, mode, fdb_macs=0, ports=2):
+def start_pyxsw(lab, undo, mode, fdb_macs=0, ports=2, fastpath=False):
     exe = Path(lab.args.pyxsw)
     if not exe.exists():
         raise Unavailable(f"{exe} not found (run `make install`)")
@@ -151,10 +154,26 @@ def start_pyxsw(lab, undo, mode, fdb_macs=0, ports=2):
         # Someone built the debug core (make test-debug) in this tree: its figures would be
         # AddressSanitizer's, and it does not even start without LD_PRELOAD.
         raise Unavailable(f"{core.name} is a debug (ASan) build: run `make install` first")
-    cfg = lab.tmp / f"pyxsw-{mode}.toml"
+    name = f"pyxsw-{mode}" + ("-fastpath" if fastpath else "")
+    cfg = lab.tmp / f"{name}.toml"
+    # With the fast path ([switch] fastpath = "xdp"):
+    # - GRO on gen0, as for xdp: a veth takes XDP-redirected frames only while its peer has
+    #   an XDP program or GRO on.  sink0 has one (the sink), so <P>p1 is a fast-path target
+    #   anyway; with GRO on gen0 <P>p0 is one too, and the latency ping-pong's way back goes
+    #   through the kernel as well.  The switch finds out by itself which ports are targets
+    #   (the kernel's netdev family): nothing here tells it.
+    # - with --pin-kernel (the default), p0's NAPI threaded and pinned to the forwarder
+    #   cores, as for xdp: the fast path is an XDP redirect in p0's receive, which veth
+    #   would otherwise run on the generator's core, and its ratio to xdp must compare like
+    #   with like.  (In poll mode the switch's worker spins on that core as well.)
     idle = lab.idle_ports(ports - 2)
+    if fastpath:
+        sh("ethtool", "-K", "gen0", "gro", "on", ns=lab.gen_ns)
+        undo.push("gen0 gro off", sh, "ip", "netns", "exec", lab.gen_ns, "ethtool", "-K",
+                  "gen0", "gro", "off")
     cfg.write_text(f'[switch]\nname = "{lab.prefix}"\nmode = "{mode}"\n'
                    f"cores = {lab.args.fwd_cores}\n"
+                   + ('fastpath = "xdp"\n' if fastpath else "")
                    # --ports runs: one UMEM size for every port count, enough for 64 ports
                    + ("frames = 65536\n" if lab.args.ports else "")
                    + (f"[fdb]\ncapacity = {max(65536, 2 * fdb_macs)}\n" if fdb_macs else "")
@@ -167,7 +186,10 @@ def start_pyxsw(lab, undo, mode, fdb_macs=0, ports=2):
     # No taskset: the switch pins its workers to `cores` and moves its main (management)
     # thread off them by itself.  `taskset -c <fwd core>` would force the management thread
     # onto the worker's core, and every RPC or aging sweep would then cost forwarding time.
-    spawn(lab, undo, f"pyxsw-{mode}", [exe, "run", "-c", cfg])
+    spawn(lab, undo, name, [exe, "run", "-c", cfg])
+    if fastpath and lab.args.pin_kernel:
+        # p0's NAPI exists once the switch's XDP program is on p0: threaded and pinned now
+        napi_to_fwd_cores(lab, undo, lab.p0)
 
 
 OVS_DIRS = ("/etc/openvswitch", "/var/lib/openvswitch", "/var/log/openvswitch",
@@ -285,8 +307,9 @@ START = {"bridge": start_bridge, "testpmd": start_testpmd, "ovs": start_ovs,
          "pyxsw": start_pyxsw, "xdp": start_xdp}
 
 
-def start(system, lab, undo, mode=None, fdb_macs=0, ports=2):
-    """Start one system between the lab's ports (pyxsw in `mode`, learning `fdb_macs`)."""
+def start(system, lab, undo, mode=None, fdb_macs=0, ports=2, fastpath=False):
+    """Start one system between the lab's ports (pyxsw in `mode`, learning `fdb_macs`, with
+    the fast path or not)."""
     if system == "pyxsw":
-        return start_pyxsw(lab, undo, mode, fdb_macs, ports)
+        return start_pyxsw(lab, undo, mode, fdb_macs, ports, fastpath)
     return START[system](lab, undo)

@@ -9,12 +9,14 @@ The generator is an XDP program returning XDP_TX, run by BPF_PROG_RUN in live-fr
 every repetition transmits the template frame out of gen0 into <P>p0.  The sink counts what
 reaches sink0.  Forwarded rate = sink frames/s over a steady window; offered rate = frames/s
 the generator sent.  Systems: bridge (Linux bridge), testpmd (DPDK, AF_XDP PMD), ovs (Open
-vSwitch, netdev datapath, afxdp ports), pyxsw (once per --modes entry), xdp (in-kernel devmap
-redirect, the ceiling).  After the rate window, on the same forwarder: --storm (pyxsw's rate
-under an RPC storm, and under a CPU hog as the control), --idle (CPU with no traffic),
---latency (UDP ping-pong through the switch); --fdb-sizes: pyxsw with N learned MACs;
---ports: pyxsw with N ports, N-2 of them idle.  Every pyxsw row also reports how its workers
-went about the window (frames per busy pass and per TX kick, passes per frame).
+vSwitch, netdev datapath, afxdp ports), pyxsw (once per --modes entry; --fastpath: with the
+in-kernel fast path, [switch] fastpath = "xdp"; --fastpath-modes: once more per entry, with
+it), xdp (in-kernel devmap redirect, the ceiling).  After the rate window, on the same
+forwarder: --storm (pyxsw's rate under an RPC storm, and under a CPU hog as the control),
+--idle (CPU with no traffic), --latency (UDP ping-pong through the switch); --fdb-sizes:
+pyxsw with N learned MACs; --ports: pyxsw with N ports, N-2 of them idle.  Every pyxsw row
+also reports how its workers went about the window (frames per busy pass and per TX kick,
+passes per frame), and, with the fast path, the share of frames it forwarded in the kernel.
 
 Run as root:   .venv/bin/python perf/fwd_rate.py [--only bridge,testpmd] [--size 1500]
 Everything it creates carries a random prefix pb<4 hex> and is removed on exit, on SIGINT and
@@ -52,11 +54,12 @@ REPO = HERE.parent
 # The report and the JSON
 # ----------------------------------------------------------------------------------------
 def label(r):
+    mode = ", ".join(x for x in (r.get("mode"), "fastpath" if r.get("fastpath") else None) if x)
     if r.get("fdb_macs"):
-        return f"{r['system']} ({r['mode']}, {r['fdb_macs']} MACs)"
+        return f"{r['system']} ({mode}, {r['fdb_macs']} MACs)"
     if r.get("ports"):
-        return f"{r['system']} ({r['mode']}, {r['ports']}p)"
-    return f"{r['system']} ({r['mode']})" if r["mode"] else r["system"]
+        return f"{r['system']} ({mode}, {r['ports']}p)"
+    return f"{r['system']} ({mode})" if mode else r["system"]
 
 
 def machine_info():
@@ -76,11 +79,12 @@ def report(results, args):
     print(f"\nfwd_rate: {args.size}-byte frames, {args.seconds:g} s window, "
           f"queues={args.queues}, generator cores {args.gen_cores}, forwarder cores "
           f"{args.fwd_cores}")
-    print(f"{'system':<20} {'offered Mpps':>12} {'fwd Mpps':>9} {'loss %':>7} "
+    width = max([20] + [len(label(r)) for r in results])
+    print(f"{'system':<{width}} {'offered Mpps':>12} {'fwd Mpps':>9} {'loss %':>7} "
           f"{'vs testpmd':>10}  cpu busy %")
     for r in results:
         if not r["available"]:
-            print(f"{label(r):<20} not available: {r['reason']}")
+            print(f"{label(r):<{width}} not available: {r['reason']}")
             continue
         r["ratio_vs_testpmd"] = r["forwarded_pps"] / ref if ref else None
         ratio = f"{r['ratio_vs_testpmd']:.2f}x" if ref else "-"
@@ -91,9 +95,14 @@ def report(results, args):
         if r["other_load_pct"] > 5:
             warn += f"  [other processes used {r['other_load_pct']:.0f}% of a core]"
         loss = max(0.0, r["loss_pct"])      # a sample's skew can make it a hair negative
-        print(f"{label(r):<20} {r['offered_pps'] / 1e6:>12.3f} "
+        print(f"{label(r):<{width}} {r['offered_pps'] / 1e6:>12.3f} "
               f"{r['forwarded_pps'] / 1e6:>9.3f} {loss:>7.1f} {ratio:>10}  {busy}{warn}")
         more = []
+        if r.get("fastpath_frames"):
+            f = r["fastpath_frames"]["ingress"]
+            share = f"{100 * f['share']:.1f}%" if f["share"] is not None else "-"
+            more.append(f"fast path: {share} of the frames in at p0 forwarded in the kernel "
+                        f"({f['fastpath_packets']} of {f['packets']})")
         if r.get("switch_cpu_pct") is not None:
             more.append(f"switch process {r['switch_cpu_pct']:.0f}% of a core")
         if r.get("idle"):
@@ -105,8 +114,10 @@ def report(results, args):
         if r.get("latency_us"):
             lt = r["latency_us"]
             if lt["n"]:
+                fast = (f", {100 * lt['fastpath_share']:.0f}% through the fast path"
+                        if lt.get("fastpath_share") is not None else "")
                 more.append(f"latency us p50 {lt['p50']:.0f} p99 {lt['p99']:.0f} "
-                            f"max {lt['max']:.0f} (n={lt['n']}, lost {lt['lost']})")
+                            f"max {lt['max']:.0f} (n={lt['n']}, lost {lt['lost']}{fast})")
         if r.get("storm"):
             st = r["storm"]
             busy = {n: v["cpu_pct"] for n, v in st.get("threads", {}).items()
@@ -132,7 +143,7 @@ def report(results, args):
         if r.get("fdb_entries") is not None:
             more.append(f"FDB entries at the end: {r['fdb_entries']}")
         for m in more:
-            print(f"{'':<22}{m}")
+            print(f"{'':<{width + 2}}{m}")
 
 
 def save(results, args):
@@ -146,7 +157,8 @@ def save(results, args):
                       "fwd_cores": args.fwd_cores, "pin_kernel": args.pin_kernel,
                       "storm": args.storm, "idle": args.idle, "latency": args.latency,
                       "fdb_sizes": args.fdb_sizes, "ports": args.ports,
-                      "vlan_trunk": args.vlan_trunk},
+                      "vlan_trunk": args.vlan_trunk, "fastpath": args.fastpath,
+                      "fastpath_modes": args.fastpath_modes},
            "results": results}
     text = json.dumps(doc, indent=2) + "\n"
     if args.save_as:                # perf/bench.py names its parts
@@ -232,6 +244,12 @@ def parse_args():
                    help=f"comma-separated systems, from {','.join(SYSTEMS)} (default: all)")
     p.add_argument("--modes", default="poll", help="pyxsw modes, each run once (poll,interrupt,"
                                                    "adaptive)")
+    p.add_argument("--fastpath", action="store_true",
+                   help='every pyxsw row with the in-kernel fast path ([switch] fastpath = '
+                        '"xdp"), labelled "pyxsw (<mode>, fastpath)"')
+    p.add_argument("--fastpath-modes", default="", metavar="M,..",
+                   help="pyxsw modes run once more each, with the fast path, after the "
+                        "--modes rows (e.g. poll,interrupt: both kinds of row in one run)")
     p.add_argument("--pyxsw", default=str(PYXSW), help="the pyxsw command (default: %(default)s)")
     p.add_argument("--size", type=int, default=64, help="frame size with FCS, 64..1518")
     p.add_argument("--seconds", type=float, default=5.0, help="measuring window")
@@ -243,7 +261,8 @@ def parse_args():
     p.add_argument("--testpmd-vdev", default="", metavar="K=V,..",
                    help="extra AF_XDP PMD arguments, e.g. busy_budget=0")
     p.add_argument("--no-pin-kernel", dest="pin_kernel", action="store_false",
-                   help="leave bridge/xdp forwarding in the generator core's softirq")
+                   help="leave bridge/xdp (and pyxsw fast-path) forwarding in the generator "
+                        "core's softirq")
     p.add_argument("--storm", action="store_true",
                    help="pyxsw: a second window under an RPC storm (perf/rpc_rate.py --storm); "
                         "reports the forwarded rate's ratio storm/quiet")
@@ -269,9 +288,13 @@ def parse_args():
     if a.cmd is None:
         a.only = [s for s in a.only.split(",") if s]
         a.modes = [m for m in a.modes.split(",") if m]
+        a.fastpath_modes = [m for m in a.fastpath_modes.split(",") if m]
         bad = set(a.only) - set(SYSTEMS)
         if bad:
             p.error(f"unknown system(s) {','.join(sorted(bad))}; known: {','.join(SYSTEMS)}")
+        modes = ("poll", "interrupt", "adaptive")
+        if set(a.modes + a.fastpath_modes) - set(modes):
+            p.error(f"--modes and --fastpath-modes take {','.join(modes)}")
         if not 64 <= a.size <= 1518:
             p.error("--size must be 64..1518")
         if any(not 2 <= n <= 64 for n in a.ports):

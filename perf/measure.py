@@ -11,8 +11,13 @@ then a rate window of --seconds, and, on the same forwarder process, as asked:
     --idle        S seconds without traffic: the switch's CPU and the cores' busy %
     --latency     N UDP ping-pongs gen0 -> sink0 -> gen0 through the switch: percentiles
 
+pyxsw with the fast path (--fastpath, --fastpath-modes): the rate window starts only once
+the switch's XDP program forwards the generator's frames itself (its "fastpath" counters of
+<P>p0 grow), and the row says which share of the frames it forwarded in the kernel.
+
 run_system() repeats it --runs times and keeps the median run; run_all() runs every system
-of --only (pyxsw once per --modes entry), then the --fdb-sizes runs.
+of --only (pyxsw once per --modes entry, then once per --fastpath-modes entry), then the
+--fdb-sizes runs.
 """
 import contextlib
 import os
@@ -170,6 +175,51 @@ def pyxsw_workers(lab):
         return c.worker_stats()
 
 
+def pyxsw_port_stats(lab):
+    """port.stats of the switch under test: {port: stats}."""
+    with pyxsw_client(lab) as c:
+        return c.port_stats()
+
+
+def fastpath_share(st0, st1, port, direction="rx"):
+    """What the fast path did at `port` between two port.stats: its frames (the "fastpath"
+    map's <direction>_packets), the port's frames either way (they count both paths), and
+    the share, None when the port saw no frame."""
+    key = f"{direction}_packets"
+    fast = st1[port]["fastpath"][key] - st0[port]["fastpath"][key]
+    total = st1[port][key] - st0[port][key]
+    return {"fastpath_packets": fast, "packets": total,
+            "share": round(fast / total, 4) if total else None}
+
+
+def wait_fastpath(lab, timeout):
+    """Wait until the switch's XDP program forwards the generator's frames itself (<P>p0's
+    fastpath rx_packets grow), or raise Unavailable saying why not, from the switch's own
+    view: which ports are fast-path targets and which of the two MACs are in the kernel
+    FDB.  The switch decides which ports are targets (the kernel tells it which devices take
+    XDP-redirected frames); the bench never tells it."""
+    first = pyxsw_port_stats(lab)[lab.p0]["fastpath"]["rx_packets"]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        if pyxsw_port_stats(lab)[lab.p0]["fastpath"]["rx_packets"] > first:
+            return
+    with pyxsw_client(lab) as c:
+        ports = {p["name"]: p for p in c.status()["ports"]}
+        fdb = {(e["mac"], e["port"]): e for e in c.fdb_list()}
+    why = []
+    for port in (lab.p0, lab.p1):
+        p = ports.get(port, {})
+        why.append(f"{port} " + ("a target" if p.get("fastpath_target") else
+                                 f"not a target ({p.get('fastpath_reason', '?')})"))
+    for mac, port, who in ((lab.gen_mac, lab.p0, "generator"), (lab.sink_mac, lab.p1, "sink")):
+        e = fdb.get((mac, port))
+        why.append(f"{who}'s MAC on {port}: " + ("not learned" if e is None else
+                                                 "in the kernel FDB" if e.get("kernel")
+                                                 else "not in the kernel FDB"))
+    raise Unavailable(f"the fast path did not engage within {timeout:g} s: " + "; ".join(why))
+
+
 def worker_rates(w0, w1, forwarded):
     """How the workers went about a window, from worker.stats before and after it: per
     forwarded frame and per pass.  The evidence for how the loop paces the kernel's work."""
@@ -214,30 +264,42 @@ def start_storm(lab, seconds):
 # ----------------------------------------------------------------------------------------
 # One measurement: a forwarder started, the windows, the forwarder stopped
 # ----------------------------------------------------------------------------------------
-def measure_once(lab, system, mode, undo, fdb_macs=0, ports=2):
+def measure_once(lab, system, mode, undo, fdb_macs=0, ports=2, fastpath=False):
     """Start a forwarder, drive it for warmup + seconds, return its rates.  Then, as asked:
     for pyxsw a second window under an RPC storm (--storm), an idle window (--idle), the
-    latency ping-pong (--latency)."""
+    latency ping-pong (--latency).  pyxsw with `fastpath`: the window starts once the fast
+    path forwards (else Unavailable), and the row has its share of the window's frames."""
     a = lab.args
-    name = {"system": system, "mode": mode}
+    fastpath = fastpath and system == "pyxsw"
+    name = {"system": system, "mode": mode, **({"fastpath": True} if fastpath else {})}
     storm = a.storm and system == "pyxsw" and not fdb_macs
     mark = undo.mark()
     lab.forwarder, lab.forwarder_pid = None, None   # set by spawn() / start_ovs()
     extra = {}
     try:
         lab.set_source_macs(fdb_macs)
-        forwarders.start(system, lab, undo, mode, fdb_macs, ports)
+        forwarders.start(system, lab, undo, mode, fdb_macs, ports, fastpath)
         lab.announce()
         gens = lab.start_generators(a.warmup + a.seconds * (3 if storm else 1)
                                     + (3 if storm else 0) + 1)
+        started = time.monotonic()
         for g in gens:
             undo.push("generator", stop_process, g)
-        time.sleep(a.warmup)
+        if fastpath:
+            # The probe and the sink's ARPs made both MACs known: the generator's first
+            # frames take the AF_XDP path only until the kernel FDB has them.
+            wait_fastpath(lab, max(a.warmup, 1.0))
+        time.sleep(max(0.0, started + a.warmup - time.monotonic()))
+        f0 = pyxsw_port_stats(lab) if fastpath else None
         w0 = pyxsw_workers(lab) if system == "pyxsw" else None
         s0 = sample(lab)
         time.sleep(a.seconds)
         s1 = sample(lab)
         w1 = pyxsw_workers(lab) if system == "pyxsw" else None
+        if fastpath:
+            f1 = pyxsw_port_stats(lab)
+            extra["fastpath_frames"] = {"ingress": fastpath_share(f0, f1, lab.p0, "rx"),
+                                 "egress": fastpath_share(f0, f1, lab.p1, "tx")}
         if storm:
             extra.update(storm_windows(lab, undo, a.seconds))
         if lab.forwarder and lab.forwarder.poll() is not None:
@@ -250,7 +312,14 @@ def measure_once(lab, system, mode, undo, fdb_macs=0, ports=2):
         if a.idle and not fdb_macs:
             extra["idle"] = idle_window(lab, a.idle)
         if a.latency and not fdb_macs:
+            f0 = pyxsw_port_stats(lab) if fastpath else None
             extra["latency_us"] = latency(lab, a.latency, system)
+            if fastpath and extra["latency_us"].get("n"):
+                # both ways: gen0 -> sink0 enters at p0, the answer at p1
+                f1 = pyxsw_port_stats(lab)
+                both = [fastpath_share(f0, f1, p) for p in (lab.p0, lab.p1)]
+                fast, total = (sum(x[k] for x in both) for k in ("fastpath_packets", "packets"))
+                extra["latency_us"]["fastpath_share"] = round(fast / total, 4) if total else None
     except (Unavailable, RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         # one system failing spoils no other
         return {**name, "available": False, "reason": str(e),
@@ -332,12 +401,12 @@ def latency(lab, count, system):
         return {"n": 0, "error": str(e)}
 
 
-def run_system(lab, system, mode, undo, fdb_macs=0, ports=2):
+def run_system(lab, system, mode, undo, fdb_macs=0, ports=2, fastpath=False):
     """--runs measurements of one system; the one with the median forwarded rate stands for
     it, the others are kept in "runs"."""
     runs = []
     for i in range(lab.args.runs):
-        r = measure_once(lab, system, mode, undo, fdb_macs, ports)
+        r = measure_once(lab, system, mode, undo, fdb_macs, ports, fastpath)
         if not r["available"]:
             return r
         runs.append(r)
@@ -366,20 +435,28 @@ def run_system(lab, system, mode, undo, fdb_macs=0, ports=2):
 
 
 def run_all(lab, undo, a):
-    """Every system of --only, pyxsw once per --modes entry, then pyxsw (first of --modes)
-    with each of --fdb-sizes learned MACs: the results in that order."""
+    """Every system of --only, pyxsw once per --modes entry (with the fast path if
+    --fastpath) and then once per --fastpath-modes entry (with it), then pyxsw (first of
+    --modes) with each of --fdb-sizes learned MACs, then with each of --ports: the results in
+    that order."""
     results = []
+    fp = ", fastpath" if a.fastpath else ""
     for system in a.only:
-        for mode in (a.modes if system == "pyxsw" else [None]):
-            print(f"fwd_rate: {system}{f' ({mode})' if mode else ''} ...", flush=True)
-            r = run_system(lab, system, mode, undo)
+        variants = [(None, False)]
+        if system == "pyxsw":
+            variants = [(m, a.fastpath) for m in a.modes]
+            variants += [(m, True) for m in a.fastpath_modes if (m, True) not in variants]
+        for mode, fastpath in variants:
+            what = ", ".join(x for x in (mode, "fastpath" if fastpath else None) if x)
+            print(f"fwd_rate: {system}{f' ({what})' if what else ''} ...", flush=True)
+            r = run_system(lab, system, mode, undo, fastpath=fastpath)
             if not r["available"]:
                 print(f"{system}: not available: {r['reason']}", flush=True)
             results.append(r)
     for n in a.fdb_sizes if "pyxsw" in a.only else []:
         mode = a.modes[0]
-        print(f"fwd_rate: pyxsw ({mode}), {n} learned MACs ...", flush=True)
-        r = run_system(lab, "pyxsw", mode, undo, fdb_macs=n)
+        print(f"fwd_rate: pyxsw ({mode}{fp}), {n} learned MACs ...", flush=True)
+        r = run_system(lab, "pyxsw", mode, undo, fdb_macs=n, fastpath=a.fastpath)
         if not r["available"]:
             print(f"pyxsw: not available: {r['reason']}", flush=True)
         results.append(r)
@@ -387,8 +464,8 @@ def run_all(lab, undo, a):
         lab.idle_ports(max(a.ports) - 2)   # made once, outside any one measurement's undo
     for n in a.ports if "pyxsw" in a.only else []:
         for mode in a.modes:
-            print(f"fwd_rate: pyxsw ({mode}), {n} ports ({n - 2} idle) ...", flush=True)
-            r = run_system(lab, "pyxsw", mode, undo, ports=n)
+            print(f"fwd_rate: pyxsw ({mode}{fp}), {n} ports ({n - 2} idle) ...", flush=True)
+            r = run_system(lab, "pyxsw", mode, undo, ports=n, fastpath=a.fastpath)
             if not r["available"]:
                 print(f"pyxsw: not available: {r['reason']}", flush=True)
             results.append(r)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 
 def label(r):
+    mode = ", ".join(x for x in (r.get("mode"), "fastpath" if r.get("fastpath") else None) if x)
     if r.get("fdb_macs"):
-        return f"{r['system']} ({r['mode']}, {r['fdb_macs']} MACs)"
-    return f"{r['system']} ({r['mode']})" if r.get("mode") else r["system"]
+        return f"{r['system']} ({mode}, {r['fdb_macs']} MACs)"
+    return f"{r['system']} ({mode})" if mode else r["system"]
 
 
 def rows(part):
@@ -143,6 +144,7 @@ def markdown(doc):
             else:
                 out.append(f"| {r['fdb_macs']} | not available | |")
     out += targets(doc)
+    out += fastpath(doc)
     micro = (doc.get("micro") or {}).get("benchmarks")
     if micro:
         out += ["", "| microbenchmark (tests/bench, pytest-benchmark) | median per operation "
@@ -199,6 +201,84 @@ def targets(doc):
     check("poll under RPC storm / quiet (issue 3)", f"{st:.2f}x" if st else None, ">= 0.90x",
           st is not None and st >= 0.9)
     return ["", "| target (issue 4) | measured | goal | |", "|---|---|---|---|", *lines]
+
+
+def fastpath(doc):
+    """Issue 14: pyxsw with the in-kernel fast path beside the same run's other systems, as
+    ratios, and its targets met or not.  Nothing when the run had no fast-path row."""
+    f64 = rows(doc.get("fwd_64"))
+    fast = [r for r in f64 if r.get("fastpath")]
+    if not fast:
+        return []
+    r64 = {label(r): r for r in f64 if r.get("available")}
+
+    def fwd(k):
+        return r64.get(k, {}).get("forwarded_pps")
+
+    def lat(k, q):
+        return (r64.get(k, {}).get("latency_us") or {}).get(q)
+
+    def idle(k):
+        return (r64.get(k, {}).get("idle") or {}).get("switch_cpu_pct")
+
+    def ratio(a, b):
+        return a / b if a and b else None
+
+    def times(v):
+        return f"{v:.2f}x" if v is not None else "-"
+
+    out = ["", "| pyxsw with the fast path, 64 B | Mpps | in the kernel | vs xdp redirect | "
+           "vs bridge | vs ovs | vs testpmd | vs same mode without | latency us p50 / p99 | "
+           "switch CPU % idle |", "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in fast:
+        if not r.get("available"):
+            out.append(f"| {label(r)} | not available: {r.get('reason', '')[:80]} "
+                       "| | | | | | | | |")
+            continue
+        k = label(r)
+        share = ((r.get("fastpath_frames") or {}).get("ingress") or {}).get("share")
+        without = label(dict(r, fastpath=False))
+        vs = [times(ratio(r["forwarded_pps"], fwd(ref)))
+              for ref in ("xdp", "bridge", "ovs", "testpmd", without)]
+        lt = (f"{lat(k, 'p50'):.0f} / {lat(k, 'p99'):.0f}"
+              if (r.get("latency_us") or {}).get("n") else "-")
+        out.append(f"| {k} | {mpps(r['forwarded_pps'])} | "
+                   f"{f'{100 * share:.1f}%' if share is not None else '-'} | {' | '.join(vs)} | "
+                   f"{lt} | {pct(idle(k), 1)} |")
+    out += ["", "In the kernel: the share of the rate window's frames in at the generator's "
+            "port that the switch's XDP program forwarded itself (port.stats: fastpath "
+            "rx_packets / rx_packets); the window starts only once it forwards. Same lab, "
+            "same run as the rows above; xdp, the plain devmap redirect, is the ceiling."]
+
+    lines = []
+
+    def check(what, value, goal, ok):
+        if value is None:
+            lines.append(f"| {what} | - | {goal} | not measured |")
+        else:
+            lines.append(f"| {what} | {value} | {goal} | {'met' if ok else 'NOT met'} |")
+
+    for mode in ("poll", "interrupt"):
+        k = f"pyxsw ({mode}, fastpath)"
+        if not any(label(r) == k for r in fast):
+            continue
+        for ref, name, goal in (("xdp", "xdp redirect", 0.8), ("bridge", "bridge", 3.0),
+                                ("ovs", "ovs", 3.0), ("testpmd", "testpmd", 3.0)):
+            v = ratio(fwd(k), fwd(ref))
+            check(f"{mode} fastpath / {name}, 64 B", times(v) if v else None, f">= {goal}x",
+                  v is not None and v >= goal)
+        for q in ("p50", "p99"):
+            a, b = lat(k, q), lat("bridge", q)
+            check(f"{mode} fastpath latency {q} / bridge {q}",
+                  f"{a:.0f} / {b:.0f} us" if a and b else None, "<= 1",
+                  a is not None and b is not None and a <= b)
+    a, b = idle("pyxsw (interrupt, fastpath)"), idle("pyxsw (interrupt)")
+    if any(label(r) == "pyxsw (interrupt, fastpath)" for r in fast):
+        check("interrupt fastpath, idle CPU vs without",
+              f"{a:.1f}% / {b:.1f}%" if a is not None and b is not None else None,
+              "<= without + 0.5 points", a is not None and b is not None and a <= b + 0.5)
+    return out + ["", "| target (issue 14, fast path) | measured | goal | |", "|---|---|---|---|",
+                  *lines]
 
 
 def plots(doc, outdir, name):
