@@ -115,6 +115,7 @@ cdef int fp_port_write(Sw *sw, Port *pt) noexcept nogil:
         return 0
     memset(&row, 0, sizeof(row))
     row.index = index
+    row.ifindex = pt.ifindex
     row.flags = fp_flags(sw, pt)
     row.untagged = pt.untagged
     row.vlan_mode = pt.vlan_mode

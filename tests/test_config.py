@@ -17,6 +17,7 @@ cores = [0, 1]
 batch = 32
 xdp_mode = "generic"
 zero_copy = "off"
+fastpath = "xdp"
 frame_size = 4096
 frames = 8192
 ring_size = 1024
@@ -53,6 +54,7 @@ def test_defaults():
     c = Config.from_dict({})
     assert (c.switch.name, c.switch.mode, c.switch.cores, c.switch.batch) == ("sw0", "poll", [1], 64)
     assert (c.switch.xdp_mode, c.switch.zero_copy) == ("auto", "auto")
+    assert c.switch.fastpath == "off"
     assert (c.switch.frame_size, c.switch.frames, c.switch.ring_size) == (2048, 16384, 2048)
     assert (c.fdb.aging, c.fdb.capacity, c.fdb.port_limit) == (300, 65536, 0)
     assert c.management.socket == "/run/pyxsw/sw0.sock"
@@ -69,6 +71,7 @@ def test_every_key(tmp_path):
     assert c.switch.name == "edge-1" and c.switch.mode == "adaptive"
     assert c.switch.cores == [0, 1] and c.switch.batch == 32
     assert c.switch.xdp_mode == "generic" and c.switch.zero_copy == "off"
+    assert c.switch.fastpath == "xdp"
     assert (c.switch.frame_size, c.switch.frames, c.switch.ring_size) == (4096, 8192, 1024)
     assert (c.fdb.aging, c.fdb.capacity, c.fdb.port_limit) == (0, 1000, 10)
     assert c.management.socket == "/tmp/edge.sock"
@@ -120,6 +123,8 @@ BAD = [
     ("[switch]\nmode = 'turbo'", "switch.mode", "poll, interrupt, adaptive"),
     ("[switch]\nmode = 1", "switch.mode", "expected a string"),
     ("[switch]\nxdp_mode = 'skb'", "switch.xdp_mode", "auto, native, generic"),
+    ("[switch]\nfastpath = 'bogus'", "switch.fastpath", "must be one of off, xdp, got 'bogus'"),
+    ("[switch]\nfastpath = true", "switch.fastpath", "got a boolean"),
     ("[switch]\nzero_copy = true", "switch.zero_copy", "got a boolean"),
     ("[switch]\nzero_copy = 'yes'", "switch.zero_copy", "auto, on, off"),
     ("[switch]\nframe_size = 1500", "switch.frame_size", "2048 or 4096"),
@@ -300,6 +305,14 @@ def test_run_with_bad_config_exits_2_with_one_line(tmp_path):
     assert r.stderr == (f"{bad}: switch.mode: must be one of poll, interrupt, adaptive, "
                         f"got 'turbo'\n")
     assert r.stdout == ""
+
+
+def test_run_with_a_bad_fastpath_exits_2_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[switch]\nfastpath = 'bogus'\n")
+    r = run_cli("run", "-c", str(bad))
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == f"{bad}: switch.fastpath: must be one of off, xdp, got 'bogus'\n"
 
 
 def test_run_with_missing_file_exits_2(tmp_path):

@@ -285,6 +285,67 @@ def test_fdb_show_is_sorted_whatever_the_switch_sends(served, capsys, monkeypatc
         ["02:00:00:00:00:0b", "10", "s1"], ["02:00:00:00:00:ff", "10", "s1"]]
 
 
+VETH = ("its device does not take XDP-redirected frames (a veth takes them while its peer "
+        "has GRO on or an XDP program)")
+
+
+def test_port_list_fastpath_column(served, capsys):
+    """yes for a target, off with the fast path off, else no: and the switch's reason; the
+    port's own reason (why it is not up) stays in the last column."""
+    ports = served.fake.ports
+    ports["s0"].fastpath = {"target": True, "reason": ""}
+    ports["s1"].fastpath = {"target": False, "reason": VETH}
+    ports["s2"].state, ports["s2"].reason = "down", "no carrier or administratively down"
+    ports["s2"].fastpath = {"target": False, "reason": "down"}
+    code, out, _ = run(capsys, "-s", served.path, "port", "list")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["port", "index", "up", "state", "vlan_mode",
+                                              "vlans", "native", "fastpath", "reason"]
+    at = lines[0].index("fastpath")
+    assert [line[at:].rstrip() for line in lines[1:]] == [
+        "yes", f"no: {VETH}",
+        "no: down" + " " * (len(VETH) - len("down") + 2) + "no carrier or administratively down"]
+    ports["s0"].fastpath = {"target": False, "reason": "the fast path is off"}
+    assert run(capsys, "-s", served.path, "port", "list")[1].splitlines()[1].split()[-1] == "off"
+    # what the RPC gave, as it gave it
+    assert json.loads(run(capsys, "-s", served.path, "--json", "port", "list")[1])[1][
+        "fastpath"] == {"target": False, "reason": VETH}
+
+
+def test_port_list_of_a_switch_without_the_fast_path_key():
+    row = {"name": "s0", "index": 0, "up": True, "state": "up", "vlan_mode": "access", "vlan": 1}
+    assert ctl.show_ports([row], None).splitlines()[1].split() == [
+        "s0", "0", "yes", "up", "access", "1", "-", "-"]
+
+
+def test_fdb_show_kernel_column_only_with_the_fast_path(served, capsys, monkeypatch):
+    served.fake.learn("02:00:00:00:00:0a", "s0")
+    served.fake.fdb_add("02:00:00:00:00:0b", "s1")
+    code, out, _ = run(capsys, "-s", served.path, "fdb", "show")
+    assert code == 0 and out.splitlines()[0].split() == ["mac", "vlan", "port", "age", "type"]
+    served.fake.fastpath = "xdp"
+    out = run(capsys, "-s", served.path, "fdb", "show")[1].splitlines()
+    assert out[0].split() == ["mac", "vlan", "port", "age", "type", "kernel"]
+    assert [line.split()[-1] for line in out[1:-1]] == ["yes", "yes"] and out[-1] == "2 entries"
+    # an entry not in the kernel copy (a refused update) says no
+    monkeypatch.setattr(served.fake, "fdb_list", lambda port=None, vlan=None: [
+        {"mac": "02:00:00:00:00:0a", "vlan": 1, "port": "s0", "age": 3, "static": False,
+         "kernel": False}])
+    assert run(capsys, "-s", served.path, "fdb", "show")[1].splitlines()[1].split() == [
+        "02:00:00:00:00:0a", "1", "s0", "3", "learned", "no"]
+
+
+def test_status_shows_the_fast_path(served, capsys):
+    out = run(capsys, "-s", served.path, "status")[1].splitlines()
+    at = out.index("fastpath:")
+    assert out[at + 1:at + 4] == ["  mode: off", "  kernel_fdb_entries: 0", "  sync_errors: 0"]
+    served.fake.fastpath = "xdp"
+    served.fake.learn("02:00:00:00:00:0a", "s0")
+    out = run(capsys, "-s", served.path, "status")[1].splitlines()
+    at = out.index("fastpath:")
+    assert out[at + 1:at + 4] == ["  mode: xdp", "  kernel_fdb_entries: 1", "  sync_errors: 0"]
+
+
 def big_stats(queues):
     """One port's counters as the switch makes them (Datapath.port_stats), all at their largest."""
     xdp = dict.fromkeys(["rx_dropped", "rx_invalid_descs", "tx_invalid_descs", "rx_ring_full",
@@ -295,7 +356,8 @@ def big_stats(queues):
                               "reserved_dropped", "rx_dropped"], BIG)
     qs = [{"queue": q, "rx_packets": BIG, "tx_packets": BIG,
            **{k: BIG for k in list(xdp)[:6]}} for q in range(queues)]
-    return dict(counters, xdp=xdp, queues=qs, up=True)
+    fastpath = dict.fromkeys(["rx_packets", "rx_bytes", "tx_packets", "tx_bytes"], BIG)
+    return dict(counters, xdp=xdp, fastpath=fastpath, queues=qs, up=True)
 
 
 def test_one_ports_stats_fit_80_columns(served, capsys, monkeypatch):
@@ -306,9 +368,9 @@ def test_one_ports_stats_fit_80_columns(served, capsys, monkeypatch):
     assert max(map(len, lines)) <= 80, "\n" + out
     assert lines[0] == "port s1: up"
     for k in ("rx_packets", "tx_bytes", "flood_limited", "prog_seen",
-              "rx_fill_ring_empty_descs", "queue 0", "queue 3"):
+              "rx_fill_ring_empty_descs", "fastpath:", "queue 0", "queue 3"):
         assert k in out
-    assert out.count(str(BIG)) == 11 + 9 + 4 * 8       # every figure shown, once
+    assert out.count(str(BIG)) == 11 + 9 + 4 + 4 * 8   # every figure shown, once
     # the table of before on request, and for every port
     wide = run(capsys, "-s", served.path, "port", "stats", "s1", "--wide")[1]
     assert max(map(len, wide.splitlines())) > 80

@@ -30,17 +30,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CORE = 1 if 1 in os.sched_getaffinity(0) else min(os.sched_getaffinity(0))
 
 
-def config(ports, sock, mode="poll", **fdb):
-    return Config.from_dict({"switch": {"name": "t", "mode": mode, "cores": [CORE]},
+def config(ports, sock, mode="poll", switch=None, **fdb):
+    return Config.from_dict({"switch": {"name": "t", "mode": mode, "cores": [CORE],
+                                        **(switch or {})},
                              "fdb": fdb, "management": {"socket": str(sock)},
                              "port": [{"name": p} for p in ports]})
 
 
 @contextmanager
-def live(ports, sock_dir, kind, **fdb):
-    """A started switch on `ports` and its management server; yields (switch, socket path)."""
+def live(ports, sock_dir, kind, switch=None, **fdb):
+    """A started switch on `ports` and its management server; yields (switch, socket path).
+    `switch`: more [switch] keys."""
     path = str(sock_dir / "sw.sock")
-    sw = Switch(config(ports, path, **fdb))
+    sw = Switch(config(ports, path, switch=switch, **fdb))
     sw.start()
     srv = None
     try:
@@ -149,6 +151,37 @@ def test_every_method_and_ctl_command(lab_factory, short_dir, loop_kind, capsys)
 
         assert ctl(capsys, path, "shutdown") == "switch shutting down\n"
         assert wait_until(lambda: not os.path.exists(path))
+
+
+@pytest.mark.parametrize("fastpath", ["off", "xdp"])
+def test_fastpath_state_over_rpc_and_ctl(lab_factory, short_dir, loop_kind, capsys, fastpath):
+    """status, port.list and fdb.list say what the fast path is doing, and ctl shows it:
+    with "xdp" every lab port is a target (`lab up` turned GRO on at the host ends) and
+    every entry is in the kernel copy; with "off" no port is one and no entry says."""
+    lab = lab_factory(hosts=3)
+    with live(lab.ports, short_dir, loop_kind, switch={"fastpath": fastpath}) as (sw, path):
+        assert ping(lab, 0, 1) and ping(lab, 1, 2)
+        with Client(path) as c:
+            st, ports, fdb = c.status()["fastpath"], c.port_list(), c.fdb_list()
+        assert {e["mac"] for e in fdb} == {h.mac for h in lab.hosts}
+        table = ctl(capsys, path, "port", "list").splitlines()
+        column = table[0].split().index("fastpath")
+        shown = [line.split()[column] for line in table[1:]]
+        fdb_header = ctl(capsys, path, "fdb", "show").splitlines()[0].split()
+        if fastpath == "xdp":
+            assert st == {"mode": "xdp", "kernel_fdb_entries": len(fdb), "sync_errors": 0}
+            assert [p["fastpath"] for p in ports] == [{"target": True, "reason": ""}] * 3
+            assert all(e["kernel"] is True for e in fdb), fdb
+            assert shown == ["yes"] * 3
+            assert fdb_header[-1] == "kernel"
+        else:
+            assert st == {"mode": "off", "kernel_fdb_entries": 0, "sync_errors": 0}
+            assert [p["fastpath"] for p in ports] == \
+                [{"target": False, "reason": "the fast path is off"}] * 3
+            assert all("kernel" not in e for e in fdb), fdb
+            assert shown == ["off"] * 3
+            assert "kernel" not in fdb_header
+        assert f"mode: {fastpath}" in ctl(capsys, path, "status").split("fastpath:")[1]
 
 
 # ---------------------------------------------------------------------------- runtime changes

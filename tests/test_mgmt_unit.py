@@ -128,10 +128,33 @@ def test_status_and_port_list(served):
     with Client(served.path) as c:
         st = c.status()
         assert st["name"] == "fake" and st["mode"] == "poll"
+        assert st["fastpath"] == {"mode": "off", "kernel_fdb_entries": 0, "sync_errors": 0}
         assert c.port_list() == [{"name": n, "index": i, "up": True, "state": "up", "reason": "",
                                   "vlan_mode": "access", "vlan": 1, "allowed": None,
-                                  "native": None, "changed": []}
+                                  "native": None, "changed": [],
+                                  "fastpath": {"target": False,
+                                               "reason": "the fast path is off"}}
                                  for i, n in enumerate(["s0", "s1", "s2"])]
+
+
+def test_fastpath_on_in_status_port_list_and_fdb_list(served):
+    """With the fast path on: its mode and the kernel copy's size in status, each port a
+    target or why not in port.list, "kernel" in fdb.list entries (only then)."""
+    fake = served.fake
+    fake.fastpath = "xdp"
+    fake.ports["s1"].fastpath = {"target": True, "reason": ""}
+    fake.ports["s2"].fastpath = {"target": False, "reason": "down"}
+    fake.learn("02:00:00:00:00:0a", "s0")
+    with Client(served.path) as c:
+        assert c.status()["fastpath"] == {"mode": "xdp", "kernel_fdb_entries": 1,
+                                          "sync_errors": 0}
+        assert [p["fastpath"] for p in c.port_list()] == [
+            {"target": False, "reason": "the fast path is off"},
+            {"target": True, "reason": ""}, {"target": False, "reason": "down"}]
+        assert c.fdb_list() == [{"mac": "02:00:00:00:00:0a", "vlan": 1, "port": "s0",
+                                 "age": 3, "static": False, "kernel": True}]
+        fake.fastpath = "off"
+        assert "kernel" not in c.fdb_list()[0]
 
 
 def test_port_add_and_del(served):
@@ -139,7 +162,8 @@ def test_port_add_and_del(served):
         assert c.port_add("eth3") == {"name": "eth3", "index": 3, "up": True, "state": "up",
                                       "reason": "", "warnings": [], "vlan_mode": "access",
                                       "vlan": 1, "allowed": None, "native": None,
-                                      "changed": []}
+                                      "changed": [], "fastpath": {
+                                          "target": False, "reason": "the fast path is off"}}
         assert "eth3" in served.fake.ports
         assert error_code(c, "port.add", name="eth3") == "exists"
         # a port whose interface is gone, or whose XDP program was taken, can be added again
@@ -159,7 +183,7 @@ def test_port_stats(served):
         assert sorted(every) == ["s0", "s1", "s2"]
         one = c.port_stats("s1")
         assert list(one) == ["s1"]
-        assert all(k in one["s1"] for k in COUNTERS + ("xdp", "queues"))
+        assert all(k in one["s1"] for k in COUNTERS + ("xdp", "fastpath", "queues"))
         assert error_code(c, "port.stats", name="s9") == "not_found"
 
 
@@ -955,8 +979,9 @@ def test_ctl_every_command(served, capsys):
     assert "name: fake" in out and "mode: poll" in out
     code, out, _ = ctl(served, capsys, "port", "list")
     assert code == 0 and out.split("\n")[0].split() == ["port", "index", "up", "state",
-                                                        "vlan_mode", "vlans", "native", "reason"]
-    assert out.split("\n")[1].split() == ["s0", "0", "yes", "up", "access", "1", "-"]
+                                                        "vlan_mode", "vlans", "native",
+                                                        "fastpath", "reason"]
+    assert out.split("\n")[1].split() == ["s0", "0", "yes", "up", "access", "1", "-", "off"]
     assert ctl(served, capsys, "port", "add", "eth4")[1] == "port eth4 added (index 3, up)\n"
     assert ctl(served, capsys, "port", "add", "ip4")[1] == \
         "port ip4 added (index 4, up)\nwarning: ip4 has IP addresses (10.9.0.1/24)\n"
@@ -1272,9 +1297,9 @@ def test_ctl_port_set_vlan_show_and_fdb_flush_vlan(served, capsys):
                                "allowed": None, "native": 1, "flushed": 0}
     code, out, _ = ctl(served, capsys, "port", "list")
     rows = [line.split() for line in out.splitlines()[1:]]
-    assert rows == [["s0", "0", "yes", "up", "access", "10", "-"],
-                    ["s1", "1", "yes", "up", "trunk", "10,20-22,30", "none"],
-                    ["s2", "2", "yes", "up", "trunk", "all", "1"]]
+    assert rows == [["s0", "0", "yes", "up", "access", "10", "-", "off"],
+                    ["s1", "1", "yes", "up", "trunk", "10,20-22,30", "none", "off"],
+                    ["s2", "2", "yes", "up", "trunk", "all", "1", "off"]]
     fake.learn("02:00:00:00:00:01", "s0")
     fake.learn("02:00:00:00:00:02", "s1", vlan=21)
     fake.learn("02:00:00:00:00:03", "s2", vlan=21)

@@ -15,9 +15,10 @@
  * another port that is a target (up, and its device takes redirected frames), in the VLAN
  * the frame classifies into exactly as the workers classify it.  Anything else (a new or
  * moved source, which userspace must learn, floods, runts, priority tags, a frame too short
- * to untag without padding) takes the AF_XDP path as before.  The FDB stays userspace's:
- * the program only writes the "seen" second of an entry whose MAC sends, when it changes,
- * so that aging sees traffic that never reaches userspace.
+ * to untag without padding, a frame longer than the egress MTU allows) takes the AF_XDP path
+ * as before.  The FDB stays userspace's: the program only writes the "seen" second of an
+ * entry whose MAC sends, when it changes, so that aging sees traffic that never reaches
+ * userspace.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -166,7 +167,7 @@ static __always_inline long fast(struct xdp_md *ctx, const struct pyxsw_port *in
 	struct pyxsw_port *out;
 	__u64 key, now;
 	__u16 vlan;
-	__u32 e;
+	__u32 e, mtu_len;
 	int tagged, untag_out;
 	long act;
 
@@ -206,6 +207,16 @@ static __always_inline long fast(struct xdp_md *ctx, const struct pyxsw_port *in
 	untag_out = out->untagged == vlan;
 	if (tagged && untag_out && len - 4 < 60)
 		return -1; /* untagged, it would need padding: the workers pad it */
+	/* The redirect refuses a frame longer than the egress MTU + 14 + 4 (xdp_ok_fwd_dev()),
+	 * but only after this program returned, when the frame is counted as forwarded (and
+	 * the kernel counts the drop in the ingress device's rx_dropped): such a frame takes
+	 * the AF_XDP path, which deals with it as it always did and counts what it drops.
+	 * len_diff: the tag pushed (+4) or popped (-4), less the VLAN_HLEN the redirect
+	 * allows over the helper. */
+	mtu_len = 0;
+	if (bpf_check_mtu(ctx, out->ifindex, &mtu_len,
+			  (tagged && untag_out) ? -8 : (!tagged && !untag_out) ? 0 : -4, 0))
+		return -1;
 	act = bpf_redirect_map(&tx_map, e, 0);
 	if (act != XDP_REDIRECT)
 		return -1;

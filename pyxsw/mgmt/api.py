@@ -22,6 +22,8 @@ class PortView(Protocol):
     reason: str                 # why it is not up, in words; "" when up
     warnings: list              # said when it was added (IP addresses on the interface...)
     vlans: PortVlan             # its 802.1Q settings (the switch's copy of the datapath's)
+    changed: list               # interface settings the switch changed (rx VLAN offload...)
+    fastpath: dict              # {"target": a fast-path target?, "reason": if not, why}
 
     @property
     def up(self) -> bool: ...
@@ -49,7 +51,9 @@ class SwitchAPI(Protocol):
         """{port name: its counters}, for every port or one."""
 
     def fdb_list(self, port: Optional[str] = None, vlan: Optional[int] = None) -> list:
-        """[{"mac", "vlan", "port", "age", "static"}], sorted by port, VLAN, MAC."""
+        """[{"mac", "vlan", "port", "age", "static"}], sorted by port, VLAN, MAC; with the
+        fast path on ([switch] fastpath = "xdp") each has "kernel" too: in the XDP
+        program's copy of the FDB."""
 
     def fdb_add(self, mac: str, port: str, vlan: Optional[int] = None) -> bool:
         """True when the entry is new (else an entry became static or moved).  vlan None:

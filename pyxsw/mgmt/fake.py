@@ -1,7 +1,8 @@
 """A switch in memory that the management plane can serve: the tests' (no root, no core)
 and perf/rpc_rate.py's (the server's speed alone).  It has what pyxsw.mgmt.api.SwitchAPI
 declares, and a little more for tests to drive it: learn() and emit() make events,
-`delay` slows port changes down.
+`delay` slows port changes down.  FakeSwitch(fastpath="xdp") shows the fast path on:
+every port a target, every FDB entry in the kernel copy.
 
     from pyxsw.mgmt.fake import FakeSwitch
     from pyxsw.mgmt.server import serve
@@ -18,16 +19,20 @@ import threading
 import time
 
 from .. import __version__
+from ..counters import FASTPATH
 from ..counters import PORT_SUMMARY as COUNTERS     # the port counters it makes up
 from ..vocab import DEFAULT_PORT_VLAN
 
 
+FASTPATH_OFF = {"target": False, "reason": "the fast path is off"}
+
+
 class FakePort:
-    def __init__(self, name, index, vlans=DEFAULT_PORT_VLAN):
+    def __init__(self, name, index, vlans=DEFAULT_PORT_VLAN, fastpath=FASTPATH_OFF):
         self.name, self.index, self.state, self.reason = name, index, "up", ""
         self.vlans = vlans
         self.changed = []               # interface settings changed (rx VLAN offload...)
-        self.fastpath = {"target": False, "reason": "the fast path is off"}
+        self.fastpath = dict(fastpath)  # as Switch's Port.fastpath: {"target", "reason"}
         # like a real port whose interface carries addresses: the reply must say so
         self.warnings = [f"{name} has IP addresses (10.9.0.1/24)"] if name.startswith("ip") else []
 
@@ -38,13 +43,15 @@ class FakePort:
 
 class FakeSwitch:
     """`entries` learned FDB entries to start with (spread over the ports and 4 VLANs);
-    `ports`, the names of its ports.  add_port/del_port take `delay` seconds."""
+    `ports`, the names of its ports; `fastpath`, "off" or "xdp" ([switch] fastpath).
+    add_port/del_port take `delay` seconds."""
 
     # Each worker_stats() is a look after this many more passes of each worker, this many
     # of them idle: a busy share of 0.75 between two looks.
     PASSES, IDLE = 1000, 250
 
-    def __init__(self, entries=0, *, ports=("s0", "s1", "s2")):
+    def __init__(self, entries=0, *, ports=("s0", "s1", "s2"), fastpath="off"):
+        self.fastpath = fastpath
         self.ports = {}
         self.fdb = {}                           # (vlan, mac) -> [port, static]
         self.mode = "poll"
@@ -95,7 +102,10 @@ class FakeSwitch:
                 "workers": [{"queue": 0, "core": 1}],
                 "ports": [{"name": p.name, "index": p.index, "up": p.up}
                           for p in self.ports.values()],
-                "fdb": {"entries": len(self.fdb), "aging": self.aging}}
+                "fdb": {"entries": len(self.fdb), "aging": self.aging},
+                "fastpath": {"mode": self.fastpath,
+                             "kernel_fdb_entries": len(self.fdb) if self.fastpath == "xdp" else 0,
+                             "sync_errors": 0}}
 
     def add_port(self, name, vlans=None):
         if name.startswith("nosuch"):
@@ -108,7 +118,9 @@ class FakeSwitch:
             if vlans is None:
                 vlans = old.vlans if old is not None else DEFAULT_PORT_VLAN
             used = {p.index for p in self.ports.values() if p is not old}
-            port = FakePort(name, min(set(range(len(used) + 1)) - used), vlans)
+            port = FakePort(name, min(set(range(len(used) + 1)) - used), vlans,
+                            {"target": True, "reason": ""} if self.fastpath == "xdp"
+                            else FASTPATH_OFF)
             self.ports[name] = port
         self.emit(event="port.add", port=name)
         return port
@@ -140,6 +152,7 @@ class FakeSwitch:
         names = [name] if name is not None else list(self.ports)
         return {n: dict({k: 10 * i for i, k in enumerate(COUNTERS)}, up=self.ports[n].up,
                         xdp={"prog_seen": 5, "rx_ring_full": 0},
+                        fastpath=dict.fromkeys(FASTPATH.names, 0),
                         queues=[{"queue": 0, "rx_packets": 0, "tx_packets": 20}])
                 for n in names}
 
@@ -147,7 +160,9 @@ class FakeSwitch:
         # the work Switch.fdb_list does in Python: a dict per entry, filtered, sorted
         with self.lock:
             items = list(self.fdb.items())
-        out = [{"mac": mac, "vlan": v, "port": p, "age": 0 if static else 3, "static": static}
+        kernel = {"kernel": True} if self.fastpath == "xdp" else {}     # as Switch.fdb_list
+        out = [{"mac": mac, "vlan": v, "port": p, "age": 0 if static else 3, "static": static,
+                **kernel}
                for (v, mac), (p, static) in items
                if (port is None or p == port) and (vlan is None or v == vlan)]
         return sorted(out, key=lambda e: (e["port"], e["vlan"], e["mac"]))

@@ -159,8 +159,8 @@ def _vlans(**keys):
 def status(conn):
     """The switch at a glance.
 
-    Name, version, pid, config file, uptime, mode, workers, ports, FDB, frames, events,
-    clients.
+    Name, version, pid, config file, uptime, mode, workers, ports, FDB, fast path, frames,
+    events, clients.
     """
     st = conn.switch.status()
     # The switch knows the events its workers could not queue ("lost"); the server those
@@ -172,7 +172,7 @@ def status(conn):
 
 @method("port.list")
 def port_list(conn):
-    """The ports, their state and, when not up, why."""
+    """The ports: state (and why not up), VLANs, fast-path target or why not."""
     return [_port_info(p) for p in sorted(conn.switch.ports.values(), key=lambda p: p.index)]
 
 
