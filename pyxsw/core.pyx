@@ -411,6 +411,14 @@ cdef class Datapath:
             if pt.active:
                 fp_port_write(self.sw, pt)
 
+    def set_port_mtu(self, int p, uint32_t mtu):
+        """Port p's interface MTU: the fast path redirects no longer frame to it."""
+        cdef Port *pt = self._port(p)
+        with self.lock:
+            pt.mtu = mtu
+            if pt.active:
+                fp_port_write(self.sw, pt)
+
     def fastpath(self):
         """{"mode", "kernel_fdb_entries", "sync_errors"}: the fast path's state."""
         cdef Sw *sw = self._sw()

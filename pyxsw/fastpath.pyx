@@ -99,7 +99,7 @@ cdef void kfdb_mark(Fdb *f, FdbEntry *e, uint32_t n, uint32_t now) noexcept nogi
 cdef uint32_t fp_flags(Sw *sw, Port *pt) noexcept nogil:
     if not sw.fastpath or pt.kind != KIND_AFXDP or not pt.active or not pt.up:
         return 0
-    return PYXSW_FP_IN | (PYXSW_FP_OUT if pt.fp_capable else 0)
+    return PYXSW_FP_IN | (PYXSW_FP_OUT if pt.fp_capable and pt.mtu else 0)
 
 
 cdef int fp_port_write(Sw *sw, Port *pt) noexcept nogil:
@@ -115,7 +115,7 @@ cdef int fp_port_write(Sw *sw, Port *pt) noexcept nogil:
         return 0
     memset(&row, 0, sizeof(row))
     row.index = index
-    row.ifindex = pt.ifindex
+    row.max_len = pt.mtu + 18 if pt.mtu else 0     # xdp_ok_fwd_dev(): MTU + ETH_HLEN + VLAN_HLEN
     row.flags = fp_flags(sw, pt)
     row.untagged = pt.untagged
     row.vlan_mode = pt.vlan_mode
@@ -171,6 +171,8 @@ cdef str fp_target_reason(Sw *sw, Port *pt):
         return "not active"
     if not pt.up:
         return "down"
+    if not pt.mtu:
+        return "its MTU is not known yet"
     if not pt.fp_capable:
         return ("its device does not take XDP-redirected frames (a veth takes them while "
                 "its peer has GRO on or an XDP program)")

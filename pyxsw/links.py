@@ -42,7 +42,7 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-IFLA_IFNAME, IFLA_OPERSTATE, IFLA_CARRIER, IFLA_XDP = 3, 16, 33, 43
+IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE, IFLA_CARRIER, IFLA_XDP = 3, 4, 16, 33, 43
 IFLA_XDP_DRV_PROG_ID, IFLA_XDP_SKB_PROG_ID = 5, 6
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RT_SCOPE_LINK = 253
@@ -84,6 +84,7 @@ class Link:
     up: bool                            # carrier and operationally up (or "unknown")
     loopback: bool
     xdp: dict                           # {"generic"|"native": program id} attached
+    mtu: int = 0                        # 0: not reported
 
     def xdp_id(self, mode):
         """The id of the XDP program attached in `mode` ("generic"/"native"), 0 if none."""
@@ -150,7 +151,7 @@ def _link(body) -> Link | None:
     oper = _u(at.get(IFLA_OPERSTATE, b""), OPER_UNKNOWN)
     return Link(ifindex=index, name=_name(at.get(IFLA_IFNAME, b"")),
                 up=_u(at.get(IFLA_CARRIER, b"")) == 1 and oper in (OPER_UP, OPER_UNKNOWN),
-                loopback=bool(flags & IFF_LOOPBACK), xdp=xdp)
+                loopback=bool(flags & IFF_LOOPBACK), xdp=xdp, mtu=_u(at.get(IFLA_MTU, b"")))
 
 
 def _socket(protocol=socket.NETLINK_ROUTE):

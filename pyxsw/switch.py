@@ -250,6 +250,7 @@ class Port:
         self.retried = 0                # the ifindex a re-attach last failed on
         self.unsure = False             # its state could not be read: ask again every tick
         self.fp_unsure = ""             # why whether it takes redirected frames is unknown
+        self.mtu = 0                    # its interface's, as the datapath was last told
         self._dp = None                 # the datapath, for `fastpath`
 
     @property
@@ -606,6 +607,9 @@ class Switch:
                     self._set_state(port, "gone", "interface deleted")
                 self._reattach(port)
             elif port.state != "gone":
+                if link.mtu != port.mtu:        # the fast path's longest frame to it
+                    self.dp.set_port_mtu(port.index, link.mtu)
+                    port.mtu = link.mtu
                 problem = self._xdp_problem(port, link)
                 if problem:
                     self._set_state(port, "degraded", problem)

@@ -243,6 +243,7 @@ cdef struct Port:
     int forward_reserved    # flood reserved link-local frames received here (else drop them)
     int fp_capable          # its device takes XDP-redirected frames (the switch asks the
                             # kernel's netdev family): a fast-path target while up
+    uint32_t mtu            # its interface's MTU, as the switch follows it (0: not known)
     char name[16]
     int attach_mode         # XDP_MODE_NATIVE / XDP_MODE_SKB while the program is attached, else 0
     Sock *socks[MAX_WORKERS]

@@ -31,7 +31,8 @@ struct pyxsw_port {
 	__u32 flags;		/* PYXSW_FP_* */
 	__u16 untagged;		/* the VLAN of its untagged frames (access, or native); 0 = none */
 	__u16 vlan_mode;	/* 0 access, 1 trunk (the core's VLAN_ACCESS / VLAN_TRUNK) */
-	__u32 ifindex;		/* its interface: the fast path checks a frame against its MTU */
+	__u32 max_len;		/* the longest frame a redirect gives its device: MTU + 18, as
+			 * xdp_ok_fwd_dev() allows (0: MTU not known, no target) */
 	__u64 vlans[PYXSW_VLAN_WORDS];	/* the VLANs it carries */
 };
 

@@ -17,7 +17,7 @@ cdef extern from "pyxsw_shared.h" nogil:
         uint32_t flags
         uint16_t untagged
         uint16_t vlan_mode
-        uint32_t ifindex
+        uint32_t max_len
         uint64_t vlans[64]
 
     struct pyxsw_fdb_val:
