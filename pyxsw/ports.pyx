@@ -27,6 +27,7 @@ cdef enum:
     SO_BUSY_POLL_BUDGET = 70
     BUSY_POLL_USECS = 20
     BIND_TRIES = 50             # x 20 ms: a socket closed a moment ago can keep its queue busy
+    ATTACHED_TRIES = 10         # looks at what is attached to an interface while it changes
 
 
 # ---------------------------------------------------------------------------- libxdp's messages
@@ -80,42 +81,158 @@ cdef str _libxdp_err(int err):
     return buf.decode(errors="replace")
 
 
+cdef bint _name_is_ours(const char *n) noexcept nogil:
+    # The kernel keeps BPF_OBJ_NAME_LEN - 1 = 15 characters of a program name.
+    return n != NULL and strncmp(n, PYXSW_PROG_NAME, BPF_OBJ_NAME_LEN - 1) == 0
+
+
 cdef bint _is_ours(xdp_program *prog) noexcept:
-    cdef const char *n = xdp_program__name(prog)
-    # The kernel keeps 15 characters of a program name.
-    return n != NULL and strncmp(n, PYXSW_PROG_NAME, 15) == 0
+    return _name_is_ours(xdp_program__name(prog))
 
 
 # ---------------------------------------------------------------------------- what else is attached
 
+# Which program an interface runs is asked of libbpf, not of libxdp: before 1.4.1 (Debian
+# bookworm has 1.3.1) libxdp's xdp_multiprog__get_from_ifindex(), which its
+# xdp_program__detach() calls too, opens the attached program, keeps a copy of the
+# descriptor and never closes the original (fixed by xdp-tools 48ad94b).  A switch restarted
+# after a kill -9 held one descriptor per port to the program it replaced, which kept that
+# program and its maps (the old FDB among them) loaded until it exited.  Here every
+# descriptor opened is closed, and a program is detached only if it is still the one that
+# was looked at (XDP_FLAGS_REPLACE).  Only libxdp's dispatcher, which only libxdp takes
+# apart, still goes through libxdp, which before 1.4.1 leaks the same way there (the
+# dispatcher's descriptor and its programs'); libxdp falls back to a plain program where the
+# kernel refuses the dispatcher or there is no bpffs.
+
+cdef int xdp_attached_open(int ifindex, XdpAttached *a) noexcept nogil:
+    """Open the program attached to ifindex in driver or generic mode into *a (a.fd = -1:
+    none; an offloaded one is not looked at, pyxsw attaches none).  0 or -errno."""
+    cdef bpf_xdp_query_opts q
+    cdef bpf_prog_info info
+    cdef uint32_t info_len
+    cdef int rc, tries
+    a.fd = -1
+    a.id = 0
+    a.mode_flag = 0
+    a.name[0] = 0
+    for tries in range(ATTACHED_TRIES):
+        memset(&q, 0, sizeof(q))
+        q.sz = sizeof(q)
+        rc = bpf_xdp_query(ifindex, 0, &q)
+        if rc < 0:
+            return rc
+        if q.attach_mode == XDP_ATTACHED_DRV or (q.attach_mode == XDP_ATTACHED_MULTI
+                                                 and q.drv_prog_id):
+            a.id = q.drv_prog_id
+            a.mode_flag = XDP_FLAGS_DRV_MODE
+        elif q.attach_mode == XDP_ATTACHED_SKB or (q.attach_mode == XDP_ATTACHED_MULTI
+                                                   and q.skb_prog_id):
+            a.id = q.skb_prog_id
+            a.mode_flag = XDP_FLAGS_SKB_MODE
+        else:
+            a.id = 0
+            a.mode_flag = 0
+            return 0
+        rc = bpf_prog_get_fd_by_id(a.id)
+        if rc == -ENOENT:
+            continue                    # detached and freed since it was asked: ask again
+        if rc < 0:
+            return rc
+        a.fd = rc
+        memset(&info, 0, sizeof(info))
+        info_len = sizeof(info)
+        rc = bpf_obj_get_info_by_fd(a.fd, &info, &info_len)
+        if rc < 0:
+            close(a.fd)
+            a.fd = -1
+            return rc
+        memcpy(a.name, info.name, sizeof(a.name))
+        a.name[sizeof(a.name) - 1] = 0
+        return 0
+    return -EBUSY                       # it kept changing
+
+
+cdef int xdp_attached_detach(int ifindex, XdpAttached *a) noexcept nogil:
+    """Detach a's program from ifindex if it is still the one attached there (else -EEXIST:
+    it was replaced or detached since).  0 or -errno."""
+    cdef bpf_xdp_attach_opts o
+    memset(&o, 0, sizeof(o))
+    o.sz = sizeof(o)
+    o.old_prog_fd = a.fd
+    return bpf_xdp_detach(ifindex, a.mode_flag | XDP_FLAGS_REPLACE, &o)
+
+
+cdef bint _is_dispatcher(XdpAttached *a) noexcept nogil:
+    return strncmp(a.name, b"xdp_dispatcher", BPF_OBJ_NAME_LEN - 1) == 0
+
+
+cdef int _attached(int ifindex, str prefix, XdpAttached *a) except -1:
+    cdef int rc = xdp_attached_open(ifindex, a)
+    if rc < 0:
+        raise OSError(-rc, f"{prefix}cannot tell which XDP program is attached: "
+                           f"{_os.strerror(-rc)}")
+    return 0
+
+
+cdef xdp_multiprog *_dispatcher_open(int ifindex, str prefix) except? NULL:
+    """libxdp's view of the dispatcher on ifindex (NULL: it is gone); the caller closes it."""
+    cdef xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex)
+    cdef long err = libxdp_get_error(mp)
+    if mp == NULL or err == -ENOENT:
+        return NULL
+    if err:
+        raise OSError(-err, f"{prefix}cannot tell which XDP program is attached: {_libxdp_err(err)}")
+    return mp
+
+
+cdef object _foreign_error(str ifname, str name):
+    return OSError(_errno.EBUSY, f"{ifname}: another XDP program ({name}) is attached; "
+                                 f"remove it first (ip link set dev {ifname} xdp off)")
+
+
 cdef str remove_stale_xdp(int ifindex, str ifname):
     """Detach a pyxsw program left by a killed instance; refuse another program's.  Only
     for an interface no live switch claims (pyxsw.switch's claim): its program is stale."""
-    cdef xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex)
-    cdef xdp_program *prog = NULL
+    cdef XdpAttached a
+    cdef int rc = 0, tries
+    for tries in range(ATTACHED_TRIES):
+        _attached(ifindex, f"{ifname}: ", &a)
+        if a.fd < 0:
+            return ""                   # no program attached
+        try:
+            if _is_dispatcher(&a):
+                return _remove_stale_from_dispatcher(ifindex, ifname)
+            if not _name_is_ours(a.name):
+                raise _foreign_error(ifname, a.name.decode(errors="replace") or "?")
+            rc = xdp_attached_detach(ifindex, &a)
+        finally:
+            close(a.fd)
+        if rc == 0:
+            return "replaced a stale pyxsw XDP program"
+        if rc != -EEXIST:               # EEXIST: another program since: look again
+            raise OSError(-rc, f"{ifname}: cannot detach a stale pyxsw XDP program: "
+                               f"{_os.strerror(-rc)}")
+    raise OSError(_errno.EBUSY, f"{ifname}: the attached XDP program keeps changing")
+
+
+cdef str _remove_stale_from_dispatcher(int ifindex, str ifname):
+    cdef xdp_multiprog *mp = _dispatcher_open(ifindex, f"{ifname}: ")
+    cdef xdp_program *prog
     cdef str found = ""
-    cdef long err = libxdp_get_error(mp)
-    if mp == NULL or err == -_errno.ENOENT:
-        return ""                       # no program attached
-    if err:
-        raise OSError(-err, f"{ifname}: cannot tell which XDP program is attached: {_libxdp_err(err)}")
+    if mp == NULL:
+        return ""
     try:
-        if xdp_multiprog__is_legacy(mp):
+        if xdp_multiprog__is_legacy(mp):    # named like it, but not libxdp's dispatcher
             prog = xdp_multiprog__main_prog(mp)
-            if prog != NULL and _is_ours(prog):
-                xdp_multiprog__detach(mp)
+            if prog != NULL:
+                raise _foreign_error(ifname, (xdp_program__name(prog) or b"?").decode())
+            return ""
+        prog = xdp_multiprog__next_prog(NULL, mp)
+        while prog != NULL:
+            if _is_ours(prog):
+                xdp_program__detach(prog, ifindex, xdp_multiprog__attach_mode(mp), 0)
                 found = "replaced a stale pyxsw XDP program"
-            elif prog != NULL:
-                name = (xdp_program__name(prog) or b"?").decode()
-                raise OSError(_errno.EBUSY, f"{ifname}: another XDP program ({name}) is attached; "
-                                           f"remove it first (ip link set dev {ifname} xdp off)")
-        else:
-            prog = xdp_multiprog__next_prog(NULL, mp)
-            while prog != NULL:
-                if _is_ours(prog):
-                    xdp_program__detach(prog, ifindex, xdp_multiprog__attach_mode(mp), 0)
-                    found = "replaced a stale pyxsw XDP program"
-                prog = xdp_multiprog__next_prog(prog, mp)
+            prog = xdp_multiprog__next_prog(prog, mp)
     finally:
         xdp_multiprog__close(mp)
     return found
@@ -123,13 +240,23 @@ cdef str remove_stale_xdp(int ifindex, str ifname):
 
 cdef str foreign_xdp(int ifindex):
     """The name of an XDP program other than pyxsw's attached to ifindex, or ''."""
-    cdef xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex)
-    cdef xdp_program *prog
-    cdef long err = libxdp_get_error(mp)
-    if mp == NULL or err == -_errno.ENOENT:
+    cdef XdpAttached a
+    _attached(ifindex, "", &a)
+    if a.fd < 0:
         return ""
-    if err:
-        raise OSError(-err, f"cannot tell which XDP program is attached: {_libxdp_err(err)}")
+    try:
+        if _is_dispatcher(&a):
+            return _foreign_in_dispatcher(ifindex)
+        return "" if _name_is_ours(a.name) else (a.name.decode(errors="replace") or "?")
+    finally:
+        close(a.fd)
+
+
+cdef str _foreign_in_dispatcher(int ifindex):
+    cdef xdp_multiprog *mp = _dispatcher_open(ifindex, "")
+    cdef xdp_program *prog
+    if mp == NULL:
+        return ""
     try:
         if xdp_multiprog__is_legacy(mp):
             prog = xdp_multiprog__main_prog(mp)
@@ -351,10 +478,18 @@ cdef int xdp_attach(Xdp *x, Port *pt, str xdp_mode) except -1:
 
 
 cdef void xdp_detach(Xdp *x, Port *pt) noexcept:
-    # Quietly: the interface may be gone already, and then so is the program.
+    # Quietly: the interface may be gone already, and then so is the program.  Only the
+    # switch's own program, or libxdp's dispatcher running it, is taken away: a program
+    # that replaced it (the port is degraded) stays.
+    cdef XdpAttached a
     if pt.attach_mode:
         log_hold()
-        xdp_program__detach(x.prog, pt.ifindex, <xdp_attach_mode>pt.attach_mode, 0)
+        if x.prog != NULL and xdp_attached_open(pt.ifindex, &a) == 0 and a.fd >= 0:
+            if a.id == xdp_program__id(x.prog):
+                xdp_attached_detach(pt.ifindex, &a)
+            elif _is_dispatcher(&a):
+                xdp_program__detach(x.prog, pt.ifindex, <xdp_attach_mode>pt.attach_mode, 0)
+            close(a.fd)
         log_release()
         pt.attach_mode = 0
         x.attached -= 1
@@ -367,19 +502,25 @@ cdef uint32_t xdp_prog_id(Xdp *x, Port *pt) noexcept:
 
 cdef bint xdp_is_attached(Xdp *x, Port *pt) except -1:
     """Is the switch's program attached to pt's interface, alone or in libxdp's dispatcher?"""
+    cdef XdpAttached a
     cdef xdp_multiprog *mp
     cdef xdp_program *prog
-    cdef long err
     cdef uint32_t ours = xdp_prog_id(x, pt)
     if not ours:
         return False
-    mp = xdp_multiprog__get_from_ifindex(pt.ifindex)
-    err = libxdp_get_error(mp)
-    if mp == NULL or err == -_errno.ENOENT:
+    _attached(pt.ifindex, f"{pt.name.decode()}: ", &a)
+    if a.fd < 0:
         return False
-    if err:
-        raise OSError(-err, f"{pt.name.decode()}: cannot tell which XDP program is attached: "
-                            f"{_libxdp_err(err)}")
+    try:
+        if a.id == ours:
+            return True
+        if not _is_dispatcher(&a):
+            return False
+    finally:
+        close(a.fd)
+    mp = _dispatcher_open(pt.ifindex, f"{pt.name.decode()}: ")
+    if mp == NULL:
+        return False
     try:
         if xdp_multiprog__is_legacy(mp):
             prog = xdp_multiprog__main_prog(mp)

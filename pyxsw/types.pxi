@@ -253,6 +253,12 @@ cdef struct Port:
     uint16_t untagged
     uint64_t vlans[VLAN_WORDS]
 
+cdef struct XdpAttached:    # the XDP program attached to an interface (ports.pyx: xdp_attached_open)
+    int fd                  # -1: none in driver or generic mode; else the caller closes it
+    uint32_t id
+    uint32_t mode_flag      # XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE: what detaches it
+    char name[16]           # BPF_OBJ_NAME_LEN: the kernel keeps 15 characters of a name
+
 
 # ---------------------------------------------------------------------------- workers
 

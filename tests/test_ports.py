@@ -3,6 +3,7 @@ switch follows each port's interface by index, notices within a second when it g
 back, or loses pyxsw's XDP program, and never touches an interface another switch owns."""
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -23,6 +24,12 @@ def xdp_prog_id(ifname):
                                      capture_output=True, text=True, check=True).stdout)[0]
     xdp = info.get("xdp") or {}
     return xdp.get("prog", {}).get("id") or xdp.get("id") or 0
+
+
+def prog_loaded(ident):
+    """Is the program with that id still loaded (attached, or a descriptor of it open)?"""
+    return subprocess.run(["bpftool", "prog", "show", "id", str(ident)],
+                          capture_output=True).returncode == 0
 
 
 def recreate(lab, i):
@@ -184,6 +191,7 @@ def test_program_taken_away_is_noticed_and_port_add_restores_it(lab_factory, tmp
             else:                           # another copy of a program, under a new id
                 subprocess.run(["ip", "-force", "link", "set", "dev", s0, mode, "obj",
                                 str(BPF_OBJECT), "sec", "xdp"], check=True)
+                copy = xdp_prog_id(s0)
             t0 = time.monotonic()
             assert wait_until(lambda: sw.ports[s0].state == "degraded", timeout=5)
             assert time.monotonic() - t0 < 1.0
@@ -198,9 +206,39 @@ def test_program_taken_away_is_noticed_and_port_add_restores_it(lab_factory, tmp
         # `port add` attaches it anew
         port = sw.add_port(s0)
         assert port.state == "up" and xdp_prog_id(s0) == sw.dp.port_prog_id(port.index)
+        if how == "replaced":
+            # detached as stale, and no descriptor of it kept: libxdp < 1.4.1 leaked one
+            # each time the switch asked what was attached (every tick while degraded)
+            assert wait_until(lambda: not prog_loaded(copy), timeout=5)
         assert ping(lab, 0, 1) and ping(lab, 1, 0)
         assert sw.wait_quiet()["in_flight"] == 0
     assert not link_flags(s0)[1]
+
+
+def program_fds():
+    """How many descriptors of BPF programs this process has open."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:bpf-prog"
+        except OSError:
+            pass
+    return n
+
+
+def test_port_del_and_add_keep_no_program_descriptor(lab_factory, tmp_path):
+    """Each `port del` left a descriptor of the switch's program open: libxdp < 1.4.1's
+    xdp_program__detach() leaks one of the program it finds attached (xdp-tools 48ad94b)."""
+    lab = lab_factory(hosts=2)
+    s1 = lab.ports[1]
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        before = program_fds()
+        for _ in range(3):
+            sw.del_port(s1)
+            assert not xdp_prog_id(s1)
+            sw.add_port(s1)
+        assert program_fds() == before
+        assert ping(lab, 0, 1)
 
 
 # ---------------------------------------------------------------------------- interfaces refused
@@ -226,6 +264,7 @@ def test_a_foreign_program_is_never_replaced(lab_factory, tmp_path):
         assert sw.ports[s0].state == "degraded" and sw.ports[s0].flood_limit == 500
         assert "02:00:00:00:77:02" in [e["mac"] for e in sw.fdb_list(port=s0)]
         subprocess.run(["ip", "link", "set", "dev", s0, mode, "off"], check=True)
+        assert wait_until(lambda: not prog_loaded(foreign), timeout=5)    # the switch kept no fd
         port = sw.add_port(s0, flood_limit=500)
         assert port.state == "up" and "02:00:00:00:77:02" in [e["mac"] for e in sw.fdb_list(port=s0)]
         assert ping(lab, 0, 1)

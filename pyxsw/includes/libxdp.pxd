@@ -1,6 +1,6 @@
-# C declarations from <xdp/libxdp.h>, <bpf/libbpf.h> and <bpf/bpf.h>: loading and attaching
-# pyxsw's XDP program, and its maps.
-from libc.stdint cimport uint32_t
+# C declarations from <xdp/libxdp.h>, <bpf/libbpf.h>, <bpf/bpf.h> and <linux/if_link.h>:
+# loading and attaching pyxsw's XDP program, and its maps; telling which program is attached.
+from libc.stdint cimport uint8_t, uint32_t
 from pyxsw.includes.system cimport va_list
 
 cdef extern from "<bpf/libbpf.h>" nogil:
@@ -19,6 +19,19 @@ cdef extern from "<bpf/libbpf.h>" nogil:
     ctypedef int (*libbpf_print_fn_t)(int level, const char *fmt, va_list ap)
     libbpf_print_fn_t libbpf_set_print(libbpf_print_fn_t fn)
 
+    struct bpf_xdp_query_opts:
+        size_t sz
+        uint32_t prog_id            # outputs, all of them
+        uint32_t drv_prog_id
+        uint32_t hw_prog_id
+        uint32_t skb_prog_id
+        uint8_t attach_mode         # XDP_ATTACHED_*
+    struct bpf_xdp_attach_opts:
+        size_t sz
+        int old_prog_fd
+    int bpf_xdp_query(int ifindex, int flags, bpf_xdp_query_opts *opts)
+    int bpf_xdp_detach(int ifindex, uint32_t flags, const bpf_xdp_attach_opts *opts)
+
 cdef extern from "<bpf/bpf.h>" nogil:
     struct bpf_map_create_opts:
         size_t sz
@@ -29,10 +42,30 @@ cdef extern from "<bpf/bpf.h>" nogil:
     int bpf_map_update_elem(int fd, const void *key, const void *value, unsigned long long flags)
     int bpf_map_delete_elem(int fd, const void *key)
     int bpf_map_get_next_key(int fd, const void *key, void *next_key)
+    int bpf_prog_get_fd_by_id(uint32_t id)
+    int bpf_obj_get_info_by_fd(int bpf_fd, void *info, uint32_t *info_len)
     enum:
         BPF_ANY
         BPF_NOEXIST
         BPF_EXIST
+
+cdef extern from "<linux/bpf.h>" nogil:
+    enum:
+        BPF_OBJ_NAME_LEN            # 16: the kernel keeps 15 characters of a name
+    struct bpf_prog_info:
+        uint32_t id
+        char name[16]               # BPF_OBJ_NAME_LEN
+
+cdef extern from "<linux/if_link.h>" nogil:
+    enum:
+        XDP_FLAGS_SKB_MODE
+        XDP_FLAGS_DRV_MODE
+        XDP_FLAGS_REPLACE
+        XDP_ATTACHED_NONE
+        XDP_ATTACHED_DRV
+        XDP_ATTACHED_SKB
+        XDP_ATTACHED_HW
+        XDP_ATTACHED_MULTI
 
 cdef extern from "<xdp/libxdp.h>" nogil:
     enum xdp_attach_mode:
@@ -58,6 +91,7 @@ cdef extern from "<xdp/libxdp.h>" nogil:
     void xdp_program__close(xdp_program *xdp_prog)
     const char *xdp_program__name(const xdp_program *xdp_prog)
     uint32_t xdp_program__id(const xdp_program *xdp_prog)
+    int xdp_program__fd(const xdp_program *xdp_prog)
     bpf_object *xdp_program__bpf_obj(xdp_program *xdp_prog)
     int xdp_program__attach(xdp_program *xdp_prog, int ifindex, xdp_attach_mode mode, unsigned int flags)
     int xdp_program__detach(xdp_program *xdp_prog, int ifindex, xdp_attach_mode mode, unsigned int flags)

@@ -84,8 +84,10 @@ cdef extern from "<errno.h>" nogil:
         EAGAIN
         EBADF
         EBUSY
+        EEXIST
         ENOBUFS
         ENODEV
+        ENOENT
         ENOMEM
         ENETDOWN
         EINTR
