@@ -90,6 +90,16 @@ def _check_args(frames, frame_size, ring_size, batch, workers, capacity, port_li
     _check_word("fastpath", fastpath, _vocab.FASTPATH)
 
 
+def _interface_mtu(str name):
+    """An interface's MTU, or 0 when it cannot be read (the port is then no fast-path target
+    until set_port_mtu() says it)."""
+    try:
+        with open(f"/sys/class/net/{name}/mtu") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
+
+
 cdef dict _named(family, const uint64_t *c):
     """{name: value} of a family's C-side counters (its enum's order is the table's)."""
     return {k.name: c[i] for i, k in enumerate(family.in_c())}
@@ -378,6 +388,7 @@ cdef class Datapath:
                     f"frames = {u.nframes} is too few for {n} sockets (ports x queues): need "
                     f"at least {2 * sw.batch * n}"), "frames")
             pt = self._new_port(KIND_AFXDP, bname, ifindex, flood_limit, forward_reserved)
+            pt.mtu = _interface_mtu(name)   # the switch follows it from here (set_port_mtu)
             port_vlan_write(sw, pt, m, untagged, bits)
             try:
                 note = remove_stale_xdp(ifindex, name)
@@ -458,6 +469,7 @@ cdef class Datapath:
                         pt.attach_mode, "none"),
                     "queues": sum(1 for q in range(self.sw.nworkers) if pt.socks[q] != NULL),
                     "flood_limit": pt.flood_limit, "forward_reserved": bool(pt.forward_reserved),
+                    "mtu": pt.mtu,
                     "fastpath_target": not fp_target_reason(self.sw, pt),
                     "fastpath_reason": fp_target_reason(self.sw, pt)}
 

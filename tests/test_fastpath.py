@@ -462,6 +462,21 @@ def _gro(lab, i, on):
     assert r.returncode == 0, r.stderr
 
 
+def test_the_switch_follows_a_ports_mtu(lab_factory, tmp_path):
+    # The fast path redirects no frame longer than the egress MTU allows (the row's limit):
+    # an MTU changed under a running switch reaches the datapath through rtnetlink.
+    lab = lab_factory(hosts=2)
+    s1 = lab.ports[1]
+    with running(make_config(lab.ports, tmp_path, switch=FAST)) as sw:
+        idx = sw.ports[s1].index
+        assert sw.dp.port_info(idx)["mtu"] == 1500
+        subprocess.run(["ip", "link", "set", "dev", s1, "mtu", "1400"], check=True)
+        assert wait_until(lambda: sw.dp.port_info(idx)["mtu"] == 1400, 2)
+        assert sw.ports[s1].fastpath == {"target": True, "reason": ""}
+        subprocess.run(["ip", "link", "set", "dev", s1, "mtu", "1500"], check=True)
+        assert wait_until(lambda: sw.dp.port_info(idx)["mtu"] == 1500, 2)
+
+
 def test_a_port_whose_peer_cannot_take_redirects_is_no_target_until_it_can(
         lab_factory, short_dir, capsys):
     lab = lab_factory(hosts=2)

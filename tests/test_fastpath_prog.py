@@ -569,3 +569,24 @@ def test_a_fast_frame_updates_its_source_last_seen_for_aging(rig):
     assert (C, 1, rig.p[0]) in aged and all(m != A for m, _, _ in aged)
     assert rig.kfdb_get(C, 1) is None and rig.kfdb_get(A, 1) is not None
     rig.fast(0, eth(B, A), to=1)
+
+
+def test_a_frame_longer_than_the_egress_mtu_allows_goes_to_userspace(rig):
+    # The redirect refuses more than MTU + 18 bytes (after the program counted the frame):
+    # the row's limit keeps such a frame on the AF_XDP path, a tag pushed or popped included.
+    rig.dp.fdb_add(A, 1, rig.p[0])
+    rig.dp.fdb_add(B, 1, rig.p[1])
+    assert rig.dp.port_info(rig.p[1])["fastpath_target"]
+    rig.dp.set_port_mtu(rig.p[1], 1400)
+    rig.fast(0, eth(B, A, 1418), to=1)
+    rig.user(0, eth(B, A, 1419))
+    rig.dp.set_port_mtu(rig.p[1], 1500)             # raised: the same frame is fast again
+    rig.fast(0, eth(B, A, 1419), to=1)
+    rig.dp.port_set_vlan(rig.p[1], "trunk", allowed=[1])        # a tag pushed: 4 more bytes
+    rig.dp.set_port_mtu(rig.p[1], 1400)
+    assert rig.fast(0, eth(B, A, 1414), to=1) == pushed(eth(B, A, 1414), 1)
+    rig.user(0, eth(B, A, 1415))
+    rig.dp.set_port_mtu(rig.p[1], 0)                # not known: no target
+    assert not rig.dp.port_info(rig.p[1])["fastpath_target"]
+    assert "MTU" in rig.dp.port_info(rig.p[1])["fastpath_reason"]
+    rig.user(0, eth(B, A, 60))
