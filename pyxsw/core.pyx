@@ -176,6 +176,7 @@ cdef class Datapath:
             raise OSError(e, f"cannot make the workers' event descriptor: {_os.strerror(e)}")
         xdp_init(&sw.xdp)
         sw.xdp.fdb_capacity = capacity
+        sw.xdp.fastpath = fastpath == "xdp"
         sw.fastpath = fastpath == "xdp"
         if umem_init(&sw.umem, frames, frame_size, ring_size, _ZERO_COPY[zero_copy]):
             raise _param_error(MemoryError(f"cannot allocate the frame pool of {frames} frames "

@@ -6,9 +6,10 @@
 #                     deletes, flushes, aging) is made to it too, under the FDB's lock, so
 #                     the two never disagree for longer than the change itself.  A worker
 #                     that learns a move updates it before it forwards another frame.
-#   the ports' rows   ports_map (by ifindex) and port_rows (by index): the port's index,
-#                     VLANs and fast-path flags, written whole whenever ports change
-#                     (Datapath._publish); tx_map holds the interface of every target.
+#   the ports' rows   port_rows (by index): the port's VLANs, fast-path flags and longest
+#                     frame, written under a seqlock whenever ports change
+#                     (Datapath._publish); ifx_map and ports_map give a port's index by its
+#                     ifindex; tx_map holds the interface of every target.
 #   aging             the program writes the second a MAC last sent into its kernel entry;
 #                     the sweep takes it before it ages an entry (kfdb_seen).
 #
@@ -102,19 +103,42 @@ cdef uint32_t fp_flags(Sw *sw, Port *pt) noexcept nogil:
     return PYXSW_FP_IN | (PYXSW_FP_OUT if pt.fp_capable and pt.mtu else 0)
 
 
+cdef int row_write(Xdp *x, Port *pt, uint32_t index, pyxsw_port *row) noexcept nogil:
+    """Write a port's row in port_rows under its seqlock: seq made odd (on the old fields),
+    the new fields, seq even again, each one map update, so that the program, which reads a
+    row only while seq is even and unchanged (row_read() in the XDP program), never uses a
+    mix of old and new (an array map's update copies in place).  0 or -errno; after a failure
+    the row may stay odd, and the program then skips it: no fast path for that port."""
+    cdef pyxsw_port old
+    if bpf_map_lookup_elem(x.rows_map_fd, &index, &old) != 0:
+        return -errno
+    old.seq = pt.row_seq + 1
+    if bpf_map_update_elem(x.rows_map_fd, &index, &old, BPF_ANY) != 0:
+        return -errno
+    row.seq = pt.row_seq + 1
+    if bpf_map_update_elem(x.rows_map_fd, &index, row, BPF_ANY) != 0:
+        return -errno
+    row.seq = pt.row_seq + 2
+    if bpf_map_update_elem(x.rows_map_fd, &index, row, BPF_ANY) != 0:
+        return -errno
+    pt.row_seq += 2
+    return 0
+
+
 cdef int fp_port_write(Sw *sw, Port *pt) noexcept nogil:
-    """Write pt's row as the program sees it (and its tx_map entry): 0 or -errno.  A target
-    gets its tx_map entry before the flag that sends frames there, and loses it after."""
+    """Write pt's row as the program sees it, its tx_map entry and its ifindex's entries: 0
+    or -errno.  A target gets its tx_map entry before the flag that sends frames there, and
+    loses it after."""
     cdef Xdp *x = &sw.xdp
     cdef pyxsw_port row
     cdef uint32_t index = pt - sw.ports
+    cdef uint32_t plus1 = index + 1
     cdef uint32_t key = pt.ifindex
     cdef uint32_t dev = pt.ifindex
-    cdef int rc = 0
+    cdef int rc = 0, r
     if x.ports_map_fd < 0 or pt.kind != KIND_AFXDP:
         return 0
     memset(&row, 0, sizeof(row))
-    row.index = index
     row.max_len = pt.mtu + 18 if pt.mtu else 0     # xdp_ok_fwd_dev(): MTU + ETH_HLEN + VLAN_HLEN
     row.flags = fp_flags(sw, pt)
     row.untagged = pt.untagged
@@ -124,9 +148,13 @@ cdef int fp_port_write(Sw *sw, Port *pt) noexcept nogil:
         if bpf_map_update_elem(x.tx_map_fd, &index, &dev, BPF_ANY) != 0:
             rc = -errno
             row.flags &= ~(<uint32_t>PYXSW_FP_OUT)     # not a target until it can be
-    if bpf_map_update_elem(x.rows_map_fd, &index, &row, BPF_ANY) != 0 and rc == 0:
+    r = row_write(x, pt, index, &row)
+    if r and rc == 0:
+        rc = r
+    if bpf_map_update_elem(x.ports_map_fd, &key, &index, BPF_ANY) != 0 and rc == 0:
         rc = -errno
-    if bpf_map_update_elem(x.ports_map_fd, &key, &row, BPF_ANY) != 0 and rc == 0:
+    if key < PYXSW_IFX_DIRECT and bpf_map_update_elem(x.ifx_map_fd, &key, &plus1, BPF_ANY) != 0 \
+            and rc == 0:
         rc = -errno
     if not (row.flags & PYXSW_FP_OUT):
         bpf_map_delete_elem(x.tx_map_fd, &index)
@@ -134,14 +162,20 @@ cdef int fp_port_write(Sw *sw, Port *pt) noexcept nogil:
 
 
 cdef void fp_port_clear(Sw *sw, Port *pt) noexcept nogil:
-    """pt leaves the program's maps (its rows, then its tx_map entry)."""
+    """pt leaves the program's maps: its ifindex's entries, its row (zeros: an array's row
+    cannot be deleted), then its tx_map entry."""
     cdef Xdp *x = &sw.xdp
     cdef uint32_t index = pt - sw.ports
     cdef uint32_t key = pt.ifindex
+    cdef uint32_t zero = 0
+    cdef pyxsw_port row
     if x.ports_map_fd < 0:
         return
+    if key < PYXSW_IFX_DIRECT:
+        bpf_map_update_elem(x.ifx_map_fd, &key, &zero, BPF_ANY)
     bpf_map_delete_elem(x.ports_map_fd, &key)
-    bpf_map_delete_elem(x.rows_map_fd, &index)
+    memset(&row, 0, sizeof(row))
+    row_write(x, pt, index, &row)
     bpf_map_delete_elem(x.tx_map_fd, &index)
 
 

@@ -286,6 +286,10 @@ cdef int *xdp_map_slot(Xdp *x, bytes name) noexcept:
         return &x.stats_map_fd
     if name == b"port_rows":
         return &x.rows_map_fd
+    if name == b"ifx_map":
+        return &x.ifx_map_fd
+    if name == b"config_map":
+        return &x.config_map_fd
     if name == b"tx_map":
         return &x.tx_map_fd
     if name == b"fdb_map":
@@ -304,6 +308,7 @@ cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
     cdef bytes name
     cdef int fd
     cdef int *slot
+    cdef uint32_t key
     while m != NULL:
         slot = xdp_map_slot(x, bpf_map__name(m)) if not bpf_map__is_internal(m) else NULL
         if slot != NULL and slot[0] >= 0:
@@ -332,9 +337,14 @@ cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
                 close(fd)           # not one the switch uses: the object's own copy is kept
         m = bpf_object__next_map(obj, m)
     if (x.ports_map_fd < 0 or x.xsks_map_fd < 0 or x.stats_map_fd < 0 or x.rows_map_fd < 0
-            or x.tx_map_fd < 0 or x.fdb_map_fd < 0 or x.fast_stats_fd < 0):
+            or x.tx_map_fd < 0 or x.fdb_map_fd < 0 or x.fast_stats_fd < 0 or x.ifx_map_fd < 0
+            or x.config_map_fd < 0):
         raise OSError(_errno.EINVAL, f"{_bpf_object_path()} is not pyxsw's XDP program "
                                      f"(a map is missing)")
+    key = 0
+    if bpf_map_update_elem(x.config_map_fd, &key, &x.fastpath, BPF_ANY) != 0:
+        e = errno
+        raise OSError(e, f"cannot configure the XDP program: {_os.strerror(e)}")
     return 0
 
 
@@ -372,6 +382,8 @@ cdef void xdp_init(Xdp *x) noexcept nogil:
     x.xsks_map_fd = -1
     x.stats_map_fd = -1
     x.rows_map_fd = -1
+    x.ifx_map_fd = -1
+    x.config_map_fd = -1
     x.tx_map_fd = -1
     x.fdb_map_fd = -1
     x.fast_stats_fd = -1
@@ -380,13 +392,13 @@ cdef void xdp_init(Xdp *x) noexcept nogil:
 
 cdef void xdp_close(Xdp *x) noexcept nogil:
     """Once no port has the program attached."""
-    cdef int fds[7]
+    cdef int fds[9]
     cdef int i
     if x.prog != NULL:
         xdp_program__close(x.prog)
     fds[:] = [x.ports_map_fd, x.xsks_map_fd, x.stats_map_fd, x.rows_map_fd, x.tx_map_fd,
-              x.fdb_map_fd, x.fast_stats_fd]
-    for i in range(7):
+              x.fdb_map_fd, x.fast_stats_fd, x.ifx_map_fd, x.config_map_fd]
+    for i in range(9):
         if fds[i] >= 0:
             close(fds[i])
     xdp_init(x)

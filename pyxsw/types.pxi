@@ -226,11 +226,14 @@ cdef struct Xdp:
     int xsks_map_fd         # port index * PYXSW_MAX_QUEUES + queue -> AF_XDP socket
     int stats_map_fd        # port index * PROG_COUNTERS + counter -> per-CPU count
     # the fast path's (fastpath.pyx)
-    int rows_map_fd         # port index -> the port's row (ports_map has it by ifindex)
+    int rows_map_fd         # port index -> the port's row (fastpath.pyx)
+    int ifx_map_fd          # ifindex -> port index + 1, for ifindexes < PYXSW_IFX_DIRECT
+    int config_map_fd       # [0]: the fast path on (1) or off
     int tx_map_fd           # port index -> its interface, for bpf_redirect_map (a device map)
     int fdb_map_fd          # the kernel copy of the FDB
     int fast_stats_fd       # port index * FASTPATH_COUNTERS + counter -> per-CPU count
     uint32_t fdb_capacity   # fdb_map's size: the FDB's capacity
+    uint32_t fastpath       # what config_map says
     int ncpu                # possible CPUs: the per-CPU values of one stats slot
 
 
@@ -244,6 +247,7 @@ cdef struct Port:
     int fp_capable          # its device takes XDP-redirected frames (the switch asks the
                             # kernel's netdev family): a fast-path target while up
     uint32_t mtu            # its interface's MTU, as the switch follows it (0: not known)
+    uint32_t row_seq        # the seq its row in the XDP program's port_rows has (even)
     char name[16]
     int attach_mode         # XDP_MODE_NATIVE / XDP_MODE_SKB while the program is attached, else 0
     Sock *socks[MAX_WORKERS]

@@ -27,25 +27,40 @@
 
 #define NSEC_PER_SEC 1000000000ULL
 
-/* ifindex -> the port (its index: its row in the maps below).  No preallocation: an update
- * replaces an element that readers may still hold, which is then freed after RCU, never
- * reused under them. */
+/* ifindex -> the port's index + 1 (0: not a port), for ifindexes below PYXSW_IFX_DIRECT: an
+ * array lookup, which the verifier inlines (a hash lookup cost 30-40 ns a frame here). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PYXSW_IFX_DIRECT);
+	__type(key, __u32);
+	__type(value, __u32);
+} ifx_map SEC(".maps");
+
+/* ifindex -> the port's index, for every port (the program reads it only for an ifindex at
+ * or above PYXSW_IFX_DIRECT) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, PYXSW_MAX_PORTS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
-	__type(value, struct pyxsw_port);
+	__type(value, __u32);
 } ports_map SEC(".maps");
 
-/* port index -> the same row: the egress side of the fast path */
+/* port index -> the port's row, written by the switch under the row's seqlock (see
+ * row_read()) */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, PYXSW_MAX_PORTS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct pyxsw_port);
 } port_rows SEC(".maps");
+
+/* The switch's settings: [0] = 1 when fastpath = "xdp" (written before the program runs) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} config_map SEC(".maps");
 
 /* port index * PYXSW_MAX_QUEUES + RX queue -> the AF_XDP socket of that (port, queue) */
 struct {
@@ -110,9 +125,41 @@ static __always_inline void count_fast(__u32 port, __u32 stat, __u64 bytes)
 		*v += bytes;
 }
 
-static __always_inline int carries(const struct pyxsw_port *p, __u16 vlan)
+/* What the fast path reads of a port's row, read whole or not at all.  The switch writes a
+ * row in three map updates (fastpath.pyx fp_port_write): its seq made odd, then the new
+ * fields, then seq even again; a reader that sees seq odd, or changed, takes the AF_XDP path
+ * for that frame (x86's loads stay in order: the compiler barriers keep them so). */
+struct row {
+	__u32 flags;
+	__u32 max_len;
+	__u16 untagged;
+	__u16 vlan_mode;
+	__u64 word;		/* the word of the VLAN map that holds `vlan`'s bit */
+};
+
+static __always_inline int row_read(__u32 index, __u16 vlan, struct row *r)
 {
-	return (p->vlans[(vlan >> 6) & (PYXSW_VLAN_WORDS - 1)] >> (vlan & 63)) & 1;
+	struct pyxsw_port *p = bpf_map_lookup_elem(&port_rows, &index);
+	__u32 seq;
+
+	if (!p)
+		return -1;
+	seq = *(volatile __u32 *)&p->seq;
+	if (seq & 1)
+		return -1;
+	asm volatile("" ::: "memory");
+	r->flags = p->flags;
+	r->max_len = p->max_len;
+	r->untagged = p->untagged;
+	r->vlan_mode = p->vlan_mode;
+	r->word = p->vlans[(vlan >> 6) & (PYXSW_VLAN_WORDS - 1)];
+	asm volatile("" ::: "memory");
+	return *(volatile __u32 *)&p->seq == seq ? 0 : -1;
+}
+
+static __always_inline int carries(const struct row *r, __u16 vlan)
+{
+	return (r->word >> (vlan & 63)) & 1;
 }
 
 static __always_inline __u64 mac_key(const __u8 *mac, __u16 vlan)
@@ -157,16 +204,16 @@ static __always_inline int push_tag(struct xdp_md *ctx, __u16 vlan)
 }
 
 /* Forward the frame in the kernel if it may be: XDP_REDIRECT, else -1 (the AF_XDP path). */
-static __always_inline long fast(struct xdp_md *ctx, const struct pyxsw_port *in)
+static __always_inline long fast(struct xdp_md *ctx, __u32 index)
 {
 	__u8 *pkt = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	__u32 rx_len = (__u32)((long)end - (long)pkt);
 	__u32 len = rx_len;
 	struct pyxsw_fdb_val *src, *dst;
-	struct pyxsw_port *out;
+	struct row in, out;
 	__u64 key, now;
-	__u16 vlan;
+	__u16 vlan, vid = 0;
 	__u32 e;
 	int tagged, untag_out;
 	long act;
@@ -178,33 +225,37 @@ static __always_inline long fast(struct xdp_md *ctx, const struct pyxsw_port *in
 	if (tagged) {
 		if ((void *)(pkt + 18) > end)
 			return -1;
-		vlan = ((pkt[14] & 0x0f) << 8) | pkt[15];
-		if (vlan == 0) /* priority-tagged: the workers keep its PCP */
+		vid = ((pkt[14] & 0x0f) << 8) | pkt[15];
+		if (vid == 0) /* priority-tagged: the workers keep its PCP */
 			return -1;
-		if (in->vlan_mode != 1 || !carries(in, vlan))
+	}
+	if (row_read(index, vid, &in) || !(in.flags & PYXSW_FP_IN))
+		return -1;
+	if (tagged) {
+		vlan = vid;
+		if (in.vlan_mode != 1 || !carries(&in, vlan))
 			return -1; /* dropped and counted by the workers */
 	} else {
-		vlan = in->untagged;
+		vlan = in.untagged;
 		if (!vlan)
 			return -1;
 	}
 	/* the source must be known on this very port: a new station or a move is learned */
 	key = mac_key(pkt + 6, vlan);
 	src = bpf_map_lookup_elem(&fdb_map, &key);
-	if (!src || src->port != in->index)
+	if (!src || src->port != index)
 		return -1;
 	now = bpf_ktime_get_coarse_ns() / NSEC_PER_SEC; /* CLOCK_MONOTONIC_COARSE, as the FDB's */
 	if (src->seen != (__u32)now)
 		src->seen = (__u32)now; /* written only when the second changes */
 	key = mac_key(pkt, vlan);
 	dst = bpf_map_lookup_elem(&fdb_map, &key);
-	if (!dst || dst->port == in->index)
+	if (!dst || dst->port == index)
 		return -1;
 	e = dst->port;
-	out = bpf_map_lookup_elem(&port_rows, &e);
-	if (!out || !(out->flags & PYXSW_FP_OUT) || !carries(out, vlan))
+	if (row_read(e, vlan, &out) || !(out.flags & PYXSW_FP_OUT) || !carries(&out, vlan))
 		return -1;
-	untag_out = out->untagged == vlan;
+	untag_out = out.untagged == vlan;
 	if (tagged && untag_out)
 		len -= 4;
 	else if (!tagged && !untag_out)
@@ -217,7 +268,7 @@ static __always_inline long fast(struct xdp_md *ctx, const struct pyxsw_port *in
 	 * the AF_XDP path, which deals with it as it always did and counts what it drops.
 	 * The row holds that limit (the switch follows the MTU through rtnetlink): a compare,
 	 * where bpf_check_mtu() looked the device up again for every frame (60 ns here). */
-	if (len > out->max_len)
+	if (len > out.max_len)
 		return -1;
 	act = bpf_redirect_map(&tx_map, e, 0);
 	if (act != XDP_REDIRECT)
@@ -229,7 +280,7 @@ static __always_inline long fast(struct xdp_md *ctx, const struct pyxsw_port *in
 		if (push_tag(ctx, vlan))
 			return -1;
 	}
-	count_fast(in->index, PYXSW_FAST_RX_PACKETS, rx_len);
+	count_fast(index, PYXSW_FAST_RX_PACKETS, rx_len);
 	count_fast(e, PYXSW_FAST_TX_PACKETS, len);
 	return XDP_REDIRECT;
 }
@@ -239,17 +290,27 @@ int pyxsw_xsk_redirect(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 q = ctx->rx_queue_index;
-	struct pyxsw_port *port = bpf_map_lookup_elem(&ports_map, &ifindex);
+	__u32 *slot, *fastpath, port, zero = 0;
 	long act = XDP_PASS;
 
-	if (!port)
-		return XDP_PASS;
-	count(port->index, PYXSW_PROG_SEEN);
-	if ((port->flags & PYXSW_FP_IN) && fast(ctx, port) == XDP_REDIRECT)
+	if (ifindex < PYXSW_IFX_DIRECT) {
+		slot = bpf_map_lookup_elem(&ifx_map, &ifindex);
+		if (!slot || !*slot)
+			return XDP_PASS;
+		port = *slot - 1;
+	} else {
+		slot = bpf_map_lookup_elem(&ports_map, &ifindex);
+		if (!slot)
+			return XDP_PASS;
+		port = *slot;
+	}
+	count(port, PYXSW_PROG_SEEN);
+	fastpath = bpf_map_lookup_elem(&config_map, &zero);
+	if (fastpath && *fastpath && fast(ctx, port) == XDP_REDIRECT)
 		return XDP_REDIRECT;
 	if (q < PYXSW_MAX_QUEUES) /* a larger queue would land on the next port's slots */
-		act = bpf_redirect_map(&xsks_map, port->index * PYXSW_MAX_QUEUES + q, XDP_PASS);
-	count(port->index, act == XDP_REDIRECT ? PYXSW_PROG_REDIRECTED : PYXSW_PROG_PASSED);
+		act = bpf_redirect_map(&xsks_map, port * PYXSW_MAX_QUEUES + q, XDP_PASS);
+	count(port, act == XDP_REDIRECT ? PYXSW_PROG_REDIRECTED : PYXSW_PROG_PASSED);
 	return act;
 }
 

@@ -20,14 +20,17 @@
 /* The program's function name: how a start recognizes a stale copy left by a killed switch. */
 #define PYXSW_PROG_NAME "pyxsw_xsk_redirect"
 
-/* A port as the program sees it (ports_map by ifindex, port_rows by index), written whole by
- * the switch whenever the port changes (pyxsw/fastpath.pyx). */
+/* ifindexes below this find their port in an array (ifx_map), others in a hash (ports_map) */
+#define PYXSW_IFX_DIRECT 65536
+
+/* A port as the fast path sees it (port_rows, by index), written by the switch whenever the
+ * port changes, under `seq` (pyxsw/fastpath.pyx). */
 #define PYXSW_FP_IN	1	/* its frames may be forwarded in the kernel (fastpath = "xdp") */
 #define PYXSW_FP_OUT	2	/* a fast-path target: up, and its device takes redirected frames */
 #define PYXSW_VLAN_WORDS 64	/* __u64 words of a 4096-bit VLAN map */
 
 struct pyxsw_port {
-	__u32 index;		/* the core's port index: rows of the other maps */
+	__u32 seq;		/* odd while the switch writes the row: a reader then skips it */
 	__u32 flags;		/* PYXSW_FP_* */
 	__u16 untagged;		/* the VLAN of its untagged frames (access, or native); 0 = none */
 	__u16 vlan_mode;	/* 0 access, 1 trunk (the core's VLAN_ACCESS / VLAN_TRUNK) */

@@ -10,10 +10,11 @@ cdef extern from "pyxsw_shared.h" nogil:
         PYXSW_FP_IN
         PYXSW_FP_OUT
         PYXSW_VLAN_WORDS
+        PYXSW_IFX_DIRECT
     const char *PYXSW_PROG_NAME
 
     struct pyxsw_port:
-        uint32_t index
+        uint32_t seq
         uint32_t flags
         uint16_t untagged
         uint16_t vlan_mode
