@@ -487,17 +487,12 @@ cdef void worker_idle(Worker *w) noexcept nogil:
     pyxsw_store_rel64(&w.c[WORKER_IDLE_LOOPS], w.c[WORKER_IDLE_LOOPS] + 1)
     if mode == MODE_POLL:
         # Busy polling: a receive call lets the kernel run the device's NAPI on this core
-        # when the fill ring says the kernel is waiting for us.  With the fast path, on every
-        # idle pass: the frames the XDP program forwards itself never reach the rings, and
-        # the NAPI run here is where it forwards them, rather than a softirq or NAPI thread
-        # that this spinning worker would take the core from.
+        # when the fill ring says the kernel is waiting for us.
         for j in range(w.nact):
             s = w.sock[w.act[j]]
-            if s != NULL and (xsk_ring_prod__needs_wakeup(&s.fill) or w.sw.fastpath):
+            if s != NULL and xsk_ring_prod__needs_wakeup(&s.fill):
                 recvfrom(s.fd, NULL, 0, MSG_DONTWAIT, NULL, NULL)
                 w.c[WORKER_RX_KICKS] += 1
-        if w.sw.fastpath:
-            sched_yield()
         return
     w.idle_run += 1
     if mode == MODE_INTERRUPT or w.idle_run >= ADAPTIVE_SPINS:

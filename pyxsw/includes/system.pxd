@@ -74,7 +74,6 @@ cdef extern from "<sched.h>" nogil:
     enum:
         CLONE_NEWNET
     int unshare(int flags)
-    int sched_yield()
 
 cdef extern from "<net/if.h>" nogil:
     unsigned int if_nametoindex(const char *ifname)
