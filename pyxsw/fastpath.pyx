@@ -31,8 +31,10 @@ cdef void kfdb_set(Fdb *f, uint64_t key, uint16_t port, uint32_t seen) noexcept 
 
 
 cdef void kfdb_del(Fdb *f, uint64_t key) noexcept nogil:
-    """An entry the table is removing (f.lock held)."""
-    bpf_map_delete_elem(f.kfd, &key)
+    """An entry the table is removing (f.lock held); a failure other than "not there" is
+    counted with the failed updates."""
+    if bpf_map_delete_elem(f.kfd, &key) != 0 and errno != ENOENT:
+        f.ksync_errors += 1
 
 
 cdef uint32_t kfdb_seen(Fdb *f, FdbSlot *s) noexcept nogil:
@@ -180,10 +182,11 @@ cdef void fp_port_clear(Sw *sw, Port *pt) noexcept nogil:
 
 
 cdef int fp_ports_write(Sw *sw) noexcept nogil:
-    """Every port's row again (ports changed): 0, or the first -errno."""
+    """Every port's row again (ports changed): 0, or the first -errno.  Inactive ones too:
+    a port being deleted stops being a target here, before its program is detached."""
     cdef int p, r, rc = 0
     for p in range(MAX_PORTS):
-        if sw.ports[p].kind == KIND_AFXDP and sw.ports[p].active:
+        if sw.ports[p].kind == KIND_AFXDP:
             r = fp_port_write(sw, &sw.ports[p])
             if rc == 0:
                 rc = r
@@ -211,6 +214,6 @@ cdef str fp_target_reason(Sw *sw, Port *pt):
         return ("its device does not take XDP-redirected frames (a veth takes them while "
                 "its peer has GRO on or an XDP program)")
     if (sw.xdp.rows_map_fd < 0 or bpf_map_lookup_elem(sw.xdp.rows_map_fd, &index, &row) != 0
-            or not (row.flags & PYXSW_FP_OUT)):
+            or not (row.flags & PYXSW_FP_OUT) or (row.seq & 1)):
         return "its row in the XDP program's maps could not be written"
     return ""

@@ -322,7 +322,7 @@ cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
             name = bpf_map__name(m)
             fd = bpf_map_create(bpf_map__type(m), name, bpf_map__key_size(m),
                                 bpf_map__value_size(m),
-                                x.fdb_capacity if slot == &x.fdb_map_fd else
+                                (x.fdb_capacity if x.fastpath else 1) if slot == &x.fdb_map_fd else
                                 bpf_map__max_entries(m), &opts)
             if fd < 0:
                 e = errno
@@ -762,8 +762,8 @@ cdef void port_close(Sw *sw, Port *pt) noexcept:
         for q in range(sw.nworkers):
             if pt.socks[q] != NULL:
                 xdp_queue_clear(&sw.xdp, index, q)
+        fp_port_clear(sw, pt)           # no fast path into it before its program goes
         xdp_detach(&sw.xdp, pt)
-        fp_port_clear(sw, pt)
         with nogil:
             usleep(5000)        # frames already redirected, or sent and not yet completed
         for q in range(sw.nworkers):

@@ -501,7 +501,7 @@ class Switch:
                         feats = self.features.read()
             except (OSError, ValueError) as e:      # LinkError included: state is kept
                 log.error("reading link notifications: %s", _reason(e))
-                changed = RESYNC                    # what was missed is asked for again
+                changed = feats = RESYNC            # what was missed is asked for again
                 self._stop.wait(TICK)
             now = time.monotonic()
             tick = now >= next_tick
@@ -577,7 +577,8 @@ class Switch:
 
     def _fastpath_follow(self, port):
         """Tell the datapath whether port's device takes XDP-redirected frames now.  An error
-        asking is not an answer: the port keeps what it had, and is asked again every tick."""
+        asking is not an answer: the port is no target meanwhile (its frames take the AF_XDP
+        path), and is asked again every tick."""
         if self.features is None:
             port.fp_unsure = self.fastpath_problem
             return
@@ -585,10 +586,12 @@ class Switch:
             feats = self.features.get(port.ifindex)
         except OSError as e:
             if not port.fp_unsure:
-                log.error("port %s: cannot tell whether it takes XDP-redirected frames (%s)",
-                          port.name, _reason(e))
+                log.error("port %s: cannot tell whether it takes XDP-redirected frames (%s); "
+                          "no fast path to it until it can", port.name, _reason(e))
             port.fp_unsure = f"cannot tell whether its device takes XDP-redirected frames: " \
                              f"{_reason(e)}"
+            # Unsure is not capable: a redirect its device refuses would lose the frame.
+            self.dp.set_port_fastpath_capable(port.index, False)
             return
         port.fp_unsure = ""
         self.dp.set_port_fastpath_capable(port.index, feats is not None

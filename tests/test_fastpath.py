@@ -477,6 +477,44 @@ def test_the_switch_follows_a_ports_mtu(lab_factory, tmp_path):
         assert wait_until(lambda: sw.dp.port_info(idx)["mtu"] == 1500, 2)
 
 
+@pytest.mark.parametrize("fastpath,size", [("xdp", 4096), ("off", 1)])
+def test_the_kernel_fdb_is_as_large_as_the_fdb_only_with_the_fast_path(lab_factory, tmp_path,
+                                                                       fastpath, size):
+    # The kernel copy's buckets are charged to the switch's memory: none to spare when off.
+    lab = lab_factory(hosts=2)
+    cfg = make_config(lab.ports, tmp_path, switch={"fastpath": fastpath}, capacity=4096)
+    with running(cfg):
+        rc, info = bpftool("map", "show", "id", fdb_map_of(lab.ports[0]))
+        assert rc == 0 and info["max_entries"] == size, info
+
+
+def test_a_port_whose_features_cannot_be_read_is_no_target(lab_factory, tmp_path):
+    # Unsure is not capable: a redirect its device refuses would lose the frame; the port is
+    # asked again every tick and becomes a target again once the answer comes.
+    lab = lab_factory(hosts=2)
+    s1 = lab.ports[1]
+    with running(make_config(lab.ports, tmp_path, switch=FAST)) as sw:
+        idx = sw.ports[s1].index
+        assert sw.dp.port_info(idx)["fastpath_target"]
+        real = sw.features.get
+
+        def refuse(ifindex):
+            if ifindex == sw.ports[s1].ifindex:
+                raise OSError(5, "netlink said no")
+            return real(ifindex)
+        sw.features.get = refuse
+        try:
+            with sw._lock:
+                sw._fastpath_follow(sw.ports[s1])
+            assert not sw.dp.port_info(idx)["fastpath_target"]
+            assert "netlink said no" in sw.ports[s1].fastpath["reason"]
+            assert ping(lab, 0, 1)                  # the AF_XDP path carries it meanwhile
+        finally:
+            sw.features.get = real
+        assert wait_until(lambda: sw.dp.port_info(idx)["fastpath_target"]
+                          and sw.ports[s1].fastpath["target"], 2)
+
+
 def test_a_port_whose_peer_cannot_take_redirects_is_no_target_until_it_can(
         lab_factory, short_dir, capsys):
     lab = lab_factory(hosts=2)
