@@ -275,28 +275,34 @@ cdef str _foreign_in_dispatcher(int ifindex):
 
 # ---------------------------------------------------------------------------- the XDP program
 
+# The program's maps the switch makes and holds, by name, in the order of xdp_map_fds().
+_MAP_NAMES = (b"ports_map", b"xsks_map", b"xdp_stats_map", b"port_rows", b"ifx_map",
+              b"config_map", b"tx_map", b"fdb_map", b"fast_stats_map")
+cdef enum:
+    XDP_MAPS = 9
+
+
+cdef void xdp_map_fds(Xdp *x, int **out) noexcept nogil:
+    """Where the switch keeps each map's descriptor, in _MAP_NAMES' order: out[XDP_MAPS]."""
+    out[0] = &x.ports_map_fd
+    out[1] = &x.xsks_map_fd
+    out[2] = &x.stats_map_fd
+    out[3] = &x.rows_map_fd
+    out[4] = &x.ifx_map_fd
+    out[5] = &x.config_map_fd
+    out[6] = &x.tx_map_fd
+    out[7] = &x.fdb_map_fd
+    out[8] = &x.fast_stats_fd
+
+
 cdef int *xdp_map_slot(Xdp *x, bytes name) noexcept:
     """Where the switch keeps the descriptor of the program's map of that name (NULL: one
     the switch does not use)."""
-    if name == b"ports_map":
-        return &x.ports_map_fd
-    if name == b"xsks_map":
-        return &x.xsks_map_fd
-    if name == b"xdp_stats_map":
-        return &x.stats_map_fd
-    if name == b"port_rows":
-        return &x.rows_map_fd
-    if name == b"ifx_map":
-        return &x.ifx_map_fd
-    if name == b"config_map":
-        return &x.config_map_fd
-    if name == b"tx_map":
-        return &x.tx_map_fd
-    if name == b"fdb_map":
-        return &x.fdb_map_fd
-    if name == b"fast_stats_map":
-        return &x.fast_stats_fd
-    return NULL
+    cdef int *fds[XDP_MAPS]
+    if name not in _MAP_NAMES:
+        return NULL
+    xdp_map_fds(x, fds)
+    return fds[_MAP_NAMES.index(name)]
 
 
 cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
@@ -308,6 +314,8 @@ cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
     cdef bytes name
     cdef int fd
     cdef int *slot
+    cdef int *fds[XDP_MAPS]
+    cdef int i
     cdef uint32_t key
     while m != NULL:
         slot = xdp_map_slot(x, bpf_map__name(m)) if not bpf_map__is_internal(m) else NULL
@@ -336,11 +344,11 @@ cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
             else:
                 close(fd)           # not one the switch uses: the object's own copy is kept
         m = bpf_object__next_map(obj, m)
-    if (x.ports_map_fd < 0 or x.xsks_map_fd < 0 or x.stats_map_fd < 0 or x.rows_map_fd < 0
-            or x.tx_map_fd < 0 or x.fdb_map_fd < 0 or x.fast_stats_fd < 0 or x.ifx_map_fd < 0
-            or x.config_map_fd < 0):
-        raise OSError(_errno.EINVAL, f"{_bpf_object_path()} is not pyxsw's XDP program "
-                                     f"(a map is missing)")
+    xdp_map_fds(x, fds)
+    for i in range(XDP_MAPS):
+        if fds[i][0] < 0:
+            raise OSError(_errno.EINVAL, f"{_bpf_object_path()} is not pyxsw's XDP program "
+                                         f"(the map {_MAP_NAMES[i].decode()} is missing)")
     key = 0
     if bpf_map_update_elem(x.config_map_fd, &key, &x.fastpath, BPF_ANY) != 0:
         e = errno
@@ -377,30 +385,25 @@ cdef int xdp_open(Xdp *x) except -1:
 
 
 cdef void xdp_init(Xdp *x) noexcept nogil:
+    cdef int *fds[XDP_MAPS]
+    cdef int i
     x.prog = NULL
-    x.ports_map_fd = -1
-    x.xsks_map_fd = -1
-    x.stats_map_fd = -1
-    x.rows_map_fd = -1
-    x.ifx_map_fd = -1
-    x.config_map_fd = -1
-    x.tx_map_fd = -1
-    x.fdb_map_fd = -1
-    x.fast_stats_fd = -1
+    xdp_map_fds(x, fds)
+    for i in range(XDP_MAPS):
+        fds[i][0] = -1
     x.attached = 0
 
 
 cdef void xdp_close(Xdp *x) noexcept nogil:
     """Once no port has the program attached."""
-    cdef int fds[9]
+    cdef int *fds[XDP_MAPS]
     cdef int i
     if x.prog != NULL:
         xdp_program__close(x.prog)
-    fds[:] = [x.ports_map_fd, x.xsks_map_fd, x.stats_map_fd, x.rows_map_fd, x.tx_map_fd,
-              x.fdb_map_fd, x.fast_stats_fd, x.ifx_map_fd, x.config_map_fd]
-    for i in range(9):
-        if fds[i] >= 0:
-            close(fds[i])
+    xdp_map_fds(x, fds)
+    for i in range(XDP_MAPS):
+        if fds[i][0] >= 0:
+            close(fds[i][0])
     xdp_init(x)
 
 

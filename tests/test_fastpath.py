@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (BCAST, capture, eth_frame, link_flags, make_config, ping, running, send,
-                     tcp_transfer, udp_flows, udp_sink, wait_until)
+from helpers import (BCAST, capture, eth_frame, finish, link_flags, make_config, ping, running,
+                     send, tcp_transfer, udp_flows, udp_sink, wait_until)
 from pyxsw import vocab
 from pyxsw.client import Client
 from pyxsw.mgmt.ctl import ctl_main
@@ -200,14 +200,7 @@ def _start_tool(lab, i, *args):
 
 
 def _finish(p, timeout=30):
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
-        raise
-    assert p.returncode == 0, err
-    return json.loads(out)
+    return json.loads(finish(p, timeout))
 
 
 @contextmanager
