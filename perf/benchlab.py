@@ -26,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from livegen import BpfObject, XDP_FLAGS_DRV_MODE, check, compile_bpf, libbpf, percpu_sum
+from livegen import (BpfObject, XDP_FLAGS_DRV_MODE, check, compile_bpf, gen_configure, libbpf,
+                     percpu_sum)
 
 HERE = Path(__file__).resolve().parent
 LOCK = "/run/pyxsw-fwd_rate.lock"       # one run at a time: two would share the two cores
@@ -222,11 +223,14 @@ class BenchLab:
             self.idle.append(port)
         return self.idle[:n]
 
-    def set_source_macs(self, n):
-        """Make the generator cycle through n source MACs (xdp_gen.bpf.c, gen_cfg)."""
-        key, val = C.c_uint32(0), C.c_uint32(n)
-        check(self.lib.bpf_map_update_elem(self.gen_cfg, C.byref(key), C.byref(val), 0),
-              "gen_cfg update")
+    def load(self, pps=None, paused=False, macs=None):
+        """Set the generator's load (xdp_gen.bpf.c's gen_cfg), running or not: `pps` frames/s
+        in all, None as fast as it goes (overload), or paused; `macs` source MACs to cycle
+        through (kept until changed)."""
+        if macs is not None:
+            self.macs = macs
+        gen_configure(self.lib, self.gen_cfg, getattr(self, "macs", 0), pps, paused,
+                      len(self.args.gen_cores))
 
     def ping_pong(self, count, interval=0.001, port=LAT_PORT):
         """UDP ping-pong gen0 -> sink0 -> gen0 through the forwarder, one request in flight,

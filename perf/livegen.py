@@ -95,6 +95,20 @@ def percpu_sum(lib, map_fd, key):
     return sum(vals)
 
 
+class GenCfg(C.Structure):     # xdp_gen.bpf.c's struct gen_cfg
+    _fields_ = [("nmacs", C.c_uint32), ("paused", C.c_uint32), ("interval_ns", C.c_uint64)]
+
+
+def gen_configure(lib, cfg_fd, nmacs=0, pps=None, paused=False, cores=1):
+    """Set xdp_gen.bpf.c's gen_cfg: source MACs to cycle through, and the load: `pps`
+    frames/s in all (each of `cores` generators sends its share), None as fast as it goes,
+    or paused (nothing sent)."""
+    interval = 0 if not pps else max(1, round(1e9 * cores / pps))
+    cfg = GenCfg(nmacs=nmacs, paused=1 if paused else 0, interval_ns=interval)
+    key = C.c_uint32(0)
+    check(lib.bpf_map_update_elem(cfg_fd, C.byref(key), C.byref(cfg), 0), "gen_cfg update")
+
+
 def compile_bpf(src, out):
     """clang -target bpf: src (a .bpf.c) into the object `out`."""
     arch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True,

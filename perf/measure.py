@@ -277,7 +277,7 @@ def measure_once(lab, system, mode, undo, fdb_macs=0, ports=2, fastpath=False):
     lab.forwarder, lab.forwarder_pid = None, None   # set by spawn() / start_ovs()
     extra = {}
     try:
-        lab.set_source_macs(fdb_macs)
+        lab.load(macs=fdb_macs)
         forwarders.start(system, lab, undo, mode, fdb_macs, ports, fastpath)
         lab.announce()
         gens = lab.start_generators(a.warmup + a.seconds * (3 if storm else 1)

@@ -482,17 +482,14 @@ def move_storm(lab, tmp_path, hosts, macs, seconds):
     """Hosts `hosts` send frames from the same `macs` source MACs as fast as BPF live
     frames go, each on a spare core: every frame can move a MAC to another port."""
     sys.path.insert(0, str(ROOT / "perf"))
-    from livegen import BpfObject, check, compile_bpf, libbpf
-    import ctypes as C
+    from livegen import BpfObject, compile_bpf, gen_configure, libbpf
     lib = libbpf()
     compile_bpf(ROOT / "perf" / "xdp_gen.bpf.c", tmp_path / "xdp_gen.o")
     obj = BpfObject(lib, tmp_path / "xdp_gen.o")
     procs = []
     try:
         prog = obj.prog_fd("xdp_gen")
-        key, val = C.c_uint32(0), C.c_uint32(macs)
-        check(lib.bpf_map_update_elem(obj.map_fd("gen_cfg"), C.byref(key), C.byref(val), 0),
-              "gen_cfg")
+        gen_configure(lib, obj.map_fd("gen_cfg"), nmacs=macs)
         frame = eth_frame(lab.hosts[-1].mac, "02:5a:5a:00:00:00")
         spare = ",".join(map(str, sorted(spare_cores())))
         for i in hosts:
