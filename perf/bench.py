@@ -1,23 +1,27 @@
 #!/usr/bin/env python3
 """`make bench`: the whole performance comparison, in one run, one step after the other.
 
-  1. fwd_rate.py, 64-byte frames: every system (bridge, testpmd, ovs, pyxsw in each mode,
-     pyxsw with the in-kernel fast path in poll and interrupt modes, xdp), with the switch's
-     CPU under load and at idle, the latency ping-pong, the RPC storm (pyxsw) and pyxsw's
-     rate with 1, 1k and 100k learned MACs;
-  2. fwd_rate.py, 1500-byte frames: the rates (the fast-path rows too);
-  3. fwd_rate.py, two queues per port (a generator and a worker on each core);
-  4. the pytest-benchmark microbenchmarks of tests/bench/ (FDB, classification, frame pool);
-  5. report.py: perf/results/bench-<time>.json, .md and -{rate,cpu,latency}.png, which the
-     bench-latest.* symbolic links then point to.
+  1. fwd_rate.py, every row in --rounds interleaved rounds (round 1 of every row, then round 2,
+     ...): bridge, testpmd, ovs, xdp (the in-kernel ceiling), pyxsw in each mode without and
+     with its in-kernel fast path; then pyxsw (poll) with 16 and 64 ports (14 and 62 idle),
+     with 1,000 and 100,000 learned MACs, and with an 802.1Q trunk.  For each row and round:
+     the maximum forwarding rate (overload), the no-drop rate (RFC 2544 throughput, binary
+     search over paced trials), both at 64 and 1500 bytes; for pyxsw and the bridge the load
+     sweep (CPU per core and thread, wake-ups, round-trip latency at 10, 25, 50, 75 and 100% of
+     the no-drop rate; the other rows get the 10% step); CPU at idle; for pyxsw without the
+     fast path the RPC storm, its CPU-hog control and (poll) one storm per method;
+  2. two queues per port, when the machine has the cores (2 generators + 2 forwarders);
+  3. the pytest-benchmark microbenchmarks of tests/bench/ (FDB, classification, frame pool);
+  4. report.py: perf/results/bench-<time>.json, .md and the PNG plots, which the bench-latest.*
+     symbolic links then point to.
 
-    .venv/bin/python perf/bench.py              # about 20 minutes
-    .venv/bin/python perf/bench.py --quick      # one short run per system (a smoke test)
+    .venv/bin/python perf/bench.py              # about 20 minutes on 2 cores
+    .venv/bin/python perf/bench.py --quick      # one round of the main rows (~3 minutes)
 
-Steps 1-2 each hold fwd_rate.py's lock (runs never overlap); step 3 takes it too, so a
-microbenchmark never shares the machine with a forwarding measurement of another run.
-A step that fails is reported and the others still run; SIGINT/SIGTERM stop the current
-step (fwd_rate.py cleans up after itself) and the rest.
+Step 1 holds fwd_rate.py's lock (runs never overlap); the microbenchmarks take it too, so they
+never share the machine with a forwarding measurement of another run.  A step that fails is
+reported and the others still run; SIGINT/SIGTERM stop the current step (fwd_rate.py cleans
+up after itself) and the rest.
 """
 import argparse
 import contextlib
@@ -29,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -70,16 +75,17 @@ def without_samples(micro):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=3, help="runs per system (medians reported)")
-    ap.add_argument("--seconds", type=float, default=5.0, help="measuring window")
-    ap.add_argument("--quick", action="store_true", help="--runs 1 --seconds 3, short idle "
-                                                         "and latency, FDB sizes 1,1000")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of every row (spread: min, "
+                                                          "median, max)")
+    ap.add_argument("--quick", action="store_true",
+                    help="one round of the main rows at 64 B, a 3-step sweep, short windows, "
+                         "no scaling rows, storms or 1500 B: a smoke test of about 3 minutes")
     ap.add_argument("--only", default=",".join(fwd_rate.SYSTEMS), help="systems (fwd_rate.py)")
     ap.add_argument("--no-1500", action="store_true", help="skip the 1500-byte rates")
     ap.add_argument("--no-2q", action="store_true", help="skip the two-queue rates")
     ap.add_argument("--no-micro", action="store_true", help="skip the microbenchmarks")
-    ap.add_argument("--no-vlan", action="store_true",
-                    help="skip the 802.1Q trunk row (a tag pushed on every frame)")
+    ap.add_argument("--no-scaling", action="store_true",
+                    help="skip the rows with more ports, more learned MACs and the trunk")
     ap.add_argument("--no-fastpath", action="store_true",
                     help='skip the rows of pyxsw with the fast path ([switch] fastpath = "xdp")')
     a = ap.parse_args()
@@ -87,50 +93,46 @@ def main():
         sys.exit("bench: run as root")
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _forward)
-    runs, secs = (1, 3.0) if a.quick else (a.runs, a.seconds)
-    idle, lat, fdb = ("2", "300", "1,1000") if a.quick else ("5", "2000", "1,1000,100000")
+    started = time.monotonic()
     py, fr = sys.executable, HERE / "fwd_rate.py"
-    common = ["--only", a.only, "--modes", "poll,interrupt,adaptive", "--runs", runs,
-              "--seconds", secs]
-    # pyxsw with the in-kernel fast path, beside the rest in the same fwd_rate.py run
-    fast = [] if a.no_fastpath else ["--fastpath-modes", "poll,interrupt"]
+    modes = "poll,interrupt,adaptive"
+    cmd = [py, fr, "--only", a.only, "--modes", modes, "--seconds", "2", "--warmup", "1",
+           "--trial", "1"]
+    if a.quick:
+        cmd += ["--rounds", "1", "--sweep", "10,50,100", "--latency", "500", "--idle", "1",
+                "--resolution", "0.08"]
+    else:
+        cmd += ["--rounds", a.rounds, "--sweep", "10,25,50,75,100", "--latency", "2000",
+                "--idle", "2", "--size", "64" if a.no_1500 else "64,1500",
+                "--storm", "--storm-methods", "status,port.list,port.stats,fdb.list"]
+        if not a.no_scaling:
+            cmd += ["--fdb-sizes", "1000,100000", "--ports", "16,64", "--vlan-trunk"]
+    if not a.no_fastpath:
+        cmd += ["--fastpath-modes", modes]
     tmp = Path(tempfile.mkdtemp(prefix="pyxsw-bench-"))
     parts = {}
     try:
-        out = tmp / "fwd64.json"
-        rc = run([py, fr, *common, *fast, "--storm", "--idle", idle, "--latency", lat,
-                  "--fdb-sizes", fdb, "--save-as", out])
-        parts["fwd_64"] = json.loads(out.read_text()) if out.exists() else {"error": rc}
-        # What each RPC method of the storm costs, alone (pyxsw poll, one run each).
-        parts["storm_by_method"] = {}
-        for m in ("status", "port.list", "port.stats", "fdb.list"):
-            out = tmp / f"storm-{m}.json"
-            run([py, fr, "--only", "pyxsw", "--modes", "poll", "--seconds", secs, "--storm",
-                 "--storm-calls", m, "--save-as", out])
-            if out.exists():
-                r = json.loads(out.read_text())["results"][0]
-                parts["storm_by_method"][m] = {k: r.get(k) for k in (
-                    "available", "reason", "forwarded_pps", "storm_ratio", "burn_ratio")}
-                if r.get("storm"):
-                    parts["storm_by_method"][m]["rpc_per_s"] = r["storm"]["rpc_per_s"]
-        if not a.no_1500:
-            out = tmp / "fwd1500.json"
-            rc = run([py, fr, *common, *fast, "--size", "1500", "--save-as", out])
-            parts["fwd_1500"] = json.loads(out.read_text()) if out.exists() else {"error": rc}
-        if not a.no_2q:
-            # Two queues per port, a worker and a generator on each core (veth picks the
-            # receiving queue by the sending CPU).  On a 2-core machine they share the cores.
+        out = tmp / "fwd.json"
+        rc = run([*cmd, "--save-as", out])
+        parts["fwd"] = json.loads(out.read_text()) if out.exists() else {"error": rc}
+        cores = os.cpu_count() or 1
+        if a.no_2q or a.quick:
+            parts["two_queues"] = {"measured": False, "reason": "skipped (--no-2q or --quick)"}
+        elif cores < 4:
+            parts["two_queues"] = {
+                "measured": False, "reason": f"needs 4 cores (2 generators and 2 forwarder "
+                                             f"workers, one each per core); this machine has "
+                                             f"{cores}"}
+        else:
+            # A generator and a worker per queue, each on its own core (veth picks the
+            # receiving queue by the sending CPU).
             out = tmp / "fwd2q.json"
-            cores = "0,1"
-            rc = run([py, fr, *common, "--queues", "2", "--gen-cores", cores, "--fwd-cores",
-                      cores, "--save-as", out])
-            parts["fwd_64_2q"] = json.loads(out.read_text()) if out.exists() else {"error": rc}
-        if not a.no_vlan and "pyxsw" in a.only.split(","):
-            # 802.1Q: the sink's port a trunk carrying VLAN 1 tagged, beside testpmd again
-            out = tmp / "fwdvlan.json"
-            rc = run([py, fr, "--only", "testpmd,pyxsw", "--modes", "poll", "--runs", runs,
-                      "--seconds", secs, "--vlan-trunk", "--save-as", out])
-            parts["fwd_64_trunk"] = json.loads(out.read_text()) if out.exists() else {"error": rc}
+            rc = run([py, fr, "--only", "bridge,pyxsw", "--modes", modes, "--queues", "2",
+                      "--gen-cores", "0,1", "--fwd-cores", "2,3", "--rounds", a.rounds,
+                      "--seconds", "2", "--warmup", "1", "--save-as", out])
+            parts["two_queues"] = ({"measured": True, **json.loads(out.read_text())}
+                                   if out.exists() else {"measured": False,
+                                                         "reason": f"fwd_rate.py exit {rc}"})
         if not a.no_micro:
             out = tmp / "micro.json"
             with open(fwd_rate.LOCK, "w") as lock:      # nothing else measures meanwhile
@@ -149,18 +151,22 @@ def main():
             f.unlink()
         tmp.rmdir()
     now = datetime.datetime.now(datetime.timezone.utc)
-    doc = {"benchmark": "bench", "time": now.isoformat(timespec="seconds"),
-           "machine": fwd_rate.machine_info(), "quick": a.quick, **parts}
+    doc = {"benchmark": "bench", "schema": 2, "time": now.isoformat(timespec="seconds"),
+           "machine": fwd_rate.machine_info(), "quick": a.quick,
+           "duration_s": round(time.monotonic() - started), **parts}
     RESULTS.mkdir(exist_ok=True)
     stamp = f"bench-{now.strftime('%Y%m%dT%H%M%SZ')}"
     path = RESULTS / f"{stamp}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     md = report.write_all(doc, RESULTS, stamp)
-    for suffix in (".json", ".md", "-rate.png", "-cpu.png", "-latency.png"):
-        if (RESULTS / f"{stamp}{suffix}").exists():
-            fwd_rate.link_latest(RESULTS / f"{stamp}{suffix}", f"bench-latest{suffix}")
+    for f in RESULTS.glob("bench-latest*"):        # an older run's plots may be others
+        f.unlink()
+    for f in sorted(RESULTS.glob(f"{stamp}*")):
+        fwd_rate.link_latest(f, f.name.replace(stamp, "bench-latest"))
     print(md)
-    print(f"bench: {path.relative_to(REPO)} with its .md and plots; bench-latest.* link to them")
+    print(f"bench: {path.relative_to(REPO)} with its .md and plots, in "
+          f"{doc['duration_s'] // 60:.0f} min {doc['duration_s'] % 60:.0f} s; bench-latest.* "
+          "link to them")
     return 0
 
 

@@ -69,6 +69,7 @@ def netns(name):
 SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}     # all mean: clean up and stop
 GEN_IP, SINK_IP = "10.254.0.1", "10.254.0.2"     # the template frame's addresses
 LAT_PORT = 7007                                     # latency ping-pong (not 9: the sink's)
+RT_PRIO = 10                                        # SCHED_FIFO priority of the ping-pong
 
 
 class Undo:
@@ -195,7 +196,7 @@ class BenchLab:
         u.push("gen object", gen.close)
         self.gen_prog, self.gen_map = gen.prog_fd("xdp_gen"), gen.map_fd("gen_count")
         self.gen_cfg = gen.map_fd("gen_cfg")
-        self.frame = udp_frame(self.sink_mac, self.gen_mac, self.args.size)
+        self.set_size(self.args.size[0])
         # Two hosts for the latency ping-pong (the sink passes all but UDP port 9 to its
         # stack).  Checksum offload off: a userspace switch over veth would otherwise
         # forward frames with partial checksums, which the receiver drops.
@@ -223,6 +224,11 @@ class BenchLab:
             self.idle.append(port)
         return self.idle[:n]
 
+    def set_size(self, size):
+        """The generator's frames: `size` bytes counting the FCS (generators started after)."""
+        self.size = size
+        self.frame = udp_frame(self.sink_mac, self.gen_mac, size)
+
     def load(self, pps=None, paused=False, macs=None):
         """Set the generator's load (xdp_gen.bpf.c's gen_cfg), running or not: `pps` frames/s
         in all, None as fast as it goes (overload), or paused; `macs` source MACs to cycle
@@ -232,18 +238,27 @@ class BenchLab:
         gen_configure(self.lib, self.gen_cfg, getattr(self, "macs", 0), pps, paused,
                       len(self.args.gen_cores))
 
-    def ping_pong(self, count, interval=0.001, port=LAT_PORT):
-        """UDP ping-pong gen0 -> sink0 -> gen0 through the forwarder, one request in flight,
-        `interval` s apart (low load): round-trip times in microseconds, and how many got
-        no answer within 100 ms.  Both ends run off the forwarder cores: on a core a
-        forwarder busy-polls they would wait for its time slice, and measure the scheduler."""
+    def start_echo(self, undo, port=LAT_PORT):
+        """The ping-pong's far end on sink0 (`fwd_rate.py _echo`, which `fwd_rate.py cleanup`
+        finds by that name), started once per forwarder: its start-up would otherwise take
+        the generator's core in the middle of a measurement."""
+        self.echo = subprocess.Popen(["taskset", "-c", self.spare_cores(), "ip", "netns",
+                                      "exec", self.sink_ns, sys.executable,
+                                      HERE / "fwd_rate.py", "_echo", "--lab", self.prefix,
+                                      "--port", str(port)],
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        undo.push("echo server", stop_process, self.echo)
+
+    def ping_pong(self, count, interval=None, port=LAT_PORT):
+        """UDP ping-pong gen0 -> sink0 -> gen0 through the forwarder (start_echo first), one
+        request in flight, `interval` s apart (default --latency-interval), riding on
+        whatever load the generator makes: round-trip times in microseconds, and how many
+        got no answer within 100 ms.  Both ends run off the forwarder cores (on a core a
+        forwarder busy-polls they would wait for its time slice) and at a real-time
+        priority: the generator spins on their core at every load, and the time measured
+        must be the forwarder's, not the scheduler's."""
+        interval = self.args.latency_interval / 1e6 if interval is None else interval
         away = self.spare_cores()
-        # The far end is `fwd_rate.py _echo` (echo_server below): `fwd_rate.py cleanup`
-        # finds a killed run's by that name.
-        echo = subprocess.Popen(["taskset", "-c", away, "ip", "netns", "exec", self.sink_ns,
-                                 sys.executable, HERE / "fwd_rate.py", "_echo",
-                                 "--lab", self.prefix, "--port", str(port)],
-                                stdin=subprocess.DEVNULL, start_new_session=True)
         home = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {int(c) for c in away.split(",")})
         try:
@@ -260,20 +275,23 @@ class BenchLab:
                         break
                 else:
                     raise Unavailable("latency: no echo from the sink host within 5 s")
-                for i in range(count):
-                    msg = struct.pack("!Q", i)
-                    t0 = time.perf_counter_ns()
-                    s.sendto(msg, (SINK_IP, port))
-                    try:
-                        while s.recv(64) != msg:       # a late answer to an earlier request
-                            pass
-                        rtts.append((time.perf_counter_ns() - t0) / 1000)
-                    except socket.timeout:
-                        lost += 1
-                    time.sleep(interval)
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIO))
+                try:
+                    for i in range(count):
+                        msg = struct.pack("!Q", i)
+                        t0 = time.perf_counter_ns()
+                        s.sendto(msg, (SINK_IP, port))
+                        try:
+                            while s.recv(64) != msg:       # a late answer to an earlier one
+                                pass
+                            rtts.append((time.perf_counter_ns() - t0) / 1000)
+                        except socket.timeout:
+                            lost += 1
+                        time.sleep(interval)
+                finally:
+                    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         finally:
             os.sched_setaffinity(0, home)
-            stop_process(echo)
         return rtts, lost
 
     def compile(self):
@@ -344,6 +362,8 @@ def echo_server(port):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((SINK_IP, port))
+    # real-time once started (see BenchLab.ping_pong), not while Python starts up
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIO))
     while True:
         data, peer = s.recvfrom(2048)
         s.sendto(data, peer)

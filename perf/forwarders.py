@@ -8,7 +8,7 @@
               itself, its NAPI threaded and pinned as for xdp
     xdp       an in-kernel devmap redirect p0 -> p1 (the ceiling), its NAPI threaded and pinned
 
-`start(system, lab, undo, mode, fdb_macs, ports, fastpath)` returns once frames go through
+`start(lab, undo, row)` returns once frames go through
 (the lab's probe) or raises Unavailable; each launcher pushes on `undo` what puts the machine
 back.
 """
@@ -56,6 +56,8 @@ def napi_to_fwd_cores(lab, undo, ifname):
         with contextlib.suppress(OSError):
             if d.name.isdigit() and (d / "comm").read_text().startswith(f"napi/{ifname}-"):
                 sh("taskset", "-pc", cores, d.name)
+                if os.environ.get("NAPI_RT"):
+                    sh("chrt", "-f", "-p", os.environ["NAPI_RT"], d.name)
 
 
 def start_bridge(lab, undo):
@@ -145,7 +147,7 @@ def start_testpmd(lab, undo):
     spawn(lab, undo, "testpmd", cmd)
 
 
-def start_pyxsw(lab, undo, mode, fdb_macs=0, ports=2, fastpath=False):
+def start_pyxsw(lab, undo, row):
     exe = Path(lab.args.pyxsw)
     if not exe.exists():
         raise Unavailable(f"{exe} not found (run `make install`)")
@@ -154,6 +156,7 @@ def start_pyxsw(lab, undo, mode, fdb_macs=0, ports=2, fastpath=False):
         # Someone built the debug core (make test-debug) in this tree: its figures would be
         # AddressSanitizer's, and it does not even start without LD_PRELOAD.
         raise Unavailable(f"{core.name} is a debug (ASan) build: run `make install` first")
+    mode, fastpath, fdb_macs = row["mode"], row.get("fastpath"), row.get("fdb_macs", 0)
     name = f"pyxsw-{mode}" + ("-fastpath" if fastpath else "")
     cfg = lab.tmp / f"{name}.toml"
     # With the fast path ([switch] fastpath = "xdp"):
@@ -166,7 +169,7 @@ def start_pyxsw(lab, undo, mode, fdb_macs=0, ports=2, fastpath=False):
     #   cores, as for xdp: the fast path is an XDP redirect in p0's receive, which veth
     #   would otherwise run on the generator's core, and its ratio to xdp must compare like
     #   with like.  (In poll mode the switch's worker spins on that core as well.)
-    idle = lab.idle_ports(ports - 2)
+    idle = lab.idle_ports(row.get("ports", 2) - 2)
     if fastpath:
         sh("ethtool", "-K", "gen0", "gro", "on", ns=lab.gen_ns)
         undo.push("gen0 gro off", sh, "ip", "netns", "exec", lab.gen_ns, "ethtool", "-K",
@@ -174,14 +177,12 @@ def start_pyxsw(lab, undo, mode, fdb_macs=0, ports=2, fastpath=False):
     cfg.write_text(f'[switch]\nname = "{lab.prefix}"\nmode = "{mode}"\n'
                    f"cores = {lab.args.fwd_cores}\n"
                    + ('fastpath = "xdp"\n' if fastpath else "")
-                   # --ports runs: one UMEM size for every port count, enough for 64 ports
-                   + ("frames = 65536\n" if lab.args.ports else "")
                    + (f"[fdb]\ncapacity = {max(65536, 2 * fdb_macs)}\n" if fdb_macs else "")
                    + f'[management]\nsocket = "{lab.tmp / "sw.sock"}"\n'
                    f'[[port]]\nname = "{lab.p0}"\n[[port]]\nname = "{lab.p1}"\n'
-                   # --vlan-trunk: p1 sends VLAN 1 tagged, a tag pushed on every frame
+                   # the --vlan-trunk row: p1 sends VLAN 1 tagged, a tag pushed on every frame
                    + ('vlan_mode = "trunk"\nallowed = [1]\nnative = 0\n'
-                      if lab.args.vlan_trunk else "")
+                      if row.get("vlan_trunk") else "")
                    + "".join(f'[[port]]\nname = "{p}"\n' for p in idle))
     # No taskset: the switch pins its workers to `cores` and moves its main (management)
     # thread off them by itself.  `taskset -c <fwd core>` would force the management thread
@@ -307,9 +308,9 @@ START = {"bridge": start_bridge, "testpmd": start_testpmd, "ovs": start_ovs,
          "pyxsw": start_pyxsw, "xdp": start_xdp}
 
 
-def start(system, lab, undo, mode=None, fdb_macs=0, ports=2, fastpath=False):
-    """Start one system between the lab's ports (pyxsw in `mode`, learning `fdb_macs`, with
-    the fast path or not)."""
-    if system == "pyxsw":
-        return start_pyxsw(lab, undo, mode, fdb_macs, ports, fastpath)
-    return START[system](lab, undo)
+def start(lab, undo, row):
+    """Start the system of `row` between the lab's ports (pyxsw: in row["mode"], with the
+    fast path, more ports, a bigger FDB or the trunk as the row says)."""
+    if row["system"] == "pyxsw":
+        return start_pyxsw(lab, undo, row)
+    return START[row["system"]](lab, undo)

@@ -44,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlab import LOCK, SIGNALS, BenchLab, Undo, echo_server, sh  # noqa: E402
 from forwarders import PYXSW, SYSTEMS, ovs_running  # noqa: E402
-from measure import run_all  # noqa: E402
+from measure import label, run_all  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -53,113 +53,89 @@ REPO = HERE.parent
 # ----------------------------------------------------------------------------------------
 # The report and the JSON
 # ----------------------------------------------------------------------------------------
-def label(r):
-    mode = ", ".join(x for x in (r.get("mode"), "fastpath" if r.get("fastpath") else None) if x)
-    if r.get("fdb_macs"):
-        return f"{r['system']} ({mode}, {r['fdb_macs']} MACs)"
-    if r.get("ports"):
-        return f"{r['system']} ({mode}, {r['ports']}p)"
-    return f"{r['system']} ({mode})" if mode else r["system"]
-
-
 def machine_info():
     cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-    git = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
-                         capture_output=True, text=True).stdout.strip()
+
+    def git(*args):
+        return subprocess.run(["git", "-C", REPO, *args], capture_output=True,
+                              text=True).stdout.strip()
     dpdk = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "dpdk-dev"],
                           capture_output=True, text=True).stdout.strip()
     return {"kernel": platform.release(), "cpu_model": cpu.group(1) if cpu else platform.machine(),
-            "nproc": os.cpu_count(), "hostname": platform.node(), "pyxsw_git": git,
+            "nproc": os.cpu_count(), "hostname": platform.node(),
+            "pyxsw_git": git("describe", "--always", "--dirty"), "commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "dpdk": dpdk or None}
 
 
-def report(results, args):
-    ref = next((r["forwarded_pps"] for r in results
-                if r["system"] == "testpmd" and r["available"]), None)
-    print(f"\nfwd_rate: {args.size}-byte frames, {args.seconds:g} s window, "
+def spread(st, path, scale=1e6, nd=3):
+    """A figure over the rounds as "median (min-max)", or "-"."""
+    v = st.get(path)
+    if not v:
+        return "-"
+    f = lambda x: f"{x / scale:.{nd}f}"     # noqa: E731
+    return f(v["median"]) if v["n"] == 1 else f"{f(v['median'])} ({f(v['min'])}-{f(v['max'])})"
+
+
+def report(rows, args):
+    """The run's figures on stdout, a row at a time (report.py makes the full report)."""
+    print(f"\nfwd_rate: {'/'.join(map(str, args.size))}-byte frames, {args.rounds} round(s), "
           f"queues={args.queues}, generator cores {args.gen_cores}, forwarder cores "
-          f"{args.fwd_cores}")
-    width = max([20] + [len(label(r)) for r in results])
-    print(f"{'system':<{width}} {'offered Mpps':>12} {'fwd Mpps':>9} {'loss %':>7} "
-          f"{'vs testpmd':>10}  cpu busy %")
-    for r in results:
-        if not r["available"]:
-            print(f"{label(r):<{width}} not available: {r['reason']}")
+          f"{args.fwd_cores}; Mpps as median (min-max) of the rounds; no-drop: at most "
+          f"{args.loss_tolerance:g}% lost in {args.trial:g} s trials")
+    width = max([20] + [len(r["label"]) for r in rows])
+    print(f"{'row':<{width}}  {'max fwd Mpps':<22} {'offered':<22} {'no-drop Mpps':<22}")
+    for r in rows:
+        st = r.get("stats", {})
+        if not r["available"] and not r["rounds"]:
+            print(f"{r['label']:<{width}}  not available: {r['reason']}")
             continue
-        r["ratio_vs_testpmd"] = r["forwarded_pps"] / ref if ref else None
-        ratio = f"{r['ratio_vs_testpmd']:.2f}x" if ref else "-"
-        busy = " ".join(f"c{c}={v:.0f}" for c, v in sorted(r["cpu_busy_pct"].items()))
-        warn = ""
-        if r["offered_pps"] < 1.05 * r["forwarded_pps"]:
-            warn += "  [generator-bound: forwarded ~ offered]"
-        if r["other_load_pct"] > 5:
-            warn += f"  [other processes used {r['other_load_pct']:.0f}% of a core]"
-        loss = max(0.0, r["loss_pct"])      # a sample's skew can make it a hair negative
-        print(f"{label(r):<{width}} {r['offered_pps'] / 1e6:>12.3f} "
-              f"{r['forwarded_pps'] / 1e6:>9.3f} {loss:>7.1f} {ratio:>10}  {busy}{warn}")
+        print(f"{r['label']:<{width}}  {spread(st, 'mfr.forwarded_pps'):<22} "
+              f"{spread(st, 'mfr.offered_pps'):<22} {spread(st, 'ndr.pps'):<22}"
+              + ("" if r["available"] else f"  (then not available: {r['reason']})"))
         more = []
-        if r.get("fastpath_frames"):
-            f = r["fastpath_frames"]["ingress"]
-            share = f"{100 * f['share']:.1f}%" if f["share"] is not None else "-"
-            more.append(f"fast path: {share} of the frames in at p0 forwarded in the kernel "
-                        f"({f['fastpath_packets']} of {f['packets']})")
-        if r.get("switch_cpu_pct") is not None:
-            more.append(f"switch process {r['switch_cpu_pct']:.0f}% of a core")
-        if r.get("idle"):
-            i = r["idle"]
-            core = " ".join(f"c{c}={v:.1f}" for c, v in sorted(i["cpu_busy_pct"].items()))
-            sw = (f"switch {i['switch_cpu_pct']:.1f}% of a core, "
-                  if i["switch_cpu_pct"] is not None else "")
-            more.append(f"idle: {sw}cores {core}")
-        if r.get("latency_us"):
-            lt = r["latency_us"]
-            if lt["n"]:
-                fast = (f", {100 * lt['fastpath_share']:.0f}% through the fast path"
-                        if lt.get("fastpath_share") is not None else "")
-                more.append(f"latency us p50 {lt['p50']:.0f} p99 {lt['p99']:.0f} "
-                            f"max {lt['max']:.0f} (n={lt['n']}, lost {lt['lost']}{fast})")
-        if r.get("storm"):
-            st = r["storm"]
-            busy = {n: v["cpu_pct"] for n, v in st.get("threads", {}).items()
-                    if v["cpu_pct"] >= 1}
-            more.append(f"storm: switch threads % of a core: {busy}")
-            more.append(f"RPC storm {st['rpc_per_s'] or 0} RPCs/s: fwd "
-                        f"{st['forwarded_pps'] / 1e6:.3f} Mpps, ratio storm/quiet "
-                        f"{r.get('storm_ratio', 0):.3f} (offered {st['offered_pps'] / 1e6:.3f}, "
-                        f"into p0 {st['into_port_pps'] / 1e6:.3f} vs "
-                        f"{r['into_port_pps'] / 1e6:.3f} quiet)")
-        if r.get("burn"):
-            b = r["burn"]
-            more.append(f"control, a CPU hog instead of the storm: fwd "
-                        f"{b['forwarded_pps'] / 1e6:.3f} Mpps, ratio {r['burn_ratio']:.3f} "
-                        f"(offered {b['offered_pps'] / 1e6:.3f})")
-        if r.get("workers"):
-            w = r["workers"]
-            more.append(f"workers: {w['rx_frames_per_busy_pass']} frames/busy pass, "
-                        f"{w['tx_frames_per_kick']} frames/TX kick, "
-                        f"{w['rx_kicks_per_frame']} RX kicks/frame, "
-                        f"{w['passes_per_frame']} passes/frame, "
-                        f"{w['fill_frames_per_pass']} fill frames/pass")
-        if r.get("fdb_entries") is not None:
-            more.append(f"FDB entries at the end: {r['fdb_entries']}")
+        for size in args.size[1:]:
+            if f"sizes.{size}.mfr.forwarded_pps" in st:
+                more.append(f"{size} B: max fwd {spread(st, f'sizes.{size}.mfr.forwarded_pps')}"
+                            f" Mpps, no-drop {spread(st, f'sizes.{size}.ndr.pps')} Mpps = "
+                            f"{spread(st, f'sizes.{size}.ndr.gbps', 1, 2)} Gb/s")
+        if "mfr.fastpath_frames.ingress.share" in st:
+            more.append("fast path: share of p0's frames forwarded in the kernel "
+                        f"{spread(st, 'mfr.fastpath_frames.ingress.share', 0.01, 1)}%")
+        for pct in args.sweep:
+            k = f"sweep.{pct}"
+            if f"{k}.forwarded_pps" in st:
+                more.append(f"{pct:>3}% of no-drop: fwd core busy "
+                            f"{spread(st, f'{k}.fwd_core_busy_pct', 1, 0)}%, switch "
+                            f"{spread(st, f'{k}.switch_cpu_pct', 1, 0)}%, wake-ups/s "
+                            f"{spread(st, f'{k}.wakeups_per_s', 1, 0)}, rtt us p50 "
+                            f"{spread(st, f'{k}.latency_us.p50', 1, 0)} p99 "
+                            f"{spread(st, f'{k}.latency_us.p99', 1, 0)} p99.9 "
+                            f"{spread(st, f'{k}.latency_us.p999', 1, 0)} max "
+                            f"{spread(st, f'{k}.latency_us.max', 1, 0)}")
+        if "idle.switch_cpu_pct" in st or "idle.fwd_core_busy_pct" in st:
+            more.append(f"idle: switch {spread(st, 'idle.switch_cpu_pct', 1, 1)}% of a core, "
+                        f"fwd core busy {spread(st, 'idle.fwd_core_busy_pct', 1, 1)}%")
+        if "storm_ratio" in st:
+            more.append(f"RPC storm / quiet {spread(st, 'storm_ratio', 1, 2)}, CPU hog / quiet "
+                        f"{spread(st, 'burn_ratio', 1, 2)}")
+        if "fdb_entries" in st:
+            more.append(f"FDB entries {spread(st, 'fdb_entries', 1, 0)}")
+        flagged = [x["round"] + 1 for x in r["rounds"] if x.get("other_load_pct_max", 0) > 10]
+        if flagged:
+            more.append(f"[other processes used >10% of a core in round(s) {flagged}]")
         for m in more:
             print(f"{'':<{width + 2}}{m}")
 
 
-def save(results, args):
+def save(rows, args):
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
-    doc = {"benchmark": "fwd_rate", "time": now.isoformat(timespec="seconds"),
+    doc = {"benchmark": "fwd_rate", "schema": 2, "time": now.isoformat(timespec="seconds"),
            "machine": machine_info(),
-           "config": {"size": args.size, "seconds": args.seconds, "warmup": args.warmup,
-                      "queues": args.queues, "runs": args.runs, "gen_cores": args.gen_cores,
-                      "fwd_cores": args.fwd_cores, "pin_kernel": args.pin_kernel,
-                      "storm": args.storm, "idle": args.idle, "latency": args.latency,
-                      "fdb_sizes": args.fdb_sizes, "ports": args.ports,
-                      "vlan_trunk": args.vlan_trunk, "fastpath": args.fastpath,
-                      "fastpath_modes": args.fastpath_modes},
-           "results": results}
+           "config": {k: getattr(args, k) for k in CONFIG_KEYS},
+           "results": rows}
     text = json.dumps(doc, indent=2) + "\n"
     if args.save_as:                # perf/bench.py names its parts
         path = Path(args.save_as)
@@ -170,6 +146,13 @@ def save(results, args):
     path.write_text(text)
     link_latest(path, "fwd_rate-latest.json")
     print(f"\nresults: {path.relative_to(REPO)} (and fwd_rate-latest.json)")
+
+
+CONFIG_KEYS = ("size", "rounds", "seconds", "warmup", "queues", "gen_cores", "fwd_cores",
+               "pin_kernel", "ndr", "trial", "loss_tolerance", "resolution", "max_trials",
+               "sweep", "sweep_systems", "latency", "latency_interval", "idle", "storm",
+               "storm_methods", "fdb_sizes", "ports", "vlan_trunk", "fastpath",
+               "fastpath_modes", "modes", "only")
 
 
 def link_latest(path, name):
@@ -251,10 +234,31 @@ def parse_args():
                    help="pyxsw modes run once more each, with the fast path, after the "
                         "--modes rows (e.g. poll,interrupt: both kinds of row in one run)")
     p.add_argument("--pyxsw", default=str(PYXSW), help="the pyxsw command (default: %(default)s)")
-    p.add_argument("--size", type=int, default=64, help="frame size with FCS, 64..1518")
-    p.add_argument("--seconds", type=float, default=5.0, help="measuring window")
-    p.add_argument("--warmup", type=float, default=2.0, help="seconds before the window")
-    p.add_argument("--runs", type=int, default=1, help="runs per system; the median is kept")
+    p.add_argument("--size", type=ints, default=[64], metavar="N,..",
+                   help="frame sizes with FCS, 64..1518: every measurement at the first, the "
+                        "maximum forwarding and no-drop rates at the others (e.g. 64,1500)")
+    p.add_argument("--seconds", type=float, default=5.0,
+                   help="the maximum-forwarding-rate window (generator unpaced)")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds before that window")
+    p.add_argument("--rounds", "--runs", dest="rounds", type=int, default=1,
+                   help="rounds of every row, interleaved; tables give min, median and max")
+    p.add_argument("--no-ndr", dest="ndr", action="store_false",
+                   help="skip the no-drop rate search (and so the load sweep)")
+    p.add_argument("--trial", type=float, default=1.0, metavar="S",
+                   help="no-drop search: seconds per trial (default %(default)s)")
+    p.add_argument("--loss-tolerance", type=float, default=0.001, metavar="PCT",
+                   help="no-drop search: a trial passes losing at most this %% of its frames "
+                        "(default %(default)s)")
+    p.add_argument("--resolution", type=float, default=0.04,
+                   help="no-drop search: stop when the bracket is within this fraction of "
+                        "its top (default %(default)s)")
+    p.add_argument("--max-trials", type=int, default=8, help="no-drop search: at most this "
+                   "many trials (default %(default)s)")
+    p.add_argument("--sweep", type=ints, default=[], metavar="PCT,..",
+                   help="load steps in %% of each round's no-drop rate (e.g. 10,25,50,75,100) "
+                        "for the rows of --sweep-systems; other rows get the first step only")
+    p.add_argument("--sweep-systems", default="pyxsw,bridge", metavar="S,..",
+                   help="systems swept at every --sweep step (default %(default)s)")
     p.add_argument("--queues", type=int, default=1, help="queues per port")
     p.add_argument("--gen-cores", type=ints, default=[0], help="generator cores (one process each)")
     p.add_argument("--fwd-cores", type=ints, default=[1], help="forwarder cores")
@@ -268,19 +272,25 @@ def parse_args():
                         "reports the forwarded rate's ratio storm/quiet")
     p.add_argument("--storm-calls", metavar="M,..", help="the storm's RPC methods (default: "
                    "rpc_rate.py's status,port.stats,port.list,fdb.list)")
+    p.add_argument("--storm-methods", default="", metavar="M,..",
+                   help="with --storm, pyxsw in the first of --modes: one more storm window "
+                        "per method, storming with it alone (e.g. status,port.list)")
     p.add_argument("--idle", type=float, default=0, metavar="S",
                    help="after the traffic, S seconds with none: the switch's CPU at idle")
     p.add_argument("--latency", type=int, default=0, metavar="N",
-                   help="after the traffic, N UDP ping-pongs gen0<->sink0, 1 ms apart")
+                   help="N UDP ping-pongs gen0<->sink0 at every --sweep step (alone: one "
+                        "step at 10%% of the no-drop rate)")
+    p.add_argument("--latency-interval", type=float, default=250, metavar="US",
+                   help="microseconds between two ping-pongs (default %(default)s)")
     p.add_argument("--fdb-sizes", type=ints, default=[], metavar="N,..",
                    help="pyxsw (first of --modes): rate with the generator cycling through N "
                         "source MACs, so N are learned (e.g. 1,1000,100000)")
     p.add_argument("--ports", type=ints, default=[], metavar="N,..",
-                   help="pyxsw (each of --modes): rate with N switch ports, the two busy ones "
-                        "and N-2 idle veths (e.g. 2,16,64; 65536 frames for every run)")
+                   help="pyxsw (first of --modes): a row with N switch ports, the two busy "
+                        "ones and N-2 idle veths (e.g. 16,64)")
     p.add_argument("--vlan-trunk", action="store_true",
-                   help="pyxsw: the sink's port is an 802.1Q trunk carrying VLAN 1 tagged, so "
-                        "every frame gets a tag pushed (the generator's port stays access 1)")
+                   help="pyxsw (first of --modes): a row whose sink port is an 802.1Q trunk "
+                        "carrying VLAN 1 tagged, so every frame gets a tag pushed")
     p.add_argument("--prefix", help=argparse.SUPPRESS)     # default pb<4 random hex>
     p.add_argument("--no-save", action="store_true", help="do not write perf/results/")
     p.add_argument("--save-as", metavar="FILE", help="write the JSON here instead")
@@ -289,13 +299,23 @@ def parse_args():
         a.only = [s for s in a.only.split(",") if s]
         a.modes = [m for m in a.modes.split(",") if m]
         a.fastpath_modes = [m for m in a.fastpath_modes.split(",") if m]
+        a.sweep_systems = [m for m in a.sweep_systems.split(",") if m]
+        a.storm_methods = [m for m in a.storm_methods.split(",") if m]
+        if a.latency and not a.sweep:
+            a.sweep = [10]
+        if a.sweep and not a.ndr:
+            p.error("--sweep and --latency need the no-drop rate (not --no-ndr)")
+        if any(not 0 < x <= 100 for x in a.sweep):
+            p.error("--sweep takes percentages in 1..100")
+        if not 0 <= a.loss_tolerance < 100 or a.trial <= 0 or a.rounds < 1:
+            p.error("--loss-tolerance must be 0..100, --trial above 0, --rounds at least 1")
         bad = set(a.only) - set(SYSTEMS)
         if bad:
             p.error(f"unknown system(s) {','.join(sorted(bad))}; known: {','.join(SYSTEMS)}")
         modes = ("poll", "interrupt", "adaptive")
         if set(a.modes + a.fastpath_modes) - set(modes):
             p.error(f"--modes and --fastpath-modes take {','.join(modes)}")
-        if not 64 <= a.size <= 1518:
+        if not all(64 <= x <= 1518 for x in a.size):
             p.error("--size must be 64..1518")
         if any(not 2 <= n <= 64 for n in a.ports):
             p.error("--ports must be 2..64 (the two busy ports included; a switch has 64)")
@@ -332,15 +352,15 @@ def main():
     try:
         lab = BenchLab(a, undo)
         lab.build()
-        results = run_all(lab, undo, a)
+        rows = run_all(lab, undo, a)
     except KeyboardInterrupt:
         print("\nfwd_rate: interrupted, cleaning up", file=sys.stderr)
         return 130
     finally:
         undo.unwind()
-    report(results, a)
+    report(rows, a)
     if not a.no_save:
-        save(results, a)
+        save(rows, a)
     return 0
 
 

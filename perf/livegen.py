@@ -96,7 +96,11 @@ def percpu_sum(lib, map_fd, key):
 
 
 class GenCfg(C.Structure):     # xdp_gen.bpf.c's struct gen_cfg
-    _fields_ = [("nmacs", C.c_uint32), ("paused", C.c_uint32), ("interval_ns", C.c_uint64)]
+    _fields_ = [("nmacs", C.c_uint32), ("paused", C.c_uint32), ("interval_ns", C.c_uint64),
+                ("epoch", C.c_uint64)]
+
+
+_epoch = 0
 
 
 def gen_configure(lib, cfg_fd, nmacs=0, pps=None, paused=False, cores=1):
@@ -104,7 +108,9 @@ def gen_configure(lib, cfg_fd, nmacs=0, pps=None, paused=False, cores=1):
     frames/s in all (each of `cores` generators sends its share), None as fast as it goes,
     or paused (nothing sent)."""
     interval = 0 if not pps else max(1, round(1e9 * cores / pps))
-    cfg = GenCfg(nmacs=nmacs, paused=1 if paused else 0, interval_ns=interval)
+    global _epoch
+    _epoch += 1                     # every setting starts the schedule afresh
+    cfg = GenCfg(nmacs=nmacs, paused=1 if paused else 0, interval_ns=interval, epoch=_epoch)
     key = C.c_uint32(0)
     check(lib.bpf_map_update_elem(cfg_fd, C.byref(key), C.byref(cfg), 0), "gen_cfg update")
 

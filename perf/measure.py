@@ -1,23 +1,28 @@
 """What is measured on a forwarder between the lab's ports, and how.
 
-measure_once() starts one forwarder (forwarders.start), runs the generator for --warmup and
-then a rate window of --seconds, and, on the same forwarder process, as asked:
+Every row (a system, and for pyxsw a mode, with the fast path or not, and the scaling
+variants: more ports, more learned MACs, an 802.1Q trunk) is measured --rounds times, the
+rounds interleaved by run_all (round 1 of every row, then round 2, ...), so that the
+machine's slow minutes fall on every row alike and two rows' round i can be compared as a
+pair.  One round of a row, measure_once(), starts the forwarder once and then, on that same
+process:
 
-    rate window   forwarded (sink) and offered (generator) frames/s, frames into <P>p0,
-                  every core's busy %, the switch process's CPU, other processes' load
-    --storm       (pyxsw) a window under an RPC storm (rpc_rate.py --storm), then one with a
-                  CPU hog on the same cores instead (the control): ratios to the quiet window
-    --fdb-sizes   (pyxsw) the generator cycles through N source MACs; the FDB's entries after
-    --idle        S seconds without traffic: the switch's CPU and the cores' busy %
-    --latency     N UDP ping-pongs gen0 -> sink0 -> gen0 through the switch: percentiles
+    mfr        maximum forwarding rate (RFC 2889): the generator unpaced, several times
+               overload; forwarded and offered frames/s, the cores' busy %, the switch's CPU
+    storm      (pyxsw) a window under an RPC storm, one under a CPU hog (the control), and
+               one per --storm-methods method alone: ratios to the quiet window
+    ndr        no-drop rate (RFC 2544 throughput): a search over paced trials for the highest
+               offered rate that loses at most --loss-tolerance percent of its frames
+    sweep      at --sweep percentages of that round's NDR: CPU per core and per thread,
+               worker wake-ups, round-trip latency percentiles of a UDP ping-pong riding
+               on the load
+    idle       --idle seconds without traffic: the switch's CPU
+    sizes      every --size after the first: mfr and ndr again with those frames
 
-pyxsw with the fast path (--fastpath, --fastpath-modes): the rate window starts only once
-the switch's XDP program forwards the generator's frames itself (its "fastpath" counters of
-<P>p0 grow), and the row says which share of the frames it forwarded in the kernel.
-
-run_system() repeats it --runs times and keeps the median run; run_all() runs every system
-of --only (pyxsw once per --modes entry, then once per --fastpath-modes entry), then the
---fdb-sizes runs.
+pyxsw with the fast path (--fastpath, --fastpath-modes): the windows start only once the
+switch's XDP program forwards the generator's frames itself (its "fastpath" counters of
+<P>p0 grow), and the mfr window says which share of the frames it forwarded in the kernel.
+stats() then sums up every figure of a row's rounds as min, median and max.
 """
 import contextlib
 import os
@@ -39,13 +44,14 @@ REPO = HERE.parent
 # ----------------------------------------------------------------------------------------
 def sample(lab):
     """The time, the sink's and the generator's frame counts, frames into <P>p0, the
-    forwarder's CPU ticks, every core's busy and total jiffies, other processes' ticks."""
+    forwarder's CPU ticks, every core's busy and total jiffies, other processes' ticks (and
+    which cores are the forwarder's)."""
     pid = lab.fwd_pid()
     return {"t": time.monotonic(), "sink": lab.sink_frames(),
             "proc": proc_ticks(pid) if pid else None,
             "gen": lab.gen_frames(),
             "p0": port_rx_frames(lab.p0), "cpu": cpu_times(),
-            "other": other_ticks(exclude=pid)}
+            "other": other_ticks(exclude=pid), "fwd_cores": lab.args.fwd_cores}
 
 
 def port_rx_frames(ifname):
@@ -122,8 +128,10 @@ def window_rates(s0, s1):
     proc = None
     if s0.get("proc") is not None and s1.get("proc") is not None:
         proc = round(100 * (s1["proc"] - s0["proc"]) / os.sysconf("SC_CLK_TCK") / dt, 1)
+    fwd = [busy[c] for c in s0.get("fwd_cores", ()) if c in busy]
     return {"forwarded_pps": rate["sink"], "offered_pps": rate["gen"],
             "into_port_pps": rate["p0"],
+            "fwd_core_busy_pct": round(sum(fwd) / len(fwd), 1) if fwd else None,
             "loss_pct": 100 * (1 - rate["sink"] / rate["gen"]) if rate["gen"] else None,
             "cpu_busy_pct": busy, "switch_cpu_pct": proc,
             "other_load_pct": round(100 * other / os.sysconf("SC_CLK_TCK") / dt, 1),
@@ -247,226 +255,426 @@ def start_burn(lab, seconds):
                             stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def start_storm(lab, seconds):
+def start_storm(lab, seconds, calls=None):
     """perf/rpc_rate.py --storm against the switch's socket, on the generator's cores (the
-    switch's management thread is off the worker cores too): 4 clients, 8 calls in flight."""
+    switch's management thread is off the worker cores too): 4 clients, 8 calls in flight,
+    cycling through `calls` (default: --storm-calls, else rpc_rate.py's four)."""
+    calls = calls or lab.args.storm_calls
     log = open(lab.tmp / "storm.log", "w")
     with log:
         return subprocess.Popen(["taskset", "-c", lab.spare_cores(), sys.executable,
                                  HERE / "rpc_rate.py",
                                  "-s", lab.tmp / "sw.sock", "--storm", f"{seconds:.1f}",
-                                 *(["--calls", lab.args.storm_calls]
-                                   if lab.args.storm_calls else [])],
+                                 *(["--calls", calls] if calls else [])],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
 
-# ----------------------------------------------------------------------------------------
-# One measurement: a forwarder started, the windows, the forwarder stopped
-# ----------------------------------------------------------------------------------------
-def measure_once(lab, system, mode, undo, fdb_macs=0, ports=2, fastpath=False):
-    """Start a forwarder, drive it for warmup + seconds, return its rates.  Then, as asked:
-    for pyxsw a second window under an RPC storm (--storm), an idle window (--idle), the
-    latency ping-pong (--latency).  pyxsw with `fastpath`: the window starts once the fast
-    path forwards (else Unavailable), and the row has its share of the window's frames."""
-    a = lab.args
-    fastpath = fastpath and system == "pyxsw"
-    name = {"system": system, "mode": mode, **({"fastpath": True} if fastpath else {})}
-    storm = a.storm and system == "pyxsw" and not fdb_macs
-    mark = undo.mark()
-    lab.forwarder, lab.forwarder_pid = None, None   # set by spawn() / start_ovs()
-    extra = {}
-    try:
-        lab.load(macs=fdb_macs)
-        forwarders.start(system, lab, undo, mode, fdb_macs, ports, fastpath)
-        lab.announce()
-        gens = lab.start_generators(a.warmup + a.seconds * (3 if storm else 1)
-                                    + (3 if storm else 0) + 1)
-        started = time.monotonic()
-        for g in gens:
-            undo.push("generator", stop_process, g)
-        if fastpath:
-            # The probe and the sink's ARPs made both MACs known: the generator's first
-            # frames take the AF_XDP path only until the kernel FDB has them.
-            wait_fastpath(lab, max(a.warmup, 1.0))
-        time.sleep(max(0.0, started + a.warmup - time.monotonic()))
-        f0 = pyxsw_port_stats(lab) if fastpath else None
-        w0 = pyxsw_workers(lab) if system == "pyxsw" else None
-        s0 = sample(lab)
-        time.sleep(a.seconds)
-        s1 = sample(lab)
-        w1 = pyxsw_workers(lab) if system == "pyxsw" else None
-        if fastpath:
-            f1 = pyxsw_port_stats(lab)
-            extra["fastpath_frames"] = {"ingress": fastpath_share(f0, f1, lab.p0, "rx"),
-                                 "egress": fastpath_share(f0, f1, lab.p1, "tx")}
-        if storm:
-            extra.update(storm_windows(lab, undo, a.seconds))
-        if lab.forwarder and lab.forwarder.poll() is not None:
-            raise Unavailable(f"exited with status {lab.forwarder.returncode} while measured")
-        for g in gens:
-            if g.wait() != 0:
-                raise RuntimeError(f"generator exited with status {g.returncode}")
-        if fdb_macs:
-            extra["fdb_entries"] = pyxsw_fdb_entries(lab)
-        if a.idle and not fdb_macs:
-            extra["idle"] = idle_window(lab, a.idle)
-        if a.latency and not fdb_macs:
-            f0 = pyxsw_port_stats(lab) if fastpath else None
-            extra["latency_us"] = latency(lab, a.latency, system)
-            if fastpath and extra["latency_us"].get("n"):
-                # both ways: gen0 -> sink0 enters at p0, the answer at p1
-                f1 = pyxsw_port_stats(lab)
-                both = [fastpath_share(f0, f1, p) for p in (lab.p0, lab.p1)]
-                fast, total = (sum(x[k] for x in both) for k in ("fastpath_packets", "packets"))
-                extra["latency_us"]["fastpath_share"] = round(fast / total, 4) if total else None
-    except (Unavailable, RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-        # one system failing spoils no other
-        return {**name, "available": False, "reason": str(e),
-                **({"fdb_macs": fdb_macs} if fdb_macs else {})}
-    finally:
-        undo.unwind(mark)
-    r = {**name, "available": True, **window_rates(s0, s1), **extra}
-    if w0 and w1:
-        r["workers"] = worker_rates(w0, w1, s1["sink"] - s0["sink"])
-    if ports != 2:
-        r["ports"] = ports
-    if storm and r["forwarded_pps"]:
-        r["storm_ratio"] = r["storm"]["forwarded_pps"] / r["forwarded_pps"]
-        r["burn_ratio"] = r["burn"]["forwarded_pps"] / r["forwarded_pps"]
-    if fdb_macs:
-        r["fdb_macs"] = fdb_macs
-    return r
 
 
-def storm_windows(lab, undo, seconds):
-    """After the quiet window, the generator still running: a window under an RPC storm, with
-    the switch's threads' CPU and its loss counters, then a window under a CPU hog on the
-    same cores (the control).  {"storm": ..., "burn": ...}."""
-    extra = {}
-    st = start_storm(lab, seconds + 1.0)
-    undo.push("storm", stop_process, st)
-    time.sleep(0.5)
-    s2, t2, l2 = sample(lab), thread_ticks(lab.fwd_pid()), pyxsw_losses(lab)
-    time.sleep(seconds)
-    s3, t3, l3 = sample(lab), thread_ticks(lab.fwd_pid()), pyxsw_losses(lab)
-    st.wait(30)
-    out = (lab.tmp / "storm.log").read_text(errors="replace")
-    m = re.search(r": (\d+) RPCs/s", out)
-    dt = s3["t"] - s2["t"]
-    extra["storm"] = {**window_rates(s2, s3),
-                      "rpc_per_s": int(m.group(1)) if m else None,
-                      "switch_counters": {k: l3[k] - l2[k] for k in l3},
-                      # per thread of the switch: % of a core, and its last CPU
-                      "threads": {f"{t3[k][0]}/{k}": {
-                          "cpu_pct": round(100 * (t3[k][1] - t2[k][1])
-                                           / os.sysconf("SC_CLK_TCK") / dt, 1),
-                          "on_cpu": t3[k][2]} for k in t3 if k in t2}}
-    if not m:
-        extra["storm"]["error"] = out.strip()[-300:]
-    burn = start_burn(lab, seconds + 1.0)
-    undo.push("burn", stop_process, burn)
-    time.sleep(0.5)
-    s4 = sample(lab)
-    time.sleep(seconds)
-    s5 = sample(lab)
-    burn.wait(30)
-    extra["burn"] = window_rates(s4, s5)
+def storm_windows(lab, undo, seconds, quiet_pps):
+    """The generator unpaced, after the quiet mfr window: a window under an RPC storm, with
+    the switch's threads' CPU and its loss counters, then one under a CPU hog on the same
+    cores (the control), then one per --storm-methods method, storming with it alone.
+    Ratios are to the quiet window's forwarded rate."""
+    def window(proc):
+        undo.push("storm", stop_process, proc)
+        time.sleep(0.5)
+        s0, t0, l0 = sample(lab), thread_ticks(lab.fwd_pid()), pyxsw_losses(lab)
+        time.sleep(seconds)
+        s1, t1, l1 = sample(lab), thread_ticks(lab.fwd_pid()), pyxsw_losses(lab)
+        proc.wait(30)
+        w = window_rates(s0, s1)
+        dt = s1["t"] - s0["t"]
+        w["switch_counters"] = {k: l1[k] - l0[k] for k in l1}
+        # per thread of the switch: % of a core, and the CPU it last ran on
+        w["threads"] = {f"{t1[k][0]}/{k}": {
+            "cpu_pct": round(100 * (t1[k][1] - t0[k][1]) / os.sysconf("SC_CLK_TCK") / dt, 1),
+            "on_cpu": t1[k][2]} for k in t1 if k in t0}
+        return w
+
+    def rpcs():
+        out = (lab.tmp / "storm.log").read_text(errors="replace")
+        m = re.search(r": (\d+) RPCs/s", out)
+        return (int(m.group(1)), None) if m else (None, out.strip()[-300:])
+
+    extra = {"storm": window(start_storm(lab, seconds + 1.0))}
+    extra["storm"]["rpc_per_s"], err = rpcs()
+    if err:
+        extra["storm"]["error"] = err
+    extra["burn"] = window(start_burn(lab, seconds + 1.0))
+    for k in ("storm", "burn"):
+        extra[f"{k}_ratio"] = (extra[k]["forwarded_pps"] / quiet_pps) if quiet_pps else None
+    methods = lab.args.storm_methods if lab.row.get("mode") == lab.args.modes[0] else []
+    if methods:
+        extra["storm_by_method"] = {}
+        for m in methods:
+            w = window(start_storm(lab, seconds + 1.0, calls=m))
+            rate, err = rpcs()
+            extra["storm_by_method"][m] = {
+                "ratio": w["forwarded_pps"] / quiet_pps if quiet_pps else None,
+                "rpc_per_s": rate, "forwarded_pps": w["forwarded_pps"],
+                **({"error": err} if err else {})}
     return extra
 
 
 def idle_window(lab, seconds):
     """`seconds` without traffic, 1 s after it stopped: the switch's CPU, the cores' busy %."""
+    lab.load(paused=True)
     time.sleep(1.0)         # let adaptive modes notice the silence
     i0 = sample(lab)
     time.sleep(seconds)
     i1 = sample(lab)
     w = window_rates(i0, i1)
-    return {"switch_cpu_pct": w["switch_cpu_pct"],
-            "cpu_busy_pct": w["cpu_busy_pct"], "window_s": w["window_s"],
-            "other_load_pct": w["other_load_pct"]}
+    return {k: w[k] for k in ("switch_cpu_pct", "cpu_busy_pct", "fwd_core_busy_pct",
+                              "window_s", "other_load_pct")}
+
+
+# ----------------------------------------------------------------------------------------
+# The no-drop rate: trials at a paced rate, and the search over them
+# ----------------------------------------------------------------------------------------
+DRAIN_S = 0.2       # after a trial, before counting: what is still in the rings arrives
+
+
+def trial(lab, pps, seconds):
+    """One RFC 2544 trial, from a quiet forwarder: the generator sends `pps` frames/s for
+    `seconds`, pauses, and the frames still in flight get DRAIN_S to arrive.  Lost = sent
+    (the generator's count of frames it transmitted) - received (the sink's)."""
+    lab.load(paused=True)
+    s0 = sample(lab)
+    t0 = time.monotonic()
+    lab.load(pps)
+    time.sleep(seconds)
+    lab.load(paused=True)
+    dt = time.monotonic() - t0
+    time.sleep(DRAIN_S)
+    s1 = sample(lab)
+    sent, got = s1["gen"] - s0["gen"], s1["sink"] - s0["sink"]
+    lost = max(0, sent - got)
+    loss = 100 * lost / sent if sent else None
+    return {"target_pps": round(pps), "offered_pps": sent / dt, "forwarded_pps": got / dt,
+            "sent": sent, "lost": lost, "loss_pct": loss,
+            "passed": sent > 0 and loss <= lab.args.loss_tolerance,
+            "other_load_pct": window_rates(s0, s1)["other_load_pct"]}
+
+
+def ndr_search(lab, mfr_pps, size):
+    """The highest offered rate at which the forwarder loses at most --loss-tolerance percent
+    of the frames (RFC 2544 throughput), by trials of --trial seconds: the first at 0.9x the
+    maximum forwarding rate, then up by 1.25x while trials pass, then bisection until the
+    bracket is within --resolution of its top, or --max-trials.  The figure is the measured
+    offered rate of the best passing trial (a paced generator can fall a little short of its
+    target), flagged generator-bound when it fell short by more than 3%."""
+    a = lab.args
+    trials, lo, hi, best = [], 0.0, None, None
+    target = 0.9 * mfr_pps
+    for _ in range(a.max_trials):
+        if target < 1000:
+            break
+        t = trial(lab, target, a.trial)
+        trials.append(t)
+        if t["passed"]:
+            if best is None or t["offered_pps"] > best["offered_pps"]:
+                best = t
+            lo = max(lo, target)
+            if t["offered_pps"] < 0.97 * target:
+                break                   # the generator gives no more: the NDR is at least this
+        else:
+            hi = target if hi is None else min(hi, target)
+        if hi is None:
+            target *= 1.25
+        elif hi - lo <= a.resolution * hi:
+            break
+        else:
+            target = (lo + hi) / 2
+    pps = best["offered_pps"] if best else None
+    return {"pps": pps, "gbps": gbps(pps, size), "trials": trials,
+            "generator_bound": bool(best and best["offered_pps"] < 0.97 * best["target_pps"]),
+            "loss_tolerance_pct": a.loss_tolerance,
+            **({} if best else {"below_pps": min((t["target_pps"] for t in trials), default=None)})}
+
+
+def gbps(pps, size):
+    """Frames/s of `size`-byte frames (FCS counted, as RFC 2544 sizes them) in Gb/s."""
+    return round(pps * size * 8 / 1e9, 3) if pps else None
+
+
+# ----------------------------------------------------------------------------------------
+# The load sweep: CPU, wake-ups and latency at a fraction of the no-drop rate
+# ----------------------------------------------------------------------------------------
+STEP_S = 1.0        # a sweep step's CPU window
+
+
+def sweep_step(lab, pct, ndr_pps, system):
+    """The generator at `pct`% of the NDR: after 0.2 s, a STEP_S window for the cores' and
+    the switch's CPU, each of its threads', and pyxsw's worker wake-ups; then --latency
+    ping-pongs riding on the same load for the round-trip percentiles.  (Apart, because a
+    ping-pong every 250 us is traffic with a host stack at each end: it would add its own
+    CPU to a low load's.)"""
+    target = ndr_pps * pct / 100
+    lab.load(target)
+    time.sleep(0.2)
+    pid = lab.fwd_pid()
+    s0, t0 = sample(lab), thread_ticks(pid) if pid else {}
+    w0 = pyxsw_workers(lab) if system == "pyxsw" else None
+    time.sleep(STEP_S)
+    s1, t1 = sample(lab), thread_ticks(pid) if pid else {}
+    w1 = pyxsw_workers(lab) if system == "pyxsw" else None
+    w = window_rates(s0, s1)
+    dt = s1["t"] - s0["t"]
+    step = {"pct": pct, "target_pps": round(target), **w,
+            "cpu_per_mpps": (round(w["fwd_core_busy_pct"] / (w["forwarded_pps"] / 1e6), 1)
+                             if w["fwd_core_busy_pct"] is not None and w["forwarded_pps"]
+                             else None),
+            "wakeups_per_s": (round(sum(b["wakeups"] - a["wakeups"] for a, b in zip(w0, w1))
+                                    / dt) if w0 and w1 else None)}
+    if t0:
+        step["threads"] = {f"{t1[k][0]}/{k}": {
+            "cpu_pct": round(100 * (t1[k][1] - t0[k][1]) / os.sysconf("SC_CLK_TCK") / dt, 1),
+            "on_cpu": t1[k][2]} for k in t1 if k in t0}
+    if lab.args.latency:
+        s2 = sample(lab)
+        step["latency_us"] = latency(lab, lab.args.latency, system)
+        # the load the ping-pongs rode on (it should be the step's)
+        step["latency_us"]["offered_pps"] = window_rates(s2, sample(lab))["offered_pps"]
+    return step
 
 
 def latency(lab, count, system):
-    """`count` ping-pongs through the forwarder: percentiles and the distribution, in us."""
+    """`count` ping-pongs through the forwarder: round-trip percentiles and the distribution,
+    in microseconds."""
     try:
         rtts, lost = lab.ping_pong(count)
-        return {"n": len(rtts), "lost": lost,
-                "p50": percentile(rtts, 50),
-                "p99": percentile(rtts, 99),
-                "max": max(rtts) if rtts else None,
+        return {"kind": "round trip", "n": len(rtts), "lost": lost,
+                "p50": percentile(rtts, 50), "p99": percentile(rtts, 99),
+                "p999": percentile(rtts, 99.9), "max": max(rtts) if rtts else None,
                 "hist": latency_hist(rtts)}
-    except (Unavailable, OSError) as e:     # the rate still stands
+    except (Unavailable, OSError) as e:     # the rates still stand
         print(f"{system}: latency not measured: {e}", flush=True)
-        return {"n": 0, "error": str(e)}
+        return {"kind": "round trip", "n": 0, "error": str(e)}
 
 
-def run_system(lab, system, mode, undo, fdb_macs=0, ports=2, fastpath=False):
-    """--runs measurements of one system; the one with the median forwarded rate stands for
-    it, the others are kept in "runs"."""
-    runs = []
-    for i in range(lab.args.runs):
-        r = measure_once(lab, system, mode, undo, fdb_macs, ports, fastpath)
-        if not r["available"]:
-            return r
-        runs.append(r)
-        if lab.args.runs > 1:
-            print(f"  run {i + 1}: {r['forwarded_pps'] / 1e6:.3f} Mpps", flush=True)
-    best = dict(sorted(runs, key=lambda r: r["forwarded_pps"])[len(runs) // 2])
-    best["runs"] = [r["forwarded_pps"] for r in runs]
-    if "storm_ratio" in best:       # the median ratio, not the ratio of the median run
-        ratios = [r["storm_ratio"] for r in runs if "storm_ratio" in r]
-        best["storm_ratio_runs"] = ratios
-        best["storm_ratio"] = sorted(ratios)[len(ratios) // 2]
-    if "burn_ratio" in best:
-        ratios = [r["burn_ratio"] for r in runs if "burn_ratio" in r]
-        best["burn_ratio_runs"] = ratios
-        best["burn_ratio"] = sorted(ratios)[len(ratios) // 2]
-    for key in ("switch_cpu_pct",):
-        vals = [r[key] for r in runs if r.get(key) is not None]
-        if vals:
-            best[key] = sorted(vals)[len(vals) // 2]
-    idle = [r["idle"]["switch_cpu_pct"] for r in runs
-            if r.get("idle") and r["idle"]["switch_cpu_pct"] is not None]
-    if idle:
-        best["idle"] = dict(best["idle"], switch_cpu_pct=sorted(idle)[len(idle) // 2],
-                            switch_cpu_pct_runs=idle)
-    return best
+# ----------------------------------------------------------------------------------------
+# One round of one row: a forwarder started, every measurement, the forwarder stopped
+# ----------------------------------------------------------------------------------------
+def plain(row):
+    """A row of the main comparison (not a scaling variant)."""
+    return not (row.get("ports") or row.get("fdb_macs") or row.get("vlan_trunk"))
+
+
+def mfr_window(lab, row):
+    """The generator unpaced (overload) for --warmup, then a --seconds window: the maximum
+    forwarding rate, and for pyxsw how its workers went about it and the fast path's share."""
+    a, pyxsw, fast = lab.args, row["system"] == "pyxsw", row.get("fastpath")
+    started = time.monotonic()
+    lab.load()
+    if fast:
+        # The probe and the sink's ARPs made both MACs known: the generator's first frames
+        # take the AF_XDP path only until the kernel FDB has them.
+        wait_fastpath(lab, max(a.warmup, 1.0))
+    time.sleep(max(0.0, started + a.warmup - time.monotonic()))
+    f0 = pyxsw_port_stats(lab) if fast else None
+    w0 = pyxsw_workers(lab) if pyxsw else None
+    s0 = sample(lab)
+    time.sleep(a.seconds)
+    s1 = sample(lab)
+    r = window_rates(s0, s1)
+    r["gbps"] = gbps(r["forwarded_pps"], lab.size)
+    if pyxsw:
+        r["workers"] = worker_rates(w0, pyxsw_workers(lab), s1["sink"] - s0["sink"])
+    if fast:
+        f1 = pyxsw_port_stats(lab)
+        r["fastpath_frames"] = {"ingress": fastpath_share(f0, f1, lab.p0, "rx"),
+                                "egress": fastpath_share(f0, f1, lab.p1, "tx")}
+    return r
+
+
+def measure_once(lab, row, undo, rnd):
+    """Round `rnd` of `row`: start its forwarder, measure what the options ask (see the
+    module's docstring), stop it.  A failure makes the round {"available": False, ...}."""
+    a, system = lab.args, row["system"]
+    storm = a.storm and system == "pyxsw" and plain(row) and not row.get("fastpath")
+    mark = undo.mark()
+    lab.forwarder, lab.forwarder_pid, lab.row = None, None, row
+    out = {"round": rnd}
+    try:
+        lab.set_size(a.size[0])
+        lab.load(paused=True, macs=row.get("fdb_macs", 0))
+        forwarders.start(lab, undo, row)
+        if a.sweep and plain(row):
+            lab.start_echo(undo)
+        lab.announce()
+        gens = lab.start_generators(24 * 3600)      # stopped when the round is undone
+        for g in gens:
+            undo.push("generator", stop_process, g)
+        out["mfr"] = mfr_window(lab, row)
+        if storm:
+            out.update(storm_windows(lab, undo, a.seconds, out["mfr"]["forwarded_pps"]))
+        if row.get("fdb_macs"):
+            out["fdb_entries"] = pyxsw_fdb_entries(lab)
+        if a.ndr and not row.get("fdb_macs"):
+            out["ndr"] = ndr_search(lab, out["mfr"]["forwarded_pps"], lab.size)
+        steps = (a.sweep if system in a.sweep_systems else a.sweep[:1]) if plain(row) else []
+        ndr = (out.get("ndr") or {}).get("pps")
+        if steps and ndr:
+            out["sweep"] = [sweep_step(lab, pct, ndr, system) for pct in steps]
+        lab.load(paused=True)
+        if a.idle and plain(row):
+            out["idle"] = idle_window(lab, a.idle)
+        for size in a.size[1:] if plain(row) else []:
+            for g in gens:
+                stop_process(g)
+            lab.set_size(size)
+            gens = lab.start_generators(24 * 3600)
+            for g in gens:
+                undo.push("generator", stop_process, g)
+            more = {"mfr": mfr_window(lab, row)}
+            if a.ndr:
+                more["ndr"] = ndr_search(lab, more["mfr"]["forwarded_pps"], size)
+            out.setdefault("sizes", {})[str(size)] = more
+        if lab.forwarder and lab.forwarder.poll() is not None:
+            raise Unavailable(f"exited with status {lab.forwarder.returncode} while measured")
+        for g in gens:
+            if g.poll() is not None:
+                raise RuntimeError(f"generator exited with status {g.returncode}")
+    except (Unavailable, RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        # one system failing spoils no other
+        return {"round": rnd, "available": False, "reason": str(e)}
+    finally:
+        undo.unwind(mark)
+    out["other_load_pct_max"] = max(other_loads(out), default=0.0)
+    return out
+
+
+def other_loads(x):
+    """Every other_load_pct anywhere in a round: the round is flagged by the largest."""
+    if isinstance(x, dict):
+        for k, v in x.items():
+            if k == "other_load_pct" and v is not None:
+                yield v
+            else:
+                yield from other_loads(v)
+    elif isinstance(x, list):
+        for v in x:
+            yield from other_loads(v)
+
+
+# ----------------------------------------------------------------------------------------
+# Rows, rounds and their spread
+# ----------------------------------------------------------------------------------------
+def label(row):
+    """How a row is named in tables and plots: "pyxsw (poll, fastpath)", "pyxsw (poll, 16p)",
+    "pyxsw (poll, 1000 MACs)", "pyxsw (poll, trunk)", "bridge"."""
+    parts = [row.get("mode"), "fastpath" if row.get("fastpath") else None,
+             f"{row['fdb_macs']} MACs" if row.get("fdb_macs") else None,
+             f"{row['ports']}p" if row.get("ports") else None,
+             "trunk" if row.get("vlan_trunk") else None]
+    what = ", ".join(p for p in parts if p)
+    return f"{row['system']} ({what})" if what else row["system"]
+
+
+def rows_of(a):
+    """The rows of a run, in order: every system of --only (pyxsw once per --modes entry,
+    with the fast path if --fastpath, then once per --fastpath-modes entry with it), then
+    pyxsw in the first of --modes with each of --fdb-sizes learned MACs, each of --ports
+    ports, and with the sink's port an 802.1Q trunk (--vlan-trunk)."""
+    rows = []
+    for system in a.only:
+        if system != "pyxsw":
+            rows.append({"system": system, "mode": None})
+            continue
+        for mode, fast in ([(m, a.fastpath) for m in a.modes]
+                           + [(m, True) for m in a.fastpath_modes]):
+            row = {"system": "pyxsw", "mode": mode, **({"fastpath": True} if fast else {})}
+            if row not in rows:
+                rows.append(row)
+    if "pyxsw" in a.only:
+        base = {"system": "pyxsw", "mode": a.modes[0],
+                **({"fastpath": True} if a.fastpath else {})}
+        rows += [{**base, "fdb_macs": n} for n in a.fdb_sizes]
+        rows += [{**base, "ports": n} for n in a.ports]
+        rows += [{**base, "vlan_trunk": True}] if a.vlan_trunk else []
+    for r in rows:
+        r["label"] = label(r)
+    return rows
+
+
+def leaves(x, path=""):
+    """(dotted path, number) for every numeric leaf of a round's dicts (lists and the
+    latency histogram are not figures); sweep steps are keyed by their percentage."""
+    if isinstance(x, bool) or x is None:
+        return
+    if isinstance(x, (int, float)):
+        yield path, x
+    elif isinstance(x, dict):
+        for k, v in x.items():
+            if k not in ("hist", "trials", "threads", "round"):
+                yield from leaves(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(x, list) and path == "sweep":
+        for step in x:
+            yield from leaves({k: v for k, v in step.items() if k != "pct"},
+                              f"sweep.{step['pct']}")
+
+
+def stats(rounds):
+    """{path: {min, median, max, n}} of every figure over the rounds that have it."""
+    vals = {}
+    for r in rounds:
+        for path, v in leaves(r):
+            vals.setdefault(path, []).append(v)
+    out = {}
+    for path, xs in vals.items():
+        xs = sorted(xs)
+        n = len(xs)
+        med = xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+        out[path] = {"min": xs[0], "median": med, "max": xs[-1], "n": n}
+    return out
 
 
 def run_all(lab, undo, a):
-    """Every system of --only, pyxsw once per --modes entry (with the fast path if
-    --fastpath) and then once per --fastpath-modes entry (with it), then pyxsw (first of
-    --modes) with each of --fdb-sizes learned MACs, then with each of --ports: the results in
-    that order."""
-    results = []
-    fp = ", fastpath" if a.fastpath else ""
-    for system in a.only:
-        variants = [(None, False)]
-        if system == "pyxsw":
-            variants = [(m, a.fastpath) for m in a.modes]
-            variants += [(m, True) for m in a.fastpath_modes if (m, True) not in variants]
-        for mode, fastpath in variants:
-            what = ", ".join(x for x in (mode, "fastpath" if fastpath else None) if x)
-            print(f"fwd_rate: {system}{f' ({what})' if what else ''} ...", flush=True)
-            r = run_system(lab, system, mode, undo, fastpath=fastpath)
-            if not r["available"]:
-                print(f"{system}: not available: {r['reason']}", flush=True)
-            results.append(r)
-    for n in a.fdb_sizes if "pyxsw" in a.only else []:
-        mode = a.modes[0]
-        print(f"fwd_rate: pyxsw ({mode}{fp}), {n} learned MACs ...", flush=True)
-        r = run_system(lab, "pyxsw", mode, undo, fdb_macs=n, fastpath=a.fastpath)
-        if not r["available"]:
-            print(f"pyxsw: not available: {r['reason']}", flush=True)
-        results.append(r)
+    """Every row (rows_of) --rounds times, the rounds interleaved: round 1 of each row, then
+    round 2 of each, ...  A row that fails a round is not measured again: it is reported
+    "not available" with the reason, with the rounds it did finish."""
+    rows = rows_of(a)
     if a.ports and "pyxsw" in a.only:
         lab.idle_ports(max(a.ports) - 2)   # made once, outside any one measurement's undo
-    for n in a.ports if "pyxsw" in a.only else []:
-        for mode in a.modes:
-            print(f"fwd_rate: pyxsw ({mode}{fp}), {n} ports ({n - 2} idle) ...", flush=True)
-            r = run_system(lab, "pyxsw", mode, undo, ports=n, fastpath=a.fastpath)
-            if not r["available"]:
-                print(f"pyxsw: not available: {r['reason']}", flush=True)
-            results.append(r)
-    return results
+    for row in rows:
+        row.update(available=True, rounds=[])
+    for rnd in range(a.rounds):
+        for row in rows:
+            if not row["available"]:
+                continue
+            print(f"fwd_rate: round {rnd + 1}/{a.rounds}: {row['label']} ...", flush=True)
+            t0 = time.monotonic()
+            r = measure_once(lab, {k: v for k, v in row.items() if k not in ("rounds",)},
+                             undo, rnd)
+            if r.get("available") is False:
+                row.update(available=False, reason=r["reason"])
+                print(f"{row['label']}: not available: {r['reason']}", flush=True)
+                continue
+            row["rounds"].append(r)
+            print(f"  {summary_line(r)} ({time.monotonic() - t0:.0f} s)", flush=True)
+    for row in rows:
+        row["stats"] = stats(row["rounds"])
+    return rows
+
+
+def summary_line(r):
+    """One round's headline figures, printed as it finishes."""
+    mfr, ndr = r["mfr"], r.get("ndr") or {}
+    s = f"max fwd {mfr['forwarded_pps'] / 1e6:.3f} Mpps (offered {mfr['offered_pps'] / 1e6:.3f})"
+    if ndr:
+        s += (f", no-drop {ndr['pps'] / 1e6:.3f} Mpps" if ndr.get("pps") else
+              f", no-drop below {ndr.get('below_pps', 0) / 1e6:.3f} Mpps")
+        s += f" ({len(ndr['trials'])} trials)"
+    for step in r.get("sweep", []):
+        lt = step.get("latency_us") or {}
+        if lt.get("n"):
+            s += (f"\n    {step['pct']:>3}%: {step['forwarded_pps'] / 1e6:.3f} Mpps, fwd core "
+                  f"{step['fwd_core_busy_pct']}%, rtt p50/p99/p99.9/max {lt['p50']:.0f}/"
+                  f"{lt['p99']:.0f}/{lt['p999']:.0f}/{lt['max']:.0f} us")
+    for size, more in r.get("sizes", {}).items():
+        s += (f"\n    {size} B: max fwd {more['mfr']['forwarded_pps'] / 1e6:.3f} Mpps"
+              + (f", no-drop {more['ndr']['pps'] / 1e6:.3f}" if (more.get("ndr") or {}).get("pps")
+                 else ""))
+    return s

@@ -23,11 +23,14 @@ struct {
  * paused: nonzero, nothing is sent (every repetition returns XDP_DROP, uncounted).
  * interval_ns: 0, a frame on every repetition (as fast as the core goes); else at most one
  *   frame per interval_ns on this CPU, by the clock: the rate-controlled load of the no-drop
- *   search and the load sweep. */
+ *   search and the load sweep.
+ * epoch: changed by the benchmark with every setting: the schedule starts afresh, the first
+ *   frame at once and no catching up on the time before. */
 struct gen_cfg {
 	__u32 nmacs;
 	__u32 paused;
 	__u64 interval_ns;
+	__u64 epoch;
 };
 
 struct {
@@ -37,12 +40,17 @@ struct {
 	__type(value, struct gen_cfg);
 } gen_cfg SEC(".maps");
 
-/* Per CPU: when the next frame is due (ns, bpf_ktime_get_ns). */
+/* Per CPU: when the next frame is due (ns, bpf_ktime_get_ns), under which setting. */
+struct due {
+	__u64 ns;
+	__u64 epoch;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct due);
 } gen_due SEC(".maps");
 
 /* A generator that fell behind (its core taken by an interrupt or the port's receive)
@@ -62,14 +70,20 @@ int xdp_gen(struct xdp_md *ctx)
 	if (!cfg || cfg->paused)
 		return XDP_DROP;
 	if (cfg->interval_ns) {
-		__u64 *due = bpf_map_lookup_elem(&gen_due, &key);
+		struct due *due = bpf_map_lookup_elem(&gen_due, &key);
 		__u64 now = bpf_ktime_get_ns(), late = CATCH_UP * cfg->interval_ns;
 
-		if (!due || now < *due)
+		if (!due)
 			return XDP_DROP;
-		if (*due + late < now)
-			*due = now - late;
-		*due += cfg->interval_ns;
+		if (due->epoch != cfg->epoch) {
+			due->epoch = cfg->epoch;
+			due->ns = now;
+		}
+		if (now < due->ns)
+			return XDP_DROP;
+		if (due->ns + late < now)
+			due->ns = now - late;
+		due->ns += cfg->interval_ns;
 	}
 	if (n) {
 		k = *n;

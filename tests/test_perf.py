@@ -141,3 +141,142 @@ def test_the_report_has_the_fastpath_table_and_its_targets():
     assert "| pyxsw (interrupt, fastpath) | not available: the fast path did not engage " \
            "| | | | | | | | |" in lines
     assert "| interrupt fastpath / testpmd, 64 B | - | >= 3.0x | not measured |" in lines
+
+
+# ---------------------------------------------------------------------------- issue 15
+
+class FakeArgs:
+    loss_tolerance, trial, resolution, max_trials = 0.001, 1.0, 0.04, 8
+
+
+def fake_trials(monkeypatch, ndr, gen_max=1e9):
+    """measure.trial against a model forwarder: no loss up to `ndr` frames/s, 1% above it;
+    the generator gives at most gen_max.  Returns the targets tried."""
+    tried = []
+
+    def trial(lab, pps, seconds):
+        tried.append(pps)
+        offered = min(pps, gen_max)
+        loss = 0.0 if offered <= ndr else 1.0
+        return {"target_pps": round(pps), "offered_pps": offered, "forwarded_pps": offered,
+                "sent": int(offered), "lost": int(offered * loss / 100), "loss_pct": loss,
+                "passed": loss <= lab.args.loss_tolerance, "other_load_pct": 0.0}
+    monkeypatch.setattr(measure, "trial", trial)
+    return tried
+
+
+class FakeLab:
+    args = FakeArgs()
+
+
+@pytest.mark.parametrize("ndr,mfr", [(0.45e6, 0.5e6), (0.1e6, 1.0e6), (0.7e6, 0.5e6)])
+def test_the_no_drop_search_brackets_the_rate_within_its_resolution(monkeypatch, ndr, mfr):
+    """Below, far below and above the overload rate: the figure is a rate that passed, and
+    within --resolution of the true no-drop rate, in at most --max-trials trials."""
+    tried = fake_trials(monkeypatch, ndr)
+    r = measure.ndr_search(FakeLab(), mfr, 64)
+    assert r["pps"] <= ndr and r["pps"] >= ndr * (1 - 2 * FakeArgs.resolution)
+    assert len(tried) <= FakeArgs.max_trials and not r["generator_bound"]
+    assert all(t["passed"] == (t["offered_pps"] <= ndr) for t in r["trials"])
+    assert r["gbps"] == round(r["pps"] * 64 * 8 / 1e9, 3)
+
+
+def test_the_no_drop_search_says_when_the_generator_is_the_limit(monkeypatch):
+    fake_trials(monkeypatch, ndr=5e6, gen_max=0.6e6)
+    r = measure.ndr_search(FakeLab(), 0.55e6, 64)
+    assert r["generator_bound"] and r["pps"] == 0.6e6
+
+
+def test_a_forwarder_that_loses_at_every_rate_has_no_no_drop_rate(monkeypatch):
+    fake_trials(monkeypatch, ndr=0)
+    r = measure.ndr_search(FakeLab(), 0.5e6, 64)
+    assert r["pps"] is None and r["gbps"] is None and r["below_pps"] == min(
+        t["target_pps"] for t in r["trials"])
+
+
+def test_stats_are_min_median_max_of_every_figure_over_the_rounds():
+    rounds = [{"round": i, "mfr": {"forwarded_pps": v, "cpu_busy_pct": {1: c}},
+               "ndr": {"pps": n, "trials": [{"offered_pps": 1}], "generator_bound": False},
+               "sweep": [{"pct": 10, "latency_us": {"p99": p, "hist": {"5": 1}}}]}
+              for i, (v, c, n, p) in enumerate([(3.0, 50, None, 100), (1.0, 70, 2.0, 300),
+                                                (2.0, 60, 4.0, 200)])]
+    st = measure.stats(rounds)
+    assert st["mfr.forwarded_pps"] == {"min": 1.0, "median": 2.0, "max": 3.0, "n": 3}
+    assert st["mfr.cpu_busy_pct.1"]["median"] == 60
+    assert st["ndr.pps"] == {"min": 2.0, "median": 3.0, "max": 4.0, "n": 2}   # None skipped
+    assert st["sweep.10.latency_us.p99"]["max"] == 300
+    assert not any(k.startswith(("ndr.trials", "round", "ndr.generator_bound")) or "hist" in k
+                   for k in st)
+
+
+def test_rows_are_the_systems_then_the_scaling_variants(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["fwd_rate.py", "--only", "bridge,pyxsw,xdp", "--modes",
+                                      "poll,interrupt", "--fastpath-modes", "interrupt",
+                                      "--fdb-sizes", "1000", "--ports", "16,64",
+                                      "--vlan-trunk"])
+    rows = measure.rows_of(fwd_rate.parse_args())
+    assert [r["label"] for r in rows] == [
+        "bridge", "pyxsw (poll)", "pyxsw (interrupt)", "pyxsw (interrupt, fastpath)", "xdp",
+        "pyxsw (poll, 1000 MACs)", "pyxsw (poll, 16p)", "pyxsw (poll, 64p)",
+        "pyxsw (poll, trunk)"]
+    assert not any(measure.plain(r) for r in rows[5:]) and all(map(measure.plain, rows[:5]))
+
+
+@pytest.mark.parametrize("argv,err", [
+    (["--sweep", "10,0"], "--sweep takes percentages"),
+    (["--latency", "100", "--no-ndr"], "need the no-drop rate"),
+    (["--size", "64,2000"], "--size must be 64..1518"),
+    (["--rounds", "0"], "--rounds at least 1")])
+def test_bad_bench_options_are_refused(monkeypatch, capsys, argv, err):
+    monkeypatch.setattr(sys, "argv", ["fwd_rate.py", *argv])
+    with pytest.raises(SystemExit) as e:
+        fwd_rate.parse_args()
+    assert e.value.code == 2 and err in capsys.readouterr().err
+
+
+def test_latency_alone_is_one_step_at_ten_percent(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["fwd_rate.py", "--latency", "100", "--size", "64,1500"])
+    a = fwd_rate.parse_args()
+    assert a.sweep == [10] and a.size == [64, 1500] and a.ndr
+
+
+def test_the_generator_paces_by_the_clock(tmp_path):
+    """xdp_gen.bpf.c through BPF_PROG_RUN (not live: the verdicts only): unpaced, every
+    repetition sends; paused, none; paced at an interval far longer than the run, only the
+    first (and the counter counts only frames sent)."""
+    import ctypes as C
+    import livegen
+    import benchlab
+    lib = livegen.libbpf()
+    livegen.compile_bpf(Path(measure.HERE) / "xdp_gen.bpf.c", tmp_path / "gen.o")
+    obj = livegen.BpfObject(lib, tmp_path / "gen.o")
+    try:
+        prog, cfg = obj.prog_fd("xdp_gen"), obj.map_fd("gen_cfg")
+        count = obj.map_fd("gen_count")
+        frame = benchlab.udp_frame("02:00:00:00:00:02", "02:00:00:00:00:01", 64)
+
+        def run(n):
+            buf = C.create_string_buffer(frame, len(frame))
+            out = C.create_string_buffer(len(frame) + 256)
+            opts = livegen.TestRunOpts(sz=C.sizeof(livegen.TestRunOpts),
+                                       data_in=C.addressof(buf), data_size_in=len(frame),
+                                       data_out=C.addressof(out), data_size_out=len(out),
+                                       repeat=n)
+            livegen.check(lib.bpf_prog_test_run_opts(prog, C.byref(opts)), "prog run")
+            return opts.retval
+
+        def sent():
+            return livegen.percpu_sum(lib, count, 0)
+        XDP_DROP, XDP_TX = 1, 3
+        livegen.gen_configure(lib, cfg)
+        assert run(100) == XDP_TX and sent() == 100
+        livegen.gen_configure(lib, cfg, paused=True)
+        assert run(100) == XDP_DROP and sent() == 100
+        livegen.gen_configure(lib, cfg, pps=0.01)         # one frame per 100 s
+        run(1000)
+        assert sent() == 101                                # the first is due at once
+        livegen.gen_configure(lib, cfg, pps=1e9)            # one per ns: every repetition
+        run(100)
+        assert sent() == 201
+    finally:
+        obj.close()
