@@ -149,7 +149,7 @@ def save(rows, args):
 
 
 CONFIG_KEYS = ("size", "rounds", "seconds", "warmup", "queues", "gen_cores", "fwd_cores",
-               "pin_kernel", "ndr", "trial", "loss_tolerance", "resolution", "max_trials",
+               "pin_kernel", "napi_prio", "ndr", "trial", "loss_tolerance", "resolution", "max_trials",
                "sweep", "sweep_systems", "latency", "latency_interval", "idle", "storm",
                "storm_methods", "fdb_sizes", "ports", "vlan_trunk", "fastpath",
                "fastpath_modes", "modes", "only")
@@ -267,6 +267,10 @@ def parse_args():
     p.add_argument("--no-pin-kernel", dest="pin_kernel", action="store_false",
                    help="leave bridge/xdp (and pyxsw fast-path) forwarding in the generator "
                         "core's softirq")
+    p.add_argument("--napi-prio", type=int, default=50, metavar="P",
+                   help="SCHED_FIFO priority of the threaded NAPI kthreads pinned to the "
+                        "forwarder cores (xdp and the fast-path rows), as a NIC's softirq "
+                        "preempts user threads; 0: SCHED_OTHER (default %(default)s)")
     p.add_argument("--storm", action="store_true",
                    help="pyxsw: a second window under an RPC storm (perf/rpc_rate.py --storm); "
                         "reports the forwarded rate's ratio storm/quiet")
