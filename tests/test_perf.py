@@ -42,19 +42,6 @@ def test_ports_are_parsed(monkeypatch):
     assert fwd_rate.parse_args().ports == [2, 16, 64]
 
 
-def test_the_report_has_the_8021q_row_against_the_same_runs_testpmd():
-    import report
-    r = lambda system, pps, mode=None: {"system": system, "mode": mode, "available": True,  # noqa: E731
-                                        "forwarded_pps": pps}
-    doc = {"fwd_64": {"results": [r("testpmd", 4.5e5), r("pyxsw", 5e5, "poll")]},
-           "fwd_64_trunk": {"results": [r("testpmd", 5e5), r("pyxsw", 5.5e5, "poll")]}}
-    lines = report.markdown(doc).splitlines()
-    i = next(i for i, line in enumerate(lines) if line.startswith("| 802.1Q"))
-    assert lines[i + 2] == "| pyxsw (poll) | 0.550 | 1.10x | 1.10x |"
-    assert not any(line.startswith("| 802.1Q") for line in
-                   report.markdown({"fwd_64": doc["fwd_64"]}).splitlines())
-
-
 def test_fastpath_options_are_parsed(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["fwd_rate.py", "--only", "pyxsw", "--fastpath-modes",
                                       "poll,interrupt"])
@@ -69,14 +56,13 @@ def test_fastpath_options_are_parsed(monkeypatch, capsys):
 
 
 def test_fastpath_rows_are_labelled_apart():
-    import report
-    for label in (fwd_rate.label, report.label):
-        assert label({"system": "pyxsw", "mode": "poll"}) == "pyxsw (poll)"
-        assert label({"system": "pyxsw", "mode": "poll", "fastpath": True}) == \
-            "pyxsw (poll, fastpath)"
-        assert label({"system": "pyxsw", "mode": "interrupt", "fastpath": True,
-                      "fdb_macs": 1000}) == "pyxsw (interrupt, fastpath, 1000 MACs)"
-        assert label({"system": "bridge", "mode": None}) == "bridge"
+    label = fwd_rate.label
+    assert label({"system": "pyxsw", "mode": "poll"}) == "pyxsw (poll)"
+    assert label({"system": "pyxsw", "mode": "poll", "fastpath": True}) == \
+        "pyxsw (poll, fastpath)"
+    assert label({"system": "pyxsw", "mode": "interrupt", "fastpath": True,
+                  "fdb_macs": 1000}) == "pyxsw (interrupt, fastpath, 1000 MACs)"
+    assert label({"system": "bridge", "mode": None}) == "bridge"
 
 
 def test_the_fastpath_share_is_of_the_ports_own_frames():
@@ -86,61 +72,6 @@ def test_the_fastpath_share_is_of_the_ports_own_frames():
         "fastpath_packets": 990, "packets": 1000, "share": 0.99}
     assert measure.fastpath_share(st(5, 5), st(5, 5), "p0")["share"] is None
     assert measure.fastpath_share(st(0, 0), st(0, 0), "p0", "tx")["share"] is None
-
-
-def test_the_report_has_the_fastpath_table_and_its_targets():
-    import report
-
-    def r(system, pps, mode=None, fastpath=False, p50=None, p99=None, idle=None, share=None):
-        row = {"system": system, "mode": mode, "available": True, "forwarded_pps": pps}
-        if fastpath:
-            row["fastpath"] = True
-            row["fastpath_frames"] = {"ingress": {"fastpath_packets": 99, "packets": 100,
-                                                  "share": share}}
-        if p50:
-            row["latency_us"] = {"n": 100, "p50": p50, "p99": p99, "max": p99}
-        if idle is not None:
-            row["idle"] = {"switch_cpu_pct": idle, "cpu_busy_pct": {}}
-        return row
-    doc = {"fwd_64": {"results": [
-        r("bridge", 1e6, p50=130, p99=190), r("testpmd", 0.9e6), r("ovs", 0.95e6),
-        r("pyxsw", 1e6, "poll", idle=100), r("pyxsw", 0.95e6, "interrupt", idle=0.4),
-        r("pyxsw", 3.8e6, "poll", True, 100, 180, 100, 0.9999),
-        r("pyxsw", 2e6, "interrupt", True, 140, 250, 0.6, 1.0),
-        r("xdp", 4e6, p50=104, p99=195)]}}
-    lines = report.markdown(doc).splitlines()
-    i = next(i for i, line in enumerate(lines) if line.startswith("| pyxsw with the fast path"))
-    assert lines[i + 2] == ("| pyxsw (poll, fastpath) | 3.800 | 100.0% | 0.95x | 3.80x | 4.00x "
-                            "| 4.22x | 3.80x | 100 / 180 | 100.0 |")
-    assert lines[i + 3] == ("| pyxsw (interrupt, fastpath) | 2.000 | 100.0% | 0.50x | 2.00x "
-                            "| 2.11x | 2.22x | 2.11x | 140 / 250 | 0.6 |")
-    j = next(i for i, line in enumerate(lines) if line.startswith("| target (issue 14"))
-    targets = lines[j + 2:]
-    assert targets[:6] == [
-        "| poll fastpath / xdp redirect, 64 B | 0.95x | >= 0.8x | met |",
-        "| poll fastpath / bridge, 64 B | 3.80x | >= 3.0x | met |",
-        "| poll fastpath / ovs, 64 B | 4.00x | >= 3.0x | met |",
-        "| poll fastpath / testpmd, 64 B | 4.22x | >= 3.0x | met |",
-        "| poll fastpath latency p50 / bridge p50 | 100 / 130 us | <= 1 | met |",
-        "| poll fastpath latency p99 / bridge p99 | 180 / 190 us | <= 1 | met |"]
-    assert "| interrupt fastpath / xdp redirect, 64 B | 0.50x | >= 0.8x | NOT met |" in targets
-    assert "| interrupt fastpath latency p99 / bridge p99 | 250 / 190 us | <= 1 | NOT met |" \
-        in targets
-    assert "| interrupt fastpath, idle CPU vs without | 0.6% / 0.4% | <= without + 0.5 points " \
-           "| met |" in targets
-    # the fast-path rows sit in the main table too, under their own label
-    assert any(line.startswith("| pyxsw (poll, fastpath) | 3.800 | 4.22x |") for line in lines)
-    # a run without them has neither table
-    plain = {"fwd_64": {"results": [x for x in doc["fwd_64"]["results"] if "fastpath" not in x]}}
-    assert not any("fast path" in line or "issue 14" in line
-                   for line in report.markdown(plain).splitlines())
-    # a fast-path row that did not run says why, and its targets are not measured
-    doc["fwd_64"]["results"][6] = {"system": "pyxsw", "mode": "interrupt", "fastpath": True,
-                                   "available": False, "reason": "the fast path did not engage"}
-    lines = report.markdown(doc).splitlines()
-    assert "| pyxsw (interrupt, fastpath) | not available: the fast path did not engage " \
-           "| | | | | | | | |" in lines
-    assert "| interrupt fastpath / testpmd, 64 B | - | >= 3.0x | not measured |" in lines
 
 
 # ---------------------------------------------------------------------------- issue 15
