@@ -134,7 +134,7 @@ def save(rows, args):
     now = datetime.datetime.now(datetime.timezone.utc)
     doc = {"benchmark": "fwd_rate", "schema": 2, "time": now.isoformat(timespec="seconds"),
            "machine": machine_info(),
-           "config": {k: getattr(args, k) for k in CONFIG_KEYS},
+           "config": {k: getattr(args, attr) for k, attr in CONFIG_KEYS.items()},
            "results": rows}
     text = json.dumps(doc, indent=2) + "\n"
     if args.save_as:                # perf/bench.py names its parts
@@ -148,11 +148,17 @@ def save(rows, args):
     print(f"\nresults: {path.relative_to(REPO)} (and fwd_rate-latest.json)")
 
 
-CONFIG_KEYS = ("size", "rounds", "seconds", "warmup", "queues", "gen_cores", "fwd_cores",
-               "pin_kernel", "napi_prio", "ndr", "trial", "loss_tolerance", "resolution", "max_trials",
-               "sweep", "sweep_systems", "latency", "latency_interval", "idle", "storm",
-               "storm_methods", "fdb_sizes", "ports", "vlan_trunk", "fastpath",
-               "fastpath_modes", "modes", "only")
+# The config as the JSON names it (report.py reads these): {JSON key: option's attribute}
+CONFIG_KEYS = {"sizes": "size", "rounds": "rounds", "seconds": "seconds", "warmup": "warmup",
+               "queues": "queues", "gen_cores": "gen_cores", "fwd_cores": "fwd_cores",
+               "pin_kernel": "pin_kernel", "napi_prio": "napi_prio", "ndr": "ndr",
+               "trial_s": "trial", "loss_tolerance_pct": "loss_tolerance",
+               "resolution": "resolution", "max_trials": "max_trials", "sweep_pct": "sweep",
+               "sweep_rows": "sweep_systems", "latency": "latency",
+               "latency_interval_us": "latency_interval", "idle": "idle", "storm": "storm",
+               "storm_methods": "storm_methods", "fdb_sizes": "fdb_sizes", "ports": "ports",
+               "vlan_trunk": "vlan_trunk", "fastpath": "fastpath",
+               "fastpath_modes": "fastpath_modes", "modes": "modes", "only": "only"}
 
 
 def link_latest(path, name):
