@@ -333,7 +333,7 @@ def idle_window(lab, seconds):
 # ----------------------------------------------------------------------------------------
 # The no-drop rate: trials at a paced rate, and the search over them
 # ----------------------------------------------------------------------------------------
-DRAIN_S = 0.2       # after a trial, before counting: what is still in the rings arrives
+DRAIN_S = 0.1       # after a trial, before counting: what is still in the rings arrives
 
 
 def trial(lab, pps, seconds):
@@ -358,16 +358,19 @@ def trial(lab, pps, seconds):
             "other_load_pct": window_rates(s0, s1)["other_load_pct"]}
 
 
-def ndr_search(lab, mfr_pps, size):
+def ndr_search(lab, mfr_pps, size, hint=None, resolution=None):
     """The highest offered rate at which the forwarder loses at most --loss-tolerance percent
-    of the frames (RFC 2544 throughput), by trials of --trial seconds: the first at 0.9x the
-    maximum forwarding rate, then up by 1.25x while trials pass, then bisection until the
-    bracket is within --resolution of its top, or --max-trials.  The figure is the measured
-    offered rate of the best passing trial (a paced generator can fall a little short of its
-    target), flagged generator-bound when it fell short by more than 3%."""
+    of the frames (RFC 2544 throughput), by trials of --trial seconds.  The first trial is at
+    `hint` (the row's no-drop rate in an earlier round) or else at 0.9x the maximum
+    forwarding rate; from there up by 1.1x (1.25x without a hint) while trials pass, or down
+    by 1.25x while they fail, then bisection until the bracket is within `resolution`
+    (default --resolution) of its top, or --max-trials.  The figure is the measured offered rate of the best passing trial
+    (a paced generator can fall a little short of its target), flagged generator-bound when
+    it fell short by more than 3%."""
     a = lab.args
+    resolution = resolution or a.resolution
     trials, lo, hi, best = [], 0.0, None, None
-    target = 0.9 * mfr_pps
+    target, up = (hint, 1.1) if hint else (0.9 * mfr_pps, 1.25)
     for _ in range(a.max_trials):
         if target < 1000:
             break
@@ -382,8 +385,10 @@ def ndr_search(lab, mfr_pps, size):
         else:
             hi = target if hi is None else min(hi, target)
         if hi is None:
-            target *= 1.25
-        elif hi - lo <= a.resolution * hi:
+            target *= up
+        elif not lo and hint:
+            target /= 1.25
+        elif hi - lo <= resolution * hi:
             break
         else:
             target = (lo + hi) / 2
@@ -489,9 +494,11 @@ def mfr_window(lab, row):
     return r
 
 
-def measure_once(lab, row, undo, rnd):
+def measure_once(lab, row, undo, rnd, hints=None):
     """Round `rnd` of `row`: start its forwarder, measure what the options ask (see the
-    module's docstring), stop it.  A failure makes the round {"available": False, ...}."""
+    module's docstring), stop it.  `hints`: {size: the row's no-drop rate in an earlier
+    round}, where the search starts.  A failure makes the round {"available": False}."""
+    hints = hints or {}
     a, system = lab.args, row["system"]
     storm = a.storm and system == "pyxsw" and plain(row) and not row.get("fastpath")
     mark = undo.mark()
@@ -513,7 +520,8 @@ def measure_once(lab, row, undo, rnd):
         if row.get("fdb_macs"):
             out["fdb_entries"] = pyxsw_fdb_entries(lab)
         if a.ndr and not row.get("fdb_macs"):
-            out["ndr"] = ndr_search(lab, out["mfr"]["forwarded_pps"], lab.size)
+            out["ndr"] = ndr_search(lab, out["mfr"]["forwarded_pps"], lab.size,
+                                    hints.get(lab.size))
         steps = (a.sweep if system in a.sweep_systems else a.sweep[:1]) if plain(row) else []
         ndr = (out.get("ndr") or {}).get("pps")
         if steps and ndr:
@@ -530,7 +538,10 @@ def measure_once(lab, row, undo, rnd):
                 undo.push("generator", stop_process, g)
             more = {"mfr": mfr_window(lab, row)}
             if a.ndr:
-                more["ndr"] = ndr_search(lab, more["mfr"]["forwarded_pps"], size)
+                # the other sizes' searches to twice the bracket: their figures are
+                # the second look, and the time goes to the first size's
+                more["ndr"] = ndr_search(lab, more["mfr"]["forwarded_pps"], size,
+                                         hints.get(size), 2 * a.resolution)
             out.setdefault("sizes", {})[str(size)] = more
         if lab.forwarder and lab.forwarder.poll() is not None:
             raise Unavailable(f"exited with status {lab.forwarder.returncode} while measured")
@@ -647,7 +658,7 @@ def run_all(lab, undo, a):
             print(f"fwd_rate: round {rnd + 1}/{a.rounds}: {row['label']} ...", flush=True)
             t0 = time.monotonic()
             r = measure_once(lab, {k: v for k, v in row.items() if k not in ("rounds",)},
-                             undo, rnd)
+                             undo, rnd, ndr_hints(row["rounds"], a.size))
             if r.get("available") is False:
                 row.update(available=False, reason=r["reason"])
                 print(f"{row['label']}: not available: {r['reason']}", flush=True)
@@ -657,6 +668,17 @@ def run_all(lab, undo, a):
     for row in rows:
         row["stats"] = stats(row["rounds"])
     return rows
+
+
+def ndr_hints(rounds, sizes):
+    """{size: median no-drop rate of the earlier rounds}: where a later round's search
+    starts, so that it brackets the rate in a few trials instead of from the overload rate."""
+    st, out = stats(rounds), {}
+    for i, size in enumerate(sizes):
+        got = st.get("ndr.pps" if i == 0 else f"sizes.{size}.ndr.pps")
+        if got:
+            out[size] = got["median"]
+    return out
 
 
 def summary_line(r):

@@ -498,20 +498,6 @@ def test_main_writes_beside_the_json(doc, tmp_path, capsys, monkeypatch):
     assert (tmp_path / "bench-y.md").exists() and "## pyxsw bench" in capsys.readouterr().out
 
 
-def test_sample_report(tmp_path_factory):
-    """Not a check: leaves a sample in /tmp/report-sample to look at (REPORT_SAMPLE=1)."""
-    import os
-    if not os.environ.get("REPORT_SAMPLE"):
-        pytest.skip("REPORT_SAMPLE=1 writes /tmp/report-sample")
-    out = Path("/tmp/report-sample")
-    out.mkdir(exist_ok=True)
-    report.write_all(make_doc(pings=2000), out, "bench-sample")
-    d = make_doc(pings=2000)
-    put(d, "xdp", "mfr.forwarded_pps", [1.9e6, 2.0e6, 2.1e6])
-    put(d, "xdp", "ndr.pps", [1.5e6, 1.6e6, 1.7e6])
-    report.write_all(d, out, "bench-sample-lowxdp")
-
-
 def test_two_queues_when_measured(doc):
     two = json.loads(json.dumps([row(doc, "pyxsw (poll)"), row(doc, "bridge")]))
     put({"fwd": {"results": two}}, "pyxsw (poll)", "mfr.forwarded_pps", [0.3e6, 0.3e6, 0.33e6])
@@ -523,3 +509,18 @@ def test_two_queues_when_measured(doc):
     assert lines[i + 2].startswith("| pyxsw (poll) |")
     assert lines[i + 2].endswith("| 0.300 (0.300-0.330) | 0.60x (0.50-0.60) |")
     assert lines[i + 4] == "| testpmd | not available: single-queue veth | | |"
+
+
+def sample_report(out=Path("/tmp/report-sample")):
+    """Not a test: a report of the synthetic run to look at, written by running this file:
+    `.venv/bin/python tests/test_perf_report.py` (then /tmp/report-sample/bench-sample.md)."""
+    out.mkdir(exist_ok=True)
+    report.write_all(make_doc(pings=2000), out, "bench-sample")
+    d = make_doc(pings=2000)
+    put(d, "xdp", "mfr.forwarded_pps", [1.9e6, 2.0e6, 2.1e6])
+    put(d, "xdp", "ndr.pps", [1.5e6, 1.6e6, 1.7e6])
+    report.write_all(d, out, "bench-sample-lowxdp")
+
+
+if __name__ == "__main__":
+    sample_report()

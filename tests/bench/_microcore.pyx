@@ -54,13 +54,14 @@ def decide_burst(Datapath c, const uint8_t[:] burst, uint32_t stride, uint32_t l
     cdef Py_ssize_t n = burst.shape[0] // stride, i
     cdef uint64_t r
     cdef int64_t total = 0
+    cdef Frame f
     if w.gen != c.sw.gen:
         worker_apply_gen(w)
     with nogil:
         for r in range(rounds):
             for i in range(n):
                 total += decide(w, c.sw.fdb.tab, &burst[i * stride], length,
-                                <uint16_t>in_port, now)
+                                <uint16_t>in_port, now, &f)
     return total
 
 
