@@ -94,6 +94,7 @@ def main():
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _forward)
     started = time.monotonic()
+    machine = fwd_rate.machine_info()       # the commit measured: as it is at the start
     py, fr = sys.executable, HERE / "fwd_rate.py"
     modes = "poll,interrupt,adaptive"
     cmd = [py, fr, "--only", a.only, "--modes", modes, "--seconds", "2", "--warmup", "1",
@@ -152,7 +153,7 @@ def main():
         tmp.rmdir()
     now = datetime.datetime.now(datetime.timezone.utc)
     doc = {"benchmark": "bench", "schema": 2, "time": now.isoformat(timespec="seconds"),
-           "machine": fwd_rate.machine_info(), "quick": a.quick,
+           "machine": machine, "quick": a.quick,
            "duration_s": round(time.monotonic() - started), **parts}
     RESULTS.mkdir(exist_ok=True)
     stamp = f"bench-{now.strftime('%Y%m%dT%H%M%SZ')}"

@@ -128,12 +128,12 @@ def report(rows, args):
             print(f"{'':<{width + 2}}{m}")
 
 
-def save(rows, args):
+def save(rows, args, machine):
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
     doc = {"benchmark": "fwd_rate", "schema": 2, "time": now.isoformat(timespec="seconds"),
-           "machine": machine_info(),
+           "machine": machine,
            "config": {k: getattr(args, attr) for k, attr in CONFIG_KEYS.items()},
            "results": rows}
     text = json.dumps(doc, indent=2) + "\n"
@@ -358,6 +358,7 @@ def main():
         print(f"fwd_rate: another run holds {LOCK}; waiting for it", flush=True)
         fcntl.flock(lock, fcntl.LOCK_EX)
 
+    machine = machine_info()        # the commit measured: as it is at the start
     undo = Undo()
     try:
         lab = BenchLab(a, undo)
@@ -370,7 +371,7 @@ def main():
         undo.unwind()
     report(rows, a)
     if not a.no_save:
-        save(rows, a)
+        save(rows, a, machine)
     return 0
 
 
