@@ -531,7 +531,9 @@ def storms(doc):
         methods = {m: None for rd in r.get("rounds") or [] for m in rd.get("storm_by_method") or {}}
         if not methods:
             continue
-        f = lambda m, k: fig(r, lambda rd: dig(rd.get("storm_by_method"), f"{m}.{k}"))  # noqa
+        # (method names have dots: no dotted path here)
+        f = lambda m, k: fig(r, lambda rd: ((rd.get("storm_by_method") or {}).get(m)  # noqa
+                                            or {}).get(k))
         hog = any(f(m, "burn_ratio") for m in methods)
         out += ["", f"| storm of one method, {name(r)} | RPCs/s | storm / quiet |"
                 + (" CPU hog / quiet |" if hog else ""), "|---|---:|---:|" + "---:|" * hog]

@@ -336,7 +336,10 @@ def test_the_storm_tables(doc):
     assert storm.count("|") == 10
     assert line(doc, "| poll under RPC storm / quiet (issue 3) |").endswith("| NOT met |")
     assert any(x.startswith("| storm of one method, pyxsw (poll) |") for x in lines)
-    assert any(x.startswith("| fdb.list |") for x in lines)
+    # every method's figures, dotted names included (a dotted path lost all but status)
+    for m in ("status", "port.list", "port.stats", "fdb.list"):
+        row = next(x for x in lines if x.startswith(f"| {m} |"))
+        assert "| - |" not in row and row.count("|") == 4
 
 
 def test_an_unavailable_row_says_why(doc):
