@@ -4,9 +4,10 @@
   1. fwd_rate.py, every row in --rounds interleaved rounds (round 1 of every row, then round 2,
      ...): bridge, testpmd, ovs, xdp (the in-kernel ceiling), pyxsw in each mode without and
      with its in-kernel fast path; then pyxsw (poll) with 16 and 64 ports (14 and 62 idle),
-     with 1,000 and 100,000 learned MACs, and with an 802.1Q trunk.  For each row and round:
-     the maximum forwarding rate (overload), the no-drop rate (RFC 2544 throughput, binary
-     search over paced trials), both at 64 and 1500 bytes; for pyxsw and the bridge the load
+     with 1,000 and 100,000 learned MACs, and with an 802.1Q trunk (64 B; the MAC rows the
+     overload rate only).  For each main row and round: the maximum forwarding rate
+     (overload), the no-drop rate (RFC 2544 throughput, binary search over paced trials),
+     both at 64 and 1500 bytes; for pyxsw and the bridge the load
      sweep (CPU per core and thread, wake-ups, round-trip latency at 10, 25, 50, 75 and 100% of
      the no-drop rate; the other rows get the 10% step); CPU at idle; for pyxsw without the
      fast path the RPC storm, its CPU-hog control and (poll) one storm per method;
@@ -78,8 +79,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every row (spread: min, "
                                                           "median, max)")
     ap.add_argument("--quick", action="store_true",
-                    help="one round of the main rows at 64 B, a 3-step sweep, short windows, "
-                         "no scaling rows, storms or 1500 B: a smoke test of about 3 minutes")
+                    help="one round of the main rows at 64 B, a 3-step sweep of 500 pings, a "
+                         "1 s idle, no scaling rows, storms or 1500 B: a smoke test of about "
+                         "3 minutes")
     ap.add_argument("--only", default=",".join(fwd_rate.SYSTEMS), help="systems (fwd_rate.py)")
     ap.add_argument("--no-1500", action="store_true", help="skip the 1500-byte rates")
     ap.add_argument("--no-2q", action="store_true", help="skip the two-queue rates")

@@ -275,8 +275,8 @@ class BenchLab:
                         break
                 else:
                     raise Unavailable("latency: no echo from the sink host within 5 s")
-                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIO))
                 try:
+                    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIO))
                     for i in range(count):
                         msg = struct.pack("!Q", i)
                         t0 = time.perf_counter_ns()

@@ -258,7 +258,7 @@ def parse_args():
     p.add_argument("--resolution", type=float, default=0.04,
                    help="no-drop search: stop when the bracket is within this fraction of "
                         "its top (default %(default)s)")
-    p.add_argument("--max-trials", type=int, default=8, help="no-drop search: at most this "
+    p.add_argument("--max-trials", type=int, default=10, help="no-drop search: at most this "
                    "many trials (default %(default)s)")
     p.add_argument("--sweep", type=ints, default=[], metavar="PCT,..",
                    help="load steps in %% of each round's no-drop rate (e.g. 10,25,50,75,100) "

@@ -107,7 +107,9 @@ def gen_configure(lib, cfg_fd, nmacs=0, pps=None, paused=False, cores=1):
     """Set xdp_gen.bpf.c's gen_cfg: source MACs to cycle through, and the load: `pps`
     frames/s in all (each of `cores` generators sends its share), None as fast as it goes,
     or paused (nothing sent)."""
-    interval = 0 if not pps else max(1, round(1e9 * cores / pps))
+    if pps is not None and pps <= 0:
+        raise ValueError(f"a load of {pps} frames/s: pause instead")
+    interval = 0 if pps is None else max(1, round(1e9 * cores / pps))
     global _epoch
     _epoch += 1                     # every setting starts the schedule afresh
     cfg = GenCfg(nmacs=nmacs, paused=1 if paused else 0, interval_ns=interval, epoch=_epoch)

@@ -30,6 +30,7 @@ import re
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import forwarders
@@ -156,7 +157,8 @@ def latency_hist(rtts):
 # ----------------------------------------------------------------------------------------
 def pyxsw_client(lab):
     """A client of the switch under test's management socket."""
-    sys.path.insert(0, str(REPO))
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
     from pyxsw.client import Client
     return Client(str(lab.tmp / "sw.sock"), timeout=10)
 
@@ -333,28 +335,46 @@ def idle_window(lab, seconds):
 # ----------------------------------------------------------------------------------------
 # The no-drop rate: trials at a paced rate, and the search over them
 # ----------------------------------------------------------------------------------------
-DRAIN_S = 0.1       # after a trial, before counting: what is still in the rings arrives
+def settle(lab, quiet=0.03, limit=1.0):
+    """With the generator paused, wait until the sink's count stops moving (unchanged for
+    `quiet` s, at most `limit` s): every frame still in the rings has arrived.  Before a
+    trial this keeps the overload window's backlog out of its count; after it, the trial's
+    last frames in."""
+    end = time.monotonic() + limit
+    last = lab.sink_frames()
+    while time.monotonic() < end:
+        time.sleep(quiet)
+        now = lab.sink_frames()
+        if now == last:
+            return
+        last = now
 
 
-def trial(lab, pps, seconds):
-    """One RFC 2544 trial, from a quiet forwarder: the generator sends `pps` frames/s for
-    `seconds`, pauses, and the frames still in flight get DRAIN_S to arrive.  Lost = sent
-    (the generator's count of frames it transmitted) - received (the sink's)."""
-    lab.load(paused=True)
-    s0 = sample(lab)
-    t0 = time.monotonic()
-    lab.load(pps)
-    time.sleep(seconds)
-    lab.load(paused=True)
-    dt = time.monotonic() - t0
-    time.sleep(DRAIN_S)
-    s1 = sample(lab)
-    sent, got = s1["gen"] - s0["gen"], s1["sink"] - s0["sink"]
-    lost = max(0, sent - got)
-    loss = 100 * lost / sent if sent else None
+def trial(lab, pps, seconds, attempts=2):
+    """One RFC 2544 trial from a quiet forwarder: the generator paused and the sink settled,
+    then `pps` frames/s for `seconds`, paused, settled again.  Lost = sent (the generator's
+    count of frames it transmitted) - received (the sink's).  More received than sent means
+    frames from before the trial were counted: the trial is repeated, and if it happens
+    again it counts as failed ("excess")."""
+    for _ in range(attempts):
+        lab.load(paused=True)
+        settle(lab)
+        s0 = sample(lab)
+        t0 = time.monotonic()
+        lab.load(pps)
+        time.sleep(seconds)
+        lab.load(paused=True)
+        dt = time.monotonic() - t0
+        settle(lab)
+        s1 = sample(lab)
+        sent, got = s1["gen"] - s0["gen"], s1["sink"] - s0["sink"]
+        if got <= sent:
+            break
+    loss = 100 * (sent - got) / sent if sent else None
     return {"target_pps": round(pps), "offered_pps": sent / dt, "forwarded_pps": got / dt,
-            "sent": sent, "lost": lost, "loss_pct": loss,
-            "passed": sent > 0 and loss <= lab.args.loss_tolerance,
+            "sent": sent, "lost": max(0, sent - got), "excess": max(0, got - sent),
+            "loss_pct": loss,
+            "passed": bool(sent) and got <= sent and loss <= lab.args.loss_tolerance,
             "other_load_pct": window_rates(s0, s1)["other_load_pct"]}
 
 
@@ -362,15 +382,16 @@ def ndr_search(lab, mfr_pps, size, hint=None, resolution=None):
     """The highest offered rate at which the forwarder loses at most --loss-tolerance percent
     of the frames (RFC 2544 throughput), by trials of --trial seconds.  The first trial is at
     `hint` (the row's no-drop rate in an earlier round) or else at 0.9x the maximum
-    forwarding rate; from there up by 1.1x (1.25x without a hint) while trials pass, or down
-    by 1.25x while they fail, then bisection until the bracket is within `resolution`
-    (default --resolution) of its top, or --max-trials.  The figure is the measured offered rate of the best passing trial
-    (a paced generator can fall a little short of its target), flagged generator-bound when
-    it fell short by more than 3%."""
+    forwarding rate; from there up by 1.25x while trials pass, or halved while they fail
+    (the rate can be far below the overload rate), the first step from a hint 1.1x only;
+    then bisection until the bracket is within `resolution` (default --resolution) of its
+    top ("converged"), or --max-trials.  The figure is the measured offered rate of the best
+    passing trial (a paced generator can fall a little short of its target), flagged
+    generator-bound when it fell short by more than 3%."""
     a = lab.args
     resolution = resolution or a.resolution
     trials, lo, hi, best = [], 0.0, None, None
-    target, up = (hint, 1.1) if hint else (0.9 * mfr_pps, 1.25)
+    target = hint or 0.9 * mfr_pps
     for _ in range(a.max_trials):
         if target < 1000:
             break
@@ -384,17 +405,21 @@ def ndr_search(lab, mfr_pps, size, hint=None, resolution=None):
                 break                   # the generator gives no more: the NDR is at least this
         else:
             hi = target if hi is None else min(hi, target)
-        if hi is None:
-            target *= up
-        elif not lo and hint:
-            target /= 1.25
+        first = hint and len(trials) == 1      # a hint's first step is a small one
+        if hi is None:                          # every trial passed: up
+            target *= 1.1 if first else 1.25
+        elif not lo:                            # every trial failed: down
+            target /= 1.1 if first else 2
         elif hi - lo <= resolution * hi:
             break
         else:
             target = (lo + hi) / 2
     pps = best["offered_pps"] if best else None
+    gen_bound = bool(best and best["offered_pps"] < 0.97 * best["target_pps"])
     return {"pps": pps, "gbps": gbps(pps, size), "trials": trials,
-            "generator_bound": bool(best and best["offered_pps"] < 0.97 * best["target_pps"]),
+            "converged": gen_bound or (hi is not None and lo > 0
+                                       and hi - lo <= resolution * hi),
+            "generator_bound": gen_bound,
             "loss_tolerance_pct": a.loss_tolerance,
             **({} if best else {"below_pps": min((t["target_pps"] for t in trials), default=None)})}
 
@@ -428,7 +453,9 @@ def sweep_step(lab, pct, ndr_pps, system):
     w = window_rates(s0, s1)
     dt = s1["t"] - s0["t"]
     step = {"pct": pct, "target_pps": round(target), **w,
-            "cpu_per_mpps": (round(w["fwd_core_busy_pct"] / (w["forwarded_pps"] / 1e6), 1)
+            # % of one core per Mpps: the forwarder cores' busy % summed
+            "cpu_per_mpps": (round(w["fwd_core_busy_pct"] * len(lab.args.fwd_cores)
+                                   / (w["forwarded_pps"] / 1e6), 1)
                              if w["fwd_core_busy_pct"] is not None and w["forwarded_pps"]
                              else None),
             "wakeups_per_s": (round(sum(b["wakeups"] - a["wakeups"] for a, b in zip(w0, w1))
@@ -445,11 +472,15 @@ def sweep_step(lab, pct, ndr_pps, system):
     return step
 
 
+PING_TIMEOUT_US = 100_000      # BenchLab.ping_pong waits 100 ms for an answer
+
+
 def latency(lab, count, system):
     """`count` ping-pongs through the forwarder: round-trip percentiles and the distribution,
-    in microseconds."""
+    in microseconds; a ping-pong without an answer counts as the 100 ms it was waited for."""
     try:
         rtts, lost = lab.ping_pong(count)
+        rtts += [PING_TIMEOUT_US] * lost        # no answer: at least the timeout
         return {"kind": "round trip", "n": len(rtts), "lost": lost,
                 "p50": percentile(rtts, 50), "p99": percentile(rtts, 99),
                 "p999": percentile(rtts, 99.9), "max": max(rtts) if rtts else None,
@@ -551,6 +582,9 @@ def measure_once(lab, row, undo, rnd, hints=None):
     except (Unavailable, RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         # one system failing spoils no other
         return {"round": rnd, "available": False, "reason": str(e)}
+    except Exception as e:      # noqa: BLE001 - a bug here must not lose the other rows
+        traceback.print_exc()
+        return {"round": rnd, "available": False, "reason": f"{type(e).__name__}: {e}"}
     finally:
         undo.unwind(mark)
     out["other_load_pct_max"] = max(other_loads(out), default=0.0)

@@ -63,8 +63,14 @@ def find(rows, system, mode=None, fastpath=False, ports=2, fdb_macs=None, vlan_t
 
 
 def results(doc):
-    """Every row of the run's forwarding measurements."""
-    return (doc.get("fwd") or {}).get("results") or []
+    """Every row of the run's forwarding measurements.  A row that failed after some rounds
+    keeps them: it counts as available with those rounds (its name says it failed, and
+    `[n/m]` how many rounds a figure has)."""
+    fwd = doc.get("fwd") or {}
+    of = (fwd.get("config") or {}).get("rounds")
+    return [dict(r, of=of, **({"available": True, "failed": r.get("reason")}
+                              if r.get("rounds") and not r.get("available") else {}))
+            for r in fwd.get("results") or []]
 
 
 def plain(r):
@@ -104,7 +110,8 @@ def spread(values, of=None):
 
 
 def nrounds(*rows):
-    return max(len((r or {}).get("rounds") or []) for r in rows)
+    """How many rounds the rows should have: the run's (a failed row has fewer)."""
+    return max((r or {}).get("of") or len((r or {}).get("rounds") or []) for r in rows)
 
 
 def fig(row, *whats):
@@ -174,8 +181,14 @@ def gen_bound(r):
     return any((rd.get("ndr") or {}).get("generator_bound") for rd in r.get("rounds") or [])
 
 
+def unconverged(r):
+    """In some round the no-drop search ran out of trials before its resolution."""
+    return any((rd.get("ndr") or {}).get("converged") is False for rd in r.get("rounds") or [])
+
+
 def name(r):
-    return label(r) + (" (!)" if noisy(r) else "")
+    """The row's label with its marks: (!) a noisy round, (x) a round that failed."""
+    return label(r) + (" (!)" if noisy(r) else "") + (" (x)" if r.get("failed") else "")
 
 
 def missing(r, ncols):
@@ -209,6 +222,13 @@ def gbps(doc, size, part):
 
 # ---------------------------------------------------------------- the recommendation
 
+def mean_of(rd, *paths):
+    """The mean of a round's figures at `paths`, None unless it has them all: one value per
+    round, so that a spread stays a spread over rounds."""
+    vals = [dig(rd, p) for p in paths]
+    return sum(vals) / len(vals) if all(isinstance(v, (int, float)) for v in vals) else None
+
+
 def rank(cands, measure, lower=False, slack=0.0, tiebreak=None):
     """The candidate with the best median of `measure` (row -> Spread), and the rows the
     rounds cannot tell from it (min-max ranges overlapping, within `slack`), itself
@@ -233,8 +253,8 @@ def recommend(doc):
         it are a tie the rounds cannot break, decided by the lower p99 latency at 50%
         load (the core is the switch's: rate first, then how it answers under load).
     (b) shared core: among modes whose median NDR is at least 0.8x the best, the lowest
-        forwarder-core CPU per Mpps at 25% and 50% load (both steps of every round
-        pooled: what forwarding takes from the core's other tenants at a typical load);
+        forwarder-core CPU per Mpps at 25% and 50% load (their mean in each round: what
+        forwarding takes from the core's other tenants at a typical load);
         ties by the lower core busy % at 10% load.  Poll spins its core at any load:
         said, with its busy % at 10% load.
     (c) mostly idle port: the lowest forwarder-core busy % with no traffic; within a
@@ -249,7 +269,8 @@ def recommend(doc):
     modes = [r for r in rows if r["system"] == "pyxsw" and not r.get("fastpath")]
     ndr = lambda r: fig(r, "ndr.pps")                                   # noqa: E731
     p99 = lambda p: lambda r: fig(r, f"sweep.{p}.latency_us.p99")       # noqa: E731
-    cpm = lambda r: fig(r, "sweep.25.cpu_per_mpps", "sweep.50.cpu_per_mpps")  # noqa: E731
+    cpm = lambda r: fig(r, lambda rd: mean_of(rd, "sweep.25.cpu_per_mpps",   # noqa: E731
+                                              "sweep.50.cpu_per_mpps"))
     busy10 = lambda r: fig(r, "sweep.10.fwd_core_busy_pct")             # noqa: E731
     idle = lambda r: fig(r, "idle.fwd_core_busy_pct")                   # noqa: E731
     out = []
@@ -330,7 +351,8 @@ def header(doc):
         f"unpaced, {c.get('seconds')} s windows. **NDR**, no-drop rate (RFC 2544 "
         "throughput): the highest offered rate that lost at most "
         f"{c.get('loss_tolerance_pct')}% of frames in a {c.get('trial_s')} s trial, by binary "
-        f"search to {100 * (c.get('resolution') or 0):g}%. Latency: {kind} time of UDP "
+        f"search to {100 * (c.get('resolution') or 0):g}% (twice that at the other sizes); "
+        f"(c) marks a search that ran out of trials first. Latency: {kind} time of UDP "
         f"ping-pongs ({c.get('latency')} per step, one in flight, every "
         f"{c.get('latency_interval_us')} us) during the load, in us."]
 
@@ -354,7 +376,7 @@ def rates(doc):
         if not r.get("available"):
             out.append(missing(r, 6))
             continue
-        g = " (g)" if gen_bound(r) else ""
+        g = (" (g)" if gen_bound(r) else "") + (" (c)" if unconverged(r) else "")
         out.append(f"| {name(r)} | {mpps(fig(r, 'ndr.pps'))}{g} | "
                    f"{mpps(fig(r, 'mfr.forwarded_pps'))} | {mpps(fig(r, 'mfr.offered_pps'))} | "
                    f"{times(paired(r, ref, 'ndr.pps'))} | "
@@ -375,6 +397,14 @@ def rates(doc):
         out += ["", f"(!): in some round of that row, other processes (not this benchmark) "
                 f"used more than {NOISY}% of a core: its figures are not trustworthy, run again "
                 "when the machine is quiet."]
+    if any(unconverged(r) for r in rows):
+        out += ["", "(c): in some round the no-drop search used all its trials before its "
+                "bracket was within the resolution: that round's NDR is the best rate that "
+                "passed, up to the bracket's width below the true one."]
+    if any(r.get("failed") for r in rows):
+        out += ["", "(x): the row failed in a later round and was not measured again; its "
+                "figures are from the rounds it finished: "
+                + "; ".join(f"{label(r)}: {r['failed'][:100]}" for r in rows if r.get("failed"))]
     if any(gen_bound(r) for r in results(doc)):
         out += ["", "(g): in some round the generator could not offer the rate the search "
                 "asked for (below 0.97 of it): the NDR is a lower bound."]
@@ -407,24 +437,31 @@ def sweeps(doc):
     and how it answers at the load a user actually has."""
     out = []
     for r in swept_rows(doc):
-        out += ["", f"| {name(r)}: % of its NDR | offered Mpps | fwd core busy % | switch CPU % "
-                "| CPU % per Mpps | wake-ups/s | p50 us | p99 us | p99.9 us | max us |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        out += ["", f"| {name(r)}: % of its NDR | offered Mpps | lost % | fwd core busy % | "
+                "switch CPU % | CPU % per Mpps | wake-ups/s | p50 us | p99 us | p99.9 us | "
+                "max us | pings lost |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         if not r.get("available"):
-            out.append(missing(r, 11))
+            out.append(missing(r, 13))
             continue
         for p in config(doc).get("sweep_pct") or [10, 25, 50, 75, 100]:
             f = lambda k: fig(r, f"sweep.{p}.{k}")      # noqa: E731
-            out.append(f"| {p}% | {mpps(f('offered_pps'))} | {pct(f('fwd_core_busy_pct'))} | "
+            out.append(f"| {p}% | {mpps(f('offered_pps'))} | {cell(f('loss_pct'), 1, 3)} | "
+                       f"{pct(f('fwd_core_busy_pct'))} | "
                        f"{pct(f('switch_cpu_pct'))} | {us(f('cpu_per_mpps'))} | "
                        f"{us(f('wakeups_per_s'))} | "
                        + " | ".join(us(f(f"latency_us.{q}"))
-                                    for q in ("p50", "p99", "p999", "max")) + " |")
+                                    for q in ("p50", "p99", "p999", "max"))
+                       + f" | {us(f('latency_us.lost'))} |")
     if out:
-        out += ["", "Fwd core busy %: the forwarder core(s) from /proc/stat, kernel work "
-                "included; switch CPU %: the switch process's utime+stime in % of one core "
-                "(none for the in-kernel bridge); CPU % per Mpps: fwd core busy % / forwarded "
-                "Mpps; wake-ups/s: the workers' (pyxsw)."]
+        out += ["", "Lost %: frames the sink did not get over the step's CPU window (a "
+                "window's edges make it approximate: a step at its row's NDR can lose frames "
+                "the 1 s trials did not, and its latency is then a full queue's). Fwd core "
+                "busy %: the forwarder core(s) from /proc/stat, kernel work included; switch "
+                "CPU %: the switch process's utime+stime in % of one core (none for the "
+                "in-kernel bridge); CPU % per Mpps: fwd core busy % / forwarded Mpps; "
+                "wake-ups/s: the workers' (pyxsw). Pings lost: ping-pongs with no answer "
+                "within 100 ms, counted at 100 ms in the percentiles."]
     return out
 
 
@@ -834,7 +871,8 @@ def cpu_plot(plt, doc, path):
     if not against_load(ax, doc, "fwd_core_busy_pct", by_pct=False):
         plt.close(f)
         return False
-    ax.set_xlabel("offered load, Mpps (steps at 10, 25, 50, 75, 100% of the row's NDR)")
+    steps = ", ".join(map(str, config(doc).get("sweep_pct") or []))
+    ax.set_xlabel(f"offered load, Mpps (steps at {steps}% of the row's NDR)")
     ax.set_ylabel("forwarder core busy %, median (bars: min-max)")
     ax.set_ylim(0, 110)
     ax.set_xlim(left=0)

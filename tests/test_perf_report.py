@@ -296,6 +296,8 @@ def test_each_swept_row_has_a_load_sweep_table(doc):
     put(doc, "pyxsw (interrupt)", "sweep.50.offered_pps", [0.2e6, 0.2e6, 0.2e6])
     put(doc, "pyxsw (interrupt)", "sweep.50.fwd_core_busy_pct", [40.0, 44.0, 50.0])
     put(doc, "pyxsw (interrupt)", "sweep.50.cpu_per_mpps", [200.0, 220.0, 250.0])
+    put(doc, "pyxsw (interrupt)", "sweep.50.loss_pct", [0.0, 0.0, 2.5])
+    put(doc, "pyxsw (interrupt)", "sweep.50.latency_us.lost", [0, 3, 1])
     lines = lines_of(doc)
     heads = [x for x in lines if "% of its NDR |" in x]
     assert [h.split(":")[0] for h in heads] == [
@@ -304,11 +306,12 @@ def test_each_swept_row_has_a_load_sweep_table(doc):
         "| pyxsw (adaptive, fastpath)"]
     i = lines.index(next(h for h in heads if h.startswith("| pyxsw (interrupt):")))
     assert [x.split(" |")[0] for x in lines[i + 2:i + 7]] == [f"| {p}%" for p in STEPS]
-    assert lines[i + 4].startswith("| 50% | 0.200 | 44.0 (40.0-50.0) | ")
-    assert "| 220 (200-250) |" in lines[i + 4]
+    # a step's frame loss and its unanswered pings are in the table
+    assert lines[i + 4].startswith("| 50% | 0.200 | 0.000 (0.000-2.500) | 44.0 (40.0-50.0) | ")
+    assert "| 220 (200-250) |" in lines[i + 4] and lines[i + 4].endswith("| 1 (0-3) |")
     # bridge: no switch process, no wake-ups
     j = lines.index(heads[0])
-    assert lines[j + 2].split(" | ")[3:6:2] == ["-", "-"]
+    assert lines[j + 2].split(" | ")[4:7:2] == ["-", "-"]
 
 
 def test_scaling_idle_ports_fdb_trunk_and_two_queues(doc):
@@ -349,6 +352,26 @@ def test_an_unavailable_row_says_why(doc):
     assert "| pyxsw (interrupt, fastpath) | not available: the fast path did not engage | | | | |" \
         in lines
     assert line(doc, "| interrupt fastpath / testpmd, 64 B MFR |").endswith("| not measured |")
+
+
+def test_a_row_that_failed_in_a_later_round_keeps_the_rounds_it_finished(doc):
+    r = row(doc, "pyxsw (interrupt)")
+    r.update(available=False, reason="exited with status 1 while measured",
+             rounds=r["rounds"][:2])
+    lines = lines_of(doc)
+    ndr = line(doc, "| pyxsw (interrupt) (x) |")
+    assert "[2/3]" in ndr and "not available" not in ndr
+    assert any(x.startswith("(x): ") and "exited with status 1" in x for x in lines)
+    assert any(x.startswith("| pyxsw (interrupt) (x): % of its NDR") for x in lines)
+    assert "interrupt" in next(c for c in report.recommend(doc)
+                               if c["case"] == "dedicated core")["why"]
+
+
+def test_a_search_that_did_not_converge_is_marked(doc):
+    assert not any(x.startswith("(c): ") for x in lines_of(doc))
+    row(doc, "ovs")["rounds"][1]["ndr"]["converged"] = False
+    assert line(doc, "| ovs |").split(" | ")[1].endswith(" (c)")
+    assert any(x.startswith("(c): ") for x in lines_of(doc))
 
 
 def test_the_header_records_the_commit_and_whether_it_was_dirty(doc):
@@ -394,7 +417,7 @@ def test_dedicated_core_is_the_highest_ndr_and_ties_go_to_the_lower_p99(doc):
             adaptive=[0.43, 0.44, 0.45])
     r = rec(doc)["dedicated core"]
     assert r["choice"] == "poll"
-    assert "poll 0.510 (0.500-0.520)" in r["why"] and "overlap" not in r["why"]
+    assert "poll 0.510 (0.500-0.520)" in r["why"] and "cannot be told apart" not in r["why"]
     set_ndr(doc, interrupt=[0.60, 0.61, 0.62])
     assert rec(doc)["dedicated core"]["choice"] == "interrupt"
     # overlapping ranges: the rounds cannot tell them apart, p99 at 50% load decides
@@ -418,6 +441,12 @@ def test_shared_core_is_the_lowest_cpu_per_mpps_among_the_fast_enough(doc):
     r = rec(doc)["shared core"]
     assert r["choice"] == "interrupt"
     assert "interrupt 205 (200-210)" in r["why"]
+    # the spread is over rounds: a load step's difference is not taken for a round's
+    for m, lo, hi in (("poll", 300, 700), ("interrupt", 480, 520)):
+        put(doc, f"pyxsw ({m})", "sweep.25.cpu_per_mpps", [hi] * 3)
+        put(doc, f"pyxsw ({m})", "sweep.50.cpu_per_mpps", [lo] * 3)
+    r = rec(doc)["shared core"]
+    assert "poll 500, interrupt 500" in r["why"]
     assert "poll keeps its core" in r["why"]
     # too slow (NDR below 0.8x the best): out, whatever its CPU
     set_ndr(doc, interrupt=[0.38, 0.38, 0.38])
