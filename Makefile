@@ -64,7 +64,6 @@ soak: install
 bench: install
 	@missing=$$(for p in $(BENCH_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
-	$(VPY) -m pip install -q -r requirements-bench.txt
 	$(VPY) perf/bench.py
 
 clean:
