@@ -325,6 +325,8 @@ def parse_args():
         modes = ("poll", "interrupt", "adaptive")
         if set(a.modes + a.fastpath_modes) - set(modes):
             p.error(f"--modes and --fastpath-modes take {','.join(modes)}")
+        if len(set(a.gen_cores)) != len(a.gen_cores):
+            p.error("--gen-cores: each core once (each paces its share of the load)")
         if not all(64 <= x <= 1518 for x in a.size):
             p.error("--size must be 64..1518")
         if any(not 2 <= n <= 64 for n in a.ports):

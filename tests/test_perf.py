@@ -223,7 +223,8 @@ def test_rows_are_the_systems_then_the_scaling_variants(monkeypatch):
     (["--sweep", "10,0"], "--sweep takes percentages"),
     (["--latency", "100", "--no-ndr"], "need the no-drop rate"),
     (["--size", "64,2000"], "--size must be 64..1518"),
-    (["--rounds", "0"], "--rounds at least 1")])
+    (["--rounds", "0"], "--rounds at least 1"),
+    (["--gen-cores", "0,0"], "each core once")])
 def test_bad_bench_options_are_refused(monkeypatch, capsys, argv, err):
     monkeypatch.setattr(sys, "argv", ["fwd_rate.py", *argv])
     with pytest.raises(SystemExit) as e:
