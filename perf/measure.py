@@ -82,6 +82,14 @@ def thread_ticks(pid):
     return out
 
 
+def thread_cpu(t0, t1, dt):
+    """Between two thread_ticks() `dt` s apart: {"comm/tid": {cpu_pct (% of a core),
+    on_cpu (the CPU it last ran on)}} of the threads alive at both."""
+    hz = os.sysconf("SC_CLK_TCK")
+    return {f"{t1[k][0]}/{k}": {"cpu_pct": round(100 * (t1[k][1] - t0[k][1]) / hz / dt, 1),
+                                "on_cpu": t1[k][2]} for k in t1 if k in t0}
+
+
 def cpu_times():
     """{cpu: (busy, total)} jiffies from /proc/stat."""
     res = {}
@@ -289,10 +297,7 @@ def storm_windows(lab, undo, seconds, quiet_pps):
         w = window_rates(s0, s1)
         dt = s1["t"] - s0["t"]
         w["switch_counters"] = {k: l1[k] - l0[k] for k in l1}
-        # per thread of the switch: % of a core, and the CPU it last ran on
-        w["threads"] = {f"{t1[k][0]}/{k}": {
-            "cpu_pct": round(100 * (t1[k][1] - t0[k][1]) / os.sysconf("SC_CLK_TCK") / dt, 1),
-            "on_cpu": t1[k][2]} for k in t1 if k in t0}
+        w["threads"] = thread_cpu(t0, t1, dt)
         return w
 
     def rpcs():
@@ -461,9 +466,7 @@ def sweep_step(lab, pct, ndr_pps, system):
             "wakeups_per_s": (round(sum(b["wakeups"] - a["wakeups"] for a, b in zip(w0, w1))
                                     / dt) if w0 and w1 else None)}
     if t0:
-        step["threads"] = {f"{t1[k][0]}/{k}": {
-            "cpu_pct": round(100 * (t1[k][1] - t0[k][1]) / os.sysconf("SC_CLK_TCK") / dt, 1),
-            "on_cpu": t1[k][2]} for k in t1 if k in t0}
+        step["threads"] = thread_cpu(t0, t1, dt)
     if lab.args.latency:
         s2 = sample(lab)
         step["latency_us"] = latency(lab, lab.args.latency, system)

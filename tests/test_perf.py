@@ -292,3 +292,13 @@ def test_the_microbenchmarks_build_against_todays_core():
     mod = bench.build_microcore()
     used = set(re.findall(r"microcore\.(\w+)", (path.parent / "bench_core.py").read_text()))
     assert used and all(callable(getattr(mod, name, None)) for name in used)
+
+
+def test_thread_cpu_is_per_thread_percent_of_a_core_over_the_window():
+    import os
+    hz = os.sysconf("SC_CLK_TCK")
+    t0 = {11: ("pyxsw", 100, 0), 12: ("worker", 0, 1)}
+    t1 = {11: ("pyxsw", 100 + hz // 2, 0), 12: ("worker", 2 * hz, 1), 13: ("new", 5, 0)}
+    assert measure.thread_cpu(t0, t1, 2.0) == {
+        "pyxsw/11": {"cpu_pct": round(100 * (hz // 2) / hz / 2, 1), "on_cpu": 0},
+        "worker/12": {"cpu_pct": 100.0, "on_cpu": 1}}
