@@ -75,7 +75,9 @@ def _given(**kwargs):
 
 
 # The RPC methods that have no helper of their own name, and what stands for them.
-NOT_HELPERS = {"events.subscribe": "subscribe() and events(): the connection keeps the state"}
+NOT_HELPERS = {"events.subscribe": "subscribe() and events(): the connection keeps the state",
+               "capture.start": "Client.capture(): the connection keeps the state",
+               "capture.stop": "Client.capture_stop()"}
 
 
 class _Methods:
@@ -137,6 +139,17 @@ class _Methods:
         that found frames.  Over a span: busy_share(later[q], since=earlier[q])."""
         return self.call("worker.stats")
 
+    def mirror_add(self, name, source, output, direction="both"):
+        """mirror_add("m0", ["s0", "s1"], "s2"): what s0 and s1 receive and send, to s2."""
+        return self.call("mirror.add", name=name, source=source, output=output,
+                         direction=direction)
+
+    def mirror_del(self, name):
+        return self.call("mirror.del", name=name)
+
+    def mirror_list(self):
+        return self.call("mirror.list")
+
 
 class Client(_Methods):
     """A blocking client.  `timeout` (seconds, None for none) bounds each call."""
@@ -155,6 +168,8 @@ class Client(_Methods):
         self._msgid = 0
         self._events = collections.deque()      # events that came while waiting for a reply
         self._subscribed = False
+        self._frames = collections.deque()      # captured frames not yet taken; its end
+        self.capture_result = None              # {"id", "captured", "lost"} once it ended
 
     def __enter__(self):
         return self
@@ -178,8 +193,7 @@ class Client(_Methods):
         while True:
             msg = self._receive()
             if msg[0] == NOTIFY:
-                if (ev := _event(msg)) is not None:
-                    self._events.append(ev)
+                self._notified(msg)
             elif msg[1] == msgid:
                 if msg[2] is not None:
                     raise _error(msg[2])
@@ -208,8 +222,55 @@ class Client(_Methods):
                 return
             except socket.timeout:
                 raise TimeoutError(f"no event for {timeout} s") from None
-            if msg[0] == NOTIFY and (ev := _event(msg)) is not None:
-                yield ev
+            if msg[0] == NOTIFY:
+                self._notified(msg)
+
+    def capture(self, port, direction="both", snaplen=None, count=0, timeout=None):
+        """Capture port's frames on this connection (the capture.start method): yield
+        (time ns, "in"|"out", length on the wire, bytes kept) as they come.  It ends after
+        `count` frames (0: never), or once capture_stop() was called and the frames before
+        it were given; capture_result then holds {"id", "captured", "lost"}.  With
+        `timeout`, TimeoutError when no frame came for that long (the capture runs on).
+        The capture starts before this returns."""
+        self.capture_result = None
+        self._frames.clear()
+        self.call("capture.start", port=port, direction=direction, count=count,
+                  **_given(snaplen=snaplen))
+        return self.capture_frames(timeout)
+
+    def capture_frames(self, timeout=None):
+        """The frames of the capture under way, as capture() gives them (after a
+        KeyboardInterrupt in capture()'s loop: capture_stop(), then this for the rest)."""
+        while True:
+            while self._frames:
+                item = self._frames.popleft()
+                if isinstance(item, dict):
+                    self.capture_result = item
+                    return
+                yield item
+            self._sock.settimeout(timeout)
+            try:
+                msg = self._receive()
+            except socket.timeout:
+                raise TimeoutError(f"no frame for {timeout} s") from None
+            if msg[0] == NOTIFY:
+                self._notified(msg)
+
+    def capture_stop(self):
+        """Stop this connection's capture: {"id", "captured", "lost"}.  The frames that came
+        before the reply are still given by capture()'s generator, then it ends."""
+        res = self.call("capture.stop")
+        self._frames.append(res)
+        return res
+
+    def _notified(self, msg):
+        _, name, params = msg
+        if (ev := _event(msg)) is not None:
+            self._events.append(ev)
+        elif name == "capture" and isinstance(params, list) and params:
+            self._frames.extend(tuple(f) for f in params[0].get("frames", ()))
+        elif name == "capture.end" and isinstance(params, list) and params:
+            self._frames.append(params[0])
 
     def _why_closed(self):
         """The error reply the switch sent before closing on us (msgid None), if any."""

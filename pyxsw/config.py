@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from .vocab import (FASTPATH, FRAME_SIZES, MAX_AGING, MAX_BATCH, MAX_CAPACITY, MAX_FLOOD_LIMIT,  # noqa: F401
                     MAX_FRAMES, MAX_PORT_LIMIT, MAX_PORTS, MAX_RING_SIZE, MAX_WORKERS, MODES,
                     VLAN_MODES, XDP_MODES, ZERO_COPY, Invalid, PortVlan, port_vlan, valid_ifname)
+from .vocab import DIRECTIONS, port_names, name as vocab_name
+from .taps import Mirror, check_mirror
 
 # Bounds only the file has.
 MAX_CLIENTS = 65536             # management connections: a descriptor and ~30 KB each
@@ -98,6 +100,7 @@ class Config:
     fdb: FdbSection = field(default_factory=FdbSection)
     management: ManagementSection = field(default_factory=ManagementSection)
     ports: list = field(default_factory=list)
+    mirrors: list = field(default_factory=list)            # taps.Mirror, from [[mirror]]
     source: str = field(default="<dict>", compare=False)    # where it came from, for messages
 
     @classmethod
@@ -132,6 +135,7 @@ class Config:
             "port": [{"name": p.name, "flood_limit": p.flood_limit,
                       "forward_reserved": p.forward_reserved, **p.vlans.keys()}
                      for p in self.ports],
+            **({"mirror": [m.keys() for m in self.mirrors]} if self.mirrors else {}),
         }
 
 
@@ -195,11 +199,12 @@ class _Parser:
         return v
 
     def config(self, d) -> Config:
-        self.table(d, "", ("switch", "fdb", "management", "port"))
+        self.table(d, "", ("switch", "fdb", "management", "port", "mirror"))
         sw = self.switch(d.get("switch", {}))
         fdb = self.fdb(d.get("fdb", {}))
         mgmt = self.management(d.get("management", {}), sw.name)
         ports = self.ports(d.get("port", []))
+        mirrors = self.mirrors(d.get("mirror", []), ports)
         # The core's rule (Core.port_add): every socket's fill ring gets at least a batch out
         # of half the frames; sockets are ports x queues (one queue per entry of cores).
         need = 2 * sw.batch * len(ports) * len(sw.cores)
@@ -207,7 +212,8 @@ class _Parser:
             self.fail("switch.frames", f"must be at least {need} for {len(ports)} port(s) x "
                                        f"{len(sw.cores)} queue(s) (2 x batch per socket), "
                                        f"got {sw.frames}")
-        return Config(switch=sw, fdb=fdb, management=mgmt, ports=ports, source=self.source)
+        return Config(switch=sw, fdb=fdb, management=mgmt, ports=ports, mirrors=mirrors,
+                      source=self.source)
 
     def switch(self, d) -> SwitchSection:
         S, D = "switch", SwitchSection()
@@ -317,3 +323,38 @@ class _Parser:
             ports.append(PortSection(name=name, flood_limit=flood_limit,
                                      forward_reserved=forward_reserved, **vlans._asdict()))
         return ports
+
+    def mirrors(self, lst, ports) -> list:
+        """[[mirror]]: name, source (ports), direction (in | out | both, default both),
+        output (a port); checked as mirror.add checks them (taps.check_mirror)."""
+        if not isinstance(lst, list):
+            self.fail("mirror", f"expected an array of tables ([[mirror]]), got {_what(lst)}")
+        names = {p.name for p in ports}
+        mirrors = {}
+        for i, m in enumerate(lst):
+            key = f"mirror[{i}]"
+            self.table(m, key, ["name", "source", "direction", "output"])
+            for k in ("name", "source", "output"):
+                if k not in m:
+                    self.fail(f"{key}.{k}", "missing")
+            try:
+                name = vocab_name(m["name"], "name")
+            except Invalid as e:
+                self.fail(f"{key}.name", str(e))
+            try:
+                sources = tuple(port_names(m["source"]))
+            except Invalid as e:
+                self.fail(f"{key}.source", str(e))
+            direction = self.string(m, key, "direction", "both", DIRECTIONS)
+            output = self.string(m, key, "output", None)
+            for k, ps in (("source", sources), ("output", (output,))):
+                for p in ps:
+                    if p not in names:
+                        self.fail(f"{key}.{k}", f"{p} is not one of the [[port]] names")
+            mirror = Mirror(name, sources, direction, output)
+            try:
+                check_mirror(mirror, mirrors)
+            except Invalid as e:
+                self.fail(f"{key}.{e.key}", str(e))
+            mirrors[name] = mirror
+        return list(mirrors.values())

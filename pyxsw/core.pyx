@@ -701,6 +701,88 @@ cdef class Datapath:
                 write(sw.events_fd, &one, 8)
         return out
 
+    # ------------------------------------------------------------------ capture and mirrors
+
+    def set_ops(self, ops, uint32_t snaplen=0):
+        """What the workers copy (pyxsw.switch keeps the captures and mirrors and says it
+        all again whenever they or the ports change): ops = {port index: (tap, mirror_in,
+        mirror_out, mirror_dst)}, tap a set of "in"/"out", mirror_in/out sets of the output
+        ports' indexes, mirror_dst whether it is a mirror's output; ports left out have
+        none.  snaplen: bytes a captured frame keeps at most.  A tap allocates the workers'
+        capture rings the first time (MemoryError when it cannot)."""
+        cdef Sw *sw = self._sw()
+        cdef Port *pt
+        cdef int p, q
+        cdef uint64_t m
+        cdef CapRing *r
+        cdef uint32_t slot = (sizeof(CapRec) + sw.umem.frame_size + 63) & ~(<uint32_t>63)
+        for p, (tap, mi, mo, dst) in ops.items():
+            if not (0 <= p < MAX_PORTS) or not set(tap) <= {"in", "out"}:
+                raise ValueError(f"bad operations for port {p}: {tap!r}")
+            for o in (*mi, *mo):
+                if not (0 <= o < MAX_PORTS) or o == p:
+                    raise ValueError(f"port {p} cannot mirror to port {o}")
+        with self.lock:
+            if any(tap for tap, _, _, _ in ops.values()):
+                for q in range(sw.nworkers):
+                    if sw.workers[q].cap != NULL:
+                        continue
+                    r = <CapRing *>calloc(1, sizeof(CapRing))
+                    if r != NULL:
+                        r.recs = <uint8_t *>malloc(<size_t>CAP_RING * slot)
+                    if r == NULL or r.recs == NULL:
+                        free(r)
+                        raise MemoryError("no memory for the capture rings")
+                    r.slot = slot
+                    sw.workers[q].cap = r
+            for p in range(MAX_PORTS):
+                pt = &sw.ports[p]
+                if pt.kind == KIND_NONE:
+                    continue
+                tap, mi, mo, dst = ops.get(p, ((), (), (), False))
+                pt.tap = (TAP_IN if "in" in tap else 0) | (TAP_OUT if "out" in tap else 0)
+                m = 0
+                for o in mi:
+                    m |= (<uint64_t>1) << o
+                pt.mirror_in = m
+                m = 0
+                for o in mo:
+                    m |= (<uint64_t>1) << o
+                pt.mirror_out = m
+                pt.mirror_dst = 1 if dst else 0
+            sw.cap_snap = snaplen
+            self._publish()
+
+    def drain_capture(self):
+        """Frames the workers captured: [(time ns, port index, "in"|"out", length, bytes)],
+        at most a ring's worth per worker (the eventfd is left readable when more wait)."""
+        cdef Sw *sw = self._sw()
+        cdef CapRing *r
+        cdef CapRec *rec
+        cdef uint32_t t, h
+        cdef int q
+        cdef bint left = False
+        cdef uint64_t one = 1
+        out = []
+        with self.lock:                     # one consumer per ring
+            for q in range(sw.nworkers):
+                r = sw.workers[q].cap
+                if r == NULL:
+                    continue
+                t = r.tail
+                h = pyxsw_load_acq32(&r.head)
+                while t != h:
+                    rec = <CapRec *>(r.recs + <uint64_t>(t & (CAP_RING - 1)) * r.slot)
+                    out.append((rec.ts_ns, rec.port, "in" if rec.dir == TAP_IN else "out",
+                                rec.len, (<char *>rec + sizeof(CapRec))[:rec.caplen]))
+                    t += 1
+                pyxsw_store_rel32(&r.tail, t)
+                pyxsw_fence_seq()
+                left = left or pyxsw_load_acq32(&r.head) != t
+            if left:
+                write(sw.events_fd, &one, 8)
+        return out
+
     # ------------------------------------------------------------------ tests
 
     def decide(self, const uint8_t[:] frame, int in_port, now=None):

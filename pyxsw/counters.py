@@ -71,6 +71,8 @@ PORT = Family("port", "PORT_", "one switch port, summed over its queues", (
             "not forwarded"),
     Counter("vlan_dropped", COUNTER, "frames not in a VLAN the port carries: a VLAN it does not "
             "allow, a tag on an access port, no tag on a trunk without a native VLAN"),
+    Counter("mirror_dropped", COUNTER, "frames received on a mirror's output port, which "
+            "forwards nothing while it mirrors"),
 ))
 
 # The kernel's XDP_STATISTICS of one AF_XDP socket: per queue, and summed per port ("xdp").
@@ -114,6 +116,9 @@ WORKER = Family("worker", "WORKER_", "one worker thread (queue q of every port)"
     Counter("pool_empty", COUNTER, "times a frame was wanted and none was free"),
     Counter("cache", GAUGE, "free frames in the worker's own cache"),
     Counter("events_lost", COUNTER, "events dropped because the event ring was full"),
+    Counter("captured", COUNTER, "frames copied into the capture ring"),
+    Counter("capture_lost", COUNTER, "frames a capture missed: its ring was full"),
+    Counter("mirrored", COUNTER, "frames copied to a mirror's output port"),
     Counter("frames_from_pool", COUNTER, "frames taken from the shared pool"),
     Counter("frames_to_pool", COUNTER, "frames given back to the shared pool"),
     Counter("frames_from_rx", COUNTER, "frames taken from RX rings"),

@@ -100,9 +100,18 @@ cdef void kfdb_mark(Fdb *f, FdbEntry *e, uint32_t n, uint32_t now) noexcept nogi
 # ---------------------------------------------------------------------------- the ports' rows
 
 cdef uint32_t fp_flags(Sw *sw, Port *pt) noexcept nogil:
-    if not sw.fastpath or pt.kind != KIND_AFXDP or not pt.active or not pt.up:
+    """A port's flags: its frames forwarded in the kernel (IN), frames forwarded to it there
+    (OUT).  A direction captured or mirrored, and a mirror's output, take the AF_XDP path,
+    where the workers copy them."""
+    cdef uint32_t flags
+    if not sw.fastpath or pt.kind != KIND_AFXDP or not pt.active or not pt.up or pt.mirror_dst:
         return 0
-    return PYXSW_FP_IN | (PYXSW_FP_OUT if pt.fp_capable and pt.mtu else 0)
+    flags = PYXSW_FP_IN | (PYXSW_FP_OUT if pt.fp_capable and pt.mtu else 0)
+    if pt.tap & TAP_IN or pt.mirror_in:
+        flags &= ~(<uint32_t>PYXSW_FP_IN)
+    if pt.tap & TAP_OUT or pt.mirror_out:
+        flags &= ~(<uint32_t>PYXSW_FP_OUT)
+    return flags
 
 
 cdef int row_write(Xdp *x, Port *pt, uint32_t index, pyxsw_port *row) noexcept nogil:
@@ -208,6 +217,10 @@ cdef str fp_target_reason(Sw *sw, Port *pt):
         return "not active"
     if not pt.up:
         return "down"
+    if pt.mirror_dst:
+        return "a mirror's output"
+    if pt.tap & TAP_OUT or pt.mirror_out:
+        return "what it sends is captured or mirrored"
     if not pt.mtu:
         return "its MTU is not known yet"
     if not pt.fp_capable:

@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 
-from . import __version__, _core
+from . import __version__, _core, taps
 from .config import Config  # noqa: F401 (type of Switch.config)
 from .links import RESYNC, LinkError, Links, XdpFeatures, can_take_redirects
 from .vocab import DEFAULT_PORT_VLAN
@@ -312,6 +312,9 @@ class Switch:
         self._heartbeat = None              # set_heartbeat()
         self._turns = {}                    # worker q -> (loops, when they last changed)
         self._sick = ""                     # why the last tick was not healthy, as logged
+        self._captures = {}                 # id -> taps.Capture running
+        self.mirrors = {}                   # name -> taps.Mirror
+        self._dsts = set()                  # port indexes that were mirror outputs last
         self.started_at = None
 
     # ------------------------------------------------------------------ life cycle
@@ -366,6 +369,11 @@ class Switch:
                     raise SwitchError(_reason(e), key=_PARAM_KEYS.get(getattr(e, "param", None),
                                                                       f"port[{i}].name"),
                                       temporary=_temporary(e)) from e
+            for i, m in enumerate(getattr(c, "mirrors", ())):
+                try:
+                    self.mirror_add(m.name, m.sources, m.direction, m.output)
+                except (KeyError, ValueError, MemoryError) as e:
+                    raise SwitchError(_reason(e), key=f"mirror[{i}]") from e
             for q, cpu in enumerate(c.switch.cores):
                 t = threading.Thread(target=self._worker, args=(q, cpu),
                                      name=f"pyxsw-worker-{q}", daemon=True)
@@ -513,6 +521,8 @@ class Switch:
                         break
                     if events or tick:              # a tick too: nothing is ever left behind
                         self._drain_events()
+                        if self._captures:
+                            self._drain_capture()
                     if events:
                         poller.modify(events_fd, 0)
                         muted_until = time.monotonic() + EVENTS_GAP
@@ -814,6 +824,7 @@ class Switch:
             log.warning("%s", w)
         self._reconcile(port)           # a change between the checks and now
         self._fastpath_follow(port)
+        self._apply_ops()               # its captures and mirrors (a new index)
         return port
 
     def del_port(self, name):
@@ -821,6 +832,7 @@ class Switch:
             if name not in self.ports:
                 raise KeyError(name)
             self._drop_port(name)
+            self._apply_ops()
             self._emit(event="port.del", port=name)
 
     def _drop_port(self, name):
@@ -865,6 +877,110 @@ class Switch:
             return self.ports[name].index
         except KeyError:
             raise KeyError(f"{name}: not a switch port") from None
+
+    # ------------------------------------------------------------------ capture and mirrors
+
+    def capture_start(self, port, direction="both", snaplen=taps.DEFAULT_SNAPLEN, count=0,
+                      sink=None):
+        """Copy port's frames ("in", "out" or "both") to sink(frames, end) (taps.Capture),
+        called on the housekeeping thread; its id.  KeyError when it is not a port."""
+        with self._lock:
+            self._port(port)
+            c = taps.Capture(port, direction, snaplen, count, sink, self._capture_lost())
+            self._captures[c.id] = c
+            try:
+                self._apply_ops()
+            except BaseException:
+                del self._captures[c.id]
+                raise
+            log.info("capture %d of port %s (%s) started", c.id, port, direction)
+            return c.id
+
+    def capture_stop(self, cid):
+        """Stop capture cid (KeyError if it is over): {"captured", "lost"}; the frames
+        captured before are handed to its sink first."""
+        with self._lock:
+            if cid not in self._captures:
+                raise KeyError(f"no capture {cid}")
+            self._drain_capture()
+            c = self._captures.pop(cid, None)
+            if c is None:                   # its count ended it just now
+                raise KeyError(f"no capture {cid}")
+            self._apply_ops()
+            res = c.result(self._capture_lost())
+            log.info("capture %d of port %s stopped: %d frames, %d lost", cid, c.port,
+                     res["captured"], res["lost"])
+            return res
+
+    def _capture_lost(self):
+        return sum(w["capture_lost"] for w in self.dp.worker_stats())
+
+    def _drain_capture(self):
+        frames = self.dp.drain_capture()
+        if not frames:
+            return
+        names = {p.index: p.name for p in self.ports.values()}
+        frames = [(t, names.get(i), d, n, b) for t, i, d, n, b in frames]
+        for c in list(self._captures.values()):
+            try:
+                done = c.offer(frames)
+            except Exception:
+                log.exception("capture %d: its sink failed; it is stopped", c.id)
+                done = True
+            if done:
+                del self._captures[c.id]
+                self._apply_ops()
+                try:
+                    c.sink([], c.result(self._capture_lost()))
+                except Exception:
+                    log.exception("capture %d: its sink failed", c.id)
+
+    def mirror_add(self, name, sources, direction, output):
+        """Mirror what ports `sources` receive and/or send (direction "in", "out", "both")
+        to port `output`, which forwards nothing while it does.  KeyError when a port is
+        not one; ValueError when the mirror clashes with another (taps.check_mirror)."""
+        with self._lock:
+            for p in (*sources, output):
+                self._port(p)
+            m = taps.Mirror(name, tuple(sorted(set(sources))), direction, output)
+            taps.check_mirror(m, self.mirrors)
+            self.mirrors[name] = m
+            try:
+                self._apply_ops()
+            except BaseException:
+                del self.mirrors[name]
+                raise
+            log.info("mirror %s: %s (%s) to %s", name, ",".join(m.sources), direction, output)
+            self._emit(event="mirror.add", **m.keys())
+            return m.view(self.ports)
+
+    def mirror_del(self, name):
+        with self._lock:
+            if name not in self.mirrors:
+                raise KeyError(f"no mirror {name}")
+            m = self.mirrors.pop(name)
+            self._apply_ops()
+            log.info("mirror %s removed", name)
+            self._emit(event="mirror.del", name=name)
+            return m.view(self.ports)
+
+    def mirror_list(self):
+        with self._lock:
+            return [m.view(self.ports) for _, m in sorted(self.mirrors.items())]
+
+    def _apply_ops(self):
+        """Tell the datapath the captures and mirrors again (they or the ports changed).
+        A port that has just become a mirror's output loses its learned FDB entries: it is
+        no destination any more."""
+        if self.dp is None:
+            return
+        index = {n: p.index for n, p in self.ports.items()}
+        ops, snaplen = taps.ops_table(index, self._captures.values(), self.mirrors.values())
+        self.dp.set_ops(ops, snaplen)
+        dsts = {p for p, row in ops.items() if row[3]}
+        for p in dsts - self._dsts:
+            self.dp.fdb_flush(port=p)
+        self._dsts = dsts
 
     # ------------------------------------------------------------------ what users call
 

@@ -56,6 +56,9 @@ cdef enum:                  # the forwarding decision, when it is not an egress 
     VLAN_IDS = 4096         # 12-bit VIDs; 1..4094 can be carried
     VLAN_WORDS = 64         # uint64_t words of a VLAN bitmap
     COPY_OFF = 64           # where a flood copy starts in its frame: room to push a tag
+    TAP_IN = 1              # a port's tap (capture) directions: frames it receives,
+    TAP_OUT = 2             # frames the switch sends out of it
+    CAP_RING = 512          # captured frames one worker's capture ring holds (a power of two)
 
 
 cdef enum SlotState:        # of an FDB slot
@@ -203,6 +206,26 @@ cdef struct Event:
     EventData d
 
 
+cdef struct CapRec:         # one captured frame's header; its bytes follow (CapRing.slot long)
+    uint64_t ts_ns          # CLOCK_REALTIME when the worker copied it
+    uint32_t len            # the frame's length on the wire
+    uint32_t caplen         # bytes kept (the capture's snaplen at most)
+    uint16_t port
+    uint8_t dir             # TAP_IN or TAP_OUT
+    uint8_t pad[5]
+
+
+cdef struct CapRing:
+    # A worker's captured frames for the control thread: one producer (the worker), one
+    # consumer, the EventRing's protocol (a full ring counts the frame lost; a ring the
+    # consumer had emptied owes the events eventfd a wake-up, through the worker's event
+    # ring's `signal`).  Allocated when the first capture starts, freed with the worker.
+    uint32_t head
+    uint32_t tail
+    uint32_t slot           # bytes per record: header + the UMEM's frame size
+    uint8_t *recs           # CAP_RING records
+
+
 cdef struct EventRing:
     # Single producer (a worker) and single consumer (the control thread).  Full: the event
     # is counted in `lost`, never waited for.  The producer asks for a wake-up (`signal`)
@@ -256,6 +279,14 @@ cdef struct Port:
     int vlan_mode           # VLAN_ACCESS / VLAN_TRUNK
     uint16_t untagged
     uint64_t vlans[VLAN_WORDS]
+    # Operations (capture.start, [[mirror]]): which directions workers copy into their
+    # capture rings, which ports get a copy of what it receives (mirror_in) and of what it
+    # sends (mirror_out), by port-index bit; mirror_dst: it is a mirror's output, forwarding
+    # nothing.  A port with any of them takes its traffic off the fast path (fp_flags).
+    int tap                 # TAP_IN | TAP_OUT
+    uint64_t mirror_in
+    uint64_t mirror_out
+    int mirror_dst
 
 cdef struct XdpAttached:    # the XDP program attached to an interface (ports.pyx: xdp_attached_open)
     int fd                  # -1: none in driver or generic mode; else the caller closes it
@@ -319,9 +350,18 @@ cdef struct Worker:
     uint64_t c[WORKER_COUNTERS]
     PortStats st[MAX_PORTS]
     EventRing events        # FDB events for the control thread
+    # operations (copied with the ports): taps[p] any of tap, mirror_in, mirror_out on p;
+    # ntaps how many ports have one: 0 costs the packet path one branch per burst
+    int ntaps
+    uint8_t tap[MAX_PORTS]
+    uint8_t mdst[MAX_PORTS]
+    uint64_t mir_in[MAX_PORTS]
+    uint64_t mir_out[MAX_PORTS]
+    uint32_t cap_snap       # bytes a captured frame keeps at most
+    CapRing *cap            # the capture ring (sw.cap_on: allocated)
     # burst scratch: frames staged per egress port
     int ndirty
-    uint16_t dirty[MAX_PORTS]
+    uint16_t dirty[2 * MAX_PORTS]   # a mirror's output can come back once in a flush
     uint32_t ntx[MAX_PORTS]
     uint64_t txa[MAX_PORTS * MAX_BATCH]
     uint32_t txl[MAX_PORTS * MAX_BATCH]
@@ -342,3 +382,4 @@ cdef struct Sw:             # the datapath
     uint32_t cfg_seq        # odd while a port's multi-word settings (its VLANs) are written:
                             # a worker copying them then copies again (a seqlock)
     Port ports[MAX_PORTS]
+    uint32_t cap_snap       # the longest snaplen of the captures running (control side)

@@ -33,6 +33,8 @@ ZERO_COPY = ("auto", "on", "off")               # auto: probed per interface
 FASTPATH = ("off", "xdp")                       # xdp: known unicast forwarded by the XDP program
 FRAME_SIZES = (2048, 4096)                      # UMEM frames: the kernel takes these two
 VLAN_MODES = ("access", "trunk")                # a port's 802.1Q mode (vlan_mode)
+DIRECTIONS = ("in", "out", "both")              # what a capture or mirror takes of a port:
+                                                # what it receives, what it sends, both
 
 # ---------------------------------------------------------------------------- limits
 
@@ -54,6 +56,9 @@ MAX_CAPACITY = 2**24            # FDB entries: 2 x capacity slots indexed in 32 
 MAX_PORT_LIMIT = MAX_CAPACITY   # a limit above the capacity never bites (the core takes 2**32-1)
 MAX_AGING = U32_MAX             # seconds, kept in 32 bits ([fdb] aging and aging.set)
 MAX_FLOOD_LIMIT = U32_MAX       # frames/s, kept in 32 bits (line rate is far below anyway)
+MAX_SNAPLEN = 262144            # bytes a captured frame keeps at most (tcpdump's default);
+                                # a frame is never longer than a UMEM frame anyway
+MAX_NAME = 32                   # a mirror's name
 
 # What Core() accepts at most, parameter by parameter: pyxsw._core.LIMITS is the same.
 CORE_LIMITS = {"frames": MAX_FRAMES, "ring_size": MAX_RING_SIZE, "batch": MAX_BATCH,
@@ -206,6 +211,35 @@ def ifname(value, what="interface name"):
     return value
 
 
+def direction(value):
+    return choice(value, "direction", DIRECTIONS)
+
+
+def directions(value):
+    """A direction as the set of the two it covers: {"in"}, {"out"} or {"in", "out"}."""
+    return {"in", "out"} if value == "both" else {value}
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def name(value, what="name"):
+    """A name an operator gives (a mirror's): 1..32 letters, digits, '_', '.', '-'."""
+    if not isinstance(value, str) or len(value) > MAX_NAME or not _NAME.fullmatch(value):
+        raise Invalid(f"{what} must be 1..{MAX_NAME} letters, digits, '_', '.' or '-' "
+                      f"(starting with a letter or digit), got {show(value)}")
+    return value
+
+
+def port_names(value, what="source"):
+    """Ports named by a list, or by text "s0,s1": a sorted list, each once."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items or len(items) > MAX_PORTS:
+        raise Invalid(f"{what} must name 1..{MAX_PORTS} ports (a list, or text like "
+                      f"s0,s1), got {show(value)}")
+    return sorted({ifname(i.strip() if isinstance(i, str) else i, "port") for i in items})
+
+
 # ---------------------------------------------------------------------------- a port's VLANs
 
 class PortVlan(collections.namedtuple("PortVlan", "vlan_mode vlan allowed native")):
@@ -351,3 +385,10 @@ VLAN_MODE = Kind("vlan_mode", vlan_mode, choices=VLAN_MODES)
 # "10,20,30-40", a list, or "all" (kept as the word: a request that says it has said it)
 VLAN_LIST = Kind("vlan_list", lambda v: "all" if v == "all" else vlan_list(v), metavar="LIST")
 NATIVE = Kind("native", native_vlan, metavar="N", integer=True)  # 0: none
+DIRECTION = Kind("direction", direction, choices=DIRECTIONS)
+NAME = Kind("name", name, metavar="NAME")
+PORTS = Kind("ports", port_names, metavar="IFNAME,...")        # one or more of the switch's
+SNAPLEN = Kind("snaplen", lambda v: integer(v, "snaplen", 1, MAX_SNAPLEN), metavar="N",
+               integer=True)
+COUNT = Kind("count", lambda v: integer(v, "count", 0, U32_MAX), metavar="N",
+             integer=True)                                      # 0: no limit

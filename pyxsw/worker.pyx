@@ -82,12 +82,24 @@ cdef void worker_copy_ports(Worker *w) noexcept nogil:
     w.nact = 0
     w.nup = 0
     w.npfd = 0
+    w.ntaps = 0
+    w.cap_snap = sw.cap_snap
     for p in range(MAX_PORTS):
         pt = &sw.ports[p]
         w.isup[p] = 0
         w.sock[p] = NULL
+        w.tap[p] = 0
+        w.mdst[p] = 0
+        w.mir_in[p] = 0
+        w.mir_out[p] = 0
         if not pyxsw_load_int(&pt.active):
             continue
+        if pt.tap or pt.mirror_in or pt.mirror_out or pt.mirror_dst:
+            w.tap[p] = pt.tap if w.cap != NULL else 0
+            w.mdst[p] = 1 if pt.mirror_dst else 0
+            w.mir_in[p] = pt.mirror_in
+            w.mir_out[p] = pt.mirror_out
+            w.ntaps += 1
         w.kind[p] = pt.kind
         w.sock[p] = pt.socks[w.q]
         w.act[w.nact] = p
@@ -106,7 +118,7 @@ cdef void worker_copy_ports(Worker *w) noexcept nogil:
             # rounded up in 64 bits: in 32 a limit near 2**32 wrapped to 1 flood per window
             w.fl_allow[p] = <uint32_t>max(<uint64_t>1, (<uint64_t>pt.flood_limit + 10 * sw.nworkers - 1)
                                           // <uint64_t>(10 * sw.nworkers))
-        if pyxsw_load_int(&pt.up):
+        if pyxsw_load_int(&pt.up) and not pt.mirror_dst:    # a mirror's output forwards nothing
             w.isup[p] = 1
             w.upl[w.nup] = p
             w.nup += 1
@@ -223,6 +235,65 @@ cdef inline void stage(Worker *w, uint16_t e, uint64_t addr, uint32_t ln) noexce
     w.ntx[e] = n + 1
 
 
+# ---------------------------------------------------------------------------- capture and mirrors
+#
+# Only while a capture runs or a mirror is set (w.ntaps): a captured frame is copied with its
+# time into the worker's capture ring (full: counted lost, never waited for); a mirrored one
+# into a free frame staged on the mirror's output port (no frame or no room: counted as the
+# output's tx_dropped).  Received frames are taken as they arrived, sent ones as they leave.
+
+cdef void cap_put(Worker *w, uint16_t p, uint8_t dir, const uint8_t *pkt, uint32_t ln) noexcept nogil:
+    cdef CapRing *r = w.cap
+    cdef CapRec *rec
+    cdef timespec ts
+    cdef uint32_t h = r.head, keep = ln
+    if h - pyxsw_load_acq32(&r.tail) >= CAP_RING:
+        w.c[WORKER_CAPTURE_LOST] += 1
+        return
+    rec = <CapRec *>(r.recs + <uint64_t>(h & (CAP_RING - 1)) * r.slot)
+    if keep > w.cap_snap:
+        keep = w.cap_snap
+    if keep > r.slot - sizeof(CapRec):
+        keep = r.slot - sizeof(CapRec)
+    clock_gettime(CLOCK_REALTIME, &ts)
+    rec.ts_ns = <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
+    rec.len = ln
+    rec.caplen = keep
+    rec.port = p
+    rec.dir = dir
+    memcpy(<uint8_t *>rec + sizeof(CapRec), pkt, keep)
+    pyxsw_store_rel32(&r.head, h + 1)
+    pyxsw_fence_seq()
+    if pyxsw_load_acq32(&r.tail) == h:
+        w.events.signal = True          # ev_flush wakes the control side once per pass
+    w.c[WORKER_CAPTURED] += 1
+
+
+cdef void mirror_copy(Worker *w, uint16_t o, const uint8_t *pkt, uint32_t ln) noexcept nogil:
+    cdef uint64_t c
+    if w.sock[o] == NULL or w.ntx[o] >= MAX_BATCH:
+        w.st[o].c[PORT_TX_DROPPED] += 1
+        return
+    c = cache_take(w)
+    if c == <uint64_t>-1:
+        w.st[o].c[PORT_TX_DROPPED] += 1
+        return
+    memcpy(w.sw.umem.area + c + COPY_OFF, pkt, ln)
+    stage(w, o, c + COPY_OFF, ln)
+    w.c[WORKER_MIRRORED] += 1
+
+
+cdef void tap_frame(Worker *w, uint16_t p, uint8_t dir, const uint8_t *pkt, uint32_t ln) noexcept nogil:
+    """Frame pkt, received on p (TAP_IN) or sent out of it (TAP_OUT): to the capture ring
+    and the mirrors that want it."""
+    cdef uint64_t m = w.mir_in[p] if dir == TAP_IN else w.mir_out[p]
+    if w.tap[p] & dir:
+        cap_put(w, p, dir, pkt, ln)
+    while m:
+        mirror_copy(w, <uint16_t>pyxsw_ctz64(m), pkt, ln)
+        m &= m - 1
+
+
 cdef inline void kick_tx(Worker *w, Sock *s) noexcept nogil:
     # In copy mode each kick transmits up to the socket's TX budget; errors such as EAGAIN
     # (the budget ran out) or ENOBUFS only mean "kick again later", which the next pass does.
@@ -240,8 +311,11 @@ cdef void flush_tx(Worker *w) noexcept nogil:
     cdef xdp_desc *d
     cdef uint64_t *a
     cdef uint32_t *l
-    for j in range(w.ndirty):
+    j = 0
+    # (a while: a mirror's output may join the list while it is walked)
+    while j < w.ndirty:
         e = w.dirty[j]
+        j += 1
         n = w.ntx[e]
         w.ntx[e] = 0
         s = w.sock[e]
@@ -266,6 +340,9 @@ cdef void flush_tx(Worker *w) noexcept nogil:
             w.c[WORKER_FRAMES_TO_TX] += got
             w.st[e].c[PORT_TX_PACKETS] += got
             w.st[e].c[PORT_TX_BYTES] += nbytes
+            if pyxsw_unlikely(w.ntaps != 0) and (w.tap[e] & TAP_OUT or w.mir_out[e]):
+                for i in range(got):    # the bytes stay put until this worker reaps them
+                    tap_frame(w, e, TAP_OUT, w.sw.umem.area + a[i], l[i])
             kick_tx(w, s)
         for i in range(got, n):         # TX ring full: drop and count, never wait
             cache_put(w, a[i])
@@ -412,6 +489,7 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
     cdef int e
     cdef PortStats *st = &w.st[p]
     cdef Frame f
+    cdef bint taps = w.ntaps != 0 and (w.tap[p] & TAP_IN or w.mir_in[p] or w.mdst[p])
     if n == 0:
         return 0
     # The kernel wrote these frames on another core: ask for all their headers at once so
@@ -426,6 +504,12 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
             pyxsw_check(addr + ln <= w.sw.umem.area_size, "an RX descriptor outside the UMEM")
         st.c[PORT_RX_PACKETS] += 1
         st.c[PORT_RX_BYTES] += ln
+        if pyxsw_unlikely(taps):
+            if w.mdst[p]:
+                st.c[PORT_MIRROR_DROPPED] += 1
+                cache_put(w, addr)
+                continue
+            tap_frame(w, p, TAP_IN, w.sw.umem.area + addr, ln)
         e = decide(w, tab, w.sw.umem.area + addr, ln, p, now, &f)
         if pyxsw_likely(e >= 0):
             addr = retag(w, <uint16_t>e, addr, &ln, &f)
@@ -567,6 +651,9 @@ cdef void worker_free(Worker *w) noexcept nogil:
     if w != NULL:
         if w.efd >= 0:
             close(w.efd)
+        if w.cap != NULL:
+            free(w.cap.recs)
+            free(w.cap)
         free(w)
 
 

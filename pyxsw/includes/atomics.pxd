@@ -23,5 +23,6 @@ cdef extern from "includes/atomics.h" nogil:
     void pyxsw_cpu_relax()
     void pyxsw_prefetch(const void *p)
     uint64_t pyxsw_load_mac8(const uint8_t *p)
+    int pyxsw_ctz64(uint64_t m)
     bint pyxsw_likely(bint x)
     bint pyxsw_unlikely(bint x)

@@ -65,6 +65,7 @@ cdef extern from "<time.h>" nogil:
     enum:
         CLOCK_MONOTONIC_COARSE
         CLOCK_MONOTONIC
+        CLOCK_REALTIME
     struct timespec:
         long tv_sec
         long tv_nsec

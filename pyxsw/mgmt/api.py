@@ -73,6 +73,24 @@ class SwitchAPI(Protocol):
     def worker_stats(self) -> list:
         """[{"queue", "loops", "idle_loops", "wakeups", ...}], one per worker."""
 
+    def capture_start(self, port: str, direction: str = "both", snaplen: int = 262144,
+                      count: int = 0, sink: Optional[Callable] = None) -> int:
+        """Start copying port's frames to sink(frames, end) (pyxsw.taps.Capture), from a
+        switch thread; the capture's id.  KeyError when it is not a port."""
+
+    def capture_stop(self, cid: int) -> dict:
+        """{"captured", "lost"}; KeyError when capture cid is over."""
+
+    def mirror_add(self, name: str, sources, direction: str, output: str) -> dict:
+        """The mirror as mirror_list shows it.  KeyError when a port is not one; ValueError
+        (vocab.Invalid) when it clashes with another mirror."""
+
+    def mirror_del(self, name: str) -> dict:
+        """KeyError when there is no such mirror."""
+
+    def mirror_list(self) -> list:
+        """[{"name", "source", "direction", "output", "active", "missing"}], by name."""
+
     def add_listener(self, fn: Callable[[dict], None]) -> None:
         """Call fn(event) for every FDB and port event, from a switch thread."""
 

@@ -7,6 +7,9 @@
       fdb del MAC [--vlan N] | fdb flush [--port IFNAME] [--vlan N] | vlan show [N]
       mode poll|interrupt|adaptive | aging SECONDS | shutdown | events
       methods | workers [--interval SECONDS]
+      capture IFNAME [--direction in|out|both] [-c COUNT] [--snaplen N] [-w FILE|-]
+      mirror add NAME --source IFNAME,... --output IFNAME [--direction D] | mirror del NAME
+      mirror list
 
 The switch: `-s SOCKET`, else $PYXSW_SOCKET, else the one switch serving a socket in
 /run/pyxsw (when several do, name one), else /run/pyxsw/sw0.sock.
@@ -32,6 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .. import pcap
 from ..counters import PORT_SUMMARY
 from . import DEFAULT_SOCKET, RUNTIME_DIR, RpcError, busy_share
 from .handlers import METHODS
@@ -236,6 +240,9 @@ SHOW_DONE = {
     "mode.set": lambda r, a: f"mode {r['mode']}",
     "aging.set": lambda r, a: f"aging {r['aging']} s" if r["aging"] else "aging off",
     "shutdown": lambda r, a: "switch shutting down",
+    "mirror.add": lambda r, a: f"mirror {r['name']}: {','.join(r['source'])} "
+                               f"({r['direction']}) to {r['output']}",
+    "mirror.del": lambda r, a: f"mirror {r['name']} removed; {r['output']} forwards again",
 }
 
 
@@ -243,6 +250,30 @@ def _entries(n, what="entry"):
     if what == "entry":
         return f"{n} entr{'y' if n == 1 else 'ies'}"
     return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def show_mirrors(r, args):
+    if not r:
+        return "no mirrors"
+    return table([{"name": m["name"], "source": ",".join(m["source"]),
+                   "direction": m["direction"], "output": m["output"],
+                   "missing": ",".join(m["missing"]) or "-"} for m in r])
+
+
+def show_frame(port, t_ns, direction, length, data):
+    """One captured frame as a line: time, port, direction, MACs, EtherType (after an
+    802.1Q tag, with its VLAN), length."""
+    when = time.strftime("%H:%M:%S", time.localtime(t_ns // 1_000_000_000))
+    line = f"{when}.{t_ns % 1_000_000_000 // 1000:06d} {port} {direction:3}"
+    if len(data) < 14:
+        return f"{line} runt, length {length}"
+    mac = lambda b: ":".join(f"{x:02x}" for x in b)     # noqa: E731
+    etype, vlan = int.from_bytes(data[12:14], "big"), ""
+    if etype == 0x8100 and len(data) >= 18:
+        vlan = f" vlan {int.from_bytes(data[14:16], 'big') & 0xfff}"
+        etype = int.from_bytes(data[16:18], "big")
+    return f"{line} {mac(data[6:12])} > {mac(data[0:6])}{vlan} ethertype 0x{etype:04x}, " \
+           f"length {length}"
 
 
 def show_event(ev):
@@ -383,6 +414,58 @@ def _interval(c):
                    help="busy share over this long (two looks), not since the start")
 
 
+def _capture_options(c):
+    c.add_argument("-w", dest="write", metavar="FILE",
+                   help="write the frames as pcap to FILE ('-': standard output, for "
+                        "`| tcpdump -r -`); else one line per frame")
+
+
+def _capture(client, args, params):
+    """Stream the frames: pcap to a file or stdout, or a line each; Ctrl-C or the count
+    ends it, and stderr gets how many were captured and lost (as tcpdump says it)."""
+    out, to = None, args.write
+    if to == "-":
+        out = sys.stdout.buffer
+    elif to is not None:
+        try:
+            out = open(to, "wb")
+        except OSError as e:
+            raise RpcError("failed", f"{to}: {e.strerror or e}") from None
+    snaplen = params.get("snaplen", METHODS["capture.start"].rpc_params[2].default)
+    try:
+        if out is not None:
+            out.write(pcap.header(snaplen))
+            out.flush()
+        frames = client.capture(**params)
+        while True:
+            try:
+                for t, d, n, data in frames:
+                    if out is not None:
+                        out.write(pcap.record(t, n, data))
+                        if to == "-":
+                            out.flush()
+                    else:
+                        print(show_frame(params["port"], t, d, n, data), flush=True)
+                break
+            except KeyboardInterrupt:
+                client.capture_stop()
+                frames = client.capture_frames()
+    except BrokenPipeError:                     # `| tcpdump -r - -c 5`, `| head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        try:
+            client.capture_stop()
+        except (RpcError, OSError):
+            pass
+        return {}
+    finally:
+        if out is not None and to != "-":
+            out.close()
+    res = client.capture_result or {}
+    print(f"{res.get('captured', 0)} frames captured, {res.get('lost', 0)} lost",
+          file=sys.stderr)
+    return None if args.write == "-" else res
+
+
 @dataclass(frozen=True)
 class Command:
     """A command: its words, the RPC method it calls, which of the method's parameters are
@@ -399,6 +482,7 @@ class Command:
     options: Optional[Callable] = None
     fetch: Optional[Callable] = None
     params: Optional[Callable] = None
+    short: tuple = ()           # (parameter, "-x"): a short option of a method's own
 
 
 # Every argument's name, check, metavar, choices, default and whether it is required come
@@ -425,10 +509,18 @@ COMMANDS = (
     Command(("methods",), "methods", show=show_methods),
     Command(("workers",), "worker.stats", show=show_workers, options=_interval, fetch=_sample),
     Command(("vlan", "show"), "vlan.list", ("vlan",), show=show_vlans),
+    Command(("capture",), "capture.start", ("port",), options=_capture_options,
+            fetch=_capture, show=lambda r, args: None, short=(("count", "-c"),),
+            help="capture a port's frames: lines, or pcap with -w (Ctrl-C or -c ends)"),
+    Command(("mirror", "add"), "mirror.add", ("name",)),
+    Command(("mirror", "del"), "mirror.del", ("name",)),
+    Command(("mirror", "list"), "mirror.list", show=show_mirrors),
 )
 GROUPS = {"port": "list, add, remove ports; their counters and VLANs", "fdb": "the MAC table",
-          "vlan": "the VLANs in use"}
-NOT_COMMANDS = {}                               # method -> why ctl has no command for it
+          "vlan": "the VLANs in use", "mirror": "port mirrors (SPAN)"}
+NOT_COMMANDS = {                                # method -> why ctl has no command for it
+    "capture.stop": "`pyxsw ctl capture` stops its capture when it ends (Ctrl-C, -c)",
+}
 
 
 def build_parser():
@@ -460,7 +552,7 @@ def build_parser():
         c = parent.add_parser(cmd.words[-1], parents=[common], help=cmd.help or _help(fn))
         c.set_defaults(command=cmd, method=cmd.method, show=cmd.show)
         for param in fn.rpc_params:
-            _argument(c, param, param.name in cmd.positional)
+            _argument(c, param, param.name in cmd.positional, dict(cmd.short).get(param.name))
         if cmd.options:
             cmd.options(c)
     return p
@@ -472,16 +564,17 @@ def _help(fn):
     return h[0].lower() + h[1:] if h[1:2].islower() else h
 
 
-def _argument(parser, param, positional):
-    """A method's parameter as a word (an optional one may be left out) or as --name."""
+def _argument(parser, param, positional, short=None):
+    """A method's parameter as a word (an optional one may be left out) or as --name (and
+    `short`, "-c", when given)."""
     kind = param.kind
     kw = {"choices": kind.choices} if kind.choices else \
         {"type": _checked(kind), "metavar": kind.metavar}
     if positional:
         parser.add_argument(param.name, **kw, **({} if param.required else {"nargs": "?"}))
     else:
-        parser.add_argument(f"--{param.name}", default=param.default, required=param.required,
-                            **kw)
+        parser.add_argument(*([short] if short else []), f"--{param.name}",
+                            default=param.default, required=param.required, **kw)
 
 
 def _params(args):
@@ -533,9 +626,11 @@ def ctl_main(argv=None) -> int:
     except KeyboardInterrupt:
         return 130
     else:
+        if result is None and args.command.fetch is _capture:   # pcap on stdout: nothing more
+            return EXIT_OK
         text = (json.dumps(result, indent=2, default=str) if as_json
                 else (args.show or SHOW_DONE[args.method])(result, args))
-        return _print(text)
+        return EXIT_OK if text is None else _print(text)
     return _error(UNREACHABLE, why, EXIT_UNREACHABLE, as_json)
 
 

@@ -22,6 +22,7 @@ from .. import __version__
 from ..counters import FASTPATH
 from ..counters import PORT_SUMMARY as COUNTERS     # the port counters it makes up
 from ..vocab import DEFAULT_PORT_VLAN
+from .. import taps
 
 
 FASTPATH_OFF = {"target": False, "reason": "the fast path is off"}
@@ -58,6 +59,8 @@ class FakeSwitch:
         self.aging = 300
         self.delay = 0.0
         self.listeners = []
+        self.captures = {}                      # id -> taps.Capture: feed them with frame()
+        self.mirrors = {}
         self.lock = threading.Lock()
         self.workers = [{"queue": 0, "loops": 4000, "idle_loops": 3000, "wakeups": 12,
                          "rx_kicks": 0, "tx_kicks": 7, "learned": 2, "moved": 0,
@@ -209,3 +212,41 @@ class FakeSwitch:
                 w["loops"] += self.PASSES
                 w["idle_loops"] += self.IDLE
         return out
+
+    # capture and mirrors
+    def capture_start(self, port, direction="both", snaplen=taps.DEFAULT_SNAPLEN, count=0,
+                      sink=None):
+        if port not in self.ports:
+            raise KeyError(f"{port}: not a switch port")
+        c = taps.Capture(port, direction, snaplen, count, sink, 0)
+        self.captures[c.id] = c
+        return c.id
+
+    def capture_stop(self, cid):
+        c = self.captures.pop(cid)
+        return c.result(0)
+
+    def frame(self, port, direction, data, when_ns=None):
+        """A frame the port received ("in") or sent ("out"), for the captures."""
+        t = time.time_ns() if when_ns is None else when_ns
+        for c in list(self.captures.values()):
+            if c.offer([(t, port, direction, len(data), bytes(data))]):
+                del self.captures[c.id]
+                c.sink([], c.result(0))
+
+    def mirror_add(self, name, sources, direction, output):
+        for p in (*sources, output):
+            if p not in self.ports:
+                raise KeyError(f"{p}: not a switch port")
+        m = taps.Mirror(name, tuple(sorted(set(sources))), direction, output)
+        taps.check_mirror(m, self.mirrors)
+        self.mirrors[name] = m
+        return m.view(self.ports)
+
+    def mirror_del(self, name):
+        if name not in self.mirrors:
+            raise KeyError(f"no mirror {name}")
+        return self.mirrors.pop(name).view(self.ports)
+
+    def mirror_list(self):
+        return [m.view(self.ports) for _, m in sorted(self.mirrors.items())]

@@ -12,7 +12,8 @@ before the function runs, so it is given values in the switch's form only (`pyxs
 applies the same kinds to its words before it sends them).  What only the switch can answer
 (is it one of its ports?) the function checks.  Methods marked `blocking` run in the loop's
 executor: they can take a second (attaching XDP, creating sockets) and the loop must keep
-serving other clients meanwhile.
+serving other clients meanwhile.  A method may return an awaitable (capture.start): the
+loop awaits it for the reply.
 """
 import collections
 import errno
@@ -20,8 +21,10 @@ import inspect
 import logging
 
 from . import EXISTS, FAILED, INVALID_PARAMS, NOT_FOUND, RpcError, busy_share
-from ..vocab import (AGING, IFNAME, MAC, MODE, NATIVE, PORT, STATION, VLAN, VLAN_ID, VLAN_LIST,
-                     VLAN_MODE, Invalid, Kind, port_vlan, show)
+from ..vocab import (AGING, COUNT, DIRECTION, IFNAME, MAC, MODE, NAME, NATIVE, PORT, PORTS,
+                     SNAPLEN, STATION, VLAN, VLAN_ID, VLAN_LIST, VLAN_MODE, Invalid, Kind,
+                     port_vlan, show)
+from ..taps import DEFAULT_SNAPLEN
 
 log = logging.getLogger("pyxsw.mgmt")
 
@@ -336,3 +339,52 @@ def vlan_list(conn, vlan: VLAN = None):
                     "tagged": [p.name for p in members if p.vlans.tagged(v)],
                     "fdb": sizes.get(v, 0)})
     return out
+
+
+@method("capture.start")
+def capture_start(conn, port: PORT, direction: DIRECTION = "both",
+                  snaplen: SNAPLEN = DEFAULT_SNAPLEN, count: COUNT = 0):
+    """Stream a port's frames to this connection ("capture" notifications).
+
+    direction: in (what it receives), out (what the switch sends out of it) or both;
+    snaplen: bytes kept of each frame; count: frames, then it ends ("capture.end"; 0: no
+    limit).  Until then, capture.stop or the connection's end; one per connection.  The
+    port's captured traffic takes the AF_XDP path while it runs (not the fast path).
+    """
+    _port(conn, port)
+    return conn.start_capture(port, direction, snaplen, count)
+
+
+@method("capture.stop")
+def capture_stop(conn):
+    """Stop this connection's capture: frames captured, and frames lost."""
+    return conn.stop_capture()
+
+
+@method("mirror.add", blocking=True)
+def mirror_add(conn, name: NAME, source: PORTS, output: PORT, direction: DIRECTION = "both"):
+    """Mirror what the source ports receive and/or send to an output port.
+
+    The output forwards nothing while it mirrors (no floods, no unicast, what it receives
+    is dropped); a mirrored port's traffic takes the AF_XDP path (not the fast path).
+    """
+    for p in (*source, output):
+        _port(conn, p)
+    if name in {m["name"] for m in conn.switch.mirror_list()}:
+        raise RpcError(EXISTS, f"mirror {name} exists already")
+    try:
+        return conn.switch.mirror_add(name, source, direction, output)
+    except Invalid as e:
+        raise RpcError(INVALID_PARAMS, str(e)) from None
+
+
+@method("mirror.del", blocking=True)
+def mirror_del(conn, name: NAME):
+    """Remove a mirror; its output port forwards again."""
+    return conn.switch.mirror_del(name)
+
+
+@method("mirror.list")
+def mirror_list(conn):
+    """The mirrors: sources, direction, output, ports missing."""
+    return conn.switch.mirror_list()

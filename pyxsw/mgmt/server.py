@@ -29,6 +29,7 @@ import ctypes
 import errno
 import functools
 import grp
+import inspect
 import logging
 import os
 import signal
@@ -40,8 +41,9 @@ import time
 import msgpack
 
 from . import (BUSY, EVENTS_LOST, FAILED, INVALID_REQUEST, MAX_REQUEST, METHOD_NOT_FOUND,
-               NOTIFY, REQUEST, RESPONSE, RpcError)
+               NOT_FOUND, NOTIFY, REQUEST, RESPONSE, RpcError)
 from . import handlers
+from .capture import CaptureStream
 
 log = logging.getLogger("pyxsw.mgmt")
 
@@ -110,6 +112,7 @@ class _Conn:
         self._wake = None
         self._sender = None
         self._after = []
+        self.capture = None             # CaptureStream, once capture.start was called
 
     def after_reply(self, fn):
         self._after.append(fn)
@@ -182,6 +185,25 @@ class _Conn:
             for fn in after:
                 fn()
 
+    async def start_capture(self, port, direction, snaplen, count):
+        if not hasattr(self.switch, "capture_start"):
+            raise RpcError(FAILED, "this switch does not capture")
+        if self.capture is not None and not self.capture.ended:
+            raise RpcError(BUSY, f"this connection captures already (capture "
+                                 f"{self.capture.id}): capture.stop it first")
+        self.capture = CaptureStream(self)
+        cid = await self.capture.start(port, direction, snaplen, count)
+        return {"id": cid, "port": port, "direction": direction, "snaplen": snaplen,
+                "count": count, "linktype": 1}
+
+    async def stop_capture(self):
+        if self.capture is None or self.capture.ended:
+            raise RpcError(NOT_FOUND, "no capture runs on this connection")
+        try:
+            return await self.capture.stop()
+        except KeyError:                # its count ended it meanwhile (capture.end sent)
+            raise RpcError(NOT_FOUND, "no capture runs on this connection") from None
+
     def close(self):
         """Close once what is buffered is sent (a reply just written, say)."""
         self._stop_events()
@@ -196,6 +218,8 @@ class _Conn:
         self.server.subscribers.discard(self)
         if self._sender is not None:
             self._sender.cancel()
+        if self.capture is not None:
+            self.capture.abandon()
 
 
 class Server:
@@ -542,7 +566,8 @@ class Server:
         kwargs = handlers.bind_args(fn, params)
         if fn.rpc_blocking:
             return await self._loop.run_in_executor(None, functools.partial(fn, conn, **kwargs))
-        return fn(conn, **kwargs)
+        result = fn(conn, **kwargs)
+        return await result if inspect.isawaitable(result) else result
 
     # ------------------------------------------------------------------ events
 
