@@ -255,9 +255,9 @@ def _entries(n, what="entry"):
 def show_mirrors(r, args):
     if not r:
         return "no mirrors"
-    return table([{"name": m["name"], "source": ",".join(m["source"]),
-                   "direction": m["direction"], "output": m["output"],
-                   "missing": ",".join(m["missing"]) or "-"} for m in r])
+    return table(["name", "source", "direction", "output", "missing"],
+                 [[m["name"], ",".join(m["source"]), m["direction"], m["output"],
+                   ",".join(m["missing"]) or None] for m in r])
 
 
 def show_frame(port, t_ns, direction, length, data):
