@@ -319,6 +319,12 @@ def test_switch_api_is_what_the_management_plane_uses():
     used = _used_on_switch(ROOT / "pyxsw/mgmt/handlers.py") | \
         _used_on_switch(ROOT / "pyxsw/mgmt/server.py")
     assert used == api.members(api.SwitchAPI)
+    # the metrics endpoint (its collect() takes the switch itself) needs no more
+    tree = ast.parse((ROOT / "pyxsw/mgmt/metrics.py").read_text())
+    collect = next(n for n in tree.body if getattr(n, "name", None) == "collect")
+    on_switch = {n.attr for n in ast.walk(collect) if isinstance(n, ast.Attribute)
+                 and getattr(n.value, "id", None) == "switch"}
+    assert on_switch == {"port_stats", "worker_stats", "status"} <= used
 
 
 def _conforms(obj, protocol):
