@@ -32,7 +32,7 @@ def test_bash_completion(short_dir):
                                                                 "stats"]
     assert sorted(bash_complete(script, "pyxsw ctl ")) == sorted(
         ["status", "port", "fdb", "mode", "aging", "shutdown", "events", "methods", "workers",
-         "vlan"])
+         "worker", "top", "vlan"])
     assert sorted(bash_complete(script, "pyxsw ")) == ["ctl", "demo", "lab", "run"]
     assert bash_complete(script, "pyxsw ctl -s /x --timeout 3 fdb s") == ["show"]
     assert bash_complete(script, "pyxsw ctl mode i") == ["interrupt"]
@@ -40,6 +40,9 @@ def test_bash_completion(short_dir):
     assert "--vlan" in bash_complete(script, "pyxsw ctl fdb add --")
     assert bash_complete(script, "pyxsw ctl fdb show --vlan ") == []     # a number: none
     assert "--interval" in bash_complete(script, "pyxsw ctl workers --")
+    assert bash_complete(script, "pyxsw ctl worker ") == ["stats"]
+    assert {"--rate", "--interval"} <= set(bash_complete(script, "pyxsw ctl port stats --"))
+    assert "--interval" in bash_complete(script, "pyxsw ctl top --")
     (short_dir / "lab.toml").write_text("")
     assert bash_complete(script, f"pyxsw run -c {short_dir}/la") == [f"{short_dir}/lab.toml"]
     assert bash_complete(script, f"pyxsw ctl -s {short_dir}/la") == [f"{short_dir}/lab.toml"]
@@ -80,7 +83,8 @@ def test_completion_follows_the_parsers():
     t = tree()
     assert set(t[()]["words"]) == {"run", "ctl", "lab", "demo"}
     assert set(t[("ctl",)]["words"]) == {"status", "port", "fdb", "mode", "aging", "shutdown",
-                                         "events", "methods", "workers", "vlan"}
+                                         "events", "methods", "workers", "worker", "top",
+                                         "vlan"}
     assert {"--access", "--trunk", "--native"} <= set(t[("ctl", "port", "set")]["opts"])
     assert t[("ctl", "mode")]["choices"] == ["poll", "interrupt", "adaptive"]
     assert {"-s", "--socket", "--json", "--timeout", "--wide"} <= \

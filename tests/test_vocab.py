@@ -168,7 +168,7 @@ def test_the_words_of_before_are_all_there():
         ("status",), ("port", "list"), ("port", "add"), ("port", "del"), ("port", "stats"),
         ("fdb", "show"), ("fdb", "add"), ("fdb", "del"), ("fdb", "flush"), ("mode",),
         ("aging",), ("shutdown",), ("events",), ("methods",), ("workers",),
-        ("port", "set"), ("vlan", "show")}
+        ("port", "set"), ("vlan", "show"), ("worker", "stats"), ("top",)}
 
 
 def test_ctl_refuses_what_the_switch_refuses():
