@@ -143,8 +143,13 @@ def show_rates(r, args):
     ports = r["ports"]
     return f"per second, over {r['interval']:.3g} s:\n" + table(
         ["port", "up", *PORT_RATES, "dropped", *DROPS],
-        [[name, p.get("up"), *(p[k] for k in (*PORT_RATES, "dropped", *DROPS))]
+        [[name, p.get("up"), *(_rate_cell(p[k]) for k in (*PORT_RATES, "dropped", *DROPS))]
          for name, p in sorted(ports.items())])
+
+
+def _rate_cell(v):
+    """A rate in a table: whole numbers from 10 up, one decimal below (JSON has them all)."""
+    return round(v) if abs(v) >= 10 or v == int(v) else round(v, 1)
 
 
 def show_worker_table(r, args):
@@ -162,7 +167,8 @@ def show_worker_table(r, args):
         ["queue", "mode", "busy", *keys],
         [[w.get("queue"), w.get("mode"),
           f"{100 * w['busy']:.1f}%" if _is_number(w.get("busy")) else None,
-          *(w.get(k) for k in keys)] for w in rows])
+          *(_rate_cell(w.get(k)) if isinstance(r, dict) and _is_number(w.get(k)) else w.get(k)
+            for k in keys)] for w in rows])
 
 
 WORKER_TABLE = ("loops", "idle_loops", "wakeups", "rx_kicks", "tx_kicks", "pool_empty",
