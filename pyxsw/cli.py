@@ -78,14 +78,16 @@ def cmd_run(args):
         return _fail(str(e), EXIT_CONFIG)
     _setup_logging()
     # The compiled core and the server only once the file is good.
+    from .mgmt.metrics import MetricsServer
     from .mgmt.server import Server, ServerError
     from .switch import Switch, SwitchError
 
     _raise_nofile(cfg)
     notifier = Notifier()               # systemd's NOTIFY_SOCKET; does nothing without it
     sw = Switch(cfg)
+    metrics = cfg.metrics.address and MetricsServer(sw, *cfg.metrics.address)
     server = Server(sw, cfg.management.socket, group=cfg.management.group or None,
-                    max_clients=cfg.management.max_clients)
+                    max_clients=cfg.management.max_clients, metrics=metrics or None)
     if notifier.watchdog_interval:
         sw.set_heartbeat(functools.partial(_heartbeat, notifier, server))
     # Stop signals wait, blocked, for this thread to take them (sigwait below): never a

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import re
 import datetime
@@ -78,6 +79,46 @@ class ManagementSection:
 
 
 @dataclass(frozen=True)
+class MetricsSection:
+    listen: str = ""                       # "host:port" or "[v6]:port"; "" = no metrics endpoint
+
+    @property
+    def address(self):
+        """(host, port) to listen on, or None when metrics are off."""
+        return parse_listen(self.listen) if self.listen else None
+
+
+def parse_listen(text):
+    """(host, port) of "host:port" or "[IPv6]:port"; ValueError, in words, if it is not one.
+    The host is an IP address or a host name: an empty one is refused (name 0.0.0.0 or [::]
+    to listen on every address: that exposes the switch's figures, so it must be said)."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected a string, got {_what(text)}")
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^:\[\]]*):([0-9]{1,5})", text)
+    if not m:
+        raise ValueError(f"must be host:port or [IPv6]:port, got {text!r}")
+    host, port = (m[1], m[2]) if m[1] is not None else (m[3], m[4])
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"the port must be 1..65535, got {text!r}")
+    if m[1] is not None:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"not an IPv6 address in brackets: {text!r}") from None
+    elif not host:
+        raise ValueError(f"name the address to listen on (0.0.0.0:{port} or [::]:{port} for "
+                         f"every address), got {text!r}")
+    elif re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"not an IPv4 address: {text!r}") from None
+    elif not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", host):
+        raise ValueError(f"not an IPv4 address or a host name: {text!r}")
+    return host, int(port)
+
+
+@dataclass(frozen=True)
 class PortSection:
     name: str
     flood_limit: int = 0                   # flooded frames/s this port may cause; 0 = no limit
@@ -99,6 +140,7 @@ class Config:
     switch: SwitchSection = field(default_factory=SwitchSection)
     fdb: FdbSection = field(default_factory=FdbSection)
     management: ManagementSection = field(default_factory=ManagementSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
     ports: list = field(default_factory=list)
     mirrors: list = field(default_factory=list)            # taps.Mirror, from [[mirror]]
     source: str = field(default="<dict>", compare=False)    # where it came from, for messages
@@ -132,6 +174,7 @@ class Config:
             "switch": dataclasses.asdict(self.switch),
             "fdb": dataclasses.asdict(self.fdb),
             "management": dataclasses.asdict(self.management),
+            **({"metrics": dataclasses.asdict(self.metrics)} if self.metrics.listen else {}),
             "port": [{"name": p.name, "flood_limit": p.flood_limit,
                       "forward_reserved": p.forward_reserved, **p.vlans.keys()}
                      for p in self.ports],
@@ -199,10 +242,11 @@ class _Parser:
         return v
 
     def config(self, d) -> Config:
-        self.table(d, "", ("switch", "fdb", "management", "port", "mirror"))
+        self.table(d, "", ("switch", "fdb", "management", "metrics", "port", "mirror"))
         sw = self.switch(d.get("switch", {}))
         fdb = self.fdb(d.get("fdb", {}))
         mgmt = self.management(d.get("management", {}), sw.name)
+        metrics = self.metrics(d.get("metrics", {}))
         ports = self.ports(d.get("port", []))
         mirrors = self.mirrors(d.get("mirror", []), ports)
         # The core's rule (Core.port_add): every socket's fill ring gets at least a batch out
@@ -212,7 +256,8 @@ class _Parser:
             self.fail("switch.frames", f"must be at least {need} for {len(ports)} port(s) x "
                                        f"{len(sw.cores)} queue(s) (2 x batch per socket), "
                                        f"got {sw.frames}")
-        return Config(switch=sw, fdb=fdb, management=mgmt, ports=ports, mirrors=mirrors,
+        return Config(switch=sw, fdb=fdb, management=mgmt, metrics=metrics, ports=ports,
+                      mirrors=mirrors,
                       source=self.source)
 
     def switch(self, d) -> SwitchSection:
@@ -293,6 +338,16 @@ class _Parser:
             self.fail("management.max_clients",
                       f"must be at most {MAX_CLIENTS}, got {max_clients}")
         return ManagementSection(socket=sock, group=group, priority=prio, max_clients=max_clients)
+
+    def metrics(self, d) -> MetricsSection:
+        self.table(d, "metrics", ["listen"])
+        if "listen" not in d:                   # [metrics] alone: nothing to serve on
+            return MetricsSection()
+        try:
+            parse_listen(d["listen"])
+        except ValueError as e:
+            self.fail("metrics.listen", str(e))
+        return MetricsSection(listen=d["listen"])
 
     def ports(self, lst) -> list:
         if not isinstance(lst, list):

@@ -52,6 +52,9 @@ def test_bash_completion(short_dir):
     assert "--vlan" in bash_complete(script, "pyxsw ctl fdb add --")
     assert bash_complete(script, "pyxsw ctl fdb show --vlan ") == []     # a number: none
     assert "--interval" in bash_complete(script, "pyxsw ctl workers --")
+    assert bash_complete(script, "pyxsw ctl worker ") == ["stats"]
+    assert {"--rate", "--interval"} <= set(bash_complete(script, "pyxsw ctl port stats --"))
+    assert "--interval" in bash_complete(script, "pyxsw ctl top --")
     (short_dir / "lab.toml").write_text("")
     assert bash_complete(script, f"pyxsw run -c {short_dir}/la") == [f"{short_dir}/lab.toml"]
     assert bash_complete(script, f"pyxsw ctl -s {short_dir}/la") == [f"{short_dir}/lab.toml"]

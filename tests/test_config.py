@@ -362,6 +362,45 @@ def test_run_with_bad_max_clients_exits_2_with_one_line(tmp_path):
     assert r.stderr == f"{bad}: management.max_clients: must be positive, got -1\n"
 
 
+@pytest.mark.parametrize("listen,address", [
+    ("127.0.0.1:9477", ("127.0.0.1", 9477)), ("[::1]:9477", ("::1", 9477)),
+    ("0.0.0.0:1", ("0.0.0.0", 1)), ("[::]:65535", ("::", 65535)),
+    ("localhost:9477", ("localhost", 9477)), ("[fe80::1%2]:9", None)])
+def test_metrics_listen(listen, address):
+    assert Config.from_dict({}).metrics.address is None          # off when absent
+    assert Config.from_dict({"metrics": {}}).metrics.address is None
+    if address is None:
+        with pytest.raises(ConfigError) as e:
+            Config.from_dict({"metrics": {"listen": listen}})
+        assert e.value.key == "metrics.listen"
+        return
+    cfg = Config.from_dict({"metrics": {"listen": listen}})
+    assert cfg.metrics.address == address and Config.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("listen,reason", [
+    (9477, "expected a string, got an integer"),
+    ("", "must be host:port or [IPv6]:port, got ''"),
+    (":9477", "name the address to listen on (0.0.0.0:9477 or [::]:9477 for every address)"),
+    ("127.0.0.1", "must be host:port or [IPv6]:port"),
+    ("::1:9477", "must be host:port or [IPv6]:port"),
+    ("127.0.0.1:0", "the port must be 1..65535"),
+    ("127.0.0.1:65536", "the port must be 1..65535"),
+    ("256.0.0.1:80", "not an IPv4 address"),
+    ("[127.0.0.1]:80", "not an IPv6 address in brackets"),
+    ("my host:80", "not an IPv4 address or a host name"),
+])
+def test_metrics_listen_errors_name_the_key(tmp_path, listen, reason):
+    e = error(tmp_path, f"[metrics]\nlisten = {json.dumps(listen)}\n")
+    assert e.key == "metrics.listen" and reason in e.reason and "\n" not in str(e)
+
+
+def test_metrics_unknown_key():
+    with pytest.raises(ConfigError) as e:
+        Config.from_dict({"metrics": {"listn": "127.0.0.1:9477"}})
+    assert str(e.value) == "<dict>: metrics.listn: unknown key (did you mean 'listen'?)"
+
+
 def test_port_flood_limit():
     cfg = Config.from_dict({"port": [{"name": "s0", "flood_limit": 500}, {"name": "s1"}]})
     assert [p.flood_limit for p in cfg.ports] == [500, 0]
@@ -381,15 +420,16 @@ import re  # noqa: E402
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from pyxsw import config as config_mod  # noqa: E402
-from pyxsw.config import FdbSection, ManagementSection, PortSection, SwitchSection  # noqa: E402
+from pyxsw.config import (FdbSection, ManagementSection, MetricsSection, PortSection,  # noqa: E402
+                          SwitchSection)
 
 SECTIONS = {"switch": SwitchSection, "fdb": FdbSection, "management": ManagementSection,
-            "port": PortSection}
+            "metrics": MetricsSection, "port": PortSection}
 FIELDS = {s: [f.name for f in dataclasses.fields(cls)] for s, cls in SECTIONS.items()}
 # Every key an error may name: "-", a section, a key of one (an array's element for cores and
 # port), or "bogus", the one unknown key the strategies below put anywhere.
 KEY = re.compile("|".join([
-    r"-|bogus|switch|fdb|management|port|port\[\d+\]|switch\.cores\[\d+\]",
+    r"-|bogus|switch|fdb|management|metrics|port|port\[\d+\]|switch\.cores\[\d+\]",
     *(rf"{s}\.(bogus|{'|'.join(f)})" for s, f in FIELDS.items() if s != "port"),
     rf"port\[\d+\]\.(bogus|{'|'.join(FIELDS['port'])})",
 ]))
@@ -416,6 +456,8 @@ NEAR = {
     "aging": st.integers(0, 2**33), "capacity": st.integers(1, 2**25),
     "port_limit": st.integers(0, 2**25), "flood_limit": st.integers(0, 2**33),
     "forward_reserved": st.booleans(), "max_clients": st.integers(0, 2**17),
+    "listen": st.sampled_from(["127.0.0.1:9477", "[::1]:1", "localhost:65535", ":9477",
+                               "127.0.0.1:0", "[::1]:99999", "1.2.3.4.5:6", ""]),
 }
 
 
@@ -439,7 +481,8 @@ def config(bogus):
                                            "forward_reserved": value("forward_reserved"),
                                            **({"bogus": ANY} if bogus else {})})
     return st.fixed_dictionaries({}, optional={
-        **{s: mostly(section(s, bogus), ANY) for s in ("switch", "fdb", "management")},
+        **{s: mostly(section(s, bogus), ANY) for s in ("switch", "fdb", "management",
+                                                        "metrics")},
         "port": mostly(st.lists(mostly(port, ANY), max_size=3), ANY),
         **({"bogus": ANY} if bogus else {})})
 
@@ -452,7 +495,7 @@ def unknown_keys(d):
     def name(k):
         return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
     out = {name(k) for k in d if k not in SECTIONS}
-    for s in ("switch", "fdb", "management"):
+    for s in ("switch", "fdb", "management", "metrics"):
         if isinstance(d.get(s), dict):
             out |= {f"{s}.{name(k)}" for k in d[s] if k not in FIELDS[s]}
     for i, p in enumerate(d.get("port") if isinstance(d.get("port"), list) else []):

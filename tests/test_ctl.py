@@ -170,9 +170,10 @@ def test_did_you_mean_for_command_words(short_dir, capsys):
             (["fdb", "shwo"], "fdb: unknown command 'shwo' (did you mean 'show'?)"),
             (["mode", "pol"], "mode: invalid mode 'pol' (did you mean 'poll'?)"),
             (["frobnicate"], "unknown command 'frobnicate' (choose from status, port, fdb, "
-                             "mode, aging, shutdown, events, methods, workers, vlan, capture, "
-                             "mirror)"),
-            (["worker"], "unknown command 'worker' (did you mean 'workers'?)")]:
+                             "mode, aging, shutdown, events, methods, workers, worker, "
+                             "top, vlan, capture, mirror)"),
+            (["workrs"], "unknown command 'workrs' (did you mean 'workers'?)"),
+            (["worker", "stat"], "worker: unknown command 'stat' (did you mean 'stats'?)")]:
         code, out, err = run(capsys, "-s", none, *words)
         assert (code, out, err) == (2, "", f"pyxsw ctl: {line}\n")
 

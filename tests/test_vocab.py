@@ -169,7 +169,7 @@ def test_the_words_of_before_are_all_there():
         ("status",), ("port", "list"), ("port", "add"), ("port", "del"), ("port", "stats"),
         ("fdb", "show"), ("fdb", "add"), ("fdb", "del"), ("fdb", "flush"), ("mode",),
         ("aging",), ("shutdown",), ("events",), ("methods",), ("workers",),
-        ("port", "set"), ("vlan", "show")}
+        ("port", "set"), ("vlan", "show"), ("worker", "stats"), ("top",)}
 
 
 def test_ctl_refuses_what_the_switch_refuses():
@@ -321,6 +321,12 @@ def test_switch_api_is_what_the_management_plane_uses():
         _used_on_switch(ROOT / "pyxsw/mgmt/server.py") | \
         _used_on_switch(ROOT / "pyxsw/mgmt/capture.py")
     assert used == api.members(api.SwitchAPI)
+    # the metrics endpoint (its collect() takes the switch itself) needs no more
+    tree = ast.parse((ROOT / "pyxsw/mgmt/metrics.py").read_text())
+    collect = next(n for n in tree.body if getattr(n, "name", None) == "collect")
+    on_switch = {n.attr for n in ast.walk(collect) if isinstance(n, ast.Attribute)
+                 and getattr(n.value, "id", None) == "switch"}
+    assert on_switch == {"port_stats", "worker_stats", "status"} <= used
 
 
 def _conforms(obj, protocol):

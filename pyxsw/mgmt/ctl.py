@@ -6,7 +6,8 @@
       fdb show [--port IFNAME] [--vlan N] | fdb add MAC IFNAME [--vlan N]
       fdb del MAC [--vlan N] | fdb flush [--port IFNAME] [--vlan N] | vlan show [N]
       mode poll|interrupt|adaptive | aging SECONDS | shutdown | events
-      methods | workers [--interval SECONDS]
+      methods | workers [--interval SECONDS] | worker stats [--interval SECONDS]
+      port stats [IFNAME] --rate [--interval SECONDS] | top [IFNAME] [--interval SECONDS]
       capture IFNAME [--direction in|out|both] [-c COUNT] [--snaplen N] [-w FILE|-]
       mirror add NAME --source IFNAME,... --output IFNAME [--direction D] | mirror del NAME
       mirror list
@@ -39,6 +40,7 @@ from .. import pcap
 from ..counters import PORT_SUMMARY
 from . import DEFAULT_SOCKET, RUNTIME_DIR, RpcError, busy_share
 from .handlers import METHODS
+from .rates import DROPS, PORT_RATES, WORKER_RATES, port_rates, worker_rates
 from ..render import cell as _cell, is_number as _is_number, table
 from ..vocab import VLAN_ID, VLAN_LIST, Invalid, PortVlan, port_vlan, vlan_text
 
@@ -125,6 +127,8 @@ def _port_vlans(r):
 
 
 def show_stats(r, args):
+    if _rate(args):
+        return show_rates(r, args)
     if args.name and not args.wide:
         return port_counters(args.name, r[args.name])
     out = table(["port", "up", *PORT_SUMMARY],
@@ -136,6 +140,43 @@ def show_stats(r, args):
         if rest:
             out += "\n\n" + _mapping(rest)
     return out
+
+
+def show_rates(r, args):
+    """port stats --rate: a port a line, every figure per second over the sample."""
+    ports = r["ports"]
+    return f"per second, over {r['interval']:.3g} s:\n" + table(
+        ["port", "up", *PORT_RATES, "dropped", *DROPS],
+        [[name, p.get("up"), *(_rate_cell(p[k]) for k in (*PORT_RATES, "dropped", *DROPS))]
+         for name, p in sorted(ports.items())])
+
+
+def _rate_cell(v):
+    """A rate in a table: whole numbers from 10 up, one decimal below (JSON has them all)."""
+    return round(v) if abs(v) >= 10 or v == int(v) else round(v, 1)
+
+
+def show_worker_table(r, args):
+    """worker stats: a worker a line; with --interval, per second over it."""
+    if isinstance(r, dict):                     # --interval: {"interval", "workers"}
+        head = f"workers, per second over {r['interval']:.3g} s (busy: the share of passes " \
+               "that found frames):"
+        rows, keys = r["workers"], WORKER_RATES
+    else:
+        head = "workers, since start (busy: the share of passes that found frames):"
+        rows, keys = r, WORKER_TABLE
+    if not rows:
+        return "no workers"
+    return head + "\n" + table(
+        ["queue", "mode", "busy", *keys],
+        [[w.get("queue"), w.get("mode"),
+          f"{100 * w['busy']:.1f}%" if _is_number(w.get("busy")) else None,
+          *(_rate_cell(w.get(k)) if isinstance(r, dict) and _is_number(w.get(k)) else w.get(k)
+            for k in keys)] for w in rows])
+
+
+WORKER_TABLE = ("loops", "idle_loops", "wakeups", "rx_kicks", "tx_kicks", "pool_empty",
+                "cache", "learned", "moved", "events_lost")
 
 
 def port_counters(name, s, width=WIDTH):
@@ -364,6 +405,52 @@ def _sample(client, args, params):
             for w in client.call("worker.stats")]
 
 
+def _rate(args):
+    return getattr(args, "rate", False) or getattr(args, "rate_interval", None) is not None
+
+
+def _port_stats(client, args, params):
+    """port.stats once; with --rate, twice, and the rates between (pyxsw.mgmt.rates)."""
+    if not _rate(args):
+        return client.call("port.stats", **params)
+    interval = args.rate_interval or 1.0
+    t0, first = time.monotonic(), client.call("port.stats", **params)
+    time.sleep(interval)
+    t1, second = time.monotonic(), client.call("port.stats", **params)
+    span = round(t1 - t0, 6)
+    return {"interval": span, "ports": port_rates(first, second, span)}
+
+
+def _worker_stats(client, args, params):
+    """worker.stats once; with --interval, twice, and per second between."""
+    if not args.interval:
+        return client.call("worker.stats")
+    t0, first = time.monotonic(), client.call("worker.stats")
+    time.sleep(args.interval)
+    t1, second = time.monotonic(), client.call("worker.stats")
+    span = round(t1 - t0, 6)
+    return {"interval": span, "workers": worker_rates(first, second, span)}
+
+
+def _port_stats_options(c):
+    _wide(c)
+    c.add_argument("--rate", action="store_true",
+                   help="per second: two looks --interval apart (default 1 s)")
+    c.add_argument("--interval", dest="rate_interval", type=_seconds(MAX_INTERVAL),
+                   metavar="SECONDS", help="with --rate: the time between the looks "
+                                           "(implies --rate)")
+
+
+def _top_options(c):
+    c.add_argument("--interval", type=_seconds(MAX_INTERVAL), default=1.0, metavar="SECONDS",
+                   help="redraw every SECONDS (default 1)")
+
+
+def _top(client, args, params):
+    from .top import run                        # curses only here
+    return run(client, args, params)
+
+
 def _vlan_shorthands(c):
     g = c.add_mutually_exclusive_group()
     g.add_argument("--access", type=_checked(VLAN_ID), metavar="N", default=argparse.SUPPRESS,
@@ -483,6 +570,7 @@ class Command:
     fetch: Optional[Callable] = None
     params: Optional[Callable] = None
     short: tuple = ()           # (parameter, "-x"): a short option of a method's own
+    live: Optional[Callable] = None             # runs on its own (top): returns the exit code
 
 
 # Every argument's name, check, metavar, choices, default and whether it is required come
@@ -494,7 +582,8 @@ COMMANDS = (
     Command(("port", "add"), "port.add", ("name",), options=_vlan_shorthands,
             params=_vlan_params),
     Command(("port", "del"), "port.del", ("name",)),
-    Command(("port", "stats"), "port.stats", ("name",), show=show_stats, options=_wide),
+    Command(("port", "stats"), "port.stats", ("name",), show=show_stats,
+            options=_port_stats_options, fetch=_port_stats),
     Command(("port", "set"), "port.set", ("port",), options=_vlan_shorthands,
             params=_vlan_params),
     Command(("fdb", "show"), "fdb.list", show=show_fdb),
@@ -508,6 +597,11 @@ COMMANDS = (
             help="print FDB and port events as they happen (Ctrl-C ends)"),
     Command(("methods",), "methods", show=show_methods),
     Command(("workers",), "worker.stats", show=show_workers, options=_interval, fetch=_sample),
+    Command(("worker", "stats"), "worker.stats", show=show_worker_table, options=_interval,
+            fetch=_worker_stats, help="per-worker counters and busy share, a worker a line "
+                                      "(with --interval: per second)"),
+    Command(("top",), "port.stats", ("name",), options=_top_options, live=_top,
+            help="a live view: rates per port and per worker, the FDB's size (q quits)"),
     Command(("vlan", "show"), "vlan.list", ("vlan",), show=show_vlans),
     Command(("capture",), "capture.start", ("port",), options=_capture_options,
             fetch=_capture, show=lambda r, args: None, short=(("count", "-c"),),
@@ -517,7 +611,8 @@ COMMANDS = (
     Command(("mirror", "list"), "mirror.list", show=show_mirrors),
 )
 GROUPS = {"port": "list, add, remove ports; their counters and VLANs", "fdb": "the MAC table",
-          "vlan": "the VLANs in use", "mirror": "port mirrors (SPAN)"}
+          "vlan": "the VLANs in use", "worker": "the worker threads",
+          "mirror": "port mirrors (SPAN)"}
 NOT_COMMANDS = {                                # method -> why ctl has no command for it
     "capture.stop": "`pyxsw ctl capture` stops its capture when it ends (Ctrl-C, -c)",
 }
@@ -608,6 +703,8 @@ def ctl_main(argv=None) -> int:
         with Client(path, timeout=timeout) as c:
             if args.method == "events.subscribe":
                 return _follow(c, as_json)
+            if args.command.live:
+                return args.command.live(c, args, params)
             result = (args.command.fetch or _call)(c, args, params)
     except RpcError as e:
         return _error(e.code, e.message, EXIT_REFUSED, as_json)

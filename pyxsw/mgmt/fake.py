@@ -19,7 +19,7 @@ import threading
 import time
 
 from .. import __version__
-from ..counters import FASTPATH
+from ..counters import FASTPATH, FDB, POOL, PORT, PROG, QUEUE, WORKER
 from ..counters import PORT_SUMMARY as COUNTERS     # the port counters it makes up
 from ..vocab import DEFAULT_PORT_VLAN
 from .. import taps
@@ -62,9 +62,9 @@ class FakeSwitch:
         self.captures = {}                      # id -> taps.Capture: feed them with frame()
         self.mirrors = {}
         self.lock = threading.Lock()
-        self.workers = [{"queue": 0, "loops": 4000, "idle_loops": 3000, "wakeups": 12,
-                         "rx_kicks": 0, "tx_kicks": 7, "learned": 2, "moved": 0,
-                         "events_lost": 0, "mode": "poll"}]
+        # every counter of the tables (pyxsw.counters): those not set here are 0
+        self.workers = [dict(dict.fromkeys(WORKER.names, 0), queue=0, loops=4000,
+                             idle_loops=3000, wakeups=12, tx_kicks=7, learned=2, mode="poll")]
         for p in ports:
             self.add_port(p)
         names = list(self.ports)
@@ -105,7 +105,10 @@ class FakeSwitch:
                 "workers": [{"queue": 0, "core": 1}],
                 "ports": [{"name": p.name, "index": p.index, "up": p.up}
                           for p in self.ports.values()],
-                "fdb": {"entries": len(self.fdb), "aging": self.aging},
+                "fdb": dict(dict.fromkeys(FDB.names, 0), entries=len(self.fdb),
+                            capacity=65536, aging=self.aging),
+                "frames": dict(dict.fromkeys(POOL.names, 0), frames=16384, pool=16000,
+                               placed=16384),
                 "fastpath": {"mode": self.fastpath,
                              "kernel_fdb_entries": len(self.fdb) if self.fastpath == "xdp" else 0,
                              "sync_errors": 0}}
@@ -153,10 +156,12 @@ class FakeSwitch:
 
     def port_stats(self, name=None):
         names = [name] if name is not None else list(self.ports)
-        return {n: dict({k: 10 * i for i, k in enumerate(COUNTERS)}, up=self.ports[n].up,
-                        xdp={"prog_seen": 5, "rx_ring_full": 0},
+        return {n: dict(dict.fromkeys(PORT.names, 0), **{k: 10 * i for i, k in enumerate(COUNTERS)},
+                        up=self.ports[n].up,
+                        xdp=dict(dict.fromkeys(QUEUE.names + PROG.names, 0), prog_seen=5),
                         fastpath=dict.fromkeys(FASTPATH.names, 0),
-                        queues=[{"queue": 0, "rx_packets": 0, "tx_packets": 20}])
+                        queues=[dict(dict.fromkeys(QUEUE.names, 0), queue=0, rx_packets=0,
+                                     tx_packets=20)])
                 for n in names}
 
     def fdb_list(self, port=None, vlan=None):

@@ -228,8 +228,9 @@ class Server:
 
     def __init__(self, switch, path, *, mode=None, group=None, max_request=MAX_REQUEST,
                  max_clients=MAX_CLIENTS, event_queue=EVENT_QUEUE, event_inbox=EVENT_INBOX,
-                 event_stall=EVENT_STALL):
+                 event_stall=EVENT_STALL, metrics=None):
         self.switch = switch
+        self.metrics = metrics                  # a metrics.MetricsServer served alongside
         self.path = os.fspath(path)
         # 0660 only makes sense with a group to share with; otherwise only root gets in.
         self.mode = mode if mode is not None else (0o660 if group is not None else 0o600)
@@ -272,6 +273,12 @@ class Server:
         touches any port; start() binds if this was not done."""
         if self._sock is None:
             self._sock = self._bind()
+        if self.metrics is not None:
+            try:
+                self.metrics.bind()
+            except BaseException:
+                self.release()
+                raise
 
     def release(self):
         """Give up a bind() that was never served (the switch failed to start)."""
@@ -279,6 +286,8 @@ class Server:
             self._sock.close()
             self._sock = None
             self._unlink()
+        if self.metrics is not None:
+            self.metrics.release()
 
     async def start(self):
         self._loop = asyncio.get_running_loop()
@@ -293,6 +302,13 @@ class Server:
             self.release()
             raise
         self._sock = None                       # the asyncio server owns it now
+        if self.metrics is not None:
+            try:
+                await self.metrics.start()
+            except BaseException:
+                self._server.close()
+                self._unlink()
+                raise
         self._alive()
         if self.has_events:
             self.switch.add_listener(self._on_event)
@@ -323,6 +339,8 @@ class Server:
 
     async def close(self):
         """Stop listening, drop every connection, remove the socket file."""
+        if self.metrics is not None:
+            await self.metrics.close()
         if self._listening:
             self.switch.remove_listener(self._on_event)
             self._listening = False
