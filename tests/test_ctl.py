@@ -170,7 +170,8 @@ def test_did_you_mean_for_command_words(short_dir, capsys):
             (["fdb", "shwo"], "fdb: unknown command 'shwo' (did you mean 'show'?)"),
             (["mode", "pol"], "mode: invalid mode 'pol' (did you mean 'poll'?)"),
             (["frobnicate"], "unknown command 'frobnicate' (choose from status, port, fdb, "
-                             "mode, aging, shutdown, events, methods, workers, vlan)"),
+                             "mode, aging, shutdown, events, methods, workers, vlan, reload, "
+                             "save)"),
             (["worker"], "unknown command 'worker' (did you mean 'workers'?)")]:
         code, out, err = run(capsys, "-s", none, *words)
         assert (code, out, err) == (2, "", f"pyxsw ctl: {line}\n")
