@@ -121,8 +121,8 @@ def static_section(old, new):
     for k, e in now.items():
         o = was.get(k)
         if o is None or o.port != e.port:
-            what = "added" if o is None else f"moved from {o.port}"
-            out.append(Change(ENTRIES, f"static {e.mac} vlan {e.vlan}: {what} on {e.port}",
+            what = f"added on {e.port}" if o is None else f"moved from {o.port} to {e.port}"
+            out.append(Change(ENTRIES, f"static {e.mac} vlan {e.vlan}: {what}",
                               ("fdb_add", (e.mac, e.port), {"vlan": e.vlan})))
     return out
 
