@@ -30,9 +30,10 @@ def test_bash_completion(short_dir):
     assert bash_complete(script, "pyxsw ctl po") == ["port"]
     assert sorted(bash_complete(script, "pyxsw ctl port ")) == ["add", "del", "list", "set",
                                                                 "stats"]
-    assert sorted(bash_complete(script, "pyxsw ctl ")) == sorted(
-        ["status", "port", "fdb", "mode", "aging", "shutdown", "events", "methods", "workers",
-         "vlan"])
+    assert set(bash_complete(script, "pyxsw ctl ")) >= {"reload", "save"} | {
+        "status", "port", "fdb", "mode", "aging", "shutdown", "events", "methods", "workers",
+        "vlan"}
+    assert "--output" in bash_complete(script, "pyxsw ctl save --")
     assert sorted(bash_complete(script, "pyxsw ")) == ["ctl", "demo", "lab", "run"]
     assert bash_complete(script, "pyxsw ctl -s /x --timeout 3 fdb s") == ["show"]
     assert bash_complete(script, "pyxsw ctl mode i") == ["interrupt"]
@@ -79,8 +80,9 @@ def test_completion_follows_the_parsers():
     from pyxsw.completion import tree
     t = tree()
     assert set(t[()]["words"]) == {"run", "ctl", "lab", "demo"}
-    assert set(t[("ctl",)]["words"]) == {"status", "port", "fdb", "mode", "aging", "shutdown",
-                                         "events", "methods", "workers", "vlan"}
+    assert set(t[("ctl",)]["words"]) >= {"reload", "save"} | {
+        "status", "port", "fdb", "mode", "aging", "shutdown", "events", "methods", "workers",
+        "vlan"}
     assert {"--access", "--trunk", "--native"} <= set(t[("ctl", "port", "set")]["opts"])
     assert t[("ctl", "mode")]["choices"] == ["poll", "interrupt", "adaptive"]
     assert {"-s", "--socket", "--json", "--timeout", "--wide"} <= \
