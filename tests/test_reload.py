@@ -1,7 +1,6 @@
 """Reload and save: [[fdb.static]] in the file, the plan of a reload (pure: two Configs in),
 a bad file refused with `pyxsw run`'s own line, `pyxsw ctl save`; then, as root, SIGHUP and
 `pyxsw ctl reload` on a running `pyxsw run`, and a switch restarted from what `ctl save` wrote."""
-import os
 import signal
 import stat
 import subprocess
