@@ -47,11 +47,12 @@ def _fail(msg, code):
 # ---------------------------------------------------------------------------- run
 
 # Every signal whose default action ends the process stops the switch cleanly instead (XDP
-# detached, promiscuous mode restored, socket removed): SIGHUP and SIGQUIT too, until reload
-# exists.  Faults (SIGSEGV...) and SIGKILL cannot be handled; job control (SIGSTOP/SIGCONT,
-# a debugger attaching) must not stop it.
+# detached, promiscuous mode restored, socket removed): SIGQUIT too.  SIGHUP reloads the
+# config file instead (RELOAD_SIGNAL).  Faults (SIGSEGV...) and SIGKILL cannot be handled; job
+# control (SIGSTOP/SIGCONT, a debugger attaching) must not stop it.
+RELOAD_SIGNAL = signal.SIGHUP
 STOP_SIGNALS = frozenset(
-    {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+    {signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
      signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGIO,
      signal.SIGPWR, signal.SIGXCPU, signal.SIGSTKFLT}
     | set(range(signal.SIGRTMIN, signal.SIGRTMAX + 1)))
@@ -92,7 +93,7 @@ def cmd_run(args):
         sw.set_heartbeat(functools.partial(_heartbeat, notifier, server))
     # Stop signals wait, blocked, for this thread to take them (sigwait below): never a
     # handler interrupting start() half-way.  Threads started from here inherit the block.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS | {RELOAD_SIGNAL})
     try:
         # Claim the socket first: a second instance must refuse before touching any port.
         server.bind()
@@ -129,7 +130,16 @@ def cmd_run(args):
         # This thread, at normal priority, only waits: for a stop signal, or for the loop to
         # end (the shutdown RPC), which wakes it with one.  sigwait() returns nothing but a
         # signal of the set (sigtimedwait can return garbage after EINTR: issue 9).
-        signo = signal.sigwait(STOP_SIGNALS)
+        # SIGHUP: the reload runs in the management loop (Server.request_reload, the code of
+        # config.reload), which logs what it did; this thread goes back to waiting.  Not the
+        # loop's add_signal_handler: that takes signals in the main thread only, and this
+        # process keeps every signal blocked outside this sigwait.
+        while (signo := signal.sigwait(STOP_SIGNALS | {RELOAD_SIGNAL})) == RELOAD_SIGNAL:
+            if ended.is_set():
+                signo = signal.SIGTERM
+                break
+            log.info("SIGHUP: reloading %s", sw.config_path)
+            server.request_reload()
         notifier.stopping()
         if not ended.is_set():
             server.request_stop()

@@ -150,6 +150,14 @@ class _Methods:
     def mirror_list(self):
         return self.call("mirror.list")
 
+    def config_reload(self):
+        """{"changed", "failed", "restart", "config"}: what reading the file again did."""
+        return self.call("config.reload")
+
+    def config_save(self):
+        """{"toml": the running configuration as a file, "config": the same as a dict}."""
+        return self.call("config.save")
+
 
 class Client(_Methods):
     """A blocking client.  `timeout` (seconds, None for none) bounds each call."""

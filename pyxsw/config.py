@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 # FDB) is checked by Switch.start().  Re-exported here: what a config key may hold.
 from .vocab import (FASTPATH, FRAME_SIZES, MAX_AGING, MAX_BATCH, MAX_CAPACITY, MAX_FLOOD_LIMIT,  # noqa: F401
                     MAX_FRAMES, MAX_PORT_LIMIT, MAX_PORTS, MAX_RING_SIZE, MAX_WORKERS, MODES,
-                    VLAN_MODES, XDP_MODES, ZERO_COPY, Invalid, PortVlan, port_vlan, valid_ifname)
+                    VLAN_ID_MAX, VLAN_MODES, XDP_MODES, ZERO_COPY, Invalid, PortVlan, port_vlan,
+                    station, valid_ifname)
 from .vocab import DIRECTIONS, port_names, name as vocab_name
 from .taps import Mirror, check_mirror
 
@@ -64,10 +65,20 @@ class SwitchSection:
 
 
 @dataclass(frozen=True)
+class StaticEntry:
+    """A [[fdb.static]] entry: `mac` (a station) reached through port `port` in VLAN `vlan`
+    (the file may leave it out: then the port's untagged VLAN, resolved when read)."""
+    mac: str
+    port: str
+    vlan: int
+
+
+@dataclass(frozen=True)
 class FdbSection:
     aging: int = 300
     capacity: int = 65536
     port_limit: int = 0
+    static: tuple = ()                     # StaticEntry, in the file's order
 
 
 @dataclass(frozen=True)
@@ -170,9 +181,13 @@ class Config:
 
     def to_dict(self) -> dict:
         """The TOML-shaped dict that from_dict() reads back to an equal Config."""
+        fdb = dataclasses.asdict(self.fdb)
+        fdb["static"] = [dataclasses.asdict(e) for e in self.fdb.static]
+        if not fdb["static"]:
+            del fdb["static"]
         return {
             "switch": dataclasses.asdict(self.switch),
-            "fdb": dataclasses.asdict(self.fdb),
+            "fdb": fdb,
             "management": dataclasses.asdict(self.management),
             **({"metrics": dataclasses.asdict(self.metrics)} if self.metrics.listen else {}),
             "port": [{"name": p.name, "flood_limit": p.flood_limit,
@@ -180,6 +195,13 @@ class Config:
                      for p in self.ports],
             **({"mirror": [m.keys() for m in self.mirrors]} if self.mirrors else {}),
         }
+
+
+def to_toml(config, header="") -> str:
+    """A Config as a TOML file that Config.load() reads back equal (and `pyxsw run` takes),
+    after `header` (comment lines).  tomli-w writes it: the one TOML writer, well kept."""
+    import tomli_w      # here: reading a file needs the standard library only
+    return header + tomli_w.dumps(config.to_dict())
 
 
 def _key(k):
@@ -249,6 +271,8 @@ class _Parser:
         metrics = self.metrics(d.get("metrics", {}))
         ports = self.ports(d.get("port", []))
         mirrors = self.mirrors(d.get("mirror", []), ports)
+        fdb = dataclasses.replace(fdb, static=self.static(d.get("fdb", {}).get("static", []),
+                                                          ports))
         # The core's rule (Core.port_add): every socket's fill ring gets at least a batch out
         # of half the frames; sockets are ports x queues (one queue per entry of cores).
         need = 2 * sw.batch * len(ports) * len(sw.cores)
@@ -413,3 +437,37 @@ class _Parser:
                 self.fail(f"{key}.{e.key}", str(e))
             mirrors[name] = mirror
         return list(mirrors.values())
+
+    def static(self, lst, ports) -> tuple:
+        """[[fdb.static]]: a station's MAC on one of the [[port]]s, in a VLAN it carries
+        (left out: its untagged VLAN), each (mac, vlan) once."""
+        if not isinstance(lst, list):
+            self.fail("fdb.static", f"expected an array of tables ([[fdb.static]]), "
+                                    f"got {_what(lst)}")
+        by_name = {p.name: p for p in ports}
+        out = []
+        for i, e in enumerate(lst):
+            key = f"fdb.static[{i}]"
+            self.table(e, key, ["mac", "port", "vlan"])
+            for k in ("mac", "port"):
+                if k not in e:
+                    self.fail(f"{key}.{k}", "missing")
+            try:
+                mac = station(e["mac"])
+            except Invalid as err:
+                self.fail(f"{key}.mac", str(err))
+            port = self.string(e, key, "port", None)
+            if port not in by_name:
+                self.fail(f"{key}.port", f"not one of the [[port]] names "
+                                         f"({', '.join(by_name) or 'none'}): {port!r}")
+            vlan = e.get("vlan")
+            if vlan is not None:
+                vlan = self.integer(e, key, "vlan", None, 1, VLAN_ID_MAX)
+            try:
+                vlan = by_name[port].vlans.static_vlan(port, vlan)
+            except Invalid as err:
+                self.fail(f"{key}.vlan", str(err))
+            if any(o.mac == mac and o.vlan == vlan for o in out):
+                self.fail(f"{key}.mac", f"{mac} in vlan {vlan} is listed twice")
+            out.append(StaticEntry(mac=mac, port=port, vlan=vlan))
+        return tuple(out)

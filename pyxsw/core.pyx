@@ -636,6 +636,22 @@ cdef class Datapath:
             port_vlan_write(self.sw, pt, m, untagged, bits)
             self._publish()
 
+    def port_set_options(self, int p, uint32_t flood_limit, bint forward_reserved):
+        """Port p's storm control (flooded frames/s it may cause, 0: no limit) and whether it
+        floods reserved link-local frames: written inside the config seqlock, as its VLANs
+        are, and seen by the workers at their next pass."""
+        cdef Port *pt
+        cdef uint32_t seq
+        with self.lock:
+            pt = self._port(p)
+            seq = self.sw.cfg_seq
+            pyxsw_store_rel32(&self.sw.cfg_seq, seq + 1)
+            pyxsw_fence_seq()
+            pt.flood_limit = flood_limit
+            pt.forward_reserved = forward_reserved
+            pyxsw_store_rel32(&self.sw.cfg_seq, seq + 2)
+            self._publish()
+
     def port_vlan(self, int p):
         """{"vlan_mode", "vlan", "allowed", "native"} of port p (allowed None: all)."""
         cdef Port *pt
@@ -674,6 +690,11 @@ cdef class Datapath:
 
     def set_aging(self, uint32_t seconds):
         self._sw().fdb.aging = seconds
+
+    @property
+    def aging(self):
+        """The FDB's aging time in seconds (0: never)."""
+        return self._sw().fdb.aging
 
     def drain_events(self):
         """FDB events the workers queued: [("learn"|"move", mac, vlan, port, old port)], at

@@ -12,6 +12,7 @@ stop() undoes all of it; so does leaving the `with` block, whatever the exit.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import fcntl
 import logging
@@ -315,6 +316,7 @@ class Switch:
         self._captures = {}                 # id -> taps.Capture running
         self.mirrors = {}                   # name -> taps.Mirror
         self._dsts = set()                  # port indexes that were mirror outputs last
+        self._reload_lock = threading.Lock()    # one reload at a time (SIGHUP, config.reload)
         self.started_at = None
 
     # ------------------------------------------------------------------ life cycle
@@ -374,6 +376,11 @@ class Switch:
                     self.mirror_add(m.name, m.sources, m.direction, m.output)
                 except (KeyError, ValueError, MemoryError) as e:
                     raise SwitchError(_reason(e), key=f"mirror[{i}]") from e
+            for i, e in enumerate(c.fdb.static):
+                try:
+                    self.fdb_add(e.mac, e.port, e.vlan)
+                except (OSError, ValueError) as err:        # the FDB full, say
+                    raise SwitchError(_reason(err), key=f"fdb.static[{i}]") from err
             for q, cpu in enumerate(c.switch.cores):
                 t = threading.Thread(target=self._worker, args=(q, cpu),
                                      name=f"pyxsw-worker-{q}", daemon=True)
@@ -866,6 +873,15 @@ class Switch:
             self._emit(event="fdb.flush", port=name, count=n)
             return n
 
+    def port_options(self, name, flood_limit=None, forward_reserved=None):
+        """Change a running port's flood_limit and/or forward_reserved (None: as it is)."""
+        with self._lock:
+            port = self._port(name)
+            fl = port.flood_limit if flood_limit is None else int(flood_limit)
+            fr = port.forward_reserved if forward_reserved is None else bool(forward_reserved)
+            self.dp.port_set_options(port.index, fl, fr)
+            port.flood_limit, port.forward_reserved = fl, fr
+
     def _port(self, name):
         try:
             return self.ports[name]
@@ -993,6 +1009,43 @@ class Switch:
 
     def set_aging(self, seconds):
         self.dp.set_aging(int(seconds))
+
+    @property
+    def aging(self):
+        return self.dp.aging
+
+    # ------------------------------------------------------------------ reload and save
+
+    def running_config(self):
+        """The configuration the switch runs now, as a Config: the file's switch section
+        with the current mode, the current aging, the ports with their current settings and
+        the static FDB entries as they are (what `pyxsw ctl save` writes)."""
+        from .config import PortSection, StaticEntry
+        c = self.config
+        with self._lock:
+            ports = sorted(self.ports.values(), key=lambda p: p.index)
+            static = tuple(StaticEntry(e["mac"], e["port"], e["vlan"])
+                           for e in self.fdb_list() if e["static"] and e["port"] in self.ports)
+            return dataclasses.replace(
+                c, switch=dataclasses.replace(c.switch, mode=self.mode),
+                fdb=dataclasses.replace(c.fdb, aging=self.aging, static=static),
+                ports=[PortSection(name=p.name, flood_limit=p.flood_limit,
+                                   forward_reserved=p.forward_reserved, **p.vlans._asdict())
+                       for p in ports])
+
+    def reload(self):
+        """Read the file the switch was started from again and apply what can change at
+        run time (pyxsw.reload).  ConfigError, with nothing changed, when the file is wrong;
+        ValueError when the switch was not started from a file."""
+        from . import reload as _reload
+        if self.config_path.startswith("<"):
+            raise ValueError(f"the switch was not started from a file ({self.config_path}): "
+                             f"nothing to reload")
+        with self._reload_lock:
+            new = Config.load(self.config_path)
+            result = _reload.apply(self, _reload.plan(self.running_config(), new))
+            result["config"] = self.config_path
+            return result
 
     def fdb_list(self, port=None, vlan=None):
         names = {p.index: p.name for p in self.ports.values()}

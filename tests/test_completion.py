@@ -45,6 +45,7 @@ def test_bash_completion(short_dir):
     assert sorted(bash_complete(script, "pyxsw ctl port ")) == ["add", "del", "list", "set",
                                                                 "stats"]
     assert sorted(bash_complete(script, "pyxsw ctl ")) == sorted(ctl_words())
+    assert "--output" in bash_complete(script, "pyxsw ctl save --")
     assert sorted(bash_complete(script, "pyxsw ")) == ["ctl", "demo", "lab", "run"]
     assert bash_complete(script, "pyxsw ctl -s /x --timeout 3 fdb s") == ["show"]
     assert bash_complete(script, "pyxsw ctl mode i") == ["interrupt"]

@@ -430,6 +430,7 @@ FIELDS = {s: [f.name for f in dataclasses.fields(cls)] for s, cls in SECTIONS.it
 # port), or "bogus", the one unknown key the strategies below put anywhere.
 KEY = re.compile("|".join([
     r"-|bogus|switch|fdb|management|metrics|port|port\[\d+\]|switch\.cores\[\d+\]",
+    r"fdb\.static\[\d+\](\.(mac|port|vlan))?",
     *(rf"{s}\.(bogus|{'|'.join(f)})" for s, f in FIELDS.items() if s != "port"),
     rf"port\[\d+\]\.(bogus|{'|'.join(FIELDS['port'])})",
 ]))
@@ -501,6 +502,10 @@ def unknown_keys(d):
     for i, p in enumerate(d.get("port") if isinstance(d.get("port"), list) else []):
         if isinstance(p, dict):
             out |= {f"port[{i}].{name(k)}" for k in p if k not in FIELDS["port"]}
+    fdb = d.get("fdb") if isinstance(d.get("fdb"), dict) else {}
+    for i, e in enumerate(fdb.get("static") if isinstance(fdb.get("static"), list) else []):
+        if isinstance(e, dict):
+            out |= {f"fdb.static[{i}].{name(k)}" for k in e if k not in ("mac", "port", "vlan")}
     return out
 
 

@@ -171,7 +171,7 @@ def test_did_you_mean_for_command_words(short_dir, capsys):
             (["mode", "pol"], "mode: invalid mode 'pol' (did you mean 'poll'?)"),
             (["frobnicate"], "unknown command 'frobnicate' (choose from status, port, fdb, "
                              "mode, aging, shutdown, events, methods, workers, worker, "
-                             "top, vlan, capture, mirror)"),
+                             "top, vlan, capture, mirror, reload, save)"),
             (["workrs"], "unknown command 'workrs' (did you mean 'workers'?)"),
             (["worker", "stat"], "worker: unknown command 'stat' (did you mean 'stats'?)")]:
         code, out, err = run(capsys, "-s", none, *words)

@@ -63,7 +63,7 @@ def test_unit_is_notify_with_watchdog_and_every_capability_explained():
     assert d["WatchdogSec"] and d["Restart"] == ["on-failure"]
     assert d["RestartPreventExitStatus"] == ["2"]           # 75 is retried
     assert int(d["LimitNOFILE"][0]) >= 65536
-    assert "ExecReload" not in d                            # there is no reload
+    assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]   # SIGHUP reloads the file
     for family in ("AF_UNIX", "AF_NETLINK", "AF_XDP", "AF_PACKET", "AF_INET", "AF_INET6"):
         assert family in d["RestrictAddressFamilies"][0].split()
     caps = d["CapabilityBoundingSet"][0].split()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Optional, Protocol
 
+from ..config import Config
 from ..vocab import PortVlan
 
 
@@ -90,6 +91,15 @@ class SwitchAPI(Protocol):
 
     def mirror_list(self) -> list:
         """[{"name", "source", "direction", "output", "active", "missing"}], by name."""
+
+    def reload(self) -> dict:
+        """Read the config file again and apply what can change at run time (pyxsw.reload):
+        {"changed": [text], "failed": [{"change", "error"}], "restart": [key], "config":
+        path}.  ConfigError when the file is wrong (nothing changed); ValueError when the
+        switch was not started from a file."""
+
+    def running_config(self) -> Config:
+        """The configuration it runs now (mode, aging, ports, static entries as they are)."""
 
     def add_listener(self, fn: Callable[[dict], None]) -> None:
         """Call fn(event) for every FDB and port event, from a switch thread."""

@@ -11,6 +11,7 @@
       capture IFNAME [--direction in|out|both] [-c COUNT] [--snaplen N] [-w FILE|-]
       mirror add NAME --source IFNAME,... --output IFNAME [--direction D] | mirror del NAME
       mirror list
+      reload | save [-o FILE]
 
 The switch: `-s SOCKET`, else $PYXSW_SOCKET, else the one switch serving a socket in
 /run/pyxsw (when several do, name one), else /run/pyxsw/sw0.sock.
@@ -20,8 +21,8 @@ and every error as {"error": {"code": ..., "message": ...}} on stderr (stdout ca
 results only).  The commands' arguments are made from the switch's method table
 (pyxsw.mgmt.handlers.METHODS): their names, defaults and checks are the method's, so a
 value the switch would refuse is a usage error here, and nothing is sent.
-Exit codes: 0 done, 1 the switch refused (the error is printed), 2 usage, 3 no switch to
-talk to (socket missing, refused, not permitted, the connection failed or timed out).
+Exit codes: 0 done, 1 the switch refused (the error is printed; `reload`: a change failed;
+`save -o`: the file could not be written), 2 usage, 3 no switch to talk to (socket missing, refused, not permitted, the connection failed or timed out).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import os
 import socket
 import stat
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -285,6 +287,73 @@ SHOW_DONE = {
                                f"({r['direction']}) to {r['output']}",
     "mirror.del": lambda r, a: f"mirror {r['name']} removed; {r['output']} forwards again",
 }
+
+
+def show_reload(r, args):
+    lines = [f"reloaded {r.get('config', 'the config file')}: "
+             + ("nothing changed" if not r["changed"] else f"{_entries(len(r['changed']), 'change')}")]
+    lines += [f"  {t}" for t in r["changed"]]
+    lines += [f"  failed: {f['change']}: {f['error']}" for f in r["failed"]]
+    if r["restart"]:
+        lines.append(f"  needs a restart: {', '.join(r['restart'])} (left as it is)")
+    return "\n".join(lines)
+
+
+def show_save(r, args):
+    if args.output:
+        return f"saved the running configuration to {args.output}"
+    return r["toml"].rstrip("\n")
+
+
+def _output(c):
+    c.add_argument("-o", "--output", metavar="FILE",
+                   help="write it to FILE (atomically; the file's mode is kept, else 0644) "
+                        "instead of standard output")
+
+
+class OutputError(Exception):
+    """The result could not be written where asked (exit 1)."""
+
+
+def write_atomic(path, text):
+    """`text` into `path` as one step: a temporary file beside it renamed over it (a
+    symbolic link's target is replaced).  The mode (and, where allowed, the owner) of the file
+    replaced is kept; a new file is 0644."""
+    path = os.path.realpath(path)
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        old = None
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, stat.S_IMODE(old.st_mode) if old else 0o644)
+        if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+            try:
+                os.chown(tmp, old.st_uid, old.st_gid)
+            except PermissionError:
+                pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _save(client, args, params):
+    r = client.call(args.method, **params)
+    if args.output:
+        try:
+            write_atomic(args.output, r["toml"])
+        except OSError as e:
+            raise OutputError(f"{args.output}: {e.strerror or e}") from None
+    return r
 
 
 def _entries(n, what="entry"):
@@ -571,6 +640,7 @@ class Command:
     params: Optional[Callable] = None
     short: tuple = ()           # (parameter, "-x"): a short option of a method's own
     live: Optional[Callable] = None             # runs on its own (top): returns the exit code
+    exit: Optional[Callable] = None             # result -> exit code (else 0)
 
 
 # Every argument's name, check, metavar, choices, default and whether it is required come
@@ -609,6 +679,10 @@ COMMANDS = (
     Command(("mirror", "add"), "mirror.add", ("name",)),
     Command(("mirror", "del"), "mirror.del", ("name",)),
     Command(("mirror", "list"), "mirror.list", show=show_mirrors),
+    Command(("reload",), "config.reload", show=show_reload,
+            exit=lambda r: EXIT_REFUSED if r["failed"] else EXIT_OK),
+    Command(("save",), "config.save", show=show_save, options=_output, fetch=_save,
+            help="print the running configuration as TOML that `pyxsw run` takes"),
 )
 GROUPS = {"port": "list, add, remove ports; their counters and VLANs", "fdb": "the MAC table",
           "vlan": "the VLANs in use", "worker": "the worker threads",
@@ -708,6 +782,8 @@ def ctl_main(argv=None) -> int:
             result = (args.command.fetch or _call)(c, args, params)
     except RpcError as e:
         return _error(e.code, e.message, EXIT_REFUSED, as_json)
+    except OutputError as e:
+        return _error("output", str(e), EXIT_REFUSED, as_json)
     except FileNotFoundError:
         why = (f"{path}: no such socket: is the switch running (`pyxsw run -c FILE`), and is "
                "this its socket (-s)?")
@@ -727,7 +803,10 @@ def ctl_main(argv=None) -> int:
             return EXIT_OK
         text = (json.dumps(result, indent=2, default=str) if as_json
                 else (args.show or SHOW_DONE[args.method])(result, args))
-        return EXIT_OK if text is None else _print(text)
+        if text is None:
+            return EXIT_OK
+        code = _print(text)
+        return args.command.exit(result) if args.command.exit else code
     return _error(UNREACHABLE, why, EXIT_UNREACHABLE, as_json)
 
 

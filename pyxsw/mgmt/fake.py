@@ -32,6 +32,7 @@ class FakePort:
     def __init__(self, name, index, vlans=DEFAULT_PORT_VLAN, fastpath=FASTPATH_OFF):
         self.name, self.index, self.state, self.reason = name, index, "up", ""
         self.vlans = vlans
+        self.flood_limit, self.forward_reserved = 0, False
         self.changed = []               # interface settings changed (rx VLAN offload...)
         self.fastpath = dict(fastpath)  # as Switch's Port.fastpath: {"target", "reason"}
         # like a real port whose interface carries addresses: the reply must say so
@@ -51,8 +52,9 @@ class FakeSwitch:
     # of them idle: a busy share of 0.75 between two looks.
     PASSES, IDLE = 1000, 250
 
-    def __init__(self, entries=0, *, ports=("s0", "s1", "s2"), fastpath="off"):
+    def __init__(self, entries=0, *, ports=("s0", "s1", "s2"), fastpath="off", config=None):
         self.fastpath = fastpath
+        self.config_path = config               # a file reload() reads; None: none
         self.ports = {}
         self.fdb = {}                           # (vlan, mac) -> [port, static]
         self.mode = "poll"
@@ -113,7 +115,7 @@ class FakeSwitch:
                              "kernel_fdb_entries": len(self.fdb) if self.fastpath == "xdp" else 0,
                              "sync_errors": 0}}
 
-    def add_port(self, name, vlans=None):
+    def add_port(self, name, vlans=None, flood_limit=0, forward_reserved=False):
         if name.startswith("nosuch"):
             raise OSError(errno.ENODEV, f"{name}: no such interface")
         time.sleep(self.delay)
@@ -127,6 +129,7 @@ class FakeSwitch:
             port = FakePort(name, min(set(range(len(used) + 1)) - used), vlans,
                             {"target": True, "reason": ""} if self.fastpath == "xdp"
                             else FASTPATH_OFF)
+            port.flood_limit, port.forward_reserved = flood_limit, forward_reserved
             self.ports[name] = port
         self.emit(event="port.add", port=name)
         return port
@@ -255,3 +258,33 @@ class FakeSwitch:
 
     def mirror_list(self):
         return [m.view(self.ports) for _, m in sorted(self.mirrors.items())]
+
+    def port_options(self, name, flood_limit=None, forward_reserved=None):
+        port = self.ports[name]
+        if flood_limit is not None:
+            port.flood_limit = flood_limit
+        if forward_reserved is not None:
+            port.forward_reserved = forward_reserved
+
+    def running_config(self):
+        from ..config import Config, FdbSection, PortSection, StaticEntry, SwitchSection
+        ports = sorted(self.ports.values(), key=lambda p: p.index)
+        return Config(
+            switch=SwitchSection(name="fake", mode=self.mode),
+            fdb=FdbSection(aging=self.aging, static=tuple(
+                StaticEntry(e["mac"], e["port"], e["vlan"]) for e in self.fdb_list()
+                if e["static"])),
+            ports=[PortSection(name=p.name, flood_limit=p.flood_limit,
+                               forward_reserved=p.forward_reserved, **p.vlans._asdict())
+                   for p in ports])
+
+    def reload(self):
+        """As Switch.reload, from `config` (the constructor's); a change to the switch
+        section other than mode is one that needs a restart, as a real switch's."""
+        from .. import reload as _reload
+        from ..config import Config
+        if self.config_path is None:
+            raise ValueError("the switch was not started from a file: nothing to reload")
+        new = Config.load(self.config_path)
+        return dict(_reload.apply(self, _reload.plan(self.running_config(), new)),
+                    config=self.config_path)

@@ -19,7 +19,9 @@ import collections
 import errno
 import inspect
 import logging
+import time
 
+from ..config import ConfigError, to_toml
 from . import EXISTS, FAILED, INVALID_PARAMS, NOT_FOUND, RpcError, busy_share
 from ..vocab import (AGING, COUNT, DIRECTION, IFNAME, MAC, MODE, NAME, NATIVE, PORT, PORTS,
                      SNAPLEN, STATION, VLAN, VLAN_ID, VLAN_LIST, VLAN_MODE, Invalid, Kind,
@@ -388,3 +390,31 @@ def mirror_del(conn, name: NAME):
 def mirror_list(conn):
     """The mirrors: sources, direction, output, ports missing."""
     return conn.switch.mirror_list()
+
+
+@method("config.reload", blocking=True)    # ports added and removed: seconds
+def config_reload(conn):
+    """Read the config file again and apply what can change at run time.
+
+    Ports added, removed or changed, mode, aging, static FDB entries; the reply lists
+    what changed, what failed (the others still apply) and the keys that need a restart.
+    A file with an error changes nothing: the error is the one `pyxsw run` gives.
+    """
+    try:
+        return conn.switch.reload()
+    except ConfigError as e:
+        raise RpcError(FAILED, str(e)) from None
+
+
+@method("config.save", blocking=True)      # reads the FDB for the static entries
+def config_save(conn):
+    """The running configuration as TOML that `pyxsw run` accepts.
+
+    The switch section as started with the current mode, the current aging, the ports
+    with their current settings and the static FDB entries as they are now.
+    """
+    cfg = conn.switch.running_config()
+    section = cfg.switch                    # [switch] of the Config (not conn.switch)
+    header = (f"# pyxsw: the running configuration of switch {section.name}, saved "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S %z')}\n\n")
+    return {"toml": to_toml(cfg, header), "config": cfg.to_dict()}

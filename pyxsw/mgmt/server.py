@@ -44,6 +44,8 @@ from . import (BUSY, EVENTS_LOST, FAILED, INVALID_REQUEST, MAX_REQUEST, METHOD_N
                NOT_FOUND, NOTIFY, REQUEST, RESPONSE, RpcError)
 from . import handlers
 from .capture import CaptureStream
+from ..config import ConfigError
+from ..reload import summary
 
 log = logging.getLogger("pyxsw.mgmt")
 
@@ -333,6 +335,33 @@ class Server:
                 loop.call_soon_threadsafe(self._stop.set)
             except RuntimeError:                # the loop is already closed: nothing to stop
                 pass
+
+    def request_reload(self):
+        """Reload the switch's config file in the loop's executor, as config.reload does,
+        and log the result (`pyxsw run` calls it on SIGHUP); safe from any thread."""
+        loop = self._loop
+        if loop is None:
+            log.warning("reload: the management loop is not running yet; ignored")
+            return
+        try:
+            loop.call_soon_threadsafe(self._start_reload)
+        except RuntimeError:                    # the loop is already closed
+            pass
+
+    def _start_reload(self):
+        task = self._loop.create_task(self._reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload(self):
+        try:
+            result = await self._loop.run_in_executor(None, self.switch.reload)
+        except ConfigError as e:
+            log.error("SIGHUP: reload refused, nothing changed: %s", e)
+        except Exception as e:
+            log.error("SIGHUP: reload failed: %s", e)
+        else:
+            log.warning("SIGHUP: reloaded %s: %s", result.get("config", ""), summary(result))
 
     async def wait_stopped(self):
         await self._stop.wait()
