@@ -12,8 +12,8 @@ Learned FDB entries are never touched.
 
 One function per section, listed in SECTIONS: `section(old, new)` returns the section's
 Changes, and Restart(key) for each key that differs but cannot change at run time.  A new
-section (`[[mirror]]`, `[metrics] listen`) is one more such function in SECTIONS, a method
-of the switch for each change it applies, and its part of Switch.running_config().
+section is one more such function in SECTIONS, a method of the switch for each change it
+applies, and its part of Switch.running_config().
 
 A Change names a method of the switch and its arguments (`call`), so that a plan is data:
 it can be compared in tests without a switch.  Changes run in `stage` order (removals, then
@@ -127,10 +127,34 @@ def static_section(old, new):
     return out
 
 
+def mirror_section(old, new):
+    """[[mirror]], by name: one that changed is removed, then added as the file says (after
+    the ports it names)."""
+    was = {m.name: m for m in old.mirrors}
+    now = {m.name: m for m in new.mirrors}
+    out = []
+    for name, m in was.items():
+        if now.get(name) != m:
+            out.append(Change(REMOVE, f"mirror {name}: removed", ("mirror_del", (name,), {})))
+    for name, m in now.items():
+        if was.get(name) != m:
+            out.append(Change(ENTRIES, f"mirror {name}: {','.join(m.sources)} ({m.direction}) "
+                                       f"to {m.output}",
+                              ("mirror_add", (name, m.sources, m.direction, m.output), {})))
+    return out
+
+
+def metrics_section(old, new):
+    o, n = old.metrics.listen, new.metrics.listen
+    if o == n:
+        return []
+    return [Change(SETTINGS, f"metrics: {o or 'off'} -> {n or 'off'}",
+                   ("set_metrics_listen", (n,), {}))]
+
+
 # The sections, in the order their changes are listed (each change runs in its stage).
-# Mirrors ([[mirror]]) and the metrics listener ([metrics] listen) are added here as
-# mirror_section and metrics_section when those sections exist.
-SECTIONS = [switch_section, fdb_section, management_section, ports_section, static_section]
+SECTIONS = [switch_section, fdb_section, management_section, metrics_section, ports_section,
+            static_section, mirror_section]
 
 
 # ---------------------------------------------------------------------------- plan, apply

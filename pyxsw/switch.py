@@ -317,6 +317,10 @@ class Switch:
         self.mirrors = {}                   # name -> taps.Mirror
         self._dsts = set()                  # port indexes that were mirror outputs last
         self._reload_lock = threading.Lock()    # one reload at a time (SIGHUP, config.reload)
+        # [metrics] listen as it is now, and what changes it: the management server sets
+        # metrics_hook(address or None), which (re)starts its metrics endpoint or stops it
+        self.metrics_listen = config.metrics.listen
+        self.metrics_hook = None
         self.started_at = None
 
     # ------------------------------------------------------------------ life cycle
@@ -1020,7 +1024,7 @@ class Switch:
         """The configuration the switch runs now, as a Config: the file's switch section
         with the current mode, the current aging, the ports with their current settings and
         the static FDB entries as they are (what `pyxsw ctl save` writes)."""
-        from .config import PortSection, StaticEntry
+        from .config import MetricsSection, PortSection, StaticEntry
         c = self.config
         with self._lock:
             ports = sorted(self.ports.values(), key=lambda p: p.index)
@@ -1031,7 +1035,17 @@ class Switch:
                 fdb=dataclasses.replace(c.fdb, aging=self.aging, static=static),
                 ports=[PortSection(name=p.name, flood_limit=p.flood_limit,
                                    forward_reserved=p.forward_reserved, **p.vlans._asdict())
-                       for p in ports])
+                       for p in ports],
+                mirrors=list(self.mirrors.values()),
+                metrics=MetricsSection(self.metrics_listen))
+
+    def set_metrics_listen(self, listen):
+        """Serve the metrics endpoint on `listen` ("host:port"; "" stops it): a reload's."""
+        from .config import MetricsSection
+        if self.metrics_hook is None:
+            raise ValueError("no management server runs the metrics endpoint here")
+        self.metrics_hook(MetricsSection(listen).address)
+        self.metrics_listen = listen
 
     def reload(self):
         """Read the file the switch was started from again and apply what can change at

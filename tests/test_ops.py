@@ -291,3 +291,51 @@ def test_mirrors_from_the_config_and_their_errors(lab_factory, short_dir, tmp_pa
                 send(lab, 0, eth_frame(h1.mac, h0.mac, b"mirrored twice?"), count=1)
             # received at s0 (in) and sent out of s1 (out): a copy of each
             assert sum(b"mirrored twice?" in f for f in at_h2) == 2
+
+
+# ---------------------------------------------------------------------------- reload and save
+
+def test_reload_adds_and_removes_mirrors_and_moves_the_metrics_endpoint(lab_factory, short_dir,
+                                                                       tmp_path):
+    import socket
+    import tomllib
+    import urllib.request
+    from pyxsw.config import Config
+    lab = lab_factory(hosts=3)
+    h0, h1, h2 = lab.hosts
+    base = make_config(lab.ports, tmp_path).to_dict()
+    conf = tmp_path / "sw.toml"
+    from pyxsw.config import to_toml
+
+    def write(**extra):
+        conf.write_text(to_toml(Config.from_dict(dict(base, **extra)), ""))
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    write()
+    with served(Config.load(conf), short_dir) as (sw, path), Client(path) as c:
+        port = free_port()
+        write(mirror=[{"name": "m0", "source": [h0.port], "output": h2.port}],
+              metrics={"listen": f"127.0.0.1:{port}"})
+        r = c.config_reload()
+        assert r["failed"] == [] and len(r["changed"]) == 2, r
+        assert [m["name"] for m in c.mirror_list()] == ["m0"]
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        assert b"pyxsw_port_rx_packets_total" in body
+        saved = tomllib.loads(c.config_save()["toml"])
+        assert saved["mirror"] == [{"name": "m0", "source": [h0.port], "direction": "both",
+                                    "output": h2.port}]
+        assert saved["metrics"] == {"listen": f"127.0.0.1:{port}"}
+        with capture(lab, 2, seconds=2) as at_h2:
+            time.sleep(0.2)
+            send(lab, 0, eth_frame(BCAST, h0.mac, b"reloaded mirror"), count=2)
+        assert sum(b"reloaded mirror" in f for f in at_h2) == 2     # copies, not a flood
+        write()
+        r = c.config_reload()
+        assert r["failed"] == [] and len(r["changed"]) == 2, r
+        assert c.mirror_list() == []
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)

@@ -189,3 +189,37 @@ def test_capture_methods_are_described():
     fn = METHODS["capture.start"]
     assert [p.name for p in fn.rpc_params] == ["port", "direction", "snaplen", "count"]
     assert fn.rpc_params[2].default == taps.DEFAULT_SNAPLEN == vocab.MAX_SNAPLEN
+
+
+# ---------------------------------------------------------------------------- reload and save
+
+def _conf(mirrors=(), listen=None):
+    from pyxsw.config import Config
+    return Config.from_dict({"switch": {"name": "t", "cores": [1]},
+                             "management": {"socket": "/tmp/t.sock"},
+                             **({"metrics": {"listen": listen}} if listen else {}),
+                             "port": [{"name": n} for n in ("s0", "s1", "s2", "s3")],
+                             "mirror": list(mirrors)})
+
+
+def test_a_reload_plans_mirrors_and_the_metrics_listener():
+    from pyxsw import reload
+    from pyxsw.config import Config
+    a = {"name": "a", "source": ["s0"], "output": "s3"}
+    b = {"name": "b", "source": ["s1"], "output": "s2", "direction": "in"}
+    old = _conf([a, b])
+    new = _conf([dict(a, source=["s0", "s1"]), {"name": "c", "source": ["s0"], "output": "s2"}],
+                listen="127.0.0.1:9477")
+    p = reload.plan(old, new)
+    assert p.restart == []
+    assert [c.call for c in p.changes] == [
+        ("mirror_del", ("a",), {}), ("mirror_del", ("b",), {}),               # removals first
+        ("set_metrics_listen", ("127.0.0.1:9477",), {}),
+        ("mirror_add", ("a", ("s0", "s1"), "both", "s3"), {}),                # after the ports
+        ("mirror_add", ("c", ("s0",), "both", "s2"), {})]
+    assert "metrics: off -> 127.0.0.1:9477" in [c.text for c in p.changes]
+    assert not reload.plan(new, new)
+    # save: what a running switch says is a file that loads back equal
+    assert Config.from_dict(new.to_dict()) == new
+    assert new.to_dict()["mirror"][0] == {"name": "a", "source": ["s0", "s1"],
+                                          "direction": "both", "output": "s3"}

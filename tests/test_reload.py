@@ -297,7 +297,8 @@ def test_sighup_and_ctl_reload_apply_the_file(lab_factory, tmp_path):
         proc.send_signal(signal.SIGHUP)
         with Client(sock) as c:
             assert wait_until(lambda: len(c.port_list()) == 3 and c.status()["mode"] == "interrupt"
-                              and any(e["static"] for e in c.fdb_list()), timeout=20)
+                              and any(e["static"] for e in c.fdb_list()), timeout=20), \
+                _stop(proc, sock)
             st = c.status()
             assert st["fdb"]["aging"] == 100 and st["workers"] == [{"queue": 0, "core": 1}]
             info = {p["name"]: p for p in st["ports"]}

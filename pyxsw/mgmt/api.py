@@ -32,6 +32,9 @@ class PortView(Protocol):
 
 class SwitchAPI(Protocol):
     ports: Mapping[str, PortView]   # by name
+    # set by the server: metrics_hook((host, port) or None) serves the metrics endpoint
+    # there, or stops it (a reload's [metrics] listen); None when no server runs
+    metrics_hook: Optional[Callable]
 
     def status(self) -> dict:
         """A mapping the `status` method extends with the server's own figures."""

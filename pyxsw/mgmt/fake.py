@@ -62,6 +62,7 @@ class FakeSwitch:
         self.delay = 0.0
         self.listeners = []
         self.captures = {}                      # id -> taps.Capture: feed them with frame()
+        self.metrics_hook = None
         self.mirrors = {}
         self.lock = threading.Lock()
         # every counter of the tables (pyxsw.counters): those not set here are 0

@@ -315,7 +315,30 @@ class Server:
         if self.has_events:
             self.switch.add_listener(self._on_event)
             self._listening = True
+        self.switch.metrics_hook = self._metrics_listen
         log.info("management socket %s", self.path)
+
+    def _metrics_listen(self, address):
+        """The switch's metrics_hook (a reload's [metrics] listen, from a switch thread):
+        serve the metrics endpoint on `address` (host, port), or stop it (None).  OSError
+        when the new address cannot be had: then the old endpoint is served again."""
+        future = asyncio.run_coroutine_threadsafe(self._set_metrics(address), self._loop)
+        return future.result(CLOSE_TIMEOUT)
+
+    async def _set_metrics(self, address):
+        from .metrics import MetricsServer
+        old = self.metrics
+        if old is not None:
+            await old.close()                   # its port may be the new one's
+        new = MetricsServer(self.switch, *address) if address else None
+        try:
+            if new is not None:
+                await new.start()
+        except BaseException:
+            if old is not None:
+                await old.start()
+            raise
+        self.metrics = new
 
     def _alive(self):
         """A stamp the loop renews every second while it turns (for the service watchdog)."""
@@ -368,6 +391,7 @@ class Server:
 
     async def close(self):
         """Stop listening, drop every connection, remove the socket file."""
+        self.switch.metrics_hook = None
         if self.metrics is not None:
             await self.metrics.close()
         if self._listening:
