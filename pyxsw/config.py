@@ -18,6 +18,8 @@ import datetime
 import tomllib
 from dataclasses import dataclass, field
 
+from . import logs
+
 # The choices and the bounds the core holds are pyxsw.vocab's, shared with the RPC methods
 # and `pyxsw ctl` (and, by test, with the core's own: test_bounds_are_the_cores), so that a
 # value the file accepts can never overflow the core's 32-bit counts, hang its sizing or
@@ -76,6 +78,12 @@ class ManagementSection:
 
 
 @dataclass(frozen=True)
+class LogSection:
+    level: str = "info"                    # debug | info | warning | error (pyxsw.logs.LEVELS)
+    format: str = "text"                   # text | json (pyxsw.logs.FORMATS)
+
+
+@dataclass(frozen=True)
 class PortSection:
     name: str
     flood_limit: int = 0                   # flooded frames/s this port may cause; 0 = no limit
@@ -98,6 +106,7 @@ class Config:
     fdb: FdbSection = field(default_factory=FdbSection)
     management: ManagementSection = field(default_factory=ManagementSection)
     ports: list = field(default_factory=list)
+    log: LogSection = field(default_factory=LogSection)
     source: str = field(default="<dict>", compare=False)    # where it came from, for messages
 
     @classmethod
@@ -129,6 +138,7 @@ class Config:
             "switch": dataclasses.asdict(self.switch),
             "fdb": dataclasses.asdict(self.fdb),
             "management": dataclasses.asdict(self.management),
+            "log": dataclasses.asdict(self.log),
             "port": [{"name": p.name, "flood_limit": p.flood_limit,
                       "forward_reserved": p.forward_reserved, **p.vlans.keys()}
                      for p in self.ports],
@@ -195,7 +205,7 @@ class _Parser:
         return v
 
     def config(self, d) -> Config:
-        self.table(d, "", ("switch", "fdb", "management", "port"))
+        self.table(d, "", ("switch", "fdb", "management", "port", "log"))
         sw = self.switch(d.get("switch", {}))
         fdb = self.fdb(d.get("fdb", {}))
         mgmt = self.management(d.get("management", {}), sw.name)
@@ -207,7 +217,8 @@ class _Parser:
             self.fail("switch.frames", f"must be at least {need} for {len(ports)} port(s) x "
                                        f"{len(sw.cores)} queue(s) (2 x batch per socket), "
                                        f"got {sw.frames}")
-        return Config(switch=sw, fdb=fdb, management=mgmt, ports=ports, source=self.source)
+        return Config(switch=sw, fdb=fdb, management=mgmt, ports=ports,
+                      log=self.log(d.get("log", {})), source=self.source)
 
     def switch(self, d) -> SwitchSection:
         S, D = "switch", SwitchSection()
@@ -287,6 +298,12 @@ class _Parser:
             self.fail("management.max_clients",
                       f"must be at most {MAX_CLIENTS}, got {max_clients}")
         return ManagementSection(socket=sock, group=group, priority=prio, max_clients=max_clients)
+
+    def log(self, d) -> LogSection:
+        S, D = "log", LogSection()
+        self.table(d, S, [f.name for f in dataclasses.fields(LogSection)])
+        return LogSection(level=self.string(d, S, "level", D.level, logs.LEVELS),
+                          format=self.string(d, S, "format", D.format, logs.FORMATS))
 
     def ports(self, lst) -> list:
         if not isinstance(lst, list):

@@ -77,6 +77,7 @@ def test_fdb_flush_passes_the_vlan_only_when_given(sw):
     assert sw.fdb_flush() == 3
     assert [(c[1], c[2]) for c in sw.dp.calls] == [((1,), {"vlan": 20}), ((-1,), {"vlan": 0}),
                                                   ((-1,), {})]
+    assert isinstance(sw.events[0].pop("time"), float)          # every event is stamped
     assert sw.events[0] == {"event": "fdb.flush", "port": "s1", "vlan": 20, "count": 3}
 
 
