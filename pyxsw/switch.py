@@ -949,7 +949,7 @@ class Switch:
             # Flush once no worker can still be learning from a frame classified the old way.
             self.dp.wait_grace()
             n = self.dp.fdb_flush_not_carried(port.index)
-            log.warning("port %s: %s (%d learned entr%s flushed)", name, vlans.describe(), n,
+            log.info("port %s: %s (%d learned entr%s flushed)", name, vlans.describe(), n,
                         "y" if n == 1 else "ies")
             self._emit(event="fdb.flush", port=name, count=n)
             return n
