@@ -157,3 +157,59 @@ def test_a_flapping_mac_is_one_warning_with_a_count(lab_factory, tmp_path, caplo
     assert all(r.levelno == logging.WARNING for r in lines)
     assert len(said) == len(lines) and sum(ev["count"] for ev in said) == len(moves)
     assert f"moved {said[0]['count']} times" in lines[0].getMessage()
+
+
+def _said(caplog, words):
+    return [(r.levelname, r.getMessage()) for r in caplog.records if words in r.getMessage()]
+
+
+def test_storm_control_engaged_then_released_and_fdb_full(lab_factory, tmp_path, caplog,
+                                                          monkeypatch):
+    """Counters followed by housekeeping: a port's flood_limited growing is storm control
+    engaged (a warning at once), then released (info) after an interval without; the FDB's
+    learn_full growing is one warning, not one per MAC."""
+    monkeypatch.setattr(pyxsw.switch, "WATCH_INTERVAL", 2.0)
+    lab = lab_factory(hosts=2)
+    cfg = make_config(lab.ports, tmp_path, port_extra={lab.ports[0]: {"flood_limit": 20}},
+                      capacity=8)
+    events = []
+    with running(cfg) as sw, caplog.at_level(logging.INFO, logger="pyxsw"):
+        sw.add_listener(lambda ev: ev["event"] in ("storm", "fdb.full") and events.append(ev))
+        r = lab.run(0, sys.executable, NETTOOL, "spray", "--ifname", "eth0", "--count", "2000",
+                    capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert wait_until(lambda: any(e["event"] == "storm" and e["state"] == "end"
+                                      for e in events), timeout=15)
+        assert wait_until(lambda: any(e["event"] == "fdb.full" and e["state"] == "end"
+                                      for e in events), timeout=15)
+        limited = sw.port_stats(lab.ports[0])[lab.ports[0]]["flood_limited"]
+        full = sw.status()["fdb"]["learn_full"]
+    port = lab.ports[0]
+    engaged = _said(caplog, f"storm control engaged on port {port}")
+    released = _said(caplog, f"storm control released on port {port}")
+    assert len(engaged) == 1 and engaged[0][0] == "WARNING"
+    assert len(released) == 1 and released[0][0] == "INFO"
+    storm = [e for e in events if e["event"] == "storm"]
+    assert [e["state"] for e in storm][0] == "start" and storm[-1]["state"] == "end"
+    assert storm[-1]["total"] == limited > 100 and all("time" in e for e in storm)
+    full_lines = _said(caplog, "the FDB is full")
+    assert 1 <= len(full_lines) <= 3 and all(lv == "WARNING" for lv, _ in full_lines)
+    fdb_full = [e for e in events if e["event"] == "fdb.full"]
+    assert fdb_full[-1]["total"] == full > 1000
+
+
+def test_an_mtu_over_a_umem_frame_is_a_warning(lab_factory, tmp_path, caplog):
+    lab = lab_factory(hosts=2)
+    port = lab.ports[1]
+    with running(make_config(lab.ports, tmp_path)) as sw, \
+            caplog.at_level(logging.INFO, logger="pyxsw"):
+        subprocess.run(["ip", "link", "set", port, "mtu", "2000"], check=True)
+        assert wait_until(lambda: _said(caplog, f"port {port}: MTU 2000"), timeout=10)
+        subprocess.run(["ip", "link", "set", port, "mtu", "1500"], check=True)
+        assert wait_until(lambda: _said(caplog, f"port {port}: MTU 1500"), timeout=10)
+        assert sw.ports[port].mtu == 1500
+    assert _said(caplog, f"port {port}: MTU") == [
+        ("WARNING", f"port {port}: MTU 2000 allows frames of up to 2018 bytes but a UMEM "
+                    f"frame holds 1792 (switch.frame_size 2048 less 256 of headroom): larger "
+                    f"frames are dropped"),
+        ("INFO", f"port {port}: MTU 1500: every frame fits a UMEM frame again")]
