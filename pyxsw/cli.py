@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 
-from . import __version__
+from . import __version__, logs
 from .config import Config, ConfigError
 from .counters import PORT_SUMMARY
 from .lab import Lab, LabError, check_prefix, lab_down, lab_up
@@ -30,8 +30,9 @@ from .service import Notifier, ports_status
 log = logging.getLogger("pyxsw")
 
 
-def _setup_logging():
-    logging.basicConfig(level=logging.INFO, format="pyxsw: %(message)s", stream=sys.stderr)
+def _setup_logging(section=None):
+    """stderr, `pyxsw: LEVEL: message` (pyxsw.logs): as [log] says, or at info in text."""
+    logs.setup(section.level if section else "info", section.format if section else "text")
 
 
 def _line(e):
@@ -77,7 +78,7 @@ def cmd_run(args):
         cfg = Config.load(args.config)
     except ConfigError as e:
         return _fail(str(e), EXIT_CONFIG)
-    _setup_logging()
+    _setup_logging(cfg.log)
     # The compiled core and the server only once the file is good.
     from .mgmt.metrics import MetricsServer
     from .mgmt.server import Server, ServerError

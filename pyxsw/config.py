@@ -19,6 +19,8 @@ import datetime
 import tomllib
 from dataclasses import dataclass, field
 
+from . import logs
+
 # The choices and the bounds the core holds are pyxsw.vocab's, shared with the RPC methods
 # and `pyxsw ctl` (and, by test, with the core's own: test_bounds_are_the_cores), so that a
 # value the file accepts can never overflow the core's 32-bit counts, hang its sizing or
@@ -130,6 +132,12 @@ def parse_listen(text):
 
 
 @dataclass(frozen=True)
+class LogSection:
+    level: str = "info"                    # debug | info | warning | error (pyxsw.logs.LEVELS)
+    format: str = "text"                   # text | json (pyxsw.logs.FORMATS)
+
+
+@dataclass(frozen=True)
 class PortSection:
     name: str
     flood_limit: int = 0                   # flooded frames/s this port may cause; 0 = no limit
@@ -154,6 +162,7 @@ class Config:
     metrics: MetricsSection = field(default_factory=MetricsSection)
     ports: list = field(default_factory=list)
     mirrors: list = field(default_factory=list)            # taps.Mirror, from [[mirror]]
+    log: LogSection = field(default_factory=LogSection)
     source: str = field(default="<dict>", compare=False)    # where it came from, for messages
 
     @classmethod
@@ -190,6 +199,7 @@ class Config:
             "fdb": fdb,
             "management": dataclasses.asdict(self.management),
             **({"metrics": dataclasses.asdict(self.metrics)} if self.metrics.listen else {}),
+            "log": dataclasses.asdict(self.log),
             "port": [{"name": p.name, "flood_limit": p.flood_limit,
                       "forward_reserved": p.forward_reserved, **p.vlans.keys()}
                      for p in self.ports],
@@ -264,7 +274,7 @@ class _Parser:
         return v
 
     def config(self, d) -> Config:
-        self.table(d, "", ("switch", "fdb", "management", "metrics", "port", "mirror"))
+        self.table(d, "", ("switch", "fdb", "management", "metrics", "log", "port", "mirror"))
         sw = self.switch(d.get("switch", {}))
         fdb = self.fdb(d.get("fdb", {}))
         mgmt = self.management(d.get("management", {}), sw.name)
@@ -281,7 +291,7 @@ class _Parser:
                                        f"{len(sw.cores)} queue(s) (2 x batch per socket), "
                                        f"got {sw.frames}")
         return Config(switch=sw, fdb=fdb, management=mgmt, metrics=metrics, ports=ports,
-                      mirrors=mirrors,
+                      mirrors=mirrors, log=self.log(d.get("log", {})),
                       source=self.source)
 
     def switch(self, d) -> SwitchSection:
@@ -372,6 +382,12 @@ class _Parser:
         except ValueError as e:
             self.fail("metrics.listen", str(e))
         return MetricsSection(listen=d["listen"])
+
+    def log(self, d) -> LogSection:
+        S, D = "log", LogSection()
+        self.table(d, S, [f.name for f in dataclasses.fields(LogSection)])
+        return LogSection(level=self.string(d, S, "level", D.level, logs.LEVELS),
+                          format=self.string(d, S, "format", D.format, logs.FORMATS))
 
     def ports(self, lst) -> list:
         if not isinstance(lst, list):

@@ -28,6 +28,7 @@ from . import __version__, _core, taps
 from .config import Config  # noqa: F401 (type of Switch.config)
 from .links import RESYNC, LinkError, Links, XdpFeatures, can_take_redirects
 from .vocab import DEFAULT_PORT_VLAN
+from .watch import Watch
 
 log = logging.getLogger("pyxsw")
 
@@ -284,6 +285,11 @@ class Port:
 TICK = 0.1                  # housekeeping's period: FDB aging, ports asked again, health
 EVENTS_GAP = 0.002          # after passing events on, housekeeping ignores the workers' eventfd
                             # this long: a learning storm wakes it 500 times a second at most
+WATCH_INTERVAL = 10.0       # a rate-limited warning (MAC flapping, FDB full, storm control, pool
+                            # empty) is said at most once per interval per subject (pyxsw.watch)
+WATCH_SAMPLE = 1.0          # housekeeping reads the counters those warnings follow this often
+XDP_HEADROOM = 256          # XDP_PACKET_HEADROOM: the kernel receives into a UMEM frame after it
+VLAN_ETH_HLEN = 18          # an Ethernet header with one 802.1Q tag: a frame is MTU + this at most
 WORKER_STALL = 5.0          # a worker whose loop has not turned for this long is stuck: it
                             # turns at least once a second, asleep or not (SLEEP_MS)
 
@@ -321,6 +327,10 @@ class Switch:
         # metrics_hook(address or None), which (re)starts its metrics endpoint or stops it
         self.metrics_listen = config.metrics.listen
         self.metrics_hook = None
+        # Rate-limited warnings: counters' growth (FDB full, storm control...), MAC moves
+        self._alarms = Watch(WATCH_INTERVAL)
+        self._moves = Watch(WATCH_INTERVAL, leading=False)
+        self._next_sample = 0.0
         self.started_at = None
 
     # ------------------------------------------------------------------ life cycle
@@ -457,6 +467,7 @@ class Switch:
             pass
 
     def _emit(self, **event):
+        event["time"] = time.time()
         for fn in list(self._listeners):
             try:
                 fn(event)
@@ -549,6 +560,8 @@ class Switch:
                                 feats == RESYNC or port.ifindex in feats
                                 or (tick and port.fp_unsure)):
                             self._fastpath_follow(port)
+                    if tick:
+                        self._watch(now)
                     beat = self._heartbeat if tick else None
                     sick = self._unhealthy() if beat is not None else ""
                 if self._stop.is_set():     # set before the workers are told to end
@@ -574,6 +587,7 @@ class Switch:
             else:
                 self._emit(event="fdb.move", mac=mac, vlan=vlan, port=names.get(idx),
                            **{"from": names.get(old)})
+                self._moves.add((mac, vlan), 1, port=names.get(idx), old=names.get(old))
         # Events the workers' rings had no room for: subscribers hear how many.
         lost = self._events_lost()
         if lost > self._seen_lost:
@@ -582,6 +596,71 @@ class Switch:
 
     def _events_lost(self):
         return sum(w["events_lost"] for w in self.dp.worker_stats())
+
+    # ------------------------------------------------------------------ rate-limited warnings
+
+    # What each counter's growth means: (event, while it grows, once it stopped for an
+    # interval); storm control (flood_limited) is per port.
+    _ALARMS = {"learn_full": ("fdb.full", "the FDB is full (fdb.capacity): MACs not learned",
+                              "the FDB takes new MACs again"),
+               "learn_limited": ("fdb.limited", "learning limit reached (fdb.port_limit): "
+                                 "MACs not learned", "no port at its learning limit any more"),
+               "pool_empty": ("pool.empty", "the frame pool is exhausted: frames wanted and "
+                              "none free", "the frame pool has frames again")}
+
+    def _watch(self, now):
+        """Every tick (lock held): follow the counters of the rate-limited warnings (every
+        WATCH_SAMPLE), and say what is due.  Counters only: never the packet path."""
+        if now >= self._next_sample:
+            self._next_sample = now + WATCH_SAMPLE
+            workers = self.dp.worker_stats()
+            for counter in self._ALARMS:
+                self._alarms.total((counter,), sum(w[counter] for w in workers))
+            for port in self.ports.values():
+                if port.flood_limit and port.index in self.dp.ports():
+                    self._alarms.total(("storm", port.name),
+                                       self.dp.port_stats(port.index)["flood_limited"])
+        for r in self._alarms.due():
+            self._alarm_said(r)
+        for r in self._moves.due():
+            if r.state == "count":
+                mac, vlan = r.key
+                fields = dict(event="fdb.flapping", mac=mac, vlan=vlan, count=r.count,
+                              seconds=round(r.seconds, 1), port=r.info["port"])
+                fields["from"] = r.info["old"]
+                log.warning("MAC %s (vlan %d) moved %d time%s in %.0f s between ports, "
+                            "last from %s to %s", mac, vlan, r.count, "" if r.count == 1 else "s",
+                            r.seconds, r.info["old"], r.info["port"], extra=fields)
+                self._emit(**fields)
+
+    def _alarm_said(self, r):
+        """One report of a counter's growth: a warning (start, count), an info (end)."""
+        secs = round(r.seconds, 1)
+        if r.key[0] == "storm":
+            port = r.key[1]
+            fields = {"event": "storm", "port": port, "state": r.state, "count": r.count,
+                      "total": r.total, "seconds": secs}
+            if r.state == "start":
+                log.warning("storm control engaged on port %s: its flood_limit is dropping "
+                            "floods (%d so far)", port, r.count, extra=fields)
+            elif r.state == "count":
+                log.warning("storm control on port %s: %d floods dropped in %.0f s", port,
+                            r.count, r.seconds, extra=fields)
+            else:
+                log.info("storm control released on port %s: %d floods dropped in %.0f s",
+                         port, r.total, r.seconds, extra=fields)
+        else:
+            event, words, over = self._ALARMS[r.key[0]]
+            fields = {"event": event, "state": r.state, "count": r.count, "total": r.total,
+                      "seconds": secs}
+            if r.state == "start":
+                log.warning("%s (%d so far)", words, r.count, extra=fields)
+            elif r.state == "count":
+                log.warning("%s (%d in %.0f s)", words, r.count, r.seconds, extra=fields)
+            else:
+                log.info("%s (%d in all, over %.0f s)", over, r.total, r.seconds,
+                         extra=fields)
+        self._emit(**fields)
 
     # ------------------------------------------------------------------ the fast path
 
@@ -633,6 +712,7 @@ class Switch:
             elif port.state != "gone":
                 if link.mtu != port.mtu:        # the fast path's longest frame to it
                     self.dp.set_port_mtu(port.index, link.mtu)
+                    self._mtu_said(port, link.mtu)
                     port.mtu = link.mtu
                 problem = self._xdp_problem(port, link)
                 if problem:
@@ -649,6 +729,25 @@ class Switch:
         if port.unsure:
             log.warning("port %s: its state can be read again: %s", port.name, port.state)
         port.unsure = False
+
+    def _mtu_said(self, port, mtu):
+        """Warn when port's new MTU lets frames in that no UMEM frame holds (the kernel drops
+        them before the switch sees them); say so when they fit again."""
+        room = self.config.switch.frame_size - XDP_HEADROOM
+        fits = lambda m: not m or m + VLAN_ETH_HLEN <= room     # noqa: E731
+        if fits(mtu) == fits(port.mtu) and port.mtu:
+            return
+        fields = {"event": "port.mtu", "port": port.name, "mtu": mtu, "room": room}
+        if not fits(mtu):
+            log.warning("port %s: MTU %d allows frames of up to %d bytes but a UMEM frame holds "
+                        "%d (switch.frame_size %d less %d of headroom): larger frames are "
+                        "dropped", port.name, mtu, mtu + VLAN_ETH_HLEN, room,
+                        self.config.switch.frame_size, XDP_HEADROOM, extra=fields)
+            self._emit(**fields, fits=False)
+        elif port.mtu:
+            log.info("port %s: MTU %d: every frame fits a UMEM frame again", port.name, mtu,
+                     extra=fields)
+            self._emit(**fields, fits=True)
 
     def _xdp_problem(self, port, link):
         """'' when port's program is still the one that runs on its interface, else why not.
@@ -682,10 +781,11 @@ class Switch:
             n = self.dp.fdb_flush(port.index)
         port.state = state
         if state == "up":
-            log.warning("port %s is up", port.name)
+            log.info("port %s is up", port.name, extra={"event": "port.up", "port": port.name})
             self._emit(event="port.up", port=port.name)
         elif old == "up":
-            log.warning("port %s is down", port.name)
+            log.warning("port %s is down", port.name,
+                        extra={"event": "port.down", "port": port.name})
             self._emit(event="port.down", port=port.name)
         if n is not None:
             self._emit(event="fdb.flush", port=port.name, count=n)
@@ -872,7 +972,7 @@ class Switch:
             # Flush once no worker can still be learning from a frame classified the old way.
             self.dp.wait_grace()
             n = self.dp.fdb_flush_not_carried(port.index)
-            log.warning("port %s: %s (%d learned entr%s flushed)", name, vlans.describe(), n,
+            log.info("port %s: %s (%d learned entr%s flushed)", name, vlans.describe(), n,
                         "y" if n == 1 else "ies")
             self._emit(event="fdb.flush", port=name, count=n)
             return n

@@ -5,6 +5,7 @@ Every test that serves runs twice: with the server's loop on uvloop and on plain
 import asyncio
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -37,6 +38,12 @@ COUNTERS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "t
 
 
 # ---------------------------------------------------------------------------- fixtures
+
+def untimed(events):
+    """Events without their "time" (every one has it: checked here)."""
+    assert all(isinstance(e.get("time"), float) for e in events), events
+    return [{k: v for k, v in e.items() if k != "time"} for e in events]
+
 
 def start_server(switch, path, kind, **kw):
     srv = Server(switch, path, **kw)
@@ -270,7 +277,7 @@ def test_events_reach_subscribers_only(served):
         fake.learn("02:00:00:00:00:02", "s0")
         fake.learn("02:00:00:00:00:02", "s1")
         fake.emit(event="port.down", port="s2")
-        got = [next(events) for _ in range(3)]
+        got = untimed([next(events) for _ in range(3)])
         assert got == [
             {"event": "fdb.learn", "mac": "02:00:00:00:00:02", "vlan": 1, "port": "s0"},
             {"event": "fdb.move", "mac": "02:00:00:00:00:02", "vlan": 1, "port": "s1",
@@ -744,7 +751,9 @@ def test_slow_subscriber_gets_a_gap_event_and_stays(short_dir, loop_kind):
             assert lost > 0 and len(got) + lost == 3000
             assert got == sorted(got)             # in order, with holes
             fake.emit(event="port.down", port="s2")
-            assert next(events) == {"event": "port.down", "port": "s2"}
+            ev = next(events)
+            assert isinstance(ev.pop("time"), float)
+            assert ev == {"event": "port.down", "port": "s2"}
             assert srv.subscribers                # still subscribed
             st = sub.status()
             assert st["events"]["dropped"] == lost and st["events"]["subscribers"] == 1
@@ -764,6 +773,7 @@ def test_losses_the_switch_reports_reach_subscribers(served):
         served.fake.learn("02:00:00:00:00:08", "s0")
         got = [next(events) for _ in range(3)]
         assert [e["event"] for e in got] == ["fdb.learn", "events.lost", "fdb.learn"]
+        assert isinstance(got[1].pop("time"), float)
         assert got[1] == {"event": "events.lost", "count": 7}
         assert sub.status()["events"]["dropped"] == 0       # not the server's drops
 
@@ -1070,8 +1080,10 @@ def test_ctl_events(served, capsys):
     t.join()
     out = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert out[0].split() == ["fdb.learn", "mac=02:00:00:00:00:0c", "vlan=1", "port=s1"]
-    assert out[1].split() == ["port.down", "port=s1"]
+    # each line starts with the date and time the switch stamped the event with
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ", line) for line in out)
+    assert out[0].split()[2:] == ["fdb.learn", "mac=02:00:00:00:00:0c", "vlan=1", "port=s1"]
+    assert out[1].split()[2:] == ["port.down", "port=s1"]
 
 
 def test_error_messages_stay_short(served):
@@ -1169,7 +1181,7 @@ def test_port_set_changes_a_ports_vlans_and_flushes_what_it_no_longer_carries(se
         r = c.port_set("s1", "trunk", allowed="10,20", native=10)
         assert r["flushed"] == 2 and r["native"] == 10 and r["allowed"] == [10, 20]
         fake.remove_listener(events.append)
-        assert events == [{"event": "fdb.flush", "port": "s1", "count": 2}]
+        assert untimed(events) == [{"event": "fdb.flush", "port": "s1", "count": 2}]
         assert sorted((e["mac"][-2:], e["vlan"]) for e in c.fdb_list(port="s1")) == \
             [("0a", 10), ("0e", 20)]
         assert [e["vlan"] for e in c.fdb_list(port="s0")] == [22]
@@ -1254,7 +1266,7 @@ def test_fdb_flush_by_vlan_and_port(served):
         fake.add_listener(events.append)
         assert c.fdb_flush(port="s1", vlan=10) == {"flushed": 1}
         fake.remove_listener(events.append)
-        assert events == [{"event": "fdb.flush", "port": "s1", "count": 1, "vlan": 10}]
+        assert untimed(events) == [{"event": "fdb.flush", "port": "s1", "count": 1, "vlan": 10}]
         assert sorted((e["port"], e["vlan"]) for e in c.fdb_list()) == \
             [("s0", 10), ("s0", 10), ("s0", 20), ("s1", 20)]
         assert c.fdb_flush(vlan=10) == {"flushed": 1}

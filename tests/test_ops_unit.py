@@ -223,3 +223,11 @@ def test_a_reload_plans_mirrors_and_the_metrics_listener():
     assert Config.from_dict(new.to_dict()) == new
     assert new.to_dict()["mirror"][0] == {"name": "a", "source": ["s0", "s1"],
                                           "direction": "both", "output": "s3"}
+
+
+def test_every_method_that_changes_the_switch_is_audited():
+    """Logged with the client's uid and sent as a "mgmt" event (issue 16): every method but
+    those that only read."""
+    reads = {"status", "port.list", "port.stats", "fdb.list", "events.subscribe", "methods",
+             "worker.stats", "vlan.list", "mirror.list", "capture.stop", "config.save"}
+    assert {n for n, fn in METHODS.items() if not fn.rpc_changes} == reads

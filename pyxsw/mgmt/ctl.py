@@ -387,9 +387,19 @@ def show_frame(port, t_ns, direction, length, data):
 
 
 def show_event(ev):
+    """One line: the local time (to the millisecond) the switch stamped, the event's name,
+    its fields."""
     ev = dict(ev)
     name = ev.pop("event", "?")
-    return f"{name:10} " + " ".join(f"{k}={_cell(v)}" for k, v in ev.items())
+    when = ev.pop("time", None)
+    stamp = ""
+    if _is_number(when):
+        try:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) + \
+                f".{int(when % 1 * 1000):03d} "
+        except (OverflowError, OSError, ValueError):
+            stamp = f"{when} "
+    return f"{stamp}{name:10} " + " ".join(f"{k}={_cell(v)}" for k, v in ev.items())
 
 
 # ---------------------------------------------------------------------------- parsing

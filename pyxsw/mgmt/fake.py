@@ -83,6 +83,7 @@ class FakeSwitch:
         self.listeners.remove(fn)
 
     def emit(self, **event):
+        event.setdefault("time", time.time())      # as Switch._emit stamps them
         for fn in list(self.listeners):
             fn(event)
 

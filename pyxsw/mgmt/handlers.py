@@ -37,9 +37,10 @@ METHODS = {}                            # name -> function, in the order they ar
 Param = collections.namedtuple("Param", "name kind required default")
 
 
-def method(name, *, blocking=False):
+def method(name, *, blocking=False, changes=False):
     """Register fn as the RPC method `name`: every parameter after `conn` annotated with
-    its kind, and a docstring whose first line says what it does."""
+    its kind, and a docstring whose first line says what it does.  `changes`: it changes the
+    switch (the server logs each call with the client's uid and emits a "mgmt" event)."""
     def register(fn):
         sig = inspect.signature(fn)
         params = []
@@ -59,6 +60,7 @@ def method(name, *, blocking=False):
         fn.rpc_required = {p.name for p in params if p.required}
         fn.rpc_allowed = {p.name for p in params}
         fn.rpc_blocking = blocking
+        fn.rpc_changes = changes
         fn.rpc_help = fn.__doc__.strip().splitlines()[0].strip()
         METHODS[name] = fn
         return fn
@@ -181,7 +183,7 @@ def port_list(conn):
     return [_port_info(p) for p in sorted(conn.switch.ports.values(), key=lambda p: p.index)]
 
 
-@method("port.add", blocking=True)
+@method("port.add", blocking=True, changes=True)
 def port_add(conn, name: IFNAME, vlan_mode: VLAN_MODE = None, vlan: VLAN_ID = None,
              allowed: VLAN_LIST = None, native: NATIVE = None):
     """Make an interface a port (or attach a gone or degraded one anew).
@@ -198,7 +200,7 @@ def port_add(conn, name: IFNAME, vlan_mode: VLAN_MODE = None, vlan: VLAN_ID = No
     return dict(_port_info(port), warnings=list(port.warnings))
 
 
-@method("port.del", blocking=True)
+@method("port.del", blocking=True, changes=True)
 def port_del(conn, name: IFNAME):
     """Remove a port; its interface is left as it was before."""
     conn.switch.del_port(_port(conn, name))
@@ -221,7 +223,7 @@ def fdb_list(conn, port: PORT = None, vlan: VLAN = None):
     return conn.switch.fdb_list(port=port, vlan=vlan)
 
 
-@method("fdb.add")
+@method("fdb.add", changes=True)
 def fdb_add(conn, mac: STATION, port: PORT, vlan: VLAN_ID = None):
     """Add a static FDB entry (or make a learned one static).
 
@@ -236,7 +238,7 @@ def fdb_add(conn, mac: STATION, port: PORT, vlan: VLAN_ID = None):
     return {"mac": mac, "vlan": vlan, "port": port, "static": True, "new": bool(new)}
 
 
-@method("fdb.del", blocking=True)      # without a vlan: a look through the whole table
+@method("fdb.del", blocking=True, changes=True)  # without a vlan: a look through the table
 def fdb_del(conn, mac: MAC, vlan: VLAN = None):
     """Remove an FDB entry, static or learned (vlan left out: in every VLAN)."""
     n = conn.switch.fdb_del(mac, vlan=vlan)
@@ -246,7 +248,7 @@ def fdb_del(conn, mac: MAC, vlan: VLAN = None):
     return {"mac": mac, "vlan": vlan, "removed": int(n)}
 
 
-@method("fdb.flush")
+@method("fdb.flush", changes=True)
 def fdb_flush(conn, port: PORT = None, vlan: VLAN = None):
     """Remove learned FDB entries: all, a port's and/or a VLAN's (not static)."""
     if port is not None:
@@ -254,21 +256,21 @@ def fdb_flush(conn, port: PORT = None, vlan: VLAN = None):
     return {"flushed": conn.switch.fdb_flush(port=port, vlan=vlan)}
 
 
-@method("mode.set")
+@method("mode.set", changes=True)
 def mode_set(conn, mode: MODE):
     """Change the workers' mode."""
     conn.switch.set_mode(mode)
     return {"mode": mode}
 
 
-@method("aging.set")
+@method("aging.set", changes=True)
 def aging_set(conn, seconds: AGING):
     """Set the FDB aging time in seconds (0: never)."""
     conn.switch.set_aging(seconds)
     return {"aging": seconds}
 
 
-@method("shutdown")
+@method("shutdown", changes=True)
 def shutdown(conn):
     """Stop the switch (once this reply is sent)."""
     # Stop only once the reply is on its way: the caller learns that it worked.
@@ -301,7 +303,7 @@ def worker_stats(conn):
     return [dict(w, busy=busy_share(w)) for w in conn.switch.worker_stats()]
 
 
-@method("port.set", blocking=True)     # waits for the workers before it flushes
+@method("port.set", blocking=True, changes=True)     # waits for the workers before it flushes
 def port_set(conn, port: PORT, vlan_mode: VLAN_MODE = None, vlan: VLAN_ID = None,
              allowed: VLAN_LIST = None, native: NATIVE = None):
     """Set a port's VLANs; flushes its entries in VLANs it no longer carries.
@@ -343,7 +345,7 @@ def vlan_list(conn, vlan: VLAN = None):
     return out
 
 
-@method("capture.start")
+@method("capture.start", changes=True)   # takes its traffic off the fast path
 def capture_start(conn, port: PORT, direction: DIRECTION = "both",
                   snaplen: SNAPLEN = DEFAULT_SNAPLEN, count: COUNT = 0):
     """Stream a port's frames to this connection ("capture" notifications).
@@ -363,7 +365,7 @@ def capture_stop(conn):
     return conn.stop_capture()
 
 
-@method("mirror.add", blocking=True)
+@method("mirror.add", blocking=True, changes=True)
 def mirror_add(conn, name: NAME, source: PORTS, output: PORT, direction: DIRECTION = "both"):
     """Mirror what the source ports receive and/or send to an output port.
 
@@ -380,7 +382,7 @@ def mirror_add(conn, name: NAME, source: PORTS, output: PORT, direction: DIRECTI
         raise RpcError(INVALID_PARAMS, str(e)) from None
 
 
-@method("mirror.del", blocking=True)
+@method("mirror.del", blocking=True, changes=True)
 def mirror_del(conn, name: NAME):
     """Remove a mirror; its output port forwards again."""
     return conn.switch.mirror_del(name)
@@ -392,7 +394,7 @@ def mirror_list(conn):
     return conn.switch.mirror_list()
 
 
-@method("config.reload", blocking=True)    # ports added and removed: seconds
+@method("config.reload", blocking=True, changes=True)  # ports added, removed: seconds
 def config_reload(conn):
     """Read the config file again and apply what can change at run time.
 

@@ -35,6 +35,7 @@ import os
 import signal
 import socket
 import stat
+import struct
 import threading
 import time
 
@@ -80,7 +81,27 @@ def _pack(obj):
 
 
 def _gap(count):
-    return _pack([NOTIFY, "event", [{"event": EVENTS_LOST, "count": count}]])
+    return _pack([NOTIFY, "event", [{"event": EVENTS_LOST, "count": count, "time": time.time()}]])
+
+
+def _peer(writer):
+    """(pid, uid, gid) of the process at the other end of a Unix socket (SO_PEERCRED), or
+    Nones where it cannot be told."""
+    try:
+        sock = writer.get_extra_info("socket")
+        return struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                   struct.calcsize("3i")))
+    except (OSError, AttributeError, TypeError, struct.error):
+        return None, None, None
+
+
+def _plain(v):
+    """An argument as a log line and an event show it: sets and tuples as lists."""
+    if isinstance(v, (set, frozenset)):
+        return sorted(v)
+    if isinstance(v, tuple):
+        return list(v)
+    return v
 
 
 def _malloc_trim():
@@ -115,6 +136,7 @@ class _Conn:
         self._sender = None
         self._after = []
         self.capture = None             # CaptureStream, once capture.start was called
+        self.pid, self.uid, self.gid = _peer(writer)    # the client, as the kernel tells
 
     def after_reply(self, fn):
         self._after.append(fn)
@@ -635,10 +657,35 @@ class Server:
         if fn is None:
             raise RpcError(METHOD_NOT_FOUND, f"no method {handlers.show(name)}")
         kwargs = handlers.bind_args(fn, params)
-        if fn.rpc_blocking:
-            return await self._loop.run_in_executor(None, functools.partial(fn, conn, **kwargs))
-        result = fn(conn, **kwargs)
-        return await result if inspect.isawaitable(result) else result
+        try:
+            if fn.rpc_blocking:
+                result = await self._loop.run_in_executor(None, functools.partial(fn, conn,
+                                                                                  **kwargs))
+            else:
+                result = fn(conn, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+        except Exception as e:
+            if fn.rpc_changes:
+                self._changed(conn, name, kwargs, e)
+            raise
+        if fn.rpc_changes:
+            self._changed(conn, name, kwargs)
+        return result
+
+    def _changed(self, conn, name, kwargs, error=None):
+        """A management change, done (logged at info, a "mgmt" event) or refused (logged):
+        who (the client's uid and pid), what and with which arguments."""
+        args = {k: _plain(v) for k, v in kwargs.items()}
+        text = " ".join(f"{k}={v}" for k, v in args.items()) or "-"
+        fields = {"event": "mgmt", "method": name, "params": args, "uid": conn.uid,
+                  "pid": conn.pid}
+        if error is not None:
+            log.info("%s by uid %s (pid %s) refused: %s: %s", name, conn.uid, conn.pid, text,
+                     getattr(error, "message", None) or error, extra=fields)
+            return
+        log.info("%s by uid %s (pid %s): %s", name, conn.uid, conn.pid, text, extra=fields)
+        self._on_event(dict(fields, time=time.time()))
 
     # ------------------------------------------------------------------ events
 
