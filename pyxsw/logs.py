@@ -125,3 +125,12 @@ def setup(level="info", fmt="text", stream=None):
     root.addHandler(handler)
     root.setLevel(level.upper())
     return handler
+
+
+def reconfigure(level, fmt):
+    """A reload's [log]: what setup() did, again with these; ValueError when this process's
+    logging was not set up by setup() (a program that embeds the switch keeps its own)."""
+    if not any(getattr(h, "_pyxsw", False) for h in logging.getLogger().handlers):
+        raise ValueError("this process's logging is not pyxsw's (an embedding program's)")
+    stream = next(h.stream for h in logging.getLogger().handlers if getattr(h, "_pyxsw", False))
+    setup(level, fmt, stream)

@@ -144,6 +144,14 @@ def mirror_section(old, new):
     return out
 
 
+def log_section(old, new):
+    o, n = old.log, new.log
+    if o == n:
+        return []
+    return [Change(SETTINGS, f"log: {o.level} {o.format} -> {n.level} {n.format}",
+                   ("set_log", (n.level, n.format), {}))]
+
+
 def metrics_section(old, new):
     o, n = old.metrics.listen, new.metrics.listen
     if o == n:
@@ -153,8 +161,8 @@ def metrics_section(old, new):
 
 
 # The sections, in the order their changes are listed (each change runs in its stage).
-SECTIONS = [switch_section, fdb_section, management_section, metrics_section, ports_section,
-            static_section, mirror_section]
+SECTIONS = [switch_section, fdb_section, management_section, log_section, metrics_section,
+            ports_section, static_section, mirror_section]
 
 
 # ---------------------------------------------------------------------------- plan, apply

@@ -327,6 +327,7 @@ class Switch:
         # metrics_hook(address or None), which (re)starts its metrics endpoint or stops it
         self.metrics_listen = config.metrics.listen
         self.metrics_hook = None
+        self.log_section = config.log           # [log] as it is now (a reload changes it)
         # Rate-limited warnings: counters' growth (FDB full, storm control...), MAC moves
         self._alarms = Watch(WATCH_INTERVAL)
         self._moves = Watch(WATCH_INTERVAL, leading=False)
@@ -1137,7 +1138,14 @@ class Switch:
                                    forward_reserved=p.forward_reserved, **p.vlans._asdict())
                        for p in ports],
                 mirrors=list(self.mirrors.values()),
-                metrics=MetricsSection(self.metrics_listen))
+                metrics=MetricsSection(self.metrics_listen), log=self.log_section)
+
+    def set_log(self, level, fmt):
+        """[log] level and format at run time (a reload's)."""
+        from . import logs
+        from .config import LogSection
+        logs.reconfigure(level, fmt)
+        self.log_section = LogSection(level, fmt)
 
     def set_metrics_listen(self, listen):
         """Serve the metrics endpoint on `listen` ("host:port"; "" stops it): a reload's."""

@@ -231,3 +231,32 @@ def test_every_method_that_changes_the_switch_is_audited():
     reads = {"status", "port.list", "port.stats", "fdb.list", "events.subscribe", "methods",
              "worker.stats", "vlan.list", "mirror.list", "capture.stop", "config.save"}
     assert {n for n, fn in METHODS.items() if not fn.rpc_changes} == reads
+
+
+def test_a_reload_changes_the_log_level_of_pyxsws_logging_only():
+    import io
+    import logging
+    from pyxsw import logs, reload
+    from pyxsw.config import Config
+    old = _conf()
+    new = Config.from_dict(dict(old.to_dict(), log={"level": "warning", "format": "json"}))
+    assert [c.call for c in reload.plan(old, new).changes] == [
+        ("set_log", ("warning", "json"), {})]
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        for h in [h for h in root.handlers if getattr(h, "_pyxsw", False)]:
+            root.removeHandler(h)
+        with pytest.raises(ValueError):             # an embedding program's logging
+            logs.reconfigure("warning", "json")
+        out = io.StringIO()
+        logs.setup("info", "text", out)
+        logs.reconfigure("warning", "json", )
+        logging.getLogger("pyxsw").info("not shown")
+        logging.getLogger("pyxsw").warning("shown")
+        assert out.getvalue().count("\n") == 1 and '"shown"' in out.getvalue()
+    finally:
+        for h in [h for h in root.handlers if getattr(h, "_pyxsw", False)]:
+            root.removeHandler(h)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
