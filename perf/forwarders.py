@@ -19,7 +19,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from benchlab import Unavailable, sh, stop_process
@@ -178,12 +180,15 @@ def start_pyxsw(lab, undo, row):
         sh("ethtool", "-K", "gen0", "gro", "on", ns=lab.gen_ns)
         undo.push("gen0 gro off", sh, "ip", "netns", "exec", lab.gen_ns, "ethtool", "-K",
                   "gen0", "gro", "off")
+    ops = row.get("ops")
+    metrics_port = free_tcp_port() if ops == "metrics" else None
     cfg.write_text(f'[switch]\nname = "{lab.prefix}"\nmode = "{mode}"\n'
                    f"cores = {lab.args.fwd_cores}\n"
                    + ('fastpath = "xdp"\n' if fastpath else "")
                    + (f"[fdb]\ncapacity = {max(65536, 2 * fdb_macs)}\n" if fdb_macs else "")
                    + f'[management]\nsocket = "{lab.tmp / "sw.sock"}"\n'
-                   f'[[port]]\nname = "{lab.p0}"\n[[port]]\nname = "{lab.p1}"\n'
+                   + (f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n' if metrics_port else "")
+                   + f'[[port]]\nname = "{lab.p0}"\n[[port]]\nname = "{lab.p1}"\n'
                    # the --vlan-trunk row: p1 sends VLAN 1 tagged, a tag pushed on every frame
                    + ('vlan_mode = "trunk"\nallowed = [1]\nnative = 0\n'
                       if row.get("vlan_trunk") else "")
@@ -195,6 +200,51 @@ def start_pyxsw(lab, undo, row):
     if fastpath and lab.args.pin_kernel:
         # p0's NAPI exists once the switch's XDP program is on p0: threaded and pinned now
         napi_to_fwd_cores(lab, undo, lab.p0)
+    # The --ops rows: what operating the switch costs its forwarding.
+    if ops == "metrics":
+        scrape_every_second(undo, f"http://127.0.0.1:{metrics_port}/metrics")
+    elif ops == "capture":
+        # a capture of everything the generator's port receives and sends, written as pcap
+        # to /dev/null by `pyxsw ctl capture` (what it cannot take is lost and counted)
+        log = open(lab.tmp / "capture.log", "w")
+        p = subprocess.Popen([str(exe), "ctl", "-s", str(lab.tmp / "sw.sock"), "capture",
+                              lab.p0, "-w", "/dev/null"], stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        undo.push("capture", stop_capture, p, log)
+        time.sleep(1.0)                 # under way before the trials
+        if p.poll() is not None:
+            raise Unavailable(f"pyxsw ctl capture ended: see {lab.tmp / 'capture.log'}")
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape_every_second(undo, url):
+    """GET url once a second in a thread, as Prometheus would, until undone."""
+    stop = threading.Event()
+
+    def scrape():
+        while not stop.wait(1.0):
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(url, timeout=5).read()
+    t = threading.Thread(target=scrape, name="scraper", daemon=True)
+    t.start()
+    undo.push("metrics scraper", lambda: (stop.set(), t.join(10)))
+
+
+def stop_capture(p, log):
+    """Ctrl-C, as an operator ends it (it stops the capture at the switch), then the rest."""
+    if p.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGINT)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            stop_process(p)
+    log.close()
 
 
 OVS_DIRS = ("/etc/openvswitch", "/var/lib/openvswitch", "/var/log/openvswitch",

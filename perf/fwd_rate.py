@@ -157,7 +157,7 @@ CONFIG_KEYS = {"sizes": "size", "rounds": "rounds", "seconds": "seconds", "warmu
                "sweep_rows": "sweep_systems", "latency": "latency",
                "latency_interval_us": "latency_interval", "idle": "idle", "storm": "storm",
                "storm_methods": "storm_methods", "fdb_sizes": "fdb_sizes", "ports": "ports",
-               "vlan_trunk": "vlan_trunk", "fastpath": "fastpath",
+               "vlan_trunk": "vlan_trunk", "ops": "ops", "fastpath": "fastpath",
                "fastpath_modes": "fastpath_modes", "modes": "modes", "only": "only"}
 
 
@@ -301,6 +301,11 @@ def parse_args():
     p.add_argument("--vlan-trunk", action="store_true",
                    help="pyxsw (first of --modes): a row whose sink port is an 802.1Q trunk "
                         "carrying VLAN 1 tagged, so every frame gets a tag pushed")
+    p.add_argument("--ops", type=lambda t: [w for w in t.split(",") if w], default=[],
+                   metavar="metrics,capture",
+                   help="pyxsw (first of --modes): a row with its metrics endpoint scraped "
+                        "once a second, and one with `pyxsw ctl capture` of the generator's "
+                        "port running (to /dev/null): what operating it costs")
     p.add_argument("--prefix", help=argparse.SUPPRESS)     # default pb<4 random hex>
     p.add_argument("--no-save", action="store_true", help="do not write perf/results/")
     p.add_argument("--save-as", metavar="FILE", help="write the JSON here instead")

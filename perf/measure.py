@@ -498,7 +498,8 @@ def latency(lab, count, system):
 # ----------------------------------------------------------------------------------------
 def plain(row):
     """A row of the main comparison (not a scaling variant)."""
-    return not (row.get("ports") or row.get("fdb_macs") or row.get("vlan_trunk"))
+    return not (row.get("ports") or row.get("fdb_macs") or row.get("vlan_trunk")
+                or row.get("ops"))
 
 
 def mfr_window(lab, row):
@@ -616,7 +617,8 @@ def label(row):
     parts = [row.get("mode"), "fastpath" if row.get("fastpath") else None,
              f"{row['fdb_macs']} MACs" if row.get("fdb_macs") else None,
              f"{row['ports']}p" if row.get("ports") else None,
-             "trunk" if row.get("vlan_trunk") else None]
+             "trunk" if row.get("vlan_trunk") else None,
+             {"metrics": "metrics 1/s", "capture": "capture"}.get(row.get("ops"))]
     what = ", ".join(p for p in parts if p)
     return f"{row['system']} ({what})" if what else row["system"]
 
@@ -625,7 +627,8 @@ def rows_of(a):
     """The rows of a run, in order: every system of --only (pyxsw once per --modes entry,
     with the fast path if --fastpath, then once per --fastpath-modes entry with it), then
     pyxsw in the first of --modes with each of --fdb-sizes learned MACs, each of --ports
-    ports, and with the sink's port an 802.1Q trunk (--vlan-trunk)."""
+    ports, with the sink's port an 802.1Q trunk (--vlan-trunk), and with each of --ops:
+    metrics scraped once a second, a capture of the generator's port running."""
     rows = []
     for system in a.only:
         if system != "pyxsw":
@@ -642,6 +645,7 @@ def rows_of(a):
         rows += [{**base, "fdb_macs": n} for n in a.fdb_sizes]
         rows += [{**base, "ports": n} for n in a.ports]
         rows += [{**base, "vlan_trunk": True}] if a.vlan_trunk else []
+        rows += [{**base, "ops": op} for op in getattr(a, "ops", [])]
     for r in rows:
         r["label"] = label(r)
     return rows

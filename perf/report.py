@@ -45,20 +45,22 @@ def label(r):
     parts = [r.get("mode"), "fastpath" if r.get("fastpath") else None,
              f"{r['fdb_macs']} MACs" if r.get("fdb_macs") else None,
              f"{r['ports']}p" if r.get("ports") not in (None, 2) else None,
-             "trunk" if r.get("vlan_trunk") else None]
+             "trunk" if r.get("vlan_trunk") else None,
+             {"metrics": "metrics 1/s", "capture": "capture"}.get(r.get("ops"))]
     parts = [p for p in parts if p]
     return f"{r['system']} ({', '.join(parts)})" if parts else r["system"]
 
 
 def key(r):
-    """What tells rows apart: system, mode, fast path, ports, learned MACs, trunk."""
+    """What tells rows apart: system, mode, fast path, ports, learned MACs, trunk, ops."""
     return (r.get("system"), r.get("mode"), bool(r.get("fastpath")), r.get("ports") or 2,
-            r.get("fdb_macs"), bool(r.get("vlan_trunk")))
+            r.get("fdb_macs"), bool(r.get("vlan_trunk")), r.get("ops"))
 
 
-def find(rows, system, mode=None, fastpath=False, ports=2, fdb_macs=None, vlan_trunk=False):
+def find(rows, system, mode=None, fastpath=False, ports=2, fdb_macs=None, vlan_trunk=False,
+         ops=None):
     """The row of that description (a plain one unless asked otherwise), or None."""
-    want = (system, mode, fastpath, ports, fdb_macs, vlan_trunk)
+    want = (system, mode, fastpath, ports, fdb_macs, vlan_trunk, ops)
     return next((r for r in rows if key(r) == want), None)
 
 
@@ -75,7 +77,7 @@ def results(doc):
 
 def plain(r):
     """A row of the main comparison: two ports, one MAC, untagged (not a scaling row)."""
-    return key(r)[3:] == (2, None, False)
+    return key(r)[3:] == (2, None, False, None)
 
 
 def dig(obj, path):
@@ -524,6 +526,14 @@ def scaling(doc):
                      ("NDR vs testpmd, MFR vs testpmd", lambda r: (
                          f"{times(paired(r, ref, 'ndr.pps'))}, "
                          f"{times(paired(r, ref, 'mfr.forwarded_pps'))}")))
+    ops = [r for r in rs if r.get("ops")]
+    if ops:
+        bases = [find(rs, *k) for k in dict.fromkeys(key(r)[:3] for r in ops)]
+        out += table("operating it: metrics scraped once a second, a capture running",
+                     [b for b in bases if b] + ops, name)
+        out += ["", "vs plain: against the same mode without them, round by round. The "
+                "capture is `pyxsw ctl capture` of the generator's port to /dev/null: at these "
+                "rates most frames are lost to the capture (counted), the copy is what it costs."]
     two = doc.get("two_queues") or {}
     if two and not two.get("measured"):
         out += ["", f"Two queues: not measured: {two.get('reason') or 'no reason given'}."]
