@@ -17,6 +17,15 @@ from pyxsw.mgmt import capture as mcapture
 from pyxsw.mgmt.ctl import ctl_main
 from pyxsw.mgmt.handlers import METHODS
 
+@pytest.fixture(autouse=True)
+def keep_affinity():
+    """ctl capture moves its process off the switch's worker cores: in-process, put the
+    test process back."""
+    cpus = os.sched_getaffinity(0)
+    yield
+    os.sched_setaffinity(0, cpus)
+
+
 FRAME = bytes.fromhex("020000000002" "020000000001" "0800") + bytes(range(46))
 
 
@@ -260,3 +269,24 @@ def test_a_reload_changes_the_log_level_of_pyxsws_logging_only():
             root.removeHandler(h)
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+def test_ctl_capture_runs_off_the_workers_cores(served, tmp_path):  # noqa: F811
+    """The fake switch's worker is on core 1: a capture's client leaves it (when the
+    machine has another core), so that streaming frames never takes a worker's time."""
+    import sys
+    if os.sched_getaffinity(0) - {1} == set() or 1 not in os.sched_getaffinity(0):
+        pytest.fail("this test needs core 1 and another core")
+    p = subprocess.Popen([sys.executable, "-m", "pyxsw", "ctl", "-s", served.path, "capture",
+                          "s0", "-w", str(tmp_path / "x.pcap")], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not served.fake.captures and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert served.fake.captures, "the capture did not start"
+        allowed = os.sched_getaffinity(p.pid)
+        assert 1 not in allowed and allowed == os.sched_getaffinity(0) - {1}
+    finally:
+        p.send_signal(2)
+        _, err = p.communicate(timeout=10)
+    assert p.returncode == 0 and b"0 frames captured, 0 lost" in err

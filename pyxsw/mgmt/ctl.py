@@ -580,6 +580,19 @@ def _interval(c):
                    help="busy share over this long (two looks), not since the start")
 
 
+def leave_worker_cores(client):
+    """Run off the switch's worker cores when this machine has others (the switch's own
+    threads do the same): a capture's client takes a core's share while frames stream,
+    and must not take it from a worker.  A switch elsewhere, or no other core: as it is."""
+    try:
+        cores = {w["core"] for w in client.call("status").get("workers", ())}
+        spare = os.sched_getaffinity(0) - cores
+        if cores and spare and os.path.exists(client.path):
+            os.sched_setaffinity(0, spare)
+    except (RpcError, OSError, KeyError, TypeError):
+        pass
+
+
 def _capture_options(c):
     c.add_argument("-w", dest="write", metavar="FILE",
                    help="write the frames as pcap to FILE ('-': standard output, for "
@@ -598,6 +611,7 @@ def _capture(client, args, params):
         except OSError as e:
             raise RpcError("failed", f"{to}: {e.strerror or e}") from None
     snaplen = params.get("snaplen", METHODS["capture.start"].rpc_params[2].default)
+    leave_worker_cores(client)
     try:
         if out is not None:
             out.write(pcap.header(snaplen))
