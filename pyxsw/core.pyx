@@ -737,6 +737,11 @@ cdef class Datapath:
         cdef uint64_t m
         cdef CapRing *r
         cdef uint32_t slot = (sizeof(CapRec) + sw.umem.frame_size + 63) & ~(<uint32_t>63)
+        cdef uint32_t seq
+        cdef int taps[MAX_PORTS]
+        cdef int dsts[MAX_PORTS]
+        cdef uint64_t mins[MAX_PORTS]
+        cdef uint64_t mouts[MAX_PORTS]
         for p, (tap, mi, mo, dst) in ops.items():
             if not (0 <= p < MAX_PORTS) or not set(tap) <= {"in", "out"}:
                 raise ValueError(f"bad operations for port {p}: {tap!r}")
@@ -756,22 +761,33 @@ cdef class Datapath:
                         raise MemoryError("no memory for the capture rings")
                     r.slot = slot
                     sw.workers[q].cap = r
+            # every port's new settings first, then written inside the config seqlock: a
+            # worker copying the ports meanwhile copies again, never a mix of old and new
+            for p in range(MAX_PORTS):
+                tap, mi, mo, dst = ops.get(p, ((), (), (), False))
+                taps[p] = (TAP_IN if "in" in tap else 0) | (TAP_OUT if "out" in tap else 0)
+                m = 0
+                for o in mi:
+                    m |= (<uint64_t>1) << o
+                mins[p] = m
+                m = 0
+                for o in mo:
+                    m |= (<uint64_t>1) << o
+                mouts[p] = m
+                dsts[p] = 1 if dst else 0
+            seq = sw.cfg_seq
+            pyxsw_store_rel32(&sw.cfg_seq, seq + 1)
+            pyxsw_fence_seq()
             for p in range(MAX_PORTS):
                 pt = &sw.ports[p]
                 if pt.kind == KIND_NONE:
                     continue
-                tap, mi, mo, dst = ops.get(p, ((), (), (), False))
-                pt.tap = (TAP_IN if "in" in tap else 0) | (TAP_OUT if "out" in tap else 0)
-                m = 0
-                for o in mi:
-                    m |= (<uint64_t>1) << o
-                pt.mirror_in = m
-                m = 0
-                for o in mo:
-                    m |= (<uint64_t>1) << o
-                pt.mirror_out = m
-                pt.mirror_dst = 1 if dst else 0
+                pt.tap = taps[p]
+                pt.mirror_in = mins[p]
+                pt.mirror_out = mouts[p]
+                pt.mirror_dst = dsts[p]
             sw.cap_snap = snaplen
+            pyxsw_store_rel32(&sw.cfg_seq, seq + 2)
             self._publish()
 
     def drain_capture(self):

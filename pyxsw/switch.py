@@ -1007,6 +1007,10 @@ class Switch:
         called on the housekeeping thread; its id.  KeyError when it is not a port."""
         with self._lock:
             self._port(port)
+            if self._captures:
+                self._drain_capture()       # what is in the rings is not this capture's
+            else:
+                self.dp.drain_capture()     # left by captures that are over
             c = taps.Capture(port, direction, snaplen, count, sink, self._capture_lost())
             self._captures[c.id] = c
             try:
@@ -1121,23 +1125,31 @@ class Switch:
 
     # ------------------------------------------------------------------ reload and save
 
-    def running_config(self):
+    def running_config(self, for_file=False):
         """The configuration the switch runs now, as a Config: the file's switch section
         with the current mode, the current aging, the ports with their current settings and
-        the static FDB entries as they are (what `pyxsw ctl save` writes)."""
+        the static FDB entries as they are.  for_file (what `pyxsw ctl save` writes): only
+        what a file can say, so that `pyxsw run` takes it back: no static entry in a VLAN its
+        port no longer carries (port.set keeps those), no mirror's port that is gone."""
         from .config import MetricsSection, PortSection, StaticEntry
         c = self.config
         with self._lock:
             ports = sorted(self.ports.values(), key=lambda p: p.index)
             static = tuple(StaticEntry(e["mac"], e["port"], e["vlan"])
-                           for e in self.fdb_list() if e["static"] and e["port"] in self.ports)
+                           for e in self.fdb_list() if e["static"] and e["port"] in self.ports
+                           and (not for_file or self.ports[e["port"]].vlans.carries(e["vlan"])))
+            mirrors = list(self.mirrors.values())
+            if for_file:
+                mirrors = [m._replace(sources=tuple(p for p in m.sources if p in self.ports))
+                           for m in mirrors if m.output in self.ports]
+                mirrors = [m for m in mirrors if m.sources]
             return dataclasses.replace(
                 c, switch=dataclasses.replace(c.switch, mode=self.mode),
                 fdb=dataclasses.replace(c.fdb, aging=self.aging, static=static),
                 ports=[PortSection(name=p.name, flood_limit=p.flood_limit,
                                    forward_reserved=p.forward_reserved, **p.vlans._asdict())
                        for p in ports],
-                mirrors=list(self.mirrors.values()),
+                mirrors=mirrors,
                 metrics=MetricsSection(self.metrics_listen), log=self.log_section)
 
     def set_log(self, level, fmt):

@@ -189,6 +189,8 @@ def test_ctl_mirror_commands(served, capsys):  # noqa: F811
     assert code == 1 and "its output s0 is a source of mirror m0" in err
     code, _, err = ctl("mirror", "add", "m 1", "--source", "s0", "--output", "s2")
     assert code == 2 and "name must be" in err
+    assert ctl("mirror", "add", "m2", "--source", "s1", "--output", "s2")[0] == 0
+    assert ctl("mirror", "del", "m2")[1] == "mirror m2 removed; s2 is still another mirror's output\n"
     assert ctl("mirror", "del", "m0")[1] == "mirror m0 removed; s2 forwards again\n"
     code, _, err = ctl("mirror", "del", "m0")
     assert code == 1 and "not_found" in err
@@ -290,3 +292,20 @@ def test_ctl_capture_runs_off_the_workers_cores(served, tmp_path):  # noqa: F811
         p.send_signal(2)
         _, err = p.communicate(timeout=10)
     assert p.returncode == 0 and b"0 frames captured, 0 lost" in err
+
+
+def test_ctl_capture_refuses_pcap_to_a_terminal_and_a_file_it_cannot_write(served, capsys):  # noqa: F811
+    import pty
+    import sys
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run([sys.executable, "-m", "pyxsw", "ctl", "-s", served.path, "capture",
+                            "s0", "-w", "-"], stdout=slave, stderr=subprocess.PIPE, timeout=30)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert p.returncode == 2 and b"which is a terminal" in p.stderr
+    assert served.fake.captures == {}                # nothing was started
+    code = ctl_main(["-s", served.path, "capture", "s0", "-w", "/nonexistent/dir/x.pcap"])
+    err = capsys.readouterr().err
+    assert code == 1 and "/nonexistent/dir/x.pcap: No such file or directory" in err

@@ -101,7 +101,7 @@ class SwitchAPI(Protocol):
         path}.  ConfigError when the file is wrong (nothing changed); ValueError when the
         switch was not started from a file."""
 
-    def running_config(self) -> Config:
+    def running_config(self, for_file: bool = False) -> Config:
         """The configuration it runs now (mode, aging, ports, static entries as they are)."""
 
     def add_listener(self, fn: Callable[[dict], None]) -> None:

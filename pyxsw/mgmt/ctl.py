@@ -285,7 +285,9 @@ SHOW_DONE = {
     "shutdown": lambda r, a: "switch shutting down",
     "mirror.add": lambda r, a: f"mirror {r['name']}: {','.join(r['source'])} "
                                f"({r['direction']}) to {r['output']}",
-    "mirror.del": lambda r, a: f"mirror {r['name']} removed; {r['output']} forwards again",
+    "mirror.del": lambda r, a: f"mirror {r['name']} removed; {r['output']} "
+                               + ("forwards again" if r.get("output_forwards", True)
+                                  else "is still another mirror's output"),
 }
 
 
@@ -593,6 +595,13 @@ def leave_worker_cores(client):
         pass
 
 
+def _capture_params(args):
+    if args.write == "-" and sys.stdout.isatty():
+        raise UsageError("capture: -w - writes pcap to standard output, which is a terminal: "
+                         "pipe it (| tcpdump -r -) or name a file")
+    return _params(args)
+
+
 def _capture_options(c):
     c.add_argument("-w", dest="write", metavar="FILE",
                    help="write the frames as pcap to FILE ('-': standard output, for "
@@ -609,7 +618,7 @@ def _capture(client, args, params):
         try:
             out = open(to, "wb")
         except OSError as e:
-            raise RpcError("failed", f"{to}: {e.strerror or e}") from None
+            raise OutputError(f"{to}: {e.strerror or e}") from None
     snaplen = params.get("snaplen", METHODS["capture.start"].rpc_params[2].default)
     leave_worker_cores(client)
     try:
@@ -628,7 +637,11 @@ def _capture(client, args, params):
                         print(show_frame(params["port"], t, d, n, data), flush=True)
                 break
             except KeyboardInterrupt:
-                client.capture_stop()
+                try:
+                    client.capture_stop()
+                except RpcError as e:   # its count ended it meanwhile: the end is on its way
+                    if e.code != "not_found":
+                        raise
                 frames = client.capture_frames()
     except BrokenPipeError:                     # `| tcpdump -r - -c 5`, `| head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -698,7 +711,7 @@ COMMANDS = (
             help="a live view: rates per port and per worker, the FDB's size (q quits)"),
     Command(("vlan", "show"), "vlan.list", ("vlan",), show=show_vlans),
     Command(("capture",), "capture.start", ("port",), options=_capture_options,
-            fetch=_capture, show=lambda r, args: None, short=(("count", "-c"),),
+            fetch=_capture, params=_capture_params, show=lambda r, args: None, short=(("count", "-c"),),
             help="capture a port's frames: lines, or pcap with -w (Ctrl-C or -c ends)"),
     Command(("mirror", "add"), "mirror.add", ("name",)),
     Command(("mirror", "del"), "mirror.del", ("name",)),

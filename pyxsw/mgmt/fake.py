@@ -268,7 +268,7 @@ class FakeSwitch:
         if forward_reserved is not None:
             port.forward_reserved = forward_reserved
 
-    def running_config(self):
+    def running_config(self, for_file=False):
         from ..config import Config, FdbSection, PortSection, StaticEntry, SwitchSection
         ports = sorted(self.ports.values(), key=lambda p: p.index)
         return Config(

@@ -384,11 +384,13 @@ def mirror_add(conn, name: NAME, source: PORTS, output: PORT, direction: DIRECTI
 
 @method("mirror.del", blocking=True, changes=True)
 def mirror_del(conn, name: NAME):
-    """Remove a mirror; its output port forwards again."""
-    return conn.switch.mirror_del(name)
+    """Remove a mirror; its output forwards again (unless another's output)."""
+    m = conn.switch.mirror_del(name)
+    m["output_forwards"] = m["output"] not in {x["output"] for x in conn.switch.mirror_list()}
+    return m
 
 
-@method("mirror.list")
+@method("mirror.list", blocking=True)    # the switch's lock: a port being added holds it
 def mirror_list(conn):
     """The mirrors: sources, direction, output, ports missing."""
     return conn.switch.mirror_list()
@@ -415,7 +417,7 @@ def config_save(conn):
     The switch section as started with the current mode, the current aging, the ports
     with their current settings and the static FDB entries as they are now.
     """
-    cfg = conn.switch.running_config()
+    cfg = conn.switch.running_config(for_file=True)
     section = cfg.switch                    # [switch] of the Config (not conn.switch)
     header = (f"# pyxsw: the running configuration of switch {section.name}, saved "
               f"{time.strftime('%Y-%m-%d %H:%M:%S %z')}\n\n")

@@ -17,10 +17,10 @@ from . import busy_share
 # floods, and the drops by cause (their sum is "dropped").
 PORT_RATES = ("rx_packets", "tx_packets", "rx_bits", "tx_bits", "flooded")
 DROPS = ("rx_dropped", "tx_dropped", "flood_limited", "vlan_dropped", "runts", "filtered",
-         "reserved_dropped")
+         "reserved_dropped", "mirror_dropped")
 # A worker's, per second; "busy" beside them is the share of its passes that found frames.
 WORKER_RATES = ("loops", "idle_loops", "wakeups", "rx_kicks", "tx_kicks", "pool_empty",
-                "learned", "moved", "events_lost")
+                "learned", "moved", "events_lost", "captured", "capture_lost", "mirrored")
 
 
 def delta(before, after):
