@@ -584,8 +584,15 @@ def _interval(c):
 
 def leave_worker_cores(client):
     """Run off the switch's worker cores when this machine has others (the switch's own
-    threads do the same): a capture's client takes a core's share while frames stream,
-    and must not take it from a worker.  A switch elsewhere, or no other core: as it is."""
+    threads do the same), and at the lowest priority (nice 19, as the switch's management
+    loop): a capture's client takes a core's share while frames stream, and must take it
+    neither from a worker nor from what feeds the switch (a NIC's interrupts, a veth's
+    sender).  What it cannot keep up with is lost and counted.  A switch elsewhere, or no
+    other core: as it is."""
+    try:
+        os.nice(19 - os.nice(0))
+    except OSError:
+        pass
     try:
         cores = {w["core"] for w in client.call("status").get("workers", ())}
         spare = os.sched_getaffinity(0) - cores
