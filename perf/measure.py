@@ -241,9 +241,10 @@ def wait_fastpath(lab, timeout):
 def worker_rates(w0, w1, forwarded):
     """How the workers went about a window, from worker.stats before and after it: per
     forwarded frame and per pass.  The evidence for how the loop paces the kernel's work."""
-    d = {k: sum(b[k] - a[k] for a, b in zip(w0, w1))
+    d = {k: sum(b.get(k, 0) - a.get(k, 0) for a, b in zip(w0, w1))
          for k in ("loops", "idle_loops", "wakeups", "rx_kicks", "tx_kicks", "frames_from_rx",
-                   "frames_to_tx", "frames_to_fill", "frames_from_completion")}
+                   "frames_to_tx", "frames_to_fill", "frames_from_completion", "cycles",
+                   "busy_cycles", "captured", "capture_lost", "mirrored")}
     busy = d["loops"] - d["idle_loops"]
     per = (lambda x, y: round(x / y, 3) if y else None)
     return {**d, "busy_passes": busy,
@@ -252,7 +253,9 @@ def worker_rates(w0, w1, forwarded):
             "rx_kicks_per_frame": per(d["rx_kicks"], d["frames_from_rx"]),
             "passes_per_frame": per(d["loops"], d["frames_from_rx"]),
             "fill_frames_per_pass": per(d["frames_to_fill"], d["loops"]),
-            "forwarded_per_tx": per(forwarded, d["frames_to_tx"])}
+            "forwarded_per_tx": per(forwarded, d["frames_to_tx"]),
+            # the share of the workers' time in passes that found frames (the TSC)
+            "busy_time_share": per(d["busy_cycles"], d["cycles"])}
 
 
 def start_burn(lab, seconds):

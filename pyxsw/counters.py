@@ -105,6 +105,9 @@ FASTPATH = Family("fastpath", "PYXSW_FAST_", "frames the XDP program forwarded i
 WORKER = Family("worker", "WORKER_", "one worker thread (queue q of every port)", (
     Counter("loops", COUNTER, "passes of the worker loop"),
     Counter("idle_loops", COUNTER, "passes that found nothing to do"),
+    Counter("cycles", COUNTER, "time-stamp counter cycles of its passes, asleep included: "
+            "its time"),
+    Counter("busy_cycles", COUNTER, "cycles of the passes that found frames: its busy time"),
     Counter("wakeups", COUNTER, "returns from poll(2) (interrupt and adaptive modes)"),
     Counter("rx_kicks", COUNTER, "receive calls made for busy polling"),
     Counter("tx_kicks", COUNTER, "send calls made to start transmission"),

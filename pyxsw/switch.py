@@ -287,6 +287,7 @@ EVENTS_GAP = 0.002          # after passing events on, housekeeping ignores the 
                             # this long: a learning storm wakes it 500 times a second at most
 WATCH_INTERVAL = 10.0       # a rate-limited warning (MAC flapping, FDB full, storm control, pool
                             # empty) is said at most once per interval per subject (pyxsw.watch)
+FLAP_LINES = 10            # flapping MACs said one by one per interval; the others in one line
 WATCH_SAMPLE = 1.0          # housekeeping reads the counters those warnings follow this often
 XDP_HEADROOM = 256          # XDP_PACKET_HEADROOM: the kernel receives into a UMEM frame after it
 VLAN_ETH_HLEN = 18          # an Ethernet header with one 802.1Q tag: a frame is MTU + this at most
@@ -331,6 +332,7 @@ class Switch:
         # Rate-limited warnings: counters' growth (FDB full, storm control...), MAC moves
         self._alarms = Watch(WATCH_INTERVAL)
         self._moves = Watch(WATCH_INTERVAL, leading=False)
+        self._next_flaps = 0.0
         self._next_sample = 0.0
         self.started_at = None
 
@@ -623,16 +625,32 @@ class Switch:
                                        self.dp.port_stats(port.index)["flood_limited"])
         for r in self._alarms.due():
             self._alarm_said(r)
-        for r in self._moves.due():
-            if r.state == "count":
-                mac, vlan = r.key
-                fields = dict(event="fdb.flapping", mac=mac, vlan=vlan, count=r.count,
-                              seconds=round(r.seconds, 1), port=r.info["port"])
-                fields["from"] = r.info["old"]
-                log.warning("MAC %s (vlan %d) moved %d time%s in %.0f s between ports, "
-                            "last from %s to %s", mac, vlan, r.count, "" if r.count == 1 else "s",
-                            r.seconds, r.info["old"], r.info["port"], extra=fields)
-                self._emit(**fields)
+        if now >= self._next_flaps:
+            self._next_flaps = now + WATCH_SAMPLE
+            self._flapping([r for r in self._moves.due() if r.state == "count"])
+
+    def _flapping(self, reports):
+        """MACs that moved between ports, one report each per interval: the FLAP_LINES that
+        moved most, each a warning and an event, and the others in one more line (a loop
+        flaps every MAC: a line per MAC would flood the log)."""
+        reports.sort(key=lambda r: -r.count)
+        for r in reports[:FLAP_LINES]:
+            mac, vlan = r.key
+            fields = dict(event="fdb.flapping", mac=mac, vlan=vlan, count=r.count,
+                          seconds=round(r.seconds, 1), port=r.info["port"])
+            fields["from"] = r.info["old"]
+            log.warning("MAC %s (vlan %d) moved %d time%s in %.0f s between ports, "
+                        "last from %s to %s", mac, vlan, r.count, "" if r.count == 1 else "s",
+                        r.seconds, r.info["old"], r.info["port"], extra=fields)
+            self._emit(**fields)
+        rest = reports[FLAP_LINES:]
+        if rest:
+            fields = dict(event="fdb.flapping", mac=None, macs=len(rest),
+                          count=sum(r.count for r in rest),
+                          seconds=round(max(r.seconds for r in rest), 1))
+            log.warning("%d more MACs moved between ports (%d moves in %.0f s): a loop?",
+                        fields["macs"], fields["count"], fields["seconds"], extra=fields)
+            self._emit(**fields)
 
     def _alarm_said(self, r):
         """One report of a counter's growth: a warning (start, count), an info (end)."""
@@ -1221,12 +1239,27 @@ class Switch:
         return n
 
     def port_stats(self, name=None):
-        names = [name] if name is not None else list(self.ports)
+        """{name: counters} of one port (KeyError if it is none) or of every port; a port
+        removed meanwhile (another thread: an RPC, a scrape) is left out, not an error."""
+        if name is not None:
+            port = self._port(name)
+            return {name: dict(self.dp.port_stats(port.index), up=port.up)}
         out = {}
-        for n in names:
-            st = self.dp.port_stats(self._index(n))
-            st["up"] = self.ports[n].up
-            out[n] = st
+        for n, port in list(self.ports.items()):
+            try:
+                out[n] = dict(self.dp.port_stats(port.index), up=port.up)
+            except (KeyError, ValueError):
+                continue                    # removed since the snapshot
+        return out
+
+    def _port_infos(self):
+        out = []
+        for p in list(self.ports.values()):     # a snapshot: a port may go meanwhile
+            try:
+                out.append(dict(self.dp.port_info(p.index), up=p.up, state=p.state,
+                                reason=p.reason))
+            except (KeyError, ValueError):
+                continue
         return out
 
     def worker_stats(self):
@@ -1254,8 +1287,7 @@ class Switch:
             "mode": dp.mode,
             "uptime": round(time.monotonic() - self.started_at, 3) if self.started_at else 0,
             "workers": [{"queue": q, "core": c} for q, c in enumerate(self.config.switch.cores)],
-            "ports": [dict(dp.port_info(p.index), up=p.up, state=p.state, reason=p.reason)
-                      for p in self.ports.values()],
+            "ports": self._port_infos(),
             "zero_copy": dp.zero_copy_active,
             "tx_budget": dp.tx_budget,
             "busy_poll": dp.busy_poll,

@@ -509,7 +509,9 @@ cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
         st.c[PORT_RX_PACKETS] += 1
         st.c[PORT_RX_BYTES] += ln
         if pyxsw_unlikely(taps):
-            if w.mdst[p]:
+            if w.mdst[p]:               # a mirror's output forwards nothing (a capture sees it)
+                if w.tap[p] & TAP_IN:
+                    cap_put(w, p, TAP_IN, w.sw.umem.area + addr, ln)
                 st.c[PORT_MIRROR_DROPPED] += 1
                 cache_put(w, addr)
                 continue
@@ -597,6 +599,7 @@ cdef void worker_loop(Worker *w) noexcept nogil:
     cdef int j
     cdef uint16_t p
     cdef Sock *s
+    cdef uint64_t t0 = pyxsw_rdtsc(), t1
     while pyxsw_load_int(&w.running):
         pyxsw_store64(&w.epoch, w.epoch + 1)
         if w.gen != pyxsw_load_rlx32(&sw.gen):
@@ -629,6 +632,14 @@ cdef void worker_loop(Worker *w) noexcept nogil:
             w.idle_run = 0
         else:
             worker_idle(w)
+        # the pass's time (a sleep in poll(2) included): busy when it found frames, so that
+        # busy_cycles / cycles is the share of its time the worker forwards (its headroom,
+        # which a poll worker's 100% CPU never shows)
+        t1 = pyxsw_rdtsc()
+        w.c[WORKER_CYCLES] += t1 - t0
+        if got:
+            w.c[WORKER_BUSY_CYCLES] += t1 - t0
+        t0 = t1
     pyxsw_store_int(&w.parked, 1)
 
 

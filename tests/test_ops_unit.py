@@ -312,3 +312,33 @@ def test_ctl_capture_refuses_pcap_to_a_terminal_and_a_file_it_cannot_write(serve
     code = ctl_main(["-s", served.path, "capture", "s0", "-w", "/nonexistent/dir/x.pcap"])
     err = capsys.readouterr().err
     assert code == 1 and "/nonexistent/dir/x.pcap: No such file or directory" in err
+
+
+def test_a_loop_flapping_every_mac_is_a_few_lines_not_one_per_mac(caplog):
+    """Review: a bridging loop moves every MAC; each is reported once per interval, but only
+    the FLAP_LINES busiest one by one and the others in one more line."""
+    import logging
+    from pyxsw import switch as switch_mod
+    from pyxsw.config import Config
+    from pyxsw.watch import Watch
+    clock = [1000.0]
+    sw = switch_mod.Switch(Config())
+    sw._moves = Watch(switch_mod.WATCH_INTERVAL, leading=False, clock=lambda: clock[0])
+    events = []
+    sw.add_listener(events.append)
+    for i in range(300):
+        sw._moves.add((f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}", 1), 1 + (i % 7),
+                      port="s1", old="s0")
+    sw._moves.add(("02:00:00:00:ff:ff", 1), 1000, port="s1", old="s0")
+    clock[0] += switch_mod.WATCH_INTERVAL + 1
+    with caplog.at_level(logging.WARNING, logger="pyxsw"):
+        sw._next_sample = float("inf")              # no datapath here: no counters to read
+        sw._watch(clock[0])
+        sw._watch(clock[0])                         # again in the same second: nothing new
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == switch_mod.FLAP_LINES + 1, lines
+    assert lines[0].startswith("MAC 02:00:00:00:ff:ff (vlan 1) moved 1000 times")
+    assert lines[-1].startswith(f"{301 - switch_mod.FLAP_LINES} more MACs moved between ports")
+    assert [e["event"] for e in events] == ["fdb.flapping"] * (switch_mod.FLAP_LINES + 1)
+    assert events[-1]["macs"] == 301 - switch_mod.FLAP_LINES
+    assert sum(e["count"] for e in events) == 1000 + sum(1 + (i % 7) for i in range(300))

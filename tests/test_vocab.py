@@ -372,3 +372,13 @@ def test_busy_share():
     assert busy_share(w, since=w) is None                    # no pass in between
     assert busy_share({"loops": 10, "idle_loops": 11}) == 0.0   # read a moment apart
     assert client.busy_share is busy_share
+
+
+def test_busy_share_is_of_the_workers_time_when_the_switch_counts_cycles():
+    """A pass that finds frames is long, an idle one short: 1 busy pass in 10 can be most of
+    the time.  With cycles (time-stamp counter) the share is of the time."""
+    w = {"loops": 1000, "idle_loops": 900, "cycles": 1_000_000, "busy_cycles": 800_000}
+    assert busy_share(w) == 0.8
+    later = {"loops": 2000, "idle_loops": 1900, "cycles": 2_000_000, "busy_cycles": 1_700_000}
+    assert busy_share(later, since=w) == 0.9
+    assert busy_share(w, since=w) is None

@@ -41,6 +41,8 @@ static inline void pyxsw_cpu_relax(void) { __builtin_ia32_pause(); }
 static inline void pyxsw_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 /* The 6 bytes of a MAC and the 2 after it, read little-endian (the FDB masks them to 48 bits) */
 static inline uint64_t pyxsw_load_mac8(const uint8_t *p) { uint64_t v; __builtin_memcpy(&v, p, 8); return v; }
+/* The CPU's time-stamp counter: cycles at a constant rate (a pass's length, cheaply) */
+static inline uint64_t pyxsw_rdtsc(void) { return __builtin_ia32_rdtsc(); }
 /* The index of the lowest bit set in m (m != 0) */
 static inline int pyxsw_ctz64(uint64_t m) { return __builtin_ctzll(m); }
 #define pyxsw_likely(x) __builtin_expect(!!(x), 1)

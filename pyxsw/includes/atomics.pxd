@@ -24,5 +24,6 @@ cdef extern from "includes/atomics.h" nogil:
     void pyxsw_prefetch(const void *p)
     uint64_t pyxsw_load_mac8(const uint8_t *p)
     int pyxsw_ctz64(uint64_t m)
+    uint64_t pyxsw_rdtsc()
     bint pyxsw_likely(bint x)
     bint pyxsw_unlikely(bint x)

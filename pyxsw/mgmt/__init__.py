@@ -47,15 +47,20 @@ class RpcError(Exception):
 
 
 def busy_share(worker, since=None):
-    """The share of a worker's passes that found frames to forward, from a `worker.stats`
-    record: since the worker started, or since `since`, an earlier record of the same
-    worker.  None when it made no pass in that span.  (Passes, not CPU time: a poll worker
-    burns its core whatever this says, and an interrupt worker woken for every frame of a
-    trickle shows a high share at a low load: read it with `wakeups`.)"""
-    loops = worker["loops"] - (since["loops"] if since else 0)
-    idle = worker["idle_loops"] - (since["idle_loops"] if since else 0)
-    if loops <= 0:
+    """The share of a worker's time spent in passes that found frames to forward, from a
+    `worker.stats` record: since the worker started, or since `since`, an earlier record
+    of the same worker.  1 - busy is its headroom: a poll worker's core reads 100% busy
+    to top(1) whatever it forwards, this does not.  Measured with the CPU's time-stamp
+    counter per pass (cycles, busy_cycles); a record without those (an older switch)
+    gives the share of its passes instead, which understates it (an idle pass is short).
+    None when no time passed in that span."""
+    def d(key):
+        return worker.get(key, 0) - ((since or {}).get(key, 0))
+    if "cycles" in worker:
+        total, busy = d("cycles"), d("busy_cycles")
+    else:
+        total, busy = d("loops"), d("loops") - d("idle_loops")
+    if total <= 0:
         return None
-    # The core's copy never has more idle loops than loops; two records of a worker that
-    # restarted in between could: keep the share in 0..1.
-    return round(min(max((loops - idle) / loops, 0.0), 1.0), 4)
+    # two records of a worker that restarted in between: keep the share in 0..1
+    return round(min(max(busy / total, 0.0), 1.0), 4)

@@ -35,6 +35,7 @@ class SwitchAPI(Protocol):
     # set by the server: metrics_hook((host, port) or None) serves the metrics endpoint
     # there, or stops it (a reload's [metrics] listen); None when no server runs
     metrics_hook: Optional[Callable]
+    metrics_listen: str             # [metrics] listen as served now ("": none)
 
     def status(self) -> dict:
         """A mapping the `status` method extends with the server's own figures."""

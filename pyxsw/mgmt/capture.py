@@ -78,7 +78,8 @@ class CaptureStream:
             return
         for i in range(0, len(frames), CAPTURE_CHUNK):
             if transport.get_write_buffer_size() > CAPTURE_BUFFER:
-                self.dropped += len(frames) - i
+                with self._lock:        # sink() counts from the switch's thread
+                    self.dropped += len(frames) - i
                 break
             chunk = [[t, d, n, data] for t, _, d, n, data in frames[i:i + CAPTURE_CHUNK]]
             self.conn.writer.write(msgpack.packb(

@@ -63,11 +63,13 @@ class FakeSwitch:
         self.listeners = []
         self.captures = {}                      # id -> taps.Capture: feed them with frame()
         self.metrics_hook = None
+        self.metrics_listen = ""
         self.mirrors = {}
         self.lock = threading.Lock()
         # every counter of the tables (pyxsw.counters): those not set here are 0
         self.workers = [dict(dict.fromkeys(WORKER.names, 0), queue=0, loops=4000,
-                             idle_loops=3000, wakeups=12, tx_kicks=7, learned=2, mode="poll")]
+                             idle_loops=3000, cycles=400_000, busy_cycles=100_000, wakeups=12,
+                             tx_kicks=7, learned=2, mode="poll")]
         for p in ports:
             self.add_port(p)
         names = list(self.ports)
@@ -221,6 +223,9 @@ class FakeSwitch:
             for w in self.workers:
                 w["loops"] += self.PASSES
                 w["idle_loops"] += self.IDLE
+                # 100 cycles a pass: busy the same share of its time as of its passes
+                w["cycles"] += 100 * self.PASSES
+                w["busy_cycles"] += 100 * (self.PASSES - self.IDLE)
         return out
 
     # capture and mirrors

@@ -288,6 +288,7 @@ class Server:
         self._ident = None                      # (st_dev, st_ino) of our socket file
         self._sock = None                       # bound by bind(), not yet served
         self._listening = False                 # our listener is registered with the switch
+        self._closing = False
 
     # ------------------------------------------------------------------ life cycle
 
@@ -343,22 +344,38 @@ class Server:
     def _metrics_listen(self, address):
         """The switch's metrics_hook (a reload's [metrics] listen, from a switch thread):
         serve the metrics endpoint on `address` (host, port), or stop it (None).  OSError
-        when the new address cannot be had: then the old endpoint is served again."""
+        when the new address cannot be had (the old endpoint is then served again if it
+        can be, else none: metrics_listen says which)."""
         future = asyncio.run_coroutine_threadsafe(self._set_metrics(address), self._loop)
-        return future.result(CLOSE_TIMEOUT)
+        try:
+            return future.result(CLOSE_TIMEOUT)
+        except TimeoutError:
+            future.cancel()
+            raise OSError(errno.ETIMEDOUT, "the management loop did not answer in time") from None
 
     async def _set_metrics(self, address):
         from .metrics import MetricsServer
-        old = self.metrics
+        if self._closing:
+            raise OSError(errno.ESHUTDOWN, "the management server is stopping")
+        old, self.metrics = self.metrics, None
         if old is not None:
             await old.close()                   # its port may be the new one's
         new = MetricsServer(self.switch, *address) if address else None
         try:
             if new is not None:
+                await self._loop.run_in_executor(None, new.bind)   # a name: DNS, off the loop
                 await new.start()
         except BaseException:
+            if new is not None:
+                new.release()
             if old is not None:
-                await old.start()
+                try:
+                    await self._loop.run_in_executor(None, old.bind)
+                    await old.start()
+                    self.metrics = old
+                except OSError as e:
+                    log.error("metrics: the old endpoint cannot be served again either: %s", e)
+                    self.switch.metrics_listen = ""
             raise
         self.metrics = new
 
@@ -413,6 +430,7 @@ class Server:
 
     async def close(self):
         """Stop listening, drop every connection, remove the socket file."""
+        self._closing = True                    # a reload's metrics change: refused now
         self.switch.metrics_hook = None
         if self.metrics is not None:
             await self.metrics.close()
@@ -434,6 +452,8 @@ class Server:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self.metrics is not None:            # one a reload started while we closed
+            await self.metrics.close()
         self._unlink()
 
     def run(self, *, use_uvloop=True, stop_signals=(signal.SIGINT, signal.SIGTERM)):
