@@ -26,7 +26,9 @@ cdef enum:
     SO_PREFER_BUSY_POLL = 69
     SO_BUSY_POLL_BUDGET = 70
     BUSY_POLL_USECS = 20
-    BIND_TRIES = 50             # x 20 ms: a socket closed a moment ago can keep its queue busy
+    BIND_TRIES = 250            # x 20 ms: a socket closed a moment ago keeps its queue busy until
+                                # the kernel's deferred work frees its pool (over 1 s seen on a
+                                # loaded 2-core machine: port.del then port.add, EBUSY)
     ATTACHED_TRIES = 10         # looks at what is attached to an interface while it changes
 
 
