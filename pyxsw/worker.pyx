@@ -227,10 +227,9 @@ cdef inline int decide(Worker *w, FdbTable *tab, const uint8_t *pkt, uint32_t ln
 
 cdef inline void stage(Worker *w, uint16_t e, uint64_t addr, uint32_t ln) noexcept nogil:
     cdef uint32_t n = w.ntx[e]
-    if pyxsw_unlikely(n >= MAX_BATCH):  # never, with the ports read consistently: a backstop
-        cache_put(w, addr)
-        w.st[e].c[PORT_TX_DROPPED] += 1
-        return
+    if PYXSW_DEBUG:
+        # a burst stages at most a batch per egress port; mirror copies check their own room
+        pyxsw_check(n < MAX_BATCH, "more frames staged on a port than a burst holds")
     if n == 0:
         w.dirty[w.ndirty] = e
         w.ndirty += 1
