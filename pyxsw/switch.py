@@ -1045,6 +1045,9 @@ class Switch:
         with self._lock:
             if cid not in self._captures:
                 raise KeyError(f"no capture {cid}")
+            if self.dp is None:             # the switch stopped under it: nothing to drain
+                c = self._captures.pop(cid)
+                return c.result(c.lost_before)
             self._drain_capture()
             c = self._captures.pop(cid, None)
             if c is None:                   # its count ended it just now

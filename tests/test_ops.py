@@ -400,3 +400,13 @@ def test_mirrors_changing_under_traffic_lose_and_double_no_frame(lab_factory, sh
             t.join(30)
         at_rest_exact(sw)
         assert ping(lab, 0, 2) and ping(lab, 1, 2)
+
+
+def test_a_capture_stopped_after_the_switch_stopped_is_no_error(lab_factory, tmp_path):
+    """A client that goes away while the switch shuts down stops its capture late."""
+    lab = lab_factory(hosts=2)
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        cid = sw.capture_start(lab.ports[0], "both", sink=lambda frames, end: None)
+    assert sw.capture_stop(cid) == {"captured": 0, "lost": 0}
+    with pytest.raises(KeyError):
+        sw.capture_stop(cid)
