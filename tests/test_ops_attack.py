@@ -1,0 +1,305 @@
+"""Hostile and careless use of capture, mirrors, metrics and reload/save (issue 16): a real
+switch over veth ports and namespaces (root).  Each test is a way a user could break it;
+what must hold afterwards: no capture or mirror left behind, every UMEM frame accounted for,
+the switch forwarding, the other clients undisturbed."""
+import socket
+import struct
+import threading
+import time
+import tomllib
+
+import msgpack
+import pytest
+
+from helpers import BCAST, eth_frame, make_config, ping, send, wait_until, capture
+from pyxsw.client import Client, RpcError
+from pyxsw.config import Config, to_toml
+from test_ops import served, capturing
+from test_vlan import at_rest_exact
+
+pytestmark = pytest.mark.system
+
+
+def raw(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    return s
+
+
+def request(s, msgid, method, **params):
+    s.sendall(msgpack.packb([0, msgid, method, [params]], use_bin_type=True))
+
+
+def reset(s):
+    """Close with a reset, as a killed client's kernel would on unread data."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def test_capture_clients_killed_abruptly_leave_no_capture(lab_factory, short_dir, tmp_path):
+    lab = lab_factory(hosts=2)
+    h0, h1 = lab.hosts
+    with served(make_config(lab.ports, tmp_path), short_dir) as (sw, path):
+        assert ping(lab, 0, 1)
+        socks = [raw(path) for _ in range(12)]
+        for i, s in enumerate(socks):
+            request(s, 1, "capture.start", port=lab.ports[i % 2])
+        for i, s in enumerate(socks):
+            if i % 3 == 0:
+                time.sleep(0.05)
+            reset(s)
+        assert wait_until(lambda: not sw._captures, 10), sw._captures
+        # and frames on the way to them while they went
+        socks = [raw(path) for _ in range(6)]
+        for s in socks:
+            request(s, 1, "capture.start", port=h0.port)
+        capturing(sw, 6)
+        send(lab, 1, eth_frame(BCAST, h1.mac, b"to the dead"), count=200)
+        for s in socks:
+            reset(s)
+        assert wait_until(lambda: not sw._captures, 10), sw._captures
+        at_rest_exact(sw)
+        assert ping(lab, 0, 1)
+
+
+def test_a_failed_capture_start_leaves_the_connection_free(lab_factory, short_dir, tmp_path):
+    """capture.start whose port goes between the check and the start fails (not_found); the
+    connection can capture afterwards (it is not `busy` with a capture that never ran)."""
+    lab = lab_factory(hosts=2)
+    h0, h1 = lab.hosts
+    with served(make_config(lab.ports, tmp_path), short_dir) as (sw, path):
+        with Client(path) as c:
+            with sw._lock:                          # capture_start waits in the executor
+                out = {}
+
+                def start():
+                    try:
+                        out["r"] = c.capture(h0.port)
+                    except RpcError as e:
+                        out["e"] = e
+                t = threading.Thread(target=start)
+                t.start()
+                time.sleep(0.5)                     # checked by the handler, now waiting
+                sw.del_port(h0.port)
+            t.join(10)
+            assert out["e"].code == "not_found", out
+            frames = c.capture(h1.port, count=2, timeout=5)
+            send(lab, 0, eth_frame(BCAST, h0.mac, b"x"), count=1)   # h0 is no port now
+            send(lab, 1, eth_frame(BCAST, h1.mac, b"y"), count=2)
+            assert len(list(frames)) == 2
+        assert wait_until(lambda: not sw._captures)
+
+
+@pytest.mark.parametrize("params", [
+    {"snaplen": 0}, {"snaplen": -1}, {"snaplen": 2**40}, {"snaplen": "64"},
+    {"count": -1}, {"count": 2**40}, {"count": 1.5}, {"count": True},
+    {"direction": "sideways"}, {"port": 7}, {"port": "x" * 300},
+    {"port": None}, {"bogus": 1},
+])
+def test_malformed_capture_params_are_invalid_params(lab_factory, short_dir, tmp_path, params):
+    lab = lab_factory(hosts=2)
+    with served(make_config(lab.ports, tmp_path), short_dir) as (sw, path):
+        with Client(path) as c:
+            kw = dict({"port": lab.ports[0]}, **params)
+            with pytest.raises(RpcError) as e:
+                c.call("capture.start", **kw)
+            assert e.value.code == "invalid_params", (params, e.value)
+            assert sw._captures == {}
+            frames = c.capture(lab.ports[1], count=1, timeout=5)   # the connection still works
+            assert ping(lab, 0, 1)
+            assert len(list(frames)) == 1
+
+
+def test_count_one_on_a_busy_port(lab_factory, short_dir, tmp_path):
+    lab = lab_factory(hosts=3)
+    h0, h1, h2 = lab.hosts
+    with served(make_config(lab.ports, tmp_path, switch={"batch": 256}), short_dir) \
+            as (sw, path):
+        stop = threading.Event()
+
+        def flood():
+            while not stop.is_set():
+                send(lab, 0, eth_frame(BCAST, h0.mac, b"busy"), count=500)
+        t = threading.Thread(target=flood)
+        t.start()
+        try:
+            for _ in range(20):
+                with Client(path) as c:
+                    frames = c.capture(h1.port, count=1, timeout=5)
+                    assert len(list(frames)) == 1
+                    assert c.capture_result["captured"] == 1
+        finally:
+            stop.set()
+            t.join(30)
+        assert wait_until(lambda: not sw._captures)
+        at_rest_exact(sw)
+        assert ping(lab, 0, 1) and ping(lab, 1, 2)
+
+
+def test_a_capture_survives_its_port_going_and_coming_back(lab_factory, short_dir, tmp_path):
+    lab = lab_factory(hosts=2)
+    h0, h1 = lab.hosts
+    with served(make_config(lab.ports, tmp_path), short_dir) as (sw, path):
+        with Client(path) as c, Client(path) as admin:
+            frames = c.capture(h0.port, direction="in", timeout=3)
+            capturing(sw)
+            admin.port_del(h0.port)
+            send(lab, 0, eth_frame(BCAST, h0.mac, b"while gone"), count=3)
+            admin.port_add(h0.port)
+            time.sleep(0.3)
+            send(lab, 0, eth_frame(BCAST, h0.mac, b"back again"), count=3)
+            time.sleep(0.3)
+            res = c.capture_stop()
+            got = [f for _, _, _, f in frames]
+        assert sum(b"back again" in f for f in got) == 3, got
+        assert not any(b"while gone" in f for f in got)
+        assert res["captured"] == len(got)
+        assert wait_until(lambda: not sw._captures)
+        at_rest_exact(sw)
+        assert ping(lab, 0, 1)
+
+
+def test_a_mirror_whose_output_went_and_came_back_then_removed(lab_factory, short_dir, tmp_path):
+    lab = lab_factory(hosts=3)
+    h0, h1, h2 = lab.hosts
+    with served(make_config(lab.ports, tmp_path), short_dir) as (sw, path), Client(path) as c:
+        c.mirror_add("m", [h0.port], h2.port)
+        c.port_del(h2.port)
+        assert c.mirror_list()[0]["missing"] == [h2.port]
+        assert ping(lab, 0, 1)
+        c.port_add(h2.port)
+        assert c.mirror_list()[0]["active"]
+        with capture(lab, 2, seconds=2) as at_h2:
+            time.sleep(0.2)
+            send(lab, 0, eth_frame(BCAST, h0.mac, b"copied to h2"), count=2)
+        assert sum(b"copied to h2" in f for f in at_h2) == 2       # copies, no flood
+        c.mirror_del("m")
+        assert ping(lab, 0, 2) and ping(lab, 2, 1)                 # h2 forwards again
+        # the output deleted with the mirror gone too, and back
+        c.mirror_add("m", [h0.port], h2.port)
+        c.port_del(h2.port)
+        c.mirror_del("m")
+        c.port_add(h2.port)
+        assert ping(lab, 0, 2) and ping(lab, 2, 1)
+        at_rest_exact(sw)
+
+
+def test_mirror_storm_while_another_client_captures(lab_factory, short_dir, tmp_path):
+    lab = lab_factory(hosts=3)
+    h0, h1, h2 = lab.hosts
+    cfg = make_config(lab.ports, tmp_path, switch={"batch": 256})
+    with served(cfg, short_dir) as (sw, path), Client(path) as watcher, Client(path) as c:
+        frames = watcher.capture(h0.port, direction="in", timeout=5)
+        stop = threading.Event()
+
+        def flood():
+            while not stop.is_set():
+                send(lab, 0, eth_frame(BCAST, h0.mac, b"storm"), count=300)
+        t = threading.Thread(target=flood)
+        t.start()
+        try:
+            for i in range(60):
+                c.mirror_add("m", [h0.port], h2.port, direction="both")
+                c.mirror_del("m")
+        finally:
+            stop.set()
+            t.join(30)
+        time.sleep(0.3)
+        res = watcher.capture_stop()
+        got = [f for _, _, _, f in frames]
+        assert res["captured"] == len(got) > 0
+        assert all(b"storm" in f for f in got)
+        assert sw._captures == {} and sw.mirrors == {}
+        at_rest_exact(sw)
+        assert ping(lab, 0, 2) and ping(lab, 1, 2)
+
+
+def test_save_then_reload_of_that_file_changes_nothing(lab_factory, short_dir, tmp_path):
+    lab = lab_factory(hosts=3)
+    h0, h1, h2 = lab.hosts
+    conf = tmp_path / "sw.toml"
+    conf.write_text(to_toml(make_config(lab.ports, tmp_path), ""))
+    with served(Config.load(conf), short_dir) as (sw, path), Client(path) as c:
+        c.mirror_add("m", [h1.port, h0.port], h2.port, direction="in")
+        c.port_set(h1.port, vlan_mode="trunk", allowed=[10, 20], native=10)
+        c.fdb_add("02:00:00:00:0e:01", h0.port)
+        c.aging_set(77)
+        conf.write_text(c.config_save()["toml"])
+        r = c.config_reload()
+        assert r["changed"] == [] and r["failed"] == [] and r["restart"] == [], r
+        assert [m["name"] for m in c.mirror_list()] == ["m"]
+        r = c.config_reload()
+        assert r["changed"] == [], r
+
+
+def test_a_port_in_a_freed_slot_starts_its_counters_at_zero(lab_factory, short_dir, tmp_path):
+    """What top, metrics and at_rest_exact read: a port added where another was (its
+    datapath slot) has none of that port's traffic in its counters."""
+    lab = lab_factory(hosts=3)
+    h0, h1, h2 = lab.hosts
+    with served(make_config(lab.ports, tmp_path), short_dir) as (sw, path), Client(path) as c:
+        assert ping(lab, 0, 1, count=3)
+        slot = sw.ports[h1.port].index
+        assert sw.port_stats(h1.port)[h1.port]["rx_packets"] >= 3
+        c.port_del(h1.port)
+        c.port_del(h2.port)
+        c.port_add(h2.port)
+        assert sw.ports[h2.port].index == slot
+        st = sw.port_stats(h2.port)[h2.port]
+        assert st["rx_packets"] == st["tx_packets"] == st["xdp"]["prog_redirected"] == 0, st
+        c.port_add(h1.port)
+        st = sw.port_stats(h1.port)[h1.port]
+        assert st["rx_packets"] == st["tx_packets"] == 0, st
+        assert ping(lab, 0, 2)
+        at_rest_exact(sw)
+
+
+FAST = {"fastpath": "xdp"}
+
+
+def _fast_rx(sw, port):
+    return sw.port_stats(port)[port]["fastpath"]["rx_packets"]
+
+
+def test_a_killed_capture_client_gives_the_fast_path_back(lab_factory, short_dir, tmp_path):
+    from helpers import udp_flows
+    lab = lab_factory(hosts=2)
+    h0, h1 = lab.hosts
+    with served(make_config(lab.ports, tmp_path, switch=FAST), short_dir) as (sw, path):
+        assert wait_until(lambda: all(p.fastpath["target"] for p in sw.ports.values()))
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+        s = raw(path)
+        request(s, 1, "capture.start", port=h0.port, count=10**6)
+        capturing(sw)
+        before = _fast_rx(sw, h0.port)
+        udp_flows(lab, 0, h1.ip, flows=2, count=50)
+        assert _fast_rx(sw, h0.port) == before         # taken off the fast path
+        reset(s)
+        assert wait_until(lambda: not sw._captures)
+        assert wait_until(lambda: all(p.fastpath["target"] for p in sw.ports.values()))
+        before = _fast_rx(sw, h0.port)
+        udp_flows(lab, 0, h1.ip, flows=2, count=100)
+        assert _fast_rx(sw, h0.port) - before >= 75
+        at_rest_exact(sw)
+
+
+def test_a_fast_path_mirror_whose_output_goes_and_comes_back(lab_factory, short_dir, tmp_path):
+    from helpers import udp_flows, udp_sink
+    lab = lab_factory(hosts=3)
+    h0, h1, h2 = lab.hosts
+    with served(make_config(lab.ports, tmp_path, switch=FAST), short_dir) as (sw, path), \
+            Client(path) as c:
+        assert wait_until(lambda: all(p.fastpath["target"] for p in sw.ports.values()))
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+        c.mirror_add("m", [h0.port], h2.port, direction="in")
+        c.port_del(h2.port)
+        c.port_add(h2.port)
+        assert wait_until(lambda: not sw.ports[h2.port].fastpath["target"])
+        with capture(lab, 2, seconds=3) as at_h2, udp_sink(lab, 1, seconds=3) as sink:
+            udp_flows(lab, 0, h1.ip, flows=2, count=40)
+        got = [f for f in at_h2 if f[12:14] == b"\x08\x00" and f[23] == 17]
+        assert sink["received"] == 40 and len(got) == 40
+        c.mirror_del("m")
+        assert wait_until(lambda: all(p.fastpath["target"] for p in sw.ports.values()))
+        assert ping(lab, 0, 2) and ping(lab, 2, 1)
+        at_rest_exact(sw)
