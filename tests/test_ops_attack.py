@@ -492,3 +492,57 @@ def test_sighup_racing_sigterm_leaves_nothing_behind(lab_factory, tmp_path, dela
     assert not __import__("os").path.exists(sock)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", mport), timeout=2)
+
+
+@pytest.mark.parametrize("how", ["capture", "mirror"])
+def test_what_the_fast_path_sends_out_of_a_port_is_copied(lab_factory, short_dir, tmp_path, how):
+    """A capture (or mirror) of what a port *sends*, with the fast path on: frames that
+    another port's program would redirect to it in the kernel are copied too."""
+    from helpers import udp_flows, udp_sink
+    lab = lab_factory(hosts=3)
+    h0, h1, h2 = lab.hosts
+    with served(make_config(lab.ports, tmp_path, switch=FAST), short_dir) as (sw, path), \
+            Client(path) as c:
+        assert wait_until(lambda: all(p.fastpath["target"] for p in sw.ports.values()))
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+        before = _fast_rx(sw, h0.port)
+        udp_flows(lab, 0, h1.ip, flows=4, count=100)
+        assert _fast_rx(sw, h0.port) - before >= 75         # h0 -> h1 in the kernel
+        if how == "capture":
+            frames = c.capture(h1.port, direction="out", timeout=5)
+            capturing(sw)
+        else:
+            c.mirror_add("m", [h1.port], h2.port, direction="out")
+        with capture(lab, 2, seconds=3) as at_h2, udp_sink(lab, 1, seconds=3) as sink:
+            udp_flows(lab, 0, h1.ip, flows=4, count=200)
+        time.sleep(0.3)
+        if how == "capture":
+            c.capture_stop()
+            got = [f for _, _, _, f in frames if f[12:14] == b"\x08\x00" and f[23] == 17]
+        else:
+            got = [f for f in at_h2 if f[12:14] == b"\x08\x00" and f[23] == 17]
+            c.mirror_del("m")
+        assert sink["received"] == 200
+        assert len(got) == 200, len(got)
+        assert wait_until(lambda: all(p.fastpath["target"] for p in sw.ports.values()))
+        frames_at_rest(sw)
+
+
+def test_a_quiet_capture_is_not_told_of_another_captures_losses(lab_factory, short_dir,
+                                                                tmp_path):
+    """Two captures share the workers' capture rings: frames a busy capture lost there
+    are its losses, not those of a capture on a port that saw nothing."""
+    lab = lab_factory(hosts=3)
+    h0, h1, h2 = lab.hosts
+    cfg = make_config(lab.ports, tmp_path, switch={"batch": 256})
+    with served(cfg, short_dir) as (sw, path), Client(path) as busy, Client(path) as quiet:
+        busy.capture(h0.port, direction="in")
+        quiet.capture(h2.port, direction="in")         # h2 sends nothing
+        capturing(sw, 2)
+        for _ in range(4):
+            send(lab, 0, eth_frame(BCAST, h0.mac, b"lots" * 300), count=3000)
+        time.sleep(0.5)
+        b = busy.capture_stop()
+        q = quiet.capture_stop()
+        assert b["lost"] > 0, b                         # the rings overflowed
+        assert q == {"id": q["id"], "captured": 0, "lost": 0}, (q, b)
