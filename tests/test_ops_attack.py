@@ -546,3 +546,38 @@ def test_a_quiet_capture_is_not_told_of_another_captures_losses(lab_factory, sho
         q = quiet.capture_stop()
         assert b["lost"] > 0, b                         # the rings overflowed
         assert q == {"id": q["id"], "captured": 0, "lost": 0}, (q, b)
+
+
+def test_captures_that_read_nothing_hold_bounded_memory(lab_factory, short_dir, tmp_path):
+    """Many captures of a flooded port whose clients never read: what the switch buffers
+    for them all together stays bounded (not 4 MB more for every such client)."""
+    from pyxsw.mgmt import capture as capmod
+    from pyxsw.mgmt.server import Server
+    from helpers import running
+    lab = lab_factory(hosts=2)
+    h0, h1 = lab.hosts
+    path = str(short_dir / "c.sock")
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        srv = Server(sw, path)
+        t = threading.Thread(target=srv.run, kwargs={"use_uvloop": False}, daemon=True)
+        t.start()
+        try:
+            assert srv.started.wait(5)
+            socks = [raw(path) for _ in range(24)]
+            for s in socks:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                request(s, 1, "capture.start", port=h1.port)
+            capturing(sw, len(socks))
+            for _ in range(8):
+                send(lab, 0, eth_frame(BCAST, h0.mac, b"fill" * 350), count=3000)
+            time.sleep(1)
+            held = sum(c.writer.transport.get_write_buffer_size() for c in list(srv._conns))
+            assert held <= capmod.CAPTURE_BUFFERS + len(socks) * 64 * 2048, held
+            with Client(path) as c:                 # the others are still served
+                assert c.status()
+            for s in socks:
+                reset(s)
+            assert wait_until(lambda: not sw._captures, 10)
+        finally:
+            srv.request_stop()
+            t.join(10)
