@@ -130,14 +130,20 @@ def static_section(old, new):
 def mirror_section(old, new):
     """[[mirror]], by name: one that changed is removed, then added as the file says (after
     the ports it names)."""
+    known = {p.name for p in old.ports} | {p.name for p in new.ports}
+
+    def said(m):
+        """As a file can say it: a source that is neither a port nor in the file (removed
+        at run time; `ctl save` leaves it out) stays, and is no difference."""
+        return m and m._replace(sources=tuple(p for p in m.sources if p in known))
     was = {m.name: m for m in old.mirrors}
     now = {m.name: m for m in new.mirrors}
     out = []
     for name, m in was.items():
-        if now.get(name) != m:
+        if said(now.get(name)) != said(m):
             out.append(Change(REMOVE, f"mirror {name}: removed", ("mirror_del", (name,), {})))
     for name, m in now.items():
-        if was.get(name) != m:
+        if said(was.get(name)) != said(m):
             out.append(Change(ENTRIES, f"mirror {name}: {','.join(m.sources)} ({m.direction}) "
                                        f"to {m.output}",
                               ("mirror_add", (name, m.sources, m.direction, m.output), {})))

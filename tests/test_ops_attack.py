@@ -224,12 +224,24 @@ def test_save_then_reload_of_that_file_changes_nothing(lab_factory, short_dir, t
         c.port_set(h1.port, vlan_mode="trunk", allowed=[10, 20], native=10)
         c.fdb_add("02:00:00:00:0e:01", h0.port)
         c.aging_set(77)
+        c.mode_set("interrupt")
+        c.fdb_add("02:00:00:00:0e:02", h1.port, vlan=20)       # a tagged static entry
+        c.port_set(h2.port, vlan_mode="trunk")                   # every VLAN, no native
+        c.port_del(h0.port)                                      # the mirror misses a source
         conf.write_text(c.config_save()["toml"])
         r = c.config_reload()
         assert r["changed"] == [] and r["failed"] == [] and r["restart"] == [], r
         assert [m["name"] for m in c.mirror_list()] == ["m"]
+        assert c.status()["mode"] == "interrupt"
         r = c.config_reload()
         assert r["changed"] == [], r
+        # the source removed at run time comes back: mirrored again, as before the save
+        c.port_add(h0.port)
+        assert c.mirror_list()[0]["source"] == sorted([h0.port, h1.port])
+        # and a reload then makes the switch what the file says: no h0, the mirror of h1
+        r = c.config_reload()
+        assert r["failed"] == [] and f"port {h0.port}: removed" in r["changed"], r
+        assert c.mirror_list()[0]["source"] == [h1.port]
 
 
 def test_a_port_in_a_freed_slot_starts_its_counters_at_zero(lab_factory, short_dir, tmp_path):
@@ -581,3 +593,60 @@ def test_captures_that_read_nothing_hold_bounded_memory(lab_factory, short_dir, 
         finally:
             srv.request_stop()
             t.join(10)
+
+
+@pytest.mark.parametrize("which", ["output", "source"])
+def test_a_mirror_port_removed_and_added_under_a_flood(lab_factory, short_dir, tmp_path, which):
+    """Copies staged for a mirror's output while it (or the source) is removed: every UMEM
+    frame comes back, and the switch forwards and mirrors as before."""
+    lab = lab_factory(hosts=4)
+    h0, h1, h2, h3 = lab.hosts
+    cfg = make_config(lab.ports, tmp_path, switch={"batch": 256})
+    with served(cfg, short_dir) as (sw, path), Client(path) as c:
+        c.mirror_add("m", [h0.port, h3.port], h2.port)
+        stop = threading.Event()
+
+        def flood():
+            while not stop.is_set():
+                send(lab, 0, eth_frame(BCAST, h0.mac, b"storm" * 100), count=500)
+        t = threading.Thread(target=flood)
+        t.start()
+        try:
+            victim = h2.port if which == "output" else h0.port
+            for _ in range(8):
+                c.port_del(victim)
+                time.sleep(0.05)
+                c.port_add(victim)
+        finally:
+            stop.set()
+            t.join(30)
+        at_rest_exact(sw)
+        assert c.mirror_list()[0]["active"]
+        with capture(lab, 2, seconds=2) as at_h2:
+            time.sleep(0.2)
+            send(lab, 3, eth_frame(BCAST, h3.mac, b"still mirrored"), count=2)
+        assert sum(b"still mirrored" in f for f in at_h2) == 4     # in at s3, out of s0
+        assert ping(lab, 0, 1) and ping(lab, 3, 1)
+
+
+@pytest.mark.parametrize("words", [
+    ("save", "-o", "/nonexistent-dir/x.toml"),
+    ("save", "-o", "/tmp"),
+    ("capture", "PORT", "-w", "/nonexistent-dir/x.pcap"),
+    ("capture", "PORT", "-c", "-1"),
+    ("capture", "PORT", "--snaplen", "0"),
+    ("capture", "nosuch0"),
+    ("mirror", "add", "m", "--source", "PORT", "--output", "PORT"),
+])
+def test_ctl_refuses_bad_words_with_a_line_not_a_traceback(lab_factory, short_dir, tmp_path,
+                                                           words):
+    import subprocess
+    import sys
+    lab = lab_factory(hosts=2)
+    with served(make_config(lab.ports, tmp_path), short_dir) as (sw, path):
+        words = [lab.ports[0] if w == "PORT" else w for w in words]
+        p = subprocess.run([sys.executable, "-m", "pyxsw", "ctl", "-s", path, *words],
+                           capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+        assert p.returncode != 0, (p.stdout, p.stderr)
+        assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) <= 3, p.stderr
+        assert wait_until(lambda: not sw._captures) and sw.mirrors == {}
