@@ -109,13 +109,18 @@ def ports_section(old, new):
 
 def static_section(old, new):
     """[[fdb.static]]: by (mac, vlan); an entry on another port is changed (fdb_add moves
-    it).  One on a port being removed goes with its port."""
+    it).  One on a port being removed goes with its port; one in a VLAN its port does not
+    carry stays (what `ctl save` wrote has no such entry)."""
     was = {(e.mac, e.vlan): e for e in old.fdb.static}
     now = {(e.mac, e.vlan): e for e in new.fdb.static}
     gone_ports = {p.name for p in old.ports} - {p.name for p in new.ports}
+    # an entry its port's VLANs in the file leave out cannot be in the file (`pyxsw run`
+    # refuses it; port.set keeps it, waiting for its VLAN): not a removal
+    unsaid = {(e.mac, e.vlan) for p in new.ports for e in old.fdb.static
+              if e.port == p.name and not p.vlans.carries(e.vlan)}
     out = []
     for k, e in was.items():
-        if k not in now and e.port not in gone_ports:
+        if k not in now and e.port not in gone_ports and k not in unsaid:
             out.append(Change(REMOVE, f"static {e.mac} vlan {e.vlan}: removed (was on {e.port})",
                               ("fdb_del", (e.mac,), {"vlan": e.vlan})))
     for k, e in now.items():

@@ -650,3 +650,25 @@ def test_ctl_refuses_bad_words_with_a_line_not_a_traceback(lab_factory, short_di
         assert p.returncode != 0, (p.stdout, p.stderr)
         assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) <= 3, p.stderr
         assert wait_until(lambda: not sw._captures) and sw.mirrors == {}
+
+
+def test_save_then_reload_keeps_a_static_entry_waiting_for_its_vlan(lab_factory, short_dir,
+                                                                    tmp_path):
+    """port.set keeps a static entry in a VLAN the port no longer carries (it works again
+    when the port carries it again); ctl save cannot write it (pyxsw run would refuse it), and
+    a reload of that file must not remove it."""
+    lab = lab_factory(hosts=2)
+    h0, h1 = lab.hosts
+    conf = tmp_path / "sw.toml"
+    conf.write_text(to_toml(make_config(lab.ports, tmp_path), ""))
+    mac = "02:00:00:00:0e:03"
+    with served(Config.load(conf), short_dir) as (sw, path), Client(path) as c:
+        c.port_set(h1.port, vlan_mode="trunk", allowed=[10, 20])
+        c.fdb_add(mac, h1.port, vlan=20)
+        c.port_set(h1.port, vlan_mode="trunk", allowed=[10])
+        assert any(e["mac"] == mac for e in c.fdb_list())
+        conf.write_text(c.config_save()["toml"])
+        r = c.config_reload()
+        assert r["changed"] == [] and r["failed"] == [], r
+        c.port_set(h1.port, vlan_mode="trunk", allowed=[10, 20])
+        assert [e["vlan"] for e in c.fdb_list() if e["mac"] == mac] == [20]
