@@ -672,3 +672,76 @@ def test_save_then_reload_keeps_a_static_entry_waiting_for_its_vlan(lab_factory,
         assert r["changed"] == [] and r["failed"] == [], r
         c.port_set(h1.port, vlan_mode="trunk", allowed=[10, 20])
         assert [e["vlan"] for e in c.fdb_list() if e["mac"] == mac] == [20]
+
+
+def test_scrapes_during_a_port_add_and_del_storm_all_answer(lab_factory, short_dir, tmp_path):
+    import urllib.request
+    from prometheus_client.parser import text_string_to_metric_families
+    from pyxsw.mgmt.metrics import MetricsServer
+    from pyxsw.mgmt.server import Server
+    from helpers import running
+    lab = lab_factory(hosts=3)
+    h0, h1, h2 = lab.hosts
+    path = str(short_dir / "s.sock")
+    with running(make_config(lab.ports, tmp_path)) as sw:
+        ms = MetricsServer(sw, "127.0.0.1", 0)
+        srv = Server(sw, path, metrics=ms)
+        t = threading.Thread(target=srv.run, kwargs={"use_uvloop": False}, daemon=True)
+        t.start()
+        try:
+            assert srv.started.wait(5)
+            host, port = ms.address
+            stop = threading.Event()
+            bad = []
+
+            def scrape():
+                while not stop.is_set():
+                    try:
+                        r = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10)
+                        list(text_string_to_metric_families(r.read().decode()))
+                    except Exception as e:          # an HTTP error, or what does not parse
+                        bad.append(repr(e))
+            scrapers = [threading.Thread(target=scrape) for _ in range(4)]
+            for s in scrapers:
+                s.start()
+            try:
+                with Client(path) as c:
+                    for _ in range(6):
+                        c.port_del(h1.port)
+                        c.port_del(h2.port)
+                        c.port_add(h2.port)
+                        c.port_add(h1.port)
+            finally:
+                stop.set()
+                for s in scrapers:
+                    s.join(30)
+            assert bad == [] and ms.scrapes > 0 and ms.errors == 0, bad[:3]
+            assert ping(lab, 0, 1) and ping(lab, 0, 2)
+        finally:
+            srv.request_stop()
+            t.join(10)
+
+
+def test_captures_of_one_port_each_get_every_frame_once(lab_factory, short_dir, tmp_path):
+    lab = lab_factory(hosts=2)
+    h0, h1 = lab.hosts
+    with served(make_config(lab.ports, tmp_path), short_dir) as (sw, path):
+        clients = [Client(path) for _ in range(5)]
+        try:
+            gens = [c.capture(h1.port, direction="out", count=0 if i % 2 else 40)
+                    for i, c in enumerate(clients)]
+            capturing(sw, 5)
+            frames = [eth_frame(BCAST, h0.mac, b"n%03d" % i) for i in range(40)]
+            for f in frames:
+                send(lab, 0, f)
+            time.sleep(0.5)
+            for i, (c, g) in enumerate(zip(clients, gens)):
+                if i % 2:
+                    c.capture_stop()
+                got = [f for _, _, _, f in g if b"n" in f[14:16]]
+                assert [f[14:18] for f in got] == [b"n%03d" % k for k in range(40)], i
+                assert c.capture_result["lost"] == 0
+        finally:
+            for c in clients:
+                c.close()
+        assert wait_until(lambda: not sw._captures)
