@@ -338,8 +338,13 @@ cdef class Datapath:
     cdef Port *_new_port(self, int kind, bytes name, int ifindex, uint32_t flood_limit,
                          bint forward_reserved) except NULL:
         cdef Port *pt = port_slot(self.sw, kind, name, ifindex, flood_limit, forward_reserved)
+        cdef int q
         if pt == NULL:
             raise OSError(_errno.ENOSPC, f"at most {MAX_PORTS} ports")
+        # the workers' counters of the slot start again: not the last port's that had it
+        # (no worker writes them while the slot is not active)
+        for q in range(self.sw.nworkers):
+            memset(&self.sw.workers[q].st[pt - self.sw.ports], 0, sizeof(PortStats))
         return pt
 
     cdef int _activate(self, Port *pt, bint up) except -1:

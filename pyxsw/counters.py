@@ -73,6 +73,8 @@ PORT = Family("port", "PORT_", "one switch port, summed over its queues", (
             "allow, a tag on an access port, no tag on a trunk without a native VLAN"),
     Counter("mirror_dropped", COUNTER, "frames received on a mirror's output port, which "
             "forwards nothing while it mirrors"),
+    Counter("capture_lost", COUNTER, "frames of this port a capture missed: its worker's "
+            "capture ring was full"),
 ))
 
 # The kernel's XDP_STATISTICS of one AF_XDP socket: per queue, and summed per port ("xdp").

@@ -109,13 +109,18 @@ def ports_section(old, new):
 
 def static_section(old, new):
     """[[fdb.static]]: by (mac, vlan); an entry on another port is changed (fdb_add moves
-    it).  One on a port being removed goes with its port."""
+    it).  One on a port being removed goes with its port; one in a VLAN its port does not
+    carry stays (what `ctl save` wrote has no such entry)."""
     was = {(e.mac, e.vlan): e for e in old.fdb.static}
     now = {(e.mac, e.vlan): e for e in new.fdb.static}
     gone_ports = {p.name for p in old.ports} - {p.name for p in new.ports}
+    # an entry its port's VLANs in the file leave out cannot be in the file (`pyxsw run`
+    # refuses it; port.set keeps it, waiting for its VLAN): not a removal
+    unsaid = {(e.mac, e.vlan) for p in new.ports for e in old.fdb.static
+              if e.port == p.name and not p.vlans.carries(e.vlan)}
     out = []
     for k, e in was.items():
-        if k not in now and e.port not in gone_ports:
+        if k not in now and e.port not in gone_ports and k not in unsaid:
             out.append(Change(REMOVE, f"static {e.mac} vlan {e.vlan}: removed (was on {e.port})",
                               ("fdb_del", (e.mac,), {"vlan": e.vlan})))
     for k, e in now.items():
@@ -130,14 +135,20 @@ def static_section(old, new):
 def mirror_section(old, new):
     """[[mirror]], by name: one that changed is removed, then added as the file says (after
     the ports it names)."""
+    known = {p.name for p in old.ports} | {p.name for p in new.ports}
+
+    def said(m):
+        """As a file can say it: a source that is neither a port nor in the file (removed
+        at run time; `ctl save` leaves it out) stays, and is no difference."""
+        return m and m._replace(sources=tuple(p for p in m.sources if p in known))
     was = {m.name: m for m in old.mirrors}
     now = {m.name: m for m in new.mirrors}
     out = []
     for name, m in was.items():
-        if now.get(name) != m:
+        if said(now.get(name)) != said(m):
             out.append(Change(REMOVE, f"mirror {name}: removed", ("mirror_del", (name,), {})))
     for name, m in now.items():
-        if was.get(name) != m:
+        if said(was.get(name)) != said(m):
             out.append(Change(ENTRIES, f"mirror {name}: {','.join(m.sources)} ({m.direction}) "
                                        f"to {m.output}",
                               ("mirror_add", (name, m.sources, m.direction, m.output), {})))

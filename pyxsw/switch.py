@@ -1029,7 +1029,7 @@ class Switch:
                 self._drain_capture()       # what is in the rings is not this capture's
             else:
                 self.dp.drain_capture()     # left by captures that are over
-            c = taps.Capture(port, direction, snaplen, count, sink, self._capture_lost())
+            c = taps.Capture(port, direction, snaplen, count, sink, self._capture_lost(port))
             self._captures[c.id] = c
             try:
                 self._apply_ops()
@@ -1053,13 +1053,21 @@ class Switch:
             if c is None:                   # its count ended it just now
                 raise KeyError(f"no capture {cid}")
             self._apply_ops()
-            res = c.result(self._capture_lost())
+            res = c.result(self._capture_lost(c.port))
             log.info("capture %d of port %s stopped: %d frames, %d lost", cid, c.port,
                      res["captured"], res["lost"])
             return res
 
-    def _capture_lost(self):
-        return sum(w["capture_lost"] for w in self.dp.worker_stats())
+    def _capture_lost(self, port):
+        """Frames of `port` the workers' capture rings had no room for (shared by every
+        capture: those of other ports are not its losses); None when it is no port now."""
+        p = self.ports.get(port)
+        if p is None:
+            return None
+        try:
+            return self.dp.port_stats(p.index)["capture_lost"]
+        except (KeyError, ValueError):
+            return None
 
     def _drain_capture(self):
         frames = self.dp.drain_capture()
@@ -1077,7 +1085,7 @@ class Switch:
                 del self._captures[c.id]
                 self._apply_ops()
                 try:
-                    c.sink([], c.result(self._capture_lost()))
+                    c.sink([], c.result(self._capture_lost(c.port)))
                 except Exception:
                     log.exception("capture %d: its sink failed", c.id)
 

@@ -42,7 +42,7 @@ class Capture:
         self.count = count
         self.sink = sink
         self.captured = 0
-        self.lost_before = lost_before      # the workers' capture_lost when it started
+        self.lost_before = lost_before or 0     # its port's capture_lost when it started
 
     def offer(self, frames):
         """Give the sink what of `frames` is its own: True once its count is reached."""
@@ -57,6 +57,8 @@ class Capture:
         return done
 
     def result(self, lost_now):
+        if lost_now is None:                # the port is gone: what was counted is too
+            lost_now = self.lost_before
         return {"captured": self.captured, "lost": max(0, lost_now - self.lost_before)}
 
 

@@ -252,6 +252,7 @@ cdef void cap_put(Worker *w, uint16_t p, uint8_t dir, const uint8_t *pkt, uint32
     cdef uint32_t h = r.head, keep = ln
     if h - pyxsw_load_acq32(&r.tail) >= CAP_RING:
         w.c[WORKER_CAPTURE_LOST] += 1
+        w.st[p].c[PORT_CAPTURE_LOST] += 1     # whose capture lost it: the port's
         return
     rec = <CapRec *>(r.recs + <uint64_t>(h & (CAP_RING - 1)) * r.slot)
     if keep > w.cap_snap:

@@ -107,7 +107,8 @@ def test_the_stream_drops_and_counts_what_has_no_room(monkeypatch):
             self.data.append(b)
 
     async def main():
-        conn = type("Conn", (), {"writer": Writer(), "switch": None})()
+        conn = type("Conn", (), {"writer": Writer(), "switch": None,
+                                 "server": type("Server", (), {"_conns": ()})()})()
         s = mcapture.CaptureStream(conn)
         s.id = 7
         monkeypatch.setattr(mcapture, "CAPTURE_INBOX", 100)

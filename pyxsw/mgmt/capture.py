@@ -30,6 +30,7 @@ log = logging.getLogger("pyxsw.mgmt")
 
 CAPTURE_INBOX = 8192            # frames handed over and not yet packed; more are dropped
 CAPTURE_BUFFER = 4 << 20        # bytes waiting in the socket's buffer; frames beyond, dropped
+CAPTURE_BUFFERS = 16 << 20      # ... and in those of every capturing connection together
 CAPTURE_CHUNK = 64              # frames per notification
 
 
@@ -76,14 +77,19 @@ class CaptureStream:
         transport = self.conn.writer.transport
         if transport.is_closing():
             return
+        # clients that read nothing hold CAPTURE_BUFFERS at most together, not each its own
+        room = min(CAPTURE_BUFFER - transport.get_write_buffer_size(),
+                   CAPTURE_BUFFERS - _held(self.conn.server))
         for i in range(0, len(frames), CAPTURE_CHUNK):
-            if transport.get_write_buffer_size() > CAPTURE_BUFFER:
+            if room <= 0:
                 with self._lock:        # sink() counts from the switch's thread
                     self.dropped += len(frames) - i
                 break
             chunk = [[t, d, n, data] for t, _, d, n, data in frames[i:i + CAPTURE_CHUNK]]
-            self.conn.writer.write(msgpack.packb(
-                [NOTIFY, "capture", [{"id": self.id, "frames": chunk}]], use_bin_type=True))
+            data = msgpack.packb([NOTIFY, "capture", [{"id": self.id, "frames": chunk}]],
+                                 use_bin_type=True)
+            self.conn.writer.write(data)
+            room -= len(data)
         if end is not None:
             self.ended = True
             self.conn.writer.write(msgpack.packb(
@@ -120,3 +126,9 @@ class CaptureStream:
             except Exception:
                 log.exception("stopping capture %s", self.id)
         self.loop.run_in_executor(None, stop)
+
+
+def _held(server):
+    """Bytes the capturing connections' sockets hold, not yet taken by their clients."""
+    return sum(c.writer.transport.get_write_buffer_size()
+               for c in list(server._conns) if c.capture is not None)

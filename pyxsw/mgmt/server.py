@@ -215,8 +215,13 @@ class _Conn:
         if self.capture is not None and not self.capture.ended:
             raise RpcError(BUSY, f"this connection captures already (capture "
                                  f"{self.capture.id}): capture.stop it first")
-        self.capture = CaptureStream(self)
-        cid = await self.capture.start(port, direction, snaplen, count)
+        self.capture = stream = CaptureStream(self)
+        try:
+            cid = await stream.start(port, direction, snaplen, count)
+        except BaseException:
+            if self.capture is stream:      # it never ran: the connection may start another
+                self.capture = None
+            raise
         return {"id": cid, "port": port, "direction": direction, "snaplen": snaplen,
                 "count": count, "linktype": 1}
 
