@@ -1,4 +1,4 @@
-"""The `pyxsw` command: run, ctl, lab up/down, demo.
+"""The `pyxsw` command: run, ctl, lab up/down, demo, doctor.
 
 Exit codes: 0 success, 1 failure at run time (a ping failed, a lab's interface is missing...),
 2 a configuration or usage error, always reported as one line on stderr.  `pyxsw run` also
@@ -350,6 +350,22 @@ def cmd_demo(args):
     return 1 if failed else 0
 
 
+# ---------------------------------------------------------------------------- doctor
+
+def cmd_doctor(args):
+    """The machine checked against the file (or, without -c, against the defaults): a line
+    per check, or with --json a list of {name, subject, status, found, fix}.  Exit 0 when
+    nothing FAILs, 1 when something does, 2 when the file is wrong (as `pyxsw run`)."""
+    from .doctor import FAIL, diagnose, render, to_json, worst
+    try:
+        cfg = Config.load(args.config) if args.config else Config.from_dict({}, "<defaults>")
+    except ConfigError as e:
+        return _fail(str(e), EXIT_CONFIG)
+    checks = diagnose(cfg)
+    print(to_json(checks) if args.json else render(checks))
+    return EXIT_RUNTIME if worst(checks) == FAIL else 0
+
+
 # ---------------------------------------------------------------------------- ctl
 
 # ---------------------------------------------------------------------------- main
@@ -376,6 +392,12 @@ def build_parser():
     d = sub.add_parser("demo", help="a 3-host lab, a switch, all-pairs ping, FDB and counters")
     d.add_argument("--prefix", default="demo-", metavar="P", help="prefix of the lab's names")
     d.set_defaults(func=cmd_demo)
+
+    doc = sub.add_parser("doctor", help="check the machine against a configuration")
+    doc.add_argument("-c", "--config", metavar="FILE",
+                     help="TOML configuration (default: the defaults, no ports)")
+    doc.add_argument("--json", action="store_true", help="print the checks as a JSON list")
+    doc.set_defaults(func=cmd_doctor)
 
     # Listed for --help only: main() hands `ctl ...` to pyxsw.mgmt.ctl before parsing.
     sub.add_parser("ctl", help="talk to a running switch (pyxsw ctl --help)")

@@ -27,7 +27,7 @@ import time
 from . import __version__, _core, taps
 from .config import Config  # noqa: F401 (type of Switch.config)
 from .links import RESYNC, LinkError, Links, XdpFeatures, can_take_redirects
-from .vocab import DEFAULT_PORT_VLAN
+from .vocab import DEFAULT_PORT_VLAN, VLAN_ETH_HLEN, XDP_HEADROOM
 from .watch import Watch
 
 log = logging.getLogger("pyxsw")
@@ -289,8 +289,6 @@ WATCH_INTERVAL = 10.0       # a rate-limited warning (MAC flapping, FDB full, st
                             # empty) is said at most once per interval per subject (pyxsw.watch)
 FLAP_LINES = 10            # flapping MACs said one by one per interval; the others in one line
 WATCH_SAMPLE = 1.0          # housekeeping reads the counters those warnings follow this often
-XDP_HEADROOM = 256          # XDP_PACKET_HEADROOM: the kernel receives into a UMEM frame after it
-VLAN_ETH_HLEN = 18          # an Ethernet header with one 802.1Q tag: a frame is MTU + this at most
 WORKER_STALL = 5.0          # a worker whose loop has not turned for this long is stuck: it
                             # turns at least once a second, asleep or not (SLEEP_MS)
 

@@ -59,6 +59,8 @@ MAX_FLOOD_LIMIT = U32_MAX       # frames/s, kept in 32 bits (line rate is far be
 MAX_SNAPLEN = 262144            # bytes a captured frame keeps at most (tcpdump's default);
                                 # a frame is never longer than a UMEM frame anyway
 MAX_NAME = 32                   # a mirror's name
+XDP_HEADROOM = 256              # XDP_PACKET_HEADROOM: the kernel receives into a UMEM frame after it
+VLAN_ETH_HLEN = 18              # an Ethernet header with one 802.1Q tag: a frame is MTU + this at most
 
 # What Core() accepts at most, parameter by parameter: pyxsw._core.LIMITS is the same.
 CORE_LIMITS = {"frames": MAX_FRAMES, "ring_size": MAX_RING_SIZE, "batch": MAX_BATCH,
