@@ -353,7 +353,7 @@ class Doctor:
             self.peer(name, peer)
         self.xdp(name, link, feats, driver)
         self.fastpath(name, feats, peer)
-        self.queues(name, peer is not None)
+        self.queues(name, peer)
         self.busy_poll(name)
         self.irqs(name)
 
@@ -463,7 +463,11 @@ class Doctor:
                      "path" + (" (a veth takes them while its peer has GRO on or an XDP "
                                "program)" if peer else ""), fix)
 
-    def queues(self, name, is_veth):
+    def queues(self, name, peer):
+        """One socket per worker on queues 0..len(cores)-1.  A veth receives on the queue
+        its peer sent on, and a frame sent on a queue this end lacks skips its NAPI, and
+        so the XDP program: both ends change together."""
+        is_veth = peer is not None
         n = len(self.sw.cores)
         rx = len(glob.glob(f"{SYS_NET}/{name}/queues/rx-*"))
         ch = ethtool_channels(name) or {"max": {}, "now": {}}
@@ -473,6 +477,8 @@ class Doctor:
                  + f"; switch.cores uses {_queues(range(n))}")
         set_n = (f"ethtool -L {name} rx {n} tx {n}" if is_veth or key == "rx"
                  else f"ethtool -L {name} combined {n}")
+        if is_veth and peer[1]:
+            set_n += "; " + _ns_cmd(peer[0], f"ethtool -L {peer[1]} rx {n} tx {n}")
         if rx < n:
             if most and most >= n:
                 fix = set_n

@@ -46,7 +46,8 @@ def test_bash_completion(short_dir):
                                                                 "stats"]
     assert sorted(bash_complete(script, "pyxsw ctl ")) == sorted(ctl_words())
     assert "--output" in bash_complete(script, "pyxsw ctl save --")
-    assert sorted(bash_complete(script, "pyxsw ")) == ["ctl", "demo", "lab", "run"]
+    assert sorted(bash_complete(script, "pyxsw ")) == ["ctl", "demo", "doctor", "lab", "run"]
+    assert sorted(bash_complete(script, "pyxsw doctor --")) == ["--config", "--help", "--json"]
     assert bash_complete(script, "pyxsw ctl -s /x --timeout 3 fdb s") == ["show"]
     assert bash_complete(script, "pyxsw ctl mode i") == ["interrupt"]
     assert bash_complete(script, "pyxsw ctl --js") == ["--json"]
@@ -89,15 +90,17 @@ def test_zsh_completion(short_dir):
     assert {"poll", "interrupt", "adaptive"} <= set(offered("pyxsw ctl mode "))
     assert "--json" in offered("pyxsw ctl --js")
     assert "<files>" in offered("pyxsw run -c ")
+    assert "<files>" in offered("pyxsw doctor -c ")
 
 
 def test_completion_follows_the_parsers():
     from pyxsw.completion import tree
     t = tree()
-    assert set(t[()]["words"]) == {"run", "ctl", "lab", "demo"}
+    assert set(t[()]["words"]) == {"run", "ctl", "lab", "demo", "doctor"}
     assert set(t[("ctl",)]["words"]) == ctl_words()
     assert {"--access", "--trunk", "--native"} <= set(t[("ctl", "port", "set")]["opts"])
     assert t[("ctl", "mode")]["choices"] == ["poll", "interrupt", "adaptive"]
     assert {"-s", "--socket", "--json", "--timeout", "--wide"} <= \
         set(t[("ctl", "port", "stats")]["opts"])
     assert t[("run",)]["fopts"] == ["-c", "--config"]
+    assert t[("doctor",)]["fopts"] == ["-c", "--config"]

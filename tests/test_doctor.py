@@ -1,0 +1,209 @@
+"""`pyxsw doctor`: veth labs made wrong on purpose are each reported with a fix, and the fix
+printed, run as printed, makes the check pass; a correct lab passes (exit 0); --json parses;
+a bad file exits 2 with `pyxsw run`'s one line."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pyxsw.config import Config
+from pyxsw.doctor import FAIL, OK, WARN, Check, cpu_list, diagnose, list_text, render, worst
+
+system = pytest.mark.system
+
+
+def core():
+    usable = os.sched_getaffinity(0)
+    return 1 if 1 in usable else min(usable)
+
+
+def config(ports, **switch):
+    return Config.from_dict({"switch": {"cores": [core()], **switch},
+                             "management": {"socket": "/tmp/pyxsw-doctor-test.sock"},
+                             "port": [{"name": p} for p in ports]}, source="<test>")
+
+
+def write(tmp_path, ports, **switch):
+    cores = switch.pop("cores", [core()])
+    lines = ["[switch]", f"cores = {cores}"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in switch.items()]
+    lines += ["[management]", 'socket = "/tmp/pyxsw-doctor-test.sock"']
+    for p in ports:
+        lines += ["[[port]]", f'name = "{p}"']
+    path = tmp_path / "sw.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def doctor(*args):
+    return subprocess.run([sys.executable, "-m", "pyxsw", "doctor", *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def find(checks, name, subject=""):
+    found = [c for c in checks if c.name == name and c.subject == subject]
+    assert len(found) == 1, f"{name} {subject}: {found} in {checks}"
+    return found[0]
+
+
+def apply(fix):
+    """Run a fix as printed (a shell command line)."""
+    subprocess.run(fix, shell=True, check=True, capture_output=True)
+
+
+# ---------------------------------------------------------------------------- pure parts
+
+def test_cpu_lists_both_ways():
+    assert cpu_list("0-3,8,10-11\n") == {0, 1, 2, 3, 8, 10, 11}
+    assert cpu_list("") == set() and cpu_list(None) == set()
+    assert list_text({0, 1, 2, 3, 8, 10, 11}) == "0-3,8,10-11"
+    assert list_text({5}) == "5" and list_text(set()) == ""
+
+
+def test_render_and_worst():
+    checks = [Check("cpu.cores", "", OK, "fine"),
+              Check("port.mtu", "s0", WARN, "MTU 9000", "ip link set dev s0 mtu 1774")]
+    assert worst(checks) == WARN and worst([]) == OK
+    assert worst(checks + [Check("port.link", "s9", FAIL, "gone", "x")]) == FAIL
+    text = render(checks)
+    assert text.splitlines()[1].startswith("WARN  port.mtu s0")
+    assert text.splitlines()[2].strip() == "fix: ip link set dev s0 mtu 1774"
+    assert text.splitlines()[-1] == "1 OK, 1 WARN, 0 FAIL"
+
+
+def test_a_missing_core_fails_with_its_key():
+    checks = diagnose(config([], cores=[4000]))
+    c = find(checks, "cpu.cores", "core 4000")
+    assert c.status == FAIL
+    assert "switch.cores[0]: core 4000 does not exist" in c.found
+    assert "switch.cores" in c.fix
+    assert worst(checks) == FAIL
+
+
+def test_bad_config_exits_2_with_runs_line(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[switch]\ncores = "1"\n')
+    p = doctor("-c", path)
+    assert p.returncode == 2
+    assert p.stdout == ""
+    assert p.stderr == f"{path}: switch.cores: expected an array of integers, got a string\n"
+    run = subprocess.run([sys.executable, "-m", "pyxsw", "run", "-c", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stderr) == (2, p.stderr)
+
+
+# ---------------------------------------------------------------------------- on labs
+
+@system
+def test_a_correct_lab_passes(lab_factory, tmp_path):
+    lab = lab_factory(hosts=2)
+    p = doctor("-c", write(tmp_path, lab.ports))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "\nFAIL" not in p.stdout and p.stdout.rstrip().endswith(" 0 FAIL")
+    checks = diagnose(config(lab.ports))
+    for port in lab.ports:
+        for name in ("port.link", "port.mtu", "port.offloads", "port.peer", "port.xdp",
+                     "port.zero_copy", "port.fastpath", "port.queues"):
+            assert find(checks, name, port).status == OK, find(checks, name, port)
+    assert find(checks, "port.peer", lab.ports[0]).found == \
+        f"veth peer eth0 in namespace {lab.hosts[0].ns}: tx checksum offload off"
+    assert "native mode" in find(checks, "port.xdp", lab.ports[0]).found
+
+
+@system
+def test_json_lists_the_checks(lab_factory, tmp_path):
+    lab = lab_factory(hosts=1)
+    p = doctor("-c", write(tmp_path, [*lab.ports, f"{lab.prefix}s9"]), "--json")
+    assert p.returncode == 1                        # the interface that does not exist
+    checks = json.loads(p.stdout)
+    assert all(set(c) == {"name", "subject", "status", "found", "fix"} for c in checks)
+    assert {c["status"] for c in checks} <= {OK, WARN, FAIL}
+    gone = [c for c in checks if c["subject"] == f"{lab.prefix}s9"]
+    assert [(c["name"], c["status"]) for c in gone] == [("port.link", FAIL)]
+    assert f"port[1].name" in gone[0]["fix"]
+    assert any(c["name"] == "port.mtu" and c["subject"] == lab.ports[0] for c in checks)
+
+
+@system
+def test_mtu_above_the_frame_is_reported_and_fixed(lab_factory):
+    lab = lab_factory(hosts=1)
+    port = lab.ports[0]
+    subprocess.run(["ip", "link", "set", "dev", port, "mtu", "3000"], check=True)
+    c = find(diagnose(config(lab.ports)), "port.mtu", port)
+    assert c.status == WARN
+    assert "MTU 3000: frames up to 3018 bytes; a UMEM frame holds 1792" in c.found
+    assert c.fix == f"ip link set dev {port} mtu 1774, or edit the config: " \
+                    "switch.frame_size = 4096"
+    # with 4096-byte frames it fits
+    assert find(diagnose(config(lab.ports, frame_size=4096)), "port.mtu", port).status == OK
+    apply(c.fix.split(",")[0])
+    assert find(diagnose(config(lab.ports)), "port.mtu", port).status == OK
+
+
+@system
+def test_peer_checksum_offload_is_reported_and_fixed(lab_factory):
+    lab = lab_factory(hosts=2)
+    lab.run(1, "ethtool", "-K", "eth0", "tx", "on", check=True, capture_output=True)
+    checks = diagnose(config(lab.ports))
+    assert find(checks, "port.peer", lab.ports[0]).status == OK
+    c = find(checks, "port.peer", lab.ports[1])
+    assert c.status == WARN and "tx checksum offload on" in c.found
+    assert c.fix == f"ip netns exec {lab.hosts[1].ns} ethtool -K eth0 tx off"
+    apply(c.fix)
+    assert find(diagnose(config(lab.ports)), "port.peer", lab.ports[1]).status == OK
+
+
+@system
+def test_more_cores_than_queues_fails(lab_factory, tmp_path):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.fail("needs two usable cores")
+    lab = lab_factory(hosts=1)
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    c = find(diagnose(config(lab.ports, cores=cores)), "port.queues", lab.ports[0])
+    assert c.status == FAIL
+    assert c.found.startswith("1 RX queue(s) (at most 1); switch.cores uses queues 0-1: "
+                              "queue 1 missing")
+    assert "numrxqueues 2" in c.fix and "switch.cores to 1 core(s)" in c.fix
+    p = doctor("-c", write(tmp_path, lab.ports, cores=cores))
+    assert p.returncode == 1 and f"FAIL  port.queues {lab.ports[0]}" in p.stdout
+
+
+@system
+def test_more_queues_than_cores_is_reported_and_fixed(lab_factory):
+    lab = lab_factory(hosts=1, queues=2)
+    port = lab.ports[0]
+    c = find(diagnose(config(lab.ports)), "port.queues", port)
+    assert c.status == WARN and "queue 1" in c.found and "XDP_PASS" in c.found
+    assert c.fix == (f"ethtool -L {port} rx 1 tx 1; "
+                     f"ip netns exec {lab.hosts[0].ns} ethtool -L eth0 rx 1 tx 1")
+    apply(c.fix)
+    assert find(diagnose(config(lab.ports)), "port.queues", port).status == OK
+
+
+@system
+def test_fastpath_target_needs_the_peers_gro(lab_factory):
+    lab = lab_factory(hosts=1)
+    port = lab.ports[0]
+    assert find(diagnose(config(lab.ports, fastpath="xdp")), "port.fastpath", port).status == OK
+    lab.run(0, "ethtool", "-K", "eth0", "gro", "off", check=True, capture_output=True)
+    c = find(diagnose(config(lab.ports, fastpath="xdp")), "port.fastpath", port)
+    assert c.status == WARN and "does not take XDP-redirected frames" in c.found
+    assert c.fix == f"ip netns exec {lab.hosts[0].ns} ethtool -K eth0 gro on"
+    # with the fast path off it is only said
+    assert find(diagnose(config(lab.ports)), "port.fastpath", port).status == OK
+    apply(c.fix)
+    assert find(diagnose(config(lab.ports, fastpath="xdp")), "port.fastpath", port).status == OK
+
+
+@system
+def test_busy_poll_deferral_in_poll_mode(lab_factory):
+    lab = lab_factory(hosts=1)
+    port = lab.ports[0]
+    assert not [c for c in diagnose(config(lab.ports, mode="interrupt"))
+                if c.name == "port.busy_poll"]
+    c = find(diagnose(config(lab.ports, mode="poll")), "port.busy_poll", port)
+    assert c.status == WARN and c.found.startswith("napi_defer_hard_irqs 0, gro_flush_timeout 0")
+    apply(c.fix)
+    assert find(diagnose(config(lab.ports, mode="poll")), "port.busy_poll", port).status == OK
