@@ -255,8 +255,8 @@ class Doctor:
         if bad:
             return
         spare = usable - set(cores)
-        found = (f"{len(cores)} worker core(s) {list_text(cores)}: exist, usable, one worker "
-                 f"each; {list_text(spare) or 'none'} left for the kernel and management")
+        found = (f"worker core(s) {list_text(cores)}: exist, usable, one worker each; "
+                 f"{list_text(spare) or 'none'} left for the kernel and management")
         if not spare and self.sw.mode == "poll":
             self.add("cpu.cores", "", WARN, found + ": poll-mode workers take every core",
                      f"edit {self.src}: leave one usable core out of switch.cores")
@@ -371,23 +371,22 @@ class Doctor:
         self.add("port.mtu", name, WARN, found + ": larger frames are dropped", fix)
 
     def offloads(self, name):
+        """LRO and hardware GRO merge frames beyond a UMEM frame; rx VLAN offload the switch
+        handles itself (it turns it off while the interface is a port)."""
         f = ethtool_features(name)
         if f is None:
             self.add("port.offloads", name, WARN, "cannot read its offloads (ethtool -k)",
                      "apt-get install ethtool")
             return
         agg = [k for k in ("large-receive-offload", "rx-gro-hw") if f.get(k)]
-        notes = [f"GRO {'on' if f.get('generic-receive-offload') else 'off'}"]
+        found = [f"{', '.join(agg)} on: merged frames exceed a UMEM frame" if agg else
+                 "LRO and hardware GRO off",
+                 f"GRO {'on' if f.get('generic-receive-offload') else 'off'}"]
         if f.get("rx-vlan-offload"):
-            notes.append("rx-vlan-offload on (pyxsw turns it off while the port is in the "
+            found.append("rx-vlan-offload on (pyxsw turns it off while the port is in the "
                          "switch, so that 802.1Q tags reach XDP)")
-        if agg:
-            self.add("port.offloads", name, WARN,
-                     f"{', '.join(agg)} on: merged frames exceed a UMEM frame; "
-                     + "; ".join(notes),
-                     f"ethtool -K {name} lro off rx-gro-hw off")
-        else:
-            self.add("port.offloads", name, OK, "LRO and hardware GRO off; " + "; ".join(notes))
+        self.add("port.offloads", name, WARN if agg else OK, "; ".join(found),
+                 f"ethtool -K {name} lro off rx-gro-hw off")
 
     def peer(self, name, peer):
         ns, pname, index = peer
