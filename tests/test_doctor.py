@@ -122,7 +122,7 @@ def test_json_lists_the_checks(lab_factory, tmp_path):
     assert {c["status"] for c in checks} <= {OK, WARN, FAIL}
     gone = [c for c in checks if c["subject"] == f"{lab.prefix}s9"]
     assert [(c["name"], c["status"]) for c in gone] == [("port.link", FAIL)]
-    assert f"port[1].name" in gone[0]["fix"]
+    assert "port[1].name" in gone[0]["fix"]
     assert any(c["name"] == "port.mtu" and c["subject"] == lab.ports[0] for c in checks)
 
 
