@@ -36,6 +36,8 @@ CAP_IPC_LOCK = 14
 XDP_ACT_BASIC, XDP_ACT_XSK_ZEROCOPY = 1 << 0, 1 << 3
 SYS_NET = "/sys/class/net"
 SYS_CPU = "/sys/devices/system/cpu"
+SYS_NODE = "/sys/devices/system/node"
+PROC_IRQ = "/proc/irq"
 # What `fix` suggests for the busy-poll deferral (the kernel's docs, "preferred busy polling")
 DEFER_HARD_IRQS, GRO_FLUSH_TIMEOUT = 2, 200000
 
@@ -529,13 +531,13 @@ class Doctor:
                                                    "another node" if far else
                                                    ", with every worker core"),
                      f"edit {self.src}: switch.cores on node {node} "
-                     f"({_read(f'/sys/devices/system/node/node{node}/cpulist') or '?'})")
+                     f"({_read(f'{SYS_NODE}/node{node}/cpulist') or '?'})")
         irqs = sorted(int(i) for i in os.listdir(f"{dev}/msi_irqs")) \
             if os.path.isdir(f"{dev}/msi_irqs") else []
-        if not irqs or not os.path.isdir("/proc/irq"):
+        if not irqs or not os.path.isdir(PROC_IRQ):
             return
         cores = set(self.sw.cores)
-        on = {i: cpu_list(_read(f"/proc/irq/{i}/smp_affinity_list")) for i in irqs}
+        on = {i: cpu_list(_read(f"{PROC_IRQ}/{i}/smp_affinity_list")) for i in irqs}
         hit = [i for i, cpus in on.items() if cpus & cores]
         found = f"{len(irqs)} IRQ(s)"
         if self.sw.mode == "poll" and hit:
@@ -543,7 +545,7 @@ class Doctor:
             self.add("port.irq", name, WARN,
                      found + f": {len(hit)} may run on worker cores ({list_text(cores)}), "
                      "where they steal time from polling",
-                     "; ".join(f"echo {list_text(others) or 0} > /proc/irq/{i}/smp_affinity_list"
+                     "; ".join(f"echo {list_text(others) or 0} > {PROC_IRQ}/{i}/smp_affinity_list"
                                for i in hit[:4]) + ("; ..." if len(hit) > 4 else ""))
         else:
             self.add("port.irq", name, OK, found + (

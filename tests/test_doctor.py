@@ -9,7 +9,9 @@ import sys
 import pytest
 
 from pyxsw.config import Config
-from pyxsw.doctor import FAIL, OK, WARN, Check, cpu_list, diagnose, list_text, render, worst
+from pyxsw import doctor as doctor_mod
+from pyxsw.doctor import (FAIL, OK, WARN, Check, Doctor, cpu_list, diagnose, list_text, render,
+                          worst)
 
 system = pytest.mark.system
 
@@ -71,6 +73,49 @@ def test_render_and_worst():
     assert text.splitlines()[1].startswith("WARN  port.mtu s0")
     assert text.splitlines()[2].strip() == "fix: ip link set dev s0 mtu 1774"
     assert text.splitlines()[-1] == "1 OK, 1 WARN, 0 FAIL"
+
+
+def fake_machine(root, monkeypatch):
+    """A NIC on NUMA node 1 with IRQs 40 (on cores 0-3) and 41 (core 0), CPUs 0-3 on node 0
+    with core 2 at the powersave governor: what veth labs cannot show."""
+    files = {"net/nic0/device/numa_node": "1", "net/nic0/device/msi_irqs/40": "",
+             "net/nic0/device/msi_irqs/41": "", "irq/40/smp_affinity_list": "0-3",
+             "irq/41/smp_affinity_list": "0", "cpu/online": "0-3",
+             "cpu/cpu2/cpufreq/scaling_governor": "powersave", "node/node1/cpulist": "4-7"}
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text + "\n")
+    for c in range(4):
+        (root / f"cpu/cpu{c}/node0").mkdir(parents=True, exist_ok=True)
+    for name, sub in (("SYS_NET", "net"), ("SYS_CPU", "cpu"), ("SYS_NODE", "node"),
+                      ("PROC_IRQ", "irq")):
+        monkeypatch.setattr(doctor_mod, name, str(root / sub))
+    monkeypatch.setattr(doctor_mod, "usable_cpus", lambda: {0, 1, 2, 3})
+
+
+def test_nic_irqs_numa_and_governor(tmp_path, monkeypatch):
+    fake_machine(tmp_path, monkeypatch)
+    d = Doctor(config([], cores=[2], mode="poll"))
+    d.cpus()
+    d.irqs("nic0")
+    numa, irq = find(d.checks, "port.numa", "nic0"), find(d.checks, "port.irq", "nic0")
+    assert (numa.status, numa.found) == (WARN, "NIC on NUMA node 1; worker core(s) 2 on "
+                                               "another node")
+    assert numa.fix == "edit the config: switch.cores on node 1 (4-7)"
+    assert irq.status == WARN and irq.found.startswith("2 IRQ(s): 1 may run on worker cores")
+    assert irq.fix == f"echo 0-1,3 > {tmp_path}/irq/40/smp_affinity_list"
+    gov = find(d.checks, "cpu.governor")
+    assert (gov.status, gov.found) == (WARN, "core 2: powersave")
+    assert gov.fix == f"echo performance > {tmp_path}/cpu/cpu2/cpufreq/scaling_governor"
+    assert find(d.checks, "cpu.cores").status == OK
+    # interrupt mode: IRQs near the workers are what it wants
+    d = Doctor(config([], cores=[2], mode="interrupt"))
+    d.irqs("nic0")
+    assert find(d.checks, "port.irq", "nic0").status == OK
+    # poll mode on every core: nothing left for the kernel
+    d = Doctor(config([], cores=[0, 1, 2, 3], mode="poll", frames=16384))
+    d.cpus()
+    assert find(d.checks, "cpu.cores").status == WARN
 
 
 def test_a_missing_core_fails_with_its_key():
