@@ -112,6 +112,8 @@ def cmd_run(args):
             return _fail(line, EXIT_NOT_READY if e.temporary else
                          EXIT_CONFIG if e.key else EXIT_RUNTIME)
         sw.leave_worker_cores()
+        threading.Thread(target=_doctor_said, args=(cfg,), name="pyxsw-doctor",
+                         daemon=True).start()
         loop = threading.Thread(target=_serve, name="pyxsw-management", daemon=True,
                                 args=(server, cfg.management.priority, failed, ended,
                                       threading.get_ident()))
@@ -158,6 +160,22 @@ def cmd_run(args):
     if failed:
         return _fail(f"pyxsw: management: {failed[0]}", EXIT_RUNTIME)
     return 0
+
+
+def _doctor_said(cfg):
+    """`pyxsw doctor`'s WARNs, logged once the switch runs (in a thread of their own: they
+    read ethtool and sysfs, and must not hold readiness up).  Not its FAILs: those stopped
+    start() already, with their one line.  Not port.mtu: the switch says that itself."""
+    from .doctor import WARN, diagnose
+    try:
+        checks = diagnose(cfg)
+    except Exception as e:              # a check that broke must not stop the switch
+        log.debug("doctor: %s", _line(e))
+        return
+    for c in checks:
+        if c.status == WARN and c.name != "port.mtu":
+            log.warning("doctor: %s: %s (fix: %s)", f"{c.name} {c.subject}".strip(),
+                        c.found, c.fix)
 
 
 def _heartbeat(notifier, server):

@@ -252,3 +252,31 @@ def test_busy_poll_deferral_in_poll_mode(lab_factory):
     assert c.status == WARN and c.found.startswith("napi_defer_hard_irqs 0, gro_flush_timeout 0")
     apply(c.fix)
     assert find(diagnose(config(lab.ports, mode="poll")), "port.busy_poll", port).status == OK
+
+
+@system
+def test_run_logs_the_warnings_once_started(lab_factory, tmp_path):
+    """`pyxsw run` logs doctor's WARNs once its ports are up (not its FAILs: those stop the
+    start with their one line, as before)."""
+    lab = lab_factory(hosts=2)
+    lab.run(1, "ethtool", "-K", "eth0", "tx", "on", check=True, capture_output=True)
+    conf = write(tmp_path, lab.ports)
+    proc = subprocess.Popen([sys.executable, "-m", "pyxsw", "run", "-c", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in proc.stderr:
+            lines.append(line.rstrip("\n"))
+            if "doctor: port.peer" in line:
+                break
+    finally:
+        proc.terminate()
+        rest = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 0, "\n".join(lines) + rest
+    said = [x for x in lines if "doctor:" in x]
+    assert said[-1] == (f"pyxsw: warning: doctor: port.peer {lab.ports[1]}: veth peer eth0 in "
+                        f"namespace {lab.hosts[1].ns} has tx checksum offload on: it sends "
+                        "frames with partial checksums, which a userspace switch forwards as "
+                        "they are (TCP breaks) (fix: ip netns exec "
+                        f"{lab.hosts[1].ns} ethtool -K eth0 tx off)")
+    assert not [x for x in said if f"port.peer {lab.ports[0]}" in x]
