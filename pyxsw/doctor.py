@@ -159,6 +159,8 @@ def veth_peer(ifname):
     if info.get("linkinfo", {}).get("info_kind") != "veth":
         return None
     index, nsid = info.get("link_index"), info.get("link_netnsid")
+    if nsid is None and info.get("link"):      # a peer in this namespace: named by ip
+        return None, info["link"], index
     ns = None
     if nsid is not None:
         try:

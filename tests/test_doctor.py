@@ -280,3 +280,18 @@ def test_run_logs_the_warnings_once_started(lab_factory, tmp_path):
                         "they are (TCP breaks) (fix: ip netns exec "
                         f"{lab.hosts[1].ns} ethtool -K eth0 tx off)")
     assert not [x for x in said if f"port.peer {lab.ports[0]}" in x]
+
+
+@system
+def test_a_peer_in_this_namespace(prefix):
+    """A veth whose peer is in the root namespace too: read and fixed without ip netns."""
+    port, peer = f"{prefix}s0", f"{prefix}p0"
+    subprocess.run(["ip", "link", "add", port, "type", "veth", "peer", "name", peer], check=True)
+    subprocess.run(["ethtool", "-K", peer, "tx", "on"], check=True, capture_output=True)
+    c = find(diagnose(config([port])), "port.peer", port)
+    assert c.status == WARN and c.found.startswith(f"veth peer {peer} has tx checksum")
+    assert c.fix == f"ethtool -K {peer} tx off"
+    apply(c.fix)
+    c = find(diagnose(config([port])), "port.peer", port)
+    assert (c.status, c.found) == (OK, f"veth peer {peer}: tx checksum offload off")
+    assert find(diagnose(config([port])), "port.link", port).status == WARN     # down
