@@ -9,9 +9,10 @@ it.  FAIL: `pyxsw run` would stop on it, or the port could not forward at all; W
 switch runs but loses frames, speed or interrupts to it.  Nothing here changes the machine.
 
 Standard library only, and no compiled core: interfaces come from rtnetlink and the netdev
-family through pyxsw.links, ethtool settings from the `ethtool` command (`--json -k`, `-i`,
-`-l`), a veth's peer from `ip -j -d link`, the rest from /proc and /sys.  A veth's peer in
-another namespace is read with `ip netns exec`, so it must be a named namespace.
+family through pyxsw.links, ethtool settings from the `ethtool` command (`-k`, `-i`, `-l`),
+a veth's peer from `ip -j -d link`, the rest from /proc and /sys.  A veth's peer in another
+namespace is read with `ip netns exec`, so it must be a named namespace.  `pyxsw run` logs
+the WARNs once it has started (pyxsw.cli).
 """
 from __future__ import annotations
 
@@ -114,13 +115,17 @@ def _ns_cmd(ns, cmd):
 
 
 def ethtool_features(ifname, ns=None):
-    """{feature: active} from `ethtool --json -k`; None when it cannot tell."""
-    out = _run(["ethtool", "--json", "-k", ifname], ns)
-    try:
-        data = json.loads(out)[0]
-    except (TypeError, ValueError, IndexError, KeyError):
+    """{feature: on} from `ethtool -k` (its text: every ethtool has it, --json only 6.x);
+    None when it cannot tell."""
+    out = _run(["ethtool", "-k", ifname], ns)
+    if out is None:
         return None
-    return {k: bool(v.get("active")) for k, v in data.items() if isinstance(v, dict)}
+    feats = {}
+    for line in out.splitlines()[1:]:
+        key, _, val = line.strip().partition(": ")
+        if val:
+            feats[key] = val.split()[0] == "on"
+    return feats
 
 
 def ethtool_driver(ifname):
