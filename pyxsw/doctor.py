@@ -499,8 +499,8 @@ class Doctor:
                      "missing: a socket there cannot bind", fix)
         elif rx > n:
             self.add("port.queues", name, WARN, found + f": frames steered to "
-                     f"{_queues(range(n, rx))} (RSS, or the veth peer's TX queue) have no socket and go "
-                     "to the kernel (XDP_PASS)",
+                     f"{_queues(range(n, rx))} (RSS, or the veth peer's TX queue) have no "
+                     "socket and go to the kernel (XDP_PASS)",
                      set_n + (f", or ethtool -X {name} equal {n}" if not is_veth else ""))
         else:
             self.add("port.queues", name, OK, found)
