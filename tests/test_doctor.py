@@ -295,3 +295,30 @@ def test_a_peer_in_this_namespace(prefix):
     c = find(diagnose(config([port])), "port.peer", port)
     assert (c.status, c.found) == (OK, f"veth peer {peer}: tx checksum offload off")
     assert find(diagnose(config([port])), "port.link", port).status == WARN     # down
+
+
+def test_memlock_below_the_umem_without_cap_ipc_lock_fails(monkeypatch):
+    monkeypatch.setattr(doctor_mod.resource, "getrlimit", lambda r: (8 << 20, 8 << 20))
+    monkeypatch.setattr(doctor_mod, "_cap_ipc_lock", lambda: False)
+    d = Doctor(config([]))
+    d.kernel()
+    c = find(d.checks, "kernel.memlock")
+    assert c.status == FAIL
+    assert c.found.startswith("UMEM 32 MiB (16384 frames x 2048); RLIMIT_MEMLOCK 8 MiB")
+    assert "LimitMEMLOCK=infinity" in c.fix
+    monkeypatch.setattr(doctor_mod, "_cap_ipc_lock", lambda: True)
+    d = Doctor(config([]))
+    d.kernel()
+    assert find(d.checks, "kernel.memlock").status == OK
+
+
+@system
+def test_zero_copy_on_a_veth_fails(lab_factory, tmp_path):
+    lab = lab_factory(hosts=1)
+    port = lab.ports[0]
+    c = find(diagnose(config(lab.ports, zero_copy="on")), "port.zero_copy", port)
+    assert c.status == FAIL and "no AF_XDP zero-copy" in c.found
+    assert c.fix == "edit the config: switch.zero_copy = auto"
+    assert find(diagnose(config(lab.ports)), "port.zero_copy", port).status == OK
+    p = doctor("-c", write(tmp_path, lab.ports, zero_copy="on"))
+    assert p.returncode == 1 and f"FAIL  port.zero_copy {port}" in p.stdout
