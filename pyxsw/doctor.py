@@ -34,7 +34,7 @@ STATUSES = (OK, WARN, FAIL)                     # in order of gravity
 AF_XDP = 44
 CAP_IPC_LOCK = 14
 # NETDEV_XDP_ACT_* (include/uapi/linux/netdev.h): what a device's driver does with XDP
-XDP_ACT_BASIC, XDP_ACT_XSK_ZEROCOPY = 1 << 0, 1 << 3
+XDP_ACT_BASIC, XDP_ACT_XSK_ZEROCOPY, XDP_ACT_RX_SG = 1 << 0, 1 << 3, 1 << 5
 SYS_NET = "/sys/class/net"
 SYS_CPU = "/sys/devices/system/cpu"
 SYS_NODE = "/sys/devices/system/node"
@@ -350,17 +350,17 @@ class Doctor:
         self.add("port.link", name, OK if link.up else WARN,
                  f"ifindex {link.ifindex}, driver {driver}, {state}",
                  f"ip link set dev {name} up (and check the cable)")
-        feats = None
+        feats = segs = None
         if self.features is not None:
             try:
-                feats = self.features.get(link.ifindex)
-            except LinkError:
-                feats = None
+                feats, segs = self.features.device(link.ifindex) or (None, None)
+            except LinkError as e:
+                self.features_error = str(e)
         self.mtu(name, link.mtu)
         self.offloads(name)
         if peer is not None:
             self.peer(name, peer)
-        self.xdp(name, link, feats, driver)
+        self.xdp(name, link, feats, driver, segs)
         self.fastpath(name, feats, peer)
         self.queues(name, peer)
         self.busy_poll(name)
@@ -417,7 +417,7 @@ class Doctor:
         else:
             self.add("port.peer", name, OK, f"veth peer {where}: tx checksum offload off")
 
-    def xdp(self, name, link, feats, driver):
+    def xdp(self, name, link, feats, driver, segs=None):
         want, zc = self.sw.xdp_mode, self.sw.zero_copy
         attached = ", ".join(f"{m} program id {i}" for m, i in link.xdp.items())
         also = f"; attached now: {attached}" if attached else ""
@@ -432,11 +432,14 @@ class Doctor:
                      "native XDP: attaching fails", f"edit {self.src}: switch.xdp_mode = auto")
         else:
             mode = want if want != "auto" else "native" if native else "generic"
+            sg = "with" if feats & XDP_ACT_RX_SG else "without"
             self.add("port.xdp", name, OK, f"XDP {mode} mode (xdp_mode {want}; driver "
-                     f"{driver} {'has' if native else 'lacks'} native XDP){also}")
+                     f"{driver} {'has' if native else 'lacks'} native XDP, {sg} "
+                     f"multi-buffer frames){also}")
         has_zc = bool(feats & XDP_ACT_XSK_ZEROCOPY)
         if has_zc:
-            self.add("port.zero_copy", name, OK, f"zero-copy AF_XDP supported; zero_copy {zc}"
+            self.add("port.zero_copy", name, OK, f"zero-copy AF_XDP supported"
+                     + (f" (zc-max-segs {segs})" if segs else "") + f"; zero_copy {zc}"
                      + (": copy mode as configured" if zc == "off" else ""))
         elif zc == "on":
             self.add("port.zero_copy", name, FAIL, f"zero_copy on, but driver {driver} has no "

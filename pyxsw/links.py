@@ -57,7 +57,7 @@ CTRL_ATTR_MCAST_GRP_NAME, CTRL_ATTR_MCAST_GRP_ID = 1, 2
 # ... and its netdev family (include/uapi/linux/netdev.h, Linux 6.3+).
 NETDEV_CMD_DEV_GET, NETDEV_CMD_DEV_ADD_NTF = 1, 2
 NETDEV_CMD_DEV_DEL_NTF, NETDEV_CMD_DEV_CHANGE_NTF = 3, 4
-NETDEV_A_DEV_IFINDEX, NETDEV_A_DEV_XDP_FEATURES = 1, 3
+NETDEV_A_DEV_IFINDEX, NETDEV_A_DEV_XDP_FEATURES, NETDEV_A_DEV_XDP_ZC_MAX_SEGS = 1, 3, 4
 NDO_XMIT = 1 << 2                       # NETDEV_XDP_ACT_NDO_XMIT: takes redirected frames
 
 NLMSG_HDR = struct.Struct("=IHHII")     # length, type, flags, sequence, port id
@@ -336,6 +336,13 @@ class XdpFeatures:
     def get(self, ifindex) -> int | None:
         """The device's XDP features now (a NETDEV_XDP_ACT_* bit mask); None if there is no
         such device.  LinkError when the kernel cannot be asked or answers without them."""
+        dev = self.device(ifindex)
+        return None if dev is None else dev[0]
+
+    def device(self, ifindex):
+        """(XDP features, zc-max-segs) of the device now, None if there is no such device.
+        zc-max-segs, the descriptors a zero-copy frame may span, is None where the kernel
+        does not say (devices without zero-copy, kernels before 6.6)."""
         body = GENL_HDR.pack(NETDEV_CMD_DEV_GET, 1) + \
             _attr(NETDEV_A_DEV_IFINDEX, struct.pack("=I", ifindex))
         what = f"the XDP features of interface {ifindex}"
@@ -344,7 +351,8 @@ class XdpFeatures:
             if dev is not None and dev[1] == ifindex:
                 if dev[2] is None:
                     raise LinkError(errno.EPROTO, f"asking about {what}: none in the answer")
-                return dev[2]
+                segs = _attrs(mbody, GENL_HDR.size).get(NETDEV_A_DEV_XDP_ZC_MAX_SEGS, b"")
+                return dev[2], _uint(segs)
         return None
 
     def read(self):

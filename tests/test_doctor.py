@@ -322,3 +322,34 @@ def test_zero_copy_on_a_veth_fails(lab_factory, tmp_path):
     assert find(diagnose(config(lab.ports)), "port.zero_copy", port).status == OK
     p = doctor("-c", write(tmp_path, lab.ports, zero_copy="on"))
     assert p.returncode == 1 and f"FAIL  port.zero_copy {port}" in p.stdout
+
+
+def test_a_zero_copy_nic_as_the_netdev_family_reports_it():
+    from pyxsw.links import Link
+    link = Link(ifindex=7, name="nic0", up=True, loopback=False, xdp={"native": 42}, mtu=1500)
+    d = Doctor(config([], zero_copy="auto"))
+    d.xdp("nic0", link, 0b101001, "ice", 5)      # basic, xsk zero-copy, rx-sg
+    assert find(d.checks, "port.xdp", "nic0").found == (
+        "XDP native mode (xdp_mode auto; driver ice has native XDP, with multi-buffer frames); "
+        "attached now: native program id 42")
+    assert find(d.checks, "port.zero_copy", "nic0").found == \
+        "zero-copy AF_XDP supported (zc-max-segs 5); zero_copy auto"
+    d = Doctor(config([], xdp_mode="native"))
+    d.xdp("nic0", link, 0, "somedrv")               # no native XDP, no zero-copy
+    assert find(d.checks, "port.xdp", "nic0").status == FAIL
+    assert find(d.checks, "port.zero_copy", "nic0").status == WARN
+
+
+@system
+def test_links_device_reads_features_and_no_zc_segments_on_veth(lab_factory):
+    import socket
+    from pyxsw.links import XdpFeatures
+    lab = lab_factory(hosts=1)
+    xf = XdpFeatures()
+    try:
+        feats, segs = xf.device(socket.if_nametoindex(lab.ports[0]))
+        assert feats == xf.get(socket.if_nametoindex(lab.ports[0])) and feats & 1
+        assert segs is None                         # veth: no zero-copy, so none said
+        assert xf.device(0x7fffff00) is None
+    finally:
+        xf.close()
