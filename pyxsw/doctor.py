@@ -407,8 +407,10 @@ class Doctor:
         where = f"{pname} in namespace {ns}" if ns else pname
         f = ethtool_features(pname, ns)
         if f is None:
-            self.add("port.peer", name, WARN, f"veth peer {where}: cannot read its offloads",
-                     "apt-get install ethtool")
+            cmd = _ns_cmd(ns, f"ethtool -k {pname}")
+            self.add("port.peer", name, WARN, f"veth peer {where}: cannot read its offloads "
+                     f"({cmd} failed)", f"run {cmd} as root to see why (ethtool missing, "
+                     "or a sandbox that forbids entering namespaces)")
         elif f.get("tx-checksumming"):
             self.add("port.peer", name, WARN,
                      f"veth peer {where} has tx checksum offload on: it sends frames with "
