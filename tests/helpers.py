@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import select
 import subprocess
 import sys
@@ -82,6 +83,23 @@ def send(lab, i, frame: bytes, count: int = 1, interval: float = 0.0) -> None:
     r = nettool(lab, i, "send", "--ifname", "eth0", "--hex", frame.hex(), "--count", count,
                 "--interval", interval)
     assert r.returncode == 0, r.stderr
+
+
+@contextmanager
+def flooding(lab, i, frame: bytes, burst: int = 500):
+    """Host i sends `frame` in bursts of `burst`, again and again, until the block ends."""
+    stop = threading.Event()
+
+    def flood():
+        while not stop.is_set():
+            send(lab, i, frame, count=burst)
+    t = threading.Thread(target=flood, name="flooding")
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(30)
 
 
 @contextmanager

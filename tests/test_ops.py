@@ -15,8 +15,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from helpers import BCAST, capture, eth_frame, make_config, ping, running, send, udp_flows, \
-    udp_sink, wait_until
+from helpers import BCAST, capture, eth_frame, flooding, make_config, ping, running, send, \
+    udp_flows, udp_sink, wait_until
 from pyxsw import pcap
 from pyxsw.config import Config
 from pyxsw.client import Client, RpcError
@@ -384,20 +384,10 @@ def test_mirrors_changing_under_traffic_lose_and_double_no_frame(lab_factory, sh
     h0, h1, h2 = lab.hosts
     cfg = make_config(lab.ports, tmp_path, switch={"batch": 256})
     with served(cfg, short_dir) as (sw, path), Client(path) as c:
-        stop = threading.Event()
-
-        def flood():
-            while not stop.is_set():
-                send(lab, 0, eth_frame(BCAST, h0.mac, b"storm"), count=500)
-        t = threading.Thread(target=flood)
-        t.start()
-        try:
+        with flooding(lab, 0, eth_frame(BCAST, h0.mac, b"storm"), 500):
             for i in range(100):
                 c.mirror_add("m", [h0.port], h2.port, direction="both")
                 c.mirror_del("m")
-        finally:
-            stop.set()
-            t.join(30)
         at_rest_exact(sw)
         assert ping(lab, 0, 2) and ping(lab, 1, 2)
 

@@ -11,7 +11,7 @@ import tomllib
 import msgpack
 import pytest
 
-from helpers import BCAST, eth_frame, make_config, ping, send, wait_until, capture
+from helpers import BCAST, capture, eth_frame, flooding, make_config, ping, send, wait_until
 from pyxsw.client import Client, RpcError
 from pyxsw.config import Config, to_toml
 from test_ops import served, capturing
@@ -115,22 +115,12 @@ def test_count_one_on_a_busy_port(lab_factory, short_dir, tmp_path):
     h0, h1, h2 = lab.hosts
     with served(make_config(lab.ports, tmp_path, switch={"batch": 256}), short_dir) \
             as (sw, path):
-        stop = threading.Event()
-
-        def flood():
-            while not stop.is_set():
-                send(lab, 0, eth_frame(BCAST, h0.mac, b"busy"), count=500)
-        t = threading.Thread(target=flood)
-        t.start()
-        try:
+        with flooding(lab, 0, eth_frame(BCAST, h0.mac, b"busy"), 500):
             for _ in range(20):
                 with Client(path) as c:
                     frames = c.capture(h1.port, count=1, timeout=5)
                     assert len(list(frames)) == 1
                     assert c.capture_result["captured"] == 1
-        finally:
-            stop.set()
-            t.join(30)
         assert wait_until(lambda: not sw._captures)
         at_rest_exact(sw)
         assert ping(lab, 0, 1) and ping(lab, 1, 2)
@@ -190,20 +180,10 @@ def test_mirror_storm_while_another_client_captures(lab_factory, short_dir, tmp_
     cfg = make_config(lab.ports, tmp_path, switch={"batch": 256})
     with served(cfg, short_dir) as (sw, path), Client(path) as watcher, Client(path) as c:
         frames = watcher.capture(h0.port, direction="in", timeout=5)
-        stop = threading.Event()
-
-        def flood():
-            while not stop.is_set():
-                send(lab, 0, eth_frame(BCAST, h0.mac, b"storm"), count=300)
-        t = threading.Thread(target=flood)
-        t.start()
-        try:
+        with flooding(lab, 0, eth_frame(BCAST, h0.mac, b"storm"), 300):
             for i in range(60):
                 c.mirror_add("m", [h0.port], h2.port, direction="both")
                 c.mirror_del("m")
-        finally:
-            stop.set()
-            t.join(30)
         time.sleep(0.3)
         res = watcher.capture_stop()
         got = [f for _, _, _, f in frames]
@@ -415,19 +395,9 @@ def test_ctl_capture_into_a_reader_that_goes_away(lab_factory, short_dir, tmp_pa
     lab = lab_factory(hosts=2)
     h0, h1 = lab.hosts
     with served(make_config(lab.ports, tmp_path), short_dir) as (sw, path):
-        stop = threading.Event()
-
-        def flood():
-            while not stop.is_set():
-                send(lab, 0, eth_frame(BCAST, h0.mac, b"busy" * 50), count=300)
-        t = threading.Thread(target=flood)
-        t.start()
-        try:
+        with flooding(lab, 0, eth_frame(BCAST, h0.mac, b"busy" * 50), 300):
             cmd = f"{sys.executable} -m pyxsw ctl -s {path} capture {h1.port} -w - | head -c 100"
             p = subprocess.run(["sh", "-c", cmd], capture_output=True, timeout=20)
-        finally:
-            stop.set()
-            t.join(30)
         assert len(p.stdout) == 100
         assert b"Traceback" not in p.stderr, p.stderr.decode()
         assert wait_until(lambda: not sw._captures, 10)
@@ -604,22 +574,12 @@ def test_a_mirror_port_removed_and_added_under_a_flood(lab_factory, short_dir, t
     cfg = make_config(lab.ports, tmp_path, switch={"batch": 256})
     with served(cfg, short_dir) as (sw, path), Client(path) as c:
         c.mirror_add("m", [h0.port, h3.port], h2.port)
-        stop = threading.Event()
-
-        def flood():
-            while not stop.is_set():
-                send(lab, 0, eth_frame(BCAST, h0.mac, b"storm" * 100), count=500)
-        t = threading.Thread(target=flood)
-        t.start()
-        try:
+        with flooding(lab, 0, eth_frame(BCAST, h0.mac, b"storm" * 100), 500):
             victim = h2.port if which == "output" else h0.port
             for _ in range(8):
                 c.port_del(victim)
                 time.sleep(0.05)
                 c.port_add(victim)
-        finally:
-            stop.set()
-            t.join(30)
         at_rest_exact(sw)
         assert c.mirror_list()[0]["active"]
         with capture(lab, 2, seconds=2) as at_h2:
