@@ -1043,9 +1043,6 @@ class Switch:
         with self._lock:
             if cid not in self._captures:
                 raise KeyError(f"no capture {cid}")
-            if self.dp is None:             # the switch stopped under it: nothing to drain
-                c = self._captures.pop(cid)
-                return c.result(c.lost_before)
             self._drain_capture()
             c = self._captures.pop(cid, None)
             if c is None:                   # its count ended it just now
@@ -1060,7 +1057,7 @@ class Switch:
         """Frames of `port` the workers' capture rings had no room for (shared by every
         capture: those of other ports are not its losses); None when it is no port now."""
         p = self.ports.get(port)
-        if p is None:
+        if p is None or self.dp is None:        # no port now, or the switch stopped
             return None
         try:
             return self.dp.port_stats(p.index)["capture_lost"]
@@ -1068,6 +1065,8 @@ class Switch:
             return None
 
     def _drain_capture(self):
+        if self.dp is None:                 # stopped: the rings went with the datapath
+            return
         frames = self.dp.drain_capture()
         if not frames:
             return
