@@ -400,3 +400,17 @@ def test_a_capture_stopped_after_the_switch_stopped_is_no_error(lab_factory, tmp
     assert sw.capture_stop(cid) == {"captured": 0, "lost": 0}
     with pytest.raises(KeyError):
         sw.capture_stop(cid)
+
+
+def test_a_capture_on_a_mirror_output_sees_what_arrives_there(lab_factory, short_dir, tmp_path):
+    """Review: the output forwards nothing of what it receives, but a capture `in` on it
+    (what the monitor sends back) sees it."""
+    lab = lab_factory(hosts=3)
+    h0, h1, h2 = lab.hosts
+    with served(make_config(lab.ports, tmp_path), short_dir) as (sw, path), Client(path) as c:
+        c.mirror_add("m", [h0.port], h2.port, direction="in")
+        frames = c.capture(h2.port, direction="in", count=3, timeout=10)
+        send(lab, 2, eth_frame(BCAST, h2.mac, b"from the monitor"), count=3)
+        got = list(frames)
+        assert [b"from the monitor" in f for _, _, _, f in got] == [True] * 3
+        assert sw.port_stats(h2.port)[h2.port]["mirror_dropped"] >= 3

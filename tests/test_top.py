@@ -264,3 +264,10 @@ def test_top_is_a_command_with_port_stats_options():
     args = parser.parse_args(["top", "s1", "--interval", "2"])
     assert (args.name, args.interval, args.command.live is not None) == ("s1", 2.0, True)
     assert parser.parse_args(["top"]).interval == 1.0
+
+
+def test_frames_dropped_on_a_mirror_output_are_a_drop_cause():
+    """Review: what arrives on a mirror's output is dropped (mirror_dropped): top and
+    port stats --rate count it with the other causes."""
+    r = port_rates({"s2": port(mirror_dropped=10)}, {"s2": port(mirror_dropped=30)}, 2.0)
+    assert r["s2"]["mirror_dropped"] == 10 and r["s2"]["dropped"] == 10
