@@ -31,6 +31,7 @@ from .vocab import (FASTPATH, FRAME_SIZES, MAX_AGING, MAX_BATCH, MAX_CAPACITY, M
                     VLAN_ID_MAX, VLAN_MODES, XDP_MODES, ZERO_COPY, Invalid, PortVlan, port_vlan,
                     station, valid_ifname)
 from .vocab import DIRECTIONS, port_names, name as vocab_name
+from .vocab import MAX_FRAGS, MAX_FRAME_DEFAULT, MIN_FRAME, max_frame_limit
 from .taps import Mirror, check_mirror
 
 # Bounds only the file has.
@@ -64,6 +65,7 @@ class SwitchSection:
     frame_size: int = 2048
     frames: int = 16384
     ring_size: int = 2048
+    max_frame: int = MAX_FRAME_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -330,6 +332,13 @@ class _Parser:
         if frame_size not in FRAME_SIZES:
             self.fail("switch.frame_size", f"must be {' or '.join(map(str, FRAME_SIZES))}, "
                                                 f"got {_num(frame_size)}")
+        max_frame = self.integer(d, S, "max_frame", D.max_frame, 1)
+        if max_frame < MIN_FRAME:
+            self.fail("switch.max_frame", f"must be at least {MIN_FRAME}, got {_num(max_frame)}")
+        if max_frame > max_frame_limit(frame_size):
+            self.fail("switch.max_frame", f"must be at most {max_frame_limit(frame_size)} with "
+                      f"frame_size {frame_size} (a frame spans {MAX_FRAGS} UMEM frames at most), "
+                      f"got {_num(max_frame)}")
         return SwitchSection(
             name=name,
             mode=self.string(d, S, "mode", D.mode, MODES),
@@ -341,6 +350,7 @@ class _Parser:
             frame_size=frame_size,
             frames=self.integer(d, S, "frames", D.frames, 1, MAX_FRAMES),
             ring_size=ring_size,
+            max_frame=max_frame,
         )
 
     def fdb(self, d) -> FdbSection:

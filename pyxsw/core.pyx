@@ -33,7 +33,8 @@ _VLAN_MIN, _VLAN_MAX = _vocab.VLAN_ID_MIN, _vocab.VLAN_ID_MAX
 # them).  Counts the C side keeps in 32 bits are bounded by that.
 LIMITS = {"frames": 0xffffffff, "ring_size": MAX_RING_SIZE, "batch": MAX_BATCH,
           "workers": MAX_WORKERS, "ports": MAX_PORTS, "capacity": MAX_FDB_CAPACITY,
-          "port_limit": 0xffffffff, "aging": 0xffffffff, "flood_limit": 0xffffffff}
+          "port_limit": 0xffffffff, "aging": 0xffffffff, "flood_limit": 0xffffffff,
+          "fragments": MAX_FRAGS}
 
 
 def _param_error(exc, str param):
@@ -67,7 +68,7 @@ def size_text(n):
 
 
 def _check_args(frames, frame_size, ring_size, batch, workers, capacity, port_limit, aging,
-                zero_copy, xdp_mode, mode, fastpath="off"):
+                zero_copy, xdp_mode, mode, fastpath="off", max_frame=_vocab.MAX_FRAME_DEFAULT):
     """Datapath()'s arguments, checked before anything is allocated and against what the C
     side holds: a bad one is a ValueError naming its parameter (see _param_error), never an
     OverflowError from the conversion or a hang in the sizing."""
@@ -75,6 +76,7 @@ def _check_args(frames, frame_size, ring_size, batch, workers, capacity, port_li
     if type(frame_size) is not int or frame_size not in _vocab.FRAME_SIZES:
         raise _param_error(ValueError(f"frame_size must be 2048 or 4096, got {frame_size!r}"),
                            "frame_size")
+    _check_arg("max_frame", max_frame, _vocab.MIN_FRAME, _vocab.max_frame_limit(frame_size))
     _check_arg("ring_size", ring_size, 1, MAX_RING_SIZE)
     if ring_size & (ring_size - 1):
         raise _param_error(ValueError(f"ring_size must be a power of two, got {ring_size}"),
@@ -156,11 +158,11 @@ cdef class Datapath:
     def __cinit__(self, *, frames=16384, frame_size=2048, ring_size=2048, batch=64,
                   workers=1, capacity=65536, port_limit=0, aging=300,
                   str zero_copy="auto", str xdp_mode="auto", str mode="poll", str fastpath="off",
-                  bint umem=True):
+                  max_frame=_vocab.MAX_FRAME_DEFAULT, bint umem=True):
         cdef int q, rc
         cdef Sw *sw
         _check_args(frames, frame_size, ring_size, batch, workers, capacity, port_limit, aging,
-                    zero_copy, xdp_mode, mode, fastpath)
+                    zero_copy, xdp_mode, mode, fastpath, max_frame)
         self.lock = _threading.RLock()
         self.xdp_mode = xdp_mode
         self.sw = sw = <Sw *>calloc(1, sizeof(Sw))
@@ -178,7 +180,7 @@ cdef class Datapath:
         sw.xdp.fdb_capacity = capacity
         sw.xdp.fastpath = fastpath == "xdp"
         sw.fastpath = fastpath == "xdp"
-        if umem_init(&sw.umem, frames, frame_size, ring_size, _ZERO_COPY[zero_copy]):
+        if umem_init(&sw.umem, frames, frame_size, ring_size, _ZERO_COPY[zero_copy], max_frame):
             raise _param_error(MemoryError(f"cannot allocate the frame pool of {frames} frames "
                                            f"({size_text(8 * frames)})"), "frames")
         if fdb_init(&sw.fdb, capacity, port_limit, aging):
@@ -251,6 +253,19 @@ cdef class Datapath:
         """Frames per TX kick set on the sockets, 0 where the kernel refused, None untried."""
         t = self._sw().tx_budget
         return None if t < 0 else t
+
+    @property
+    def max_frame(self):
+        """The longest frame the switch carries now: [switch] max_frame, or a UMEM frame's
+        room where multi-buffer is not wanted or the kernel refused it."""
+        return umem_max_frame(&self._sw().umem)
+
+    @property
+    def multi_buffer(self):
+        """"on" (frames span descriptors), "off" (max_frame fits a UMEM frame), or
+        "refused" (the kernel or the driver refused XDP_USE_SG: larger frames dropped)."""
+        u = &self._sw().umem
+        return "refused" if u.sg_refused else "on" if u.sg else "off"
 
     @property
     def busy_poll(self):
@@ -524,6 +539,7 @@ cdef class Datapath:
                     xdp[k] = xdp.get(k, 0) + v
             port_prog_counters(self.sw, pt, c)
             xdp.update(_named(_counters.PROG, c))
+            sums[PORT_OVERSIZE_DROPPED] += c[PYXSW_PROG_OVERSIZE]   # dropped by the program
             fp_port_counters(self.sw, pt, c)
             fast = _named(_counters.FASTPATH, c)
             # every frame counts, whichever path it took
@@ -741,7 +757,8 @@ cdef class Datapath:
         cdef int p, q
         cdef uint64_t m
         cdef CapRing *r
-        cdef uint32_t slot = (sizeof(CapRec) + sw.umem.frame_size + 63) & ~(<uint32_t>63)
+        cdef uint32_t slot = (sizeof(CapRec) + max(sw.umem.frame_size, umem_max_frame(&sw.umem))
+                              + 63) & ~(<uint32_t>63)
         cdef uint32_t seq
         cdef int taps[MAX_PORTS]
         cdef int dsts[MAX_PORTS]

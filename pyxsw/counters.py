@@ -75,6 +75,8 @@ PORT = Family("port", "PORT_", "one switch port, summed over its queues", (
             "forwards nothing while it mirrors"),
     Counter("capture_lost", COUNTER, "frames of this port a capture missed: its worker's "
             "capture ring was full"),
+    Counter("oversize_dropped", COUNTER, "frames received longer than the switch carries "
+            "([switch] max_frame; a UMEM frame where multi-buffer is off)"),
 ))
 
 # The kernel's XDP_STATISTICS of one AF_XDP socket: per queue, and summed per port ("xdp").
@@ -93,6 +95,8 @@ PROG = Family("prog", "PYXSW_", "pyxsw's XDP program on one port", (
     Counter("prog_seen", COUNTER, "frames the XDP program ran on"),
     Counter("prog_redirected", COUNTER, "frames it handed to an AF_XDP socket"),
     Counter("prog_passed", COUNTER, "frames it left to the kernel: no socket on that queue"),
+    Counter("prog_oversize", COUNTER, "frames it dropped as longer than the switch carries "
+            "(in the port's oversize_dropped)"),
 ))
 
 # The frames the XDP program forwarded itself (fastpath = "xdp"), per CPU and summed: a port's

@@ -26,7 +26,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 
 from .links import LinkError, Links, XdpFeatures, can_take_redirects
-from .vocab import VLAN_ETH_HLEN, XDP_HEADROOM
+from .vocab import VLAN_ETH_HLEN, XDP_HEADROOM, kernel_at_least, max_frame_limit
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 STATUSES = (OK, WARN, FAIL)                     # in order of gravity
@@ -215,6 +215,7 @@ class Doctor:
         self.checks = []
         self.features = None            # XdpFeatures, when the kernel has the netdev family
         self.features_error = ""
+        self.multi_buffer = kernel_at_least(6, 6)     # XDP_USE_SG
 
     def add(self, name, subject, status, found, fix=""):
         self.checks.append(Check(name, subject, status, found, fix if status != OK else ""))
@@ -323,6 +324,20 @@ class Doctor:
             self.add("kernel.memlock", "", FAIL, found + " and no CAP_IPC_LOCK: the UMEM "
                      "cannot be registered",
                      "ulimit -l unlimited (systemd: LimitMEMLOCK=infinity), or run as root")
+        room = self.sw.frame_size - XDP_HEADROOM
+        if self.sw.max_frame <= room:
+            self.add("kernel.multi_buffer", "", OK, f"switch.max_frame {self.sw.max_frame} fits "
+                     f"a UMEM frame ({room} bytes): multi-buffer AF_XDP not needed")
+        elif self.multi_buffer:
+            self.add("kernel.multi_buffer", "", OK, f"multi-buffer AF_XDP (Linux 6.6+, "
+                     f"{os.uname().release}): frames up to switch.max_frame "
+                     f"{self.sw.max_frame} span several UMEM frames")
+        else:
+            self.add("kernel.multi_buffer", "", WARN, f"no multi-buffer AF_XDP before Linux "
+                     f"6.6 ({os.uname().release}): frames above {room} bytes (a UMEM frame) "
+                     f"are dropped, not switch.max_frame {self.sw.max_frame}",
+                     "Linux 6.6+, or switch.frame_size = 4096 for frames up to "
+                     f"{4096 - XDP_HEADROOM} bytes")
         if self.sw.mode == "poll":
             if os.path.exists("/proc/sys/net/core/busy_read"):
                 self.add("kernel.busy_poll", "", OK, "busy polling built in "
@@ -367,17 +382,31 @@ class Doctor:
         self.irqs(name)
 
     def mtu(self, name, mtu):
-        room = self.sw.frame_size - XDP_HEADROOM
+        """The port's frames against the longest the switch carries: switch.max_frame, or a
+        UMEM frame's room without multi-buffer."""
         frame = mtu + VLAN_ETH_HLEN
-        found = (f"MTU {mtu}: frames up to {frame} bytes; a UMEM frame holds {room} "
-                 f"(switch.frame_size {self.sw.frame_size} less {XDP_HEADROOM} of headroom)")
+        room = self.sw.frame_size - XDP_HEADROOM
+        if self.multi_buffer and self.sw.max_frame > room:
+            room = self.sw.max_frame
+            found = (f"MTU {mtu}: frames up to {frame} bytes; the switch carries "
+                     f"{room} (switch.max_frame)")
+        else:
+            room = min(room, self.sw.max_frame)
+            found = (f"MTU {mtu}: frames up to {frame} bytes; the switch carries {room} "
+                     + ("(switch.max_frame)" if room == self.sw.max_frame else
+                        f"(a UMEM frame: switch.frame_size {self.sw.frame_size} less "
+                        f"{XDP_HEADROOM} of headroom, no multi-buffer)"))
         if frame <= room:
             self.add("port.mtu", name, OK, found)
             return
         fix = f"ip link set dev {name} mtu {room - VLAN_ETH_HLEN}"
-        if self.sw.frame_size < 4096 and frame <= 4096 - XDP_HEADROOM:
+        if self.multi_buffer and frame <= max_frame_limit(self.sw.frame_size):
+            fix += f", or edit {self.src}: switch.max_frame = {frame}"
+        elif not self.multi_buffer and self.sw.frame_size < 4096 and \
+                frame <= min(4096 - XDP_HEADROOM, self.sw.max_frame):
             fix += f", or edit {self.src}: switch.frame_size = 4096"
-        self.add("port.mtu", name, WARN, found + ": larger frames are dropped", fix)
+        self.add("port.mtu", name, WARN, found + ": larger frames are dropped and counted "
+                 "(oversize_dropped)", fix)
 
     def offloads(self, name):
         """LRO and hardware GRO merge frames beyond a UMEM frame; rx VLAN offload the switch

@@ -317,8 +317,7 @@ cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
     cdef int fd
     cdef int *slot
     cdef int *fds[XDP_MAPS]
-    cdef int i
-    cdef uint32_t key
+    cdef int i, rc
     while m != NULL:
         slot = xdp_map_slot(x, bpf_map__name(m)) if not bpf_map__is_internal(m) else NULL
         if slot != NULL and slot[0] >= 0:
@@ -351,11 +350,15 @@ cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
         if fds[i][0] < 0:
             raise OSError(_errno.EINVAL, f"{_bpf_object_path()} is not pyxsw's XDP program "
                                          f"(the map {_MAP_NAMES[i].decode()} is missing)")
-    key = 0
-    if bpf_map_update_elem(x.config_map_fd, &key, &x.fastpath, BPF_ANY) != 0:
-        e = errno
-        raise OSError(e, f"cannot configure the XDP program: {_os.strerror(e)}")
+    rc = xdp_config_set(x, PYXSW_CONFIG_FASTPATH, x.fastpath)
+    if rc:
+        raise OSError(-rc, f"cannot configure the XDP program: {_os.strerror(-rc)}")
     return 0
+
+
+cdef int xdp_config_set(Xdp *x, uint32_t key, uint32_t value) noexcept nogil:
+    """One of the program's settings (PYXSW_CONFIG_*): 0 or -errno."""
+    return 0 if bpf_map_update_elem(x.config_map_fd, &key, &value, BPF_ANY) == 0 else -errno
 
 
 cdef int xdp_open(Xdp *x) except -1:
@@ -371,10 +374,13 @@ cdef int xdp_open(Xdp *x) except -1:
     if x.ncpu <= 0:
         raise OSError(-x.ncpu if x.ncpu < 0 else _errno.EINVAL, "cannot tell how many CPUs "
                       "the per-CPU counters of the XDP program have")
-    prog = xdp_program__open_file(path, b"xdp", NULL)
+    prog = xdp_program__open_file(path, b"xdp.frags", NULL)
     err = libxdp_get_error(prog)
     if err:
         raise OSError(-err, f"cannot open the XDP program {path.decode()}: {_libxdp_err(err)}")
+    # frags-aware (so that it attaches to, and does not cap, large MTUs) where the kernel
+    # knows the flag (5.18+), which also asks libxdp for a dispatcher that is
+    xdp_program__set_xdp_frags_support(prog, _vocab.kernel_at_least(5, 18))
     try:
         xdp_maps_make(x, xdp_program__bpf_obj(prog))
     except BaseException:
@@ -753,6 +759,11 @@ cdef int afxdp_open(Sw *sw, Port *pt, str xdp_mode) except -1:
         rc = xdp_queue_set(&sw.xdp, index, q, pt.socks[q].fd)
         if rc:
             raise OSError(-rc, f"{name}: cannot insert queue {q} in xsks_map")
+    # what the first bind settled: frames above it are the program's to drop and count
+    rc = xdp_config_set(&sw.xdp, PYXSW_CONFIG_MAX_FRAME, umem_max_frame(u))
+    if rc:
+        raise OSError(-rc, f"{name}: cannot give the XDP program the longest frame: "
+                           f"{_os.strerror(-rc)}")
     port_sockopts(sw, pt, pyxsw_load_int(&sw.workers[0].mode))
     return 0
 

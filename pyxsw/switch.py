@@ -130,6 +130,7 @@ class _RxVlanOffload:
 
 # The config key of each Datapath() parameter, for errors it marks with `param`.
 _PARAM_KEYS = {"frames": "switch.frames", "frame_size": "switch.frame_size",
+               "max_frame": "switch.max_frame",
                "ring_size": "switch.ring_size", "batch": "switch.batch", "workers": "switch.cores",
                "mode": "switch.mode", "capacity": "fdb.capacity", "port_limit": "fdb.port_limit",
                "aging": "fdb.aging"}
@@ -358,6 +359,7 @@ class Switch:
         _ensure_bpffs()
         self._stop.clear()
         self._turns.clear()
+        self._sg_said = False
         try:
             _check_memory(c)
             self.dp = _core.Datapath(
@@ -366,7 +368,7 @@ class Switch:
                 workers=len(c.switch.cores), capacity=c.fdb.capacity,
                 port_limit=c.fdb.port_limit, aging=c.fdb.aging,
                 zero_copy=c.switch.zero_copy, xdp_mode=c.switch.xdp_mode, mode=c.switch.mode,
-                fastpath=c.switch.fastpath)
+                fastpath=c.switch.fastpath, max_frame=c.switch.max_frame)
         except (OSError, MemoryError, ValueError) as e:
             raise SwitchError(_reason(e), key=_PARAM_KEYS.get(getattr(e, "param", None), "-"),
                               temporary=_temporary(e)) from e
@@ -748,21 +750,25 @@ class Switch:
         port.unsure = False
 
     def _mtu_said(self, port, mtu):
-        """Warn when port's new MTU lets frames in that no UMEM frame holds (the kernel drops
-        them before the switch sees them); say so when they fit again."""
-        room = self.config.switch.frame_size - XDP_HEADROOM
+        """Warn when port's new MTU lets frames in that the switch does not carry (above
+        [switch] max_frame, or a UMEM frame where multi-buffer is off: the XDP program drops
+        and counts them); say so when they fit again."""
+        room = self.dp.max_frame
         fits = lambda m: not m or m + VLAN_ETH_HLEN <= room     # noqa: E731
         if fits(mtu) == fits(port.mtu) and port.mtu:
             return
         fields = {"event": "port.mtu", "port": port.name, "mtu": mtu, "room": room}
         if not fits(mtu):
-            log.warning("port %s: MTU %d allows frames of up to %d bytes but a UMEM frame holds "
-                        "%d (switch.frame_size %d less %d of headroom): larger frames are "
-                        "dropped", port.name, mtu, mtu + VLAN_ETH_HLEN, room,
-                        self.config.switch.frame_size, XDP_HEADROOM, extra=fields)
+            why = (f"switch.max_frame {room}" if room == self.config.switch.max_frame else
+                   f"a UMEM frame holds {room} (switch.frame_size "
+                   f"{self.config.switch.frame_size} less {XDP_HEADROOM} of headroom) and "
+                   f"multi-buffer is {self.dp.multi_buffer}")
+            log.warning("port %s: MTU %d allows frames of up to %d bytes but the switch carries "
+                        "%d (%s): larger frames are dropped, counted in oversize_dropped",
+                        port.name, mtu, mtu + VLAN_ETH_HLEN, room, why, extra=fields)
             self._emit(**fields, fits=False)
         elif port.mtu:
-            log.info("port %s: MTU %d: every frame fits a UMEM frame again", port.name, mtu,
+            log.info("port %s: MTU %d: the switch carries every frame again", port.name, mtu,
                      extra=fields)
             self._emit(**fields, fits=True)
 
@@ -935,6 +941,12 @@ class Switch:
                 log.exception("port %s: tearing down its old interface's socket", name)
         if note:
             log.warning("%s: %s", name, note)
+        if self.dp.multi_buffer == "refused" and not self._sg_said:
+            self._sg_said = True        # the first socket's bind decides: said once
+            log.warning("multi-buffer AF_XDP refused (XDP_USE_SG: Linux 6.6+, and a zero-copy "
+                        "driver that receives in fragments): frames above %d bytes (a UMEM "
+                        "frame) are dropped, counted in oversize_dropped", self.dp.max_frame,
+                        extra={"event": "switch.multi_buffer", "max_frame": self.dp.max_frame})
         port.xdp_mode = self.dp.port_info(index)["xdp_mode"]
         port.xdp_expect = self.dp.port_prog_id(index)     # or libxdp's dispatcher: _reconcile
         for mac, vlan in statics:
@@ -1299,6 +1311,8 @@ class Switch:
             "zero_copy": dp.zero_copy_active,
             "tx_budget": dp.tx_budget,
             "busy_poll": dp.busy_poll,
+            "max_frame": dp.max_frame,
+            "multi_buffer": dp.multi_buffer,
             "umem_anchor": dp.anchor,
             "fdb": dp.fdb_counters(),
             "fastpath": dict(dp.fastpath(), **({"problem": self.fastpath_problem}

@@ -15,6 +15,14 @@
 cdef enum:
     MAX_WORKERS = 16        # workers, and so queues per port (< PYXSW_MAX_QUEUES)
     MAX_BATCH = 256         # frames per RX burst at most
+    # Jumbo frames (multi-buffer AF_XDP): a frame larger than a UMEM frame arrives as a chain
+    # of descriptors, XDP_PKT_CONTD on all but the last.  MAX_FRAGS is the longest chain the
+    # switch carries: the kernel's limit on one frame sent in copy mode (MAX_SKB_FRAGS + 1),
+    # and what [switch] max_frame is bounded by (config.py).  A burst takes `batch`
+    # descriptors and then the rest of the frame the batch cut, so an egress port has at most
+    # TX_SLOTS descriptors staged.
+    MAX_FRAGS = 18
+    TX_SLOTS = MAX_BATCH + MAX_FRAGS
     # Rings: the kernel takes any power of two and allocates each ring in one piece while
     # the bind waits (2**31 entries held the machine for tens of seconds).  32768 is four
     # times the largest NIC descriptor rings (8K) and costs 1.5 MiB per socket.
@@ -56,9 +64,12 @@ cdef enum:                  # the forwarding decision, when it is not an egress 
     VLAN_IDS = 4096         # 12-bit VIDs; 1..4094 can be carried
     VLAN_WORDS = 64         # uint64_t words of a VLAN bitmap
     COPY_OFF = 64           # where a flood copy starts in its frame: room to push a tag
+    XDP_PACKET_HEADROOM = 256   # where the kernel puts a received frame in its UMEM frame
     TAP_IN = 1              # a port's tap (capture) directions: frames it receives,
     TAP_OUT = 2             # frames the switch sends out of it
     CAP_RING = 512          # captured frames one worker's capture ring holds (a power of two)
+    TXL_CONTD = 0x80000000  # in a staged length (Worker.txl): more of the frame follows
+    TXL_LEN = 0x7fffffff    # ... and the descriptor's length
 
 
 cdef enum SlotState:        # of an FDB slot
@@ -125,6 +136,11 @@ cdef struct Umem:
     uint32_t nframes
     uint32_t ring_size      # of every ring of every socket
     uint32_t fill_target    # frames kept in each fill ring (half the UMEM over all sockets)
+    uint32_t max_frame      # [switch] max_frame: the longest frame the switch carries
+    int sg                  # multi-buffer (XDP_USE_SG): 1 wanted (max_frame > a frame's room)
+                            # and, once the first socket is bound, taken; 0 not wanted or
+                            # refused by the kernel (frames above a UMEM frame are dropped)
+    bint sg_refused         # the kernel refused XDP_USE_SG (the switch says so)
     int nsocks              # sockets of ports open on the UMEM (not a retired anchor)
     int zero_copy           # ZC_*: as configured
     bint zero_copy_active   # the sockets bound in zero-copy mode
@@ -251,7 +267,7 @@ cdef struct Xdp:
     # the fast path's (fastpath.pyx)
     int rows_map_fd         # port index -> the port's row (fastpath.pyx)
     int ifx_map_fd          # ifindex -> port index + 1, for ifindexes < PYXSW_IFX_DIRECT
-    int config_map_fd       # [0]: the fast path on (1) or off
+    int config_map_fd       # [CONFIG_FASTPATH]: the fast path on (1) or off; [CONFIG_MAX_FRAME]
     int tx_map_fd           # port index -> its interface, for bpf_redirect_map (a device map)
     int fdb_map_fd          # the kernel copy of the FDB
     int fast_stats_fd       # port index * FASTPATH_COUNTERS + counter -> per-CPU count
@@ -359,12 +375,18 @@ cdef struct Worker:
     uint64_t mir_out[MAX_PORTS]
     uint32_t cap_snap       # bytes a captured frame keeps at most
     CapRing *cap            # the capture ring (sw.cap_on: allocated)
-    # burst scratch: frames staged per egress port
+    # jumbo frames: the chain rx_burst is forwarding, and rx_skip[p]: the rest of a chain
+    # too long to carry is still to come on p's RX ring (dropped as it arrives)
+    uint64_t cha[MAX_FRAGS]
+    uint32_t chl[MAX_FRAGS]
+    uint8_t rx_skip[MAX_PORTS]
+    # burst scratch: descriptors staged per egress port, a length with TXL_CONTD on every
+    # descriptor of a frame but its last
     int ndirty
     uint16_t dirty[2 * MAX_PORTS]   # a mirror's output can come back once in a flush
     uint32_t ntx[MAX_PORTS]
-    uint64_t txa[MAX_PORTS * MAX_BATCH]
-    uint32_t txl[MAX_PORTS * MAX_BATCH]
+    uint64_t txa[MAX_PORTS * TX_SLOTS]
+    uint32_t txl[MAX_PORTS * TX_SLOTS]
 
 
 cdef struct Sw:             # the datapath

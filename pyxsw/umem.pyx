@@ -73,8 +73,10 @@ cdef uint32_t pool_free(Pool *p) noexcept nogil:
 # ---------------------------------------------------------------------------- life
 
 cdef int umem_init(Umem *u, uint32_t nframes, uint32_t frame_size, uint32_t ring_size,
-                   int zero_copy) noexcept nogil:
+                   int zero_copy, uint32_t max_frame) noexcept nogil:
     """The sizes and the pool; no area yet (see umem_map)."""
+    u.max_frame = max_frame
+    u.sg = max_frame > frame_size - XDP_PACKET_HEADROOM
     u.frame_size = frame_size
     u.frame_mask = ~(<uint64_t>frame_size - 1)
     u.nframes = nframes
@@ -157,17 +159,42 @@ cdef uint32_t umem_fill_target(Umem *u, int nsocks) noexcept nogil:
 
 # ---------------------------------------------------------------------------- the anchor
 
+cdef uint32_t umem_max_frame(Umem *u) noexcept nogil:
+    """The longest frame the switch carries: max_frame, or less where one UMEM frame must
+    hold it (multi-buffer not wanted, or refused)."""
+    cdef uint32_t room = u.frame_size - XDP_PACKET_HEADROOM
+    return u.max_frame if u.sg or u.max_frame < room else room
+
+
 cdef int umem_sock_open(Umem *u, const char *ifname, int ifindex, int q, Sock **out) noexcept nogil:
     """A socket on (ifname, q) sharing the UMEM, after the UMEM's anchor if it has none yet."""
-    cdef int flags = XDP_USE_NEED_WAKEUP
     cdef int rc
-    cdef bint zc
     if u.owner_retired and u.owner_ifindex == ifindex and u.owner_q == q:
         u.owner_retired = False             # the interface is back: its socket too
         out[0] = u.owner
         return 0
     if u.owner != NULL:
-        return sock_open(u, ifname, q, flags, out)
+        # bind flags are the first socket's: the kernel refuses them on a shared socket
+        return sock_open(u, ifname, q, XDP_USE_NEED_WAKEUP, out)
+    rc = umem_first_sock(u, ifname, ifindex, q, out)
+    if (rc == -EINVAL or rc == -EOPNOTSUPP) and u.sg:
+        # Multi-buffer is the first bind's flag too: a kernel before 6.6 refuses it
+        # (EINVAL), and so does a zero-copy driver that cannot receive frames in fragments
+        # (EOPNOTSUPP).  Without it, frames above a UMEM frame are dropped (the switch says
+        # so, and the XDP program counts them).
+        u.sg = 0
+        rc = umem_first_sock(u, ifname, ifindex, q, out)
+        if rc == 0:
+            u.sg_refused = True
+        else:
+            u.sg = 1
+    return rc
+
+
+cdef int umem_first_sock(Umem *u, const char *ifname, int ifindex, int q, Sock **out) noexcept nogil:
+    cdef int flags = XDP_USE_NEED_WAKEUP | (XDP_USE_SG if u.sg else 0)
+    cdef int rc
+    cdef bint zc
     # The first socket's bind flags decide copy or zero-copy for every socket that shares
     # the UMEM.  A failed first bind leaves libxdp's UMEM unusable, so "auto" probes
     # zero-copy on a scratch UMEM instead of trying it on the real one.

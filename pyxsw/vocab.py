@@ -23,6 +23,7 @@ What is here:
 from __future__ import annotations
 
 import collections
+import os
 import re
 
 # ---------------------------------------------------------------------------- choices
@@ -57,15 +58,39 @@ MAX_PORT_LIMIT = MAX_CAPACITY   # a limit above the capacity never bites (the co
 MAX_AGING = U32_MAX             # seconds, kept in 32 bits ([fdb] aging and aging.set)
 MAX_FLOOD_LIMIT = U32_MAX       # frames/s, kept in 32 bits (line rate is far below anyway)
 MAX_SNAPLEN = 262144            # bytes a captured frame keeps at most (tcpdump's default);
-                                # a frame is never longer than a UMEM frame anyway
+                                # (a frame is never longer than [switch] max_frame anyway)
 MAX_NAME = 32                   # a mirror's name
 XDP_HEADROOM = 256              # XDP_PACKET_HEADROOM: the kernel receives into a UMEM frame after it
 VLAN_ETH_HLEN = 18              # an Ethernet header with one 802.1Q tag: a frame is MTU + this at most
+# [switch] max_frame: the longest frame the switch carries.  The default lets ports at MTU
+# 9000 work (9000 + VLAN_ETH_HLEN), in a chain of descriptors (multi-buffer AF_XDP) where a
+# frame is larger than a UMEM frame.  A chain has MAX_FRAGS descriptors at most (the
+# core's, pyxsw/types.pxi); a zero-copy driver's fragments can hold a few hundred bytes less
+# than a copy-mode one's (frame_size - XDP_HEADROOM): 16 x (frame_size - 512) stays within it.
+MAX_FRAGS = 18
+MAX_FRAME_DEFAULT = 9216
+MIN_FRAME = 64
+
+
+def max_frame_limit(frame_size):
+    """The largest max_frame a UMEM of frame_size frames carries."""
+    return 16 * (frame_size - 512)
+
+
+def kernel_at_least(major, minor):
+    """Is the running kernel major.minor or later?  (For what cannot be probed cheaply: a
+    kernel too old for a flag refuses it with EINVAL, among other things.)"""
+    try:
+        have = tuple(int(v) for v in os.uname().release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return True                 # a release string of another shape: assume a new kernel
+    return have >= (major, minor)
 
 # What Core() accepts at most, parameter by parameter: pyxsw._core.LIMITS is the same.
 CORE_LIMITS = {"frames": MAX_FRAMES, "ring_size": MAX_RING_SIZE, "batch": MAX_BATCH,
                "workers": MAX_WORKERS, "ports": MAX_PORTS, "capacity": MAX_CAPACITY,
-               "port_limit": U32_MAX, "aging": MAX_AGING, "flood_limit": MAX_FLOOD_LIMIT}
+               "port_limit": U32_MAX, "aging": MAX_AGING, "flood_limit": MAX_FLOOD_LIMIT,
+               "fragments": MAX_FRAGS}
 
 # ---------------------------------------------------------------------------- checks
 

@@ -13,6 +13,12 @@
 #   write the staged addresses to the TX rings in one reserve/submit per egress port, and
 #   kick the kernel when the ring asks for it.  A full TX ring is a counted drop, not a stall.
 #
+# A frame larger than a UMEM frame (a jumbo frame, with multi-buffer AF_XDP) is a chain of
+# descriptors, XDP_PKT_CONTD on all but the last.  It moves as a unit: decided by its first
+# descriptor, staged whole, written to a TX ring whole or dropped whole, copied whole for a
+# flood, a mirror or a capture.  Counters of packets count frames; the frames_* flow counters
+# count descriptors (UMEM frames), so the accounting stays exact.
+#
 # What a worker reads of the switch's configuration (which ports exist, their kind, which are
 # up) it copies into its own struct when the switch's generation number changes, so the
 # per-frame code reads only worker-local memory plus the FDB.  Learning calls the FDB's
@@ -225,17 +231,28 @@ cdef inline int decide(Worker *w, FdbTable *tab, const uint8_t *pkt, uint32_t ln
 
 # ---------------------------------------------------------------------------- rings
 
-cdef inline void stage(Worker *w, uint16_t e, uint64_t addr, uint32_t ln) noexcept nogil:
-    cdef uint32_t n = w.ntx[e]
+cdef inline void stage(Worker *w, uint16_t e, const uint64_t *a, const uint32_t *l,
+                       uint32_t k) noexcept nogil:
+    """Stage a frame of k descriptors (addresses a, lengths l) on egress port e."""
+    cdef uint32_t n = w.ntx[e], j
     if PYXSW_DEBUG:
-        # a burst stages at most a batch per egress port; mirror copies check their own room
-        pyxsw_check(n < MAX_BATCH, "more frames staged on a port than a burst holds")
+        # a burst stages at most its descriptors per egress port; mirror copies check their
+        # own room
+        pyxsw_check(n + k <= TX_SLOTS, "more frames staged on a port than a burst holds")
     if n == 0:
         w.dirty[w.ndirty] = e
         w.ndirty += 1
-    w.txa[e * MAX_BATCH + n] = addr
-    w.txl[e * MAX_BATCH + n] = ln
-    w.ntx[e] = n + 1
+    for j in range(k):
+        w.txa[e * TX_SLOTS + n + j] = a[j]
+        w.txl[e * TX_SLOTS + n + j] = (l[j] & TXL_LEN) | (TXL_CONTD if j + 1 < k else 0)
+    w.ntx[e] = n + k
+
+
+cdef inline void drop(Worker *w, const uint64_t *a, uint32_t k) noexcept nogil:
+    """A frame's descriptors back to the cache."""
+    cdef uint32_t j
+    for j in range(k):
+        cache_put(w, a[j])
 
 
 # ---------------------------------------------------------------------------- capture and mirrors
@@ -245,11 +262,13 @@ cdef inline void stage(Worker *w, uint16_t e, uint64_t addr, uint32_t ln) noexce
 # into a free frame staged on the mirror's output port (no frame or no room: counted as the
 # output's tx_dropped).  Received frames are taken as they arrived, sent ones as they leave.
 
-cdef void cap_put(Worker *w, uint16_t p, uint8_t dir, const uint8_t *pkt, uint32_t ln) noexcept nogil:
+cdef void cap_put(Worker *w, uint16_t p, uint8_t dir, const uint64_t *a, const uint32_t *l,
+                  uint32_t k, uint32_t ln) noexcept nogil:
+    """Frame (a, l, k) of ln bytes into the capture ring."""
     cdef CapRing *r = w.cap
     cdef CapRec *rec
     cdef timespec ts
-    cdef uint32_t h = r.head, keep = ln
+    cdef uint32_t h = r.head, keep = ln, j, at, part
     if h - pyxsw_load_acq32(&r.tail) >= CAP_RING:
         w.c[WORKER_CAPTURE_LOST] += 1
         w.st[p].c[PORT_CAPTURE_LOST] += 1     # whose capture lost it: the port's
@@ -265,7 +284,15 @@ cdef void cap_put(Worker *w, uint16_t p, uint8_t dir, const uint8_t *pkt, uint32
     rec.caplen = keep
     rec.port = p
     rec.dir = dir
-    memcpy(<uint8_t *>rec + sizeof(CapRec), pkt, keep)
+    at = 0
+    for j in range(k):
+        if at >= keep:
+            break
+        part = l[j] & TXL_LEN
+        if part > keep - at:
+            part = keep - at
+        memcpy(<uint8_t *>rec + sizeof(CapRec) + at, w.sw.umem.area + a[j], part)
+        at += part
     pyxsw_store_rel32(&r.head, h + 1)
     pyxsw_fence_seq()
     if pyxsw_load_acq32(&r.tail) == h:
@@ -273,28 +300,42 @@ cdef void cap_put(Worker *w, uint16_t p, uint8_t dir, const uint8_t *pkt, uint32
     w.c[WORKER_CAPTURED] += 1
 
 
-cdef void mirror_copy(Worker *w, uint16_t o, const uint8_t *pkt, uint32_t ln) noexcept nogil:
-    cdef uint64_t c
-    if w.sock[o] == NULL or w.ntx[o] >= MAX_BATCH:
+cdef bint take_frames(Worker *w, uint64_t *c, uint32_t k) noexcept nogil:
+    """k free frames into c, or none (False)."""
+    cdef uint32_t j
+    for j in range(k):
+        c[j] = cache_take(w)
+        if c[j] == <uint64_t>-1:
+            drop(w, c, j)
+            return False
+    return True
+
+
+cdef void mirror_copy(Worker *w, uint16_t o, const uint64_t *a, const uint32_t *l,
+                      uint32_t k) noexcept nogil:
+    cdef uint64_t c[MAX_FRAGS]
+    cdef uint32_t cl[MAX_FRAGS]
+    cdef uint32_t j
+    if w.sock[o] == NULL or w.ntx[o] + k > TX_SLOTS or not take_frames(w, c, k):
         w.st[o].c[PORT_TX_DROPPED] += 1
         return
-    c = cache_take(w)
-    if c == <uint64_t>-1:
-        w.st[o].c[PORT_TX_DROPPED] += 1
-        return
-    memcpy(w.sw.umem.area + c + COPY_OFF, pkt, ln)
-    stage(w, o, c + COPY_OFF, ln)
+    for j in range(k):
+        cl[j] = l[j] & TXL_LEN
+        c[j] += COPY_OFF
+        memcpy(w.sw.umem.area + c[j], w.sw.umem.area + a[j], cl[j])
+    stage(w, o, c, cl, k)
     w.c[WORKER_MIRRORED] += 1
 
 
-cdef void tap_frame(Worker *w, uint16_t p, uint8_t dir, const uint8_t *pkt, uint32_t ln) noexcept nogil:
-    """Frame pkt, received on p (TAP_IN) or sent out of it (TAP_OUT): to the capture ring
-    and the mirrors that want it."""
+cdef void tap_frame(Worker *w, uint16_t p, uint8_t dir, const uint64_t *a, const uint32_t *l,
+                    uint32_t k, uint32_t ln) noexcept nogil:
+    """Frame (a, l, k) of ln bytes, received on p (TAP_IN) or sent out of it (TAP_OUT): to
+    the capture ring and the mirrors that want it."""
     cdef uint64_t m = w.mir_in[p] if dir == TAP_IN else w.mir_out[p]
     if w.tap[p] & dir:
-        cap_put(w, p, dir, pkt, ln)
+        cap_put(w, p, dir, a, l, k, ln)
     while m:
-        mirror_copy(w, <uint16_t>pyxsw_ctz64(m), pkt, ln)
+        mirror_copy(w, <uint16_t>pyxsw_ctz64(m), a, l, k)
         m &= m - 1
 
 
@@ -309,7 +350,7 @@ cdef inline void kick_tx(Worker *w, Sock *s) noexcept nogil:
 cdef void flush_tx(Worker *w) noexcept nogil:
     cdef int j
     cdef uint16_t e
-    cdef uint32_t n, got, i, idx = 0
+    cdef uint32_t n, got, i, i0, frames, idx = 0
     cdef uint64_t nbytes
     cdef Sock *s
     cdef xdp_desc *d
@@ -323,34 +364,45 @@ cdef void flush_tx(Worker *w) noexcept nogil:
         n = w.ntx[e]
         w.ntx[e] = 0
         s = w.sock[e]
-        a = &w.txa[e * MAX_BATCH]
-        l = &w.txl[e * MAX_BATCH]
+        a = &w.txa[e * TX_SLOTS]
+        l = &w.txl[e * TX_SLOTS]
         got = xsk_ring_prod__reserve(&s.tx, n, &idx)
         if pyxsw_unlikely(got == 0):
             got = xsk_prod_nb_free(&s.tx, n)
             if got > n:
                 got = n
+            while got and l[got - 1] & TXL_CONTD:   # whole frames only, never half of one
+                got -= 1
             if got:
                 xsk_ring_prod__reserve(&s.tx, got, &idx)
         nbytes = 0
+        frames = 0
         for i in range(got):
             d = xsk_ring_prod__tx_desc(&s.tx, idx + i)
             d.addr = a[i]
-            d.len = l[i]
-            d.options = 0
-            nbytes += l[i]
+            d.len = l[i] & TXL_LEN
+            d.options = XDP_PKT_CONTD if l[i] & TXL_CONTD else 0
+            nbytes += d.len
+            frames += not (l[i] & TXL_CONTD)
         if got:
             xsk_ring_prod__submit(&s.tx, got)
             w.c[WORKER_FRAMES_TO_TX] += got
-            w.st[e].c[PORT_TX_PACKETS] += got
+            w.st[e].c[PORT_TX_PACKETS] += frames
             w.st[e].c[PORT_TX_BYTES] += nbytes
             if pyxsw_unlikely(w.ntaps != 0) and (w.tap[e] & TAP_OUT or w.mir_out[e]):
-                for i in range(got):    # the bytes stay put until this worker reaps them
-                    tap_frame(w, e, TAP_OUT, w.sw.umem.area + a[i], l[i])
+                i0 = 0                  # the bytes stay put until this worker reaps them
+                nbytes = 0
+                for i in range(got):
+                    nbytes += l[i] & TXL_LEN
+                    if not (l[i] & TXL_CONTD):
+                        tap_frame(w, e, TAP_OUT, &a[i0], &l[i0], i + 1 - i0, <uint32_t>nbytes)
+                        i0 = i + 1
+                        nbytes = 0
             kick_tx(w, s)
         for i in range(got, n):         # TX ring full: drop and count, never wait
             cache_put(w, a[i])
-            w.st[e].c[PORT_TX_DROPPED] += 1
+            if not (l[i] & TXL_CONTD):
+                w.st[e].c[PORT_TX_DROPPED] += 1
     w.ndirty = 0
 
 
@@ -406,11 +458,12 @@ cdef inline uint32_t pad(uint8_t *pkt, uint32_t ln) noexcept nogil:
 
 
 cdef inline uint64_t retag(Worker *w, uint16_t e, uint64_t addr, uint32_t *ln,
-                           const Frame *f) noexcept nogil:
-    """The frame at addr made what egress port e sends, in place: its tag popped (e sends
-    the VLAN untagged), pushed into the frame's headroom (e sends it tagged), or its VID set
-    (priority-tagged in, tagged out).  The new address, or (uint64_t)-1 when a push finds no
-    headroom."""
+                           const Frame *f, bint whole) noexcept nogil:
+    """The frame whose first descriptor is (addr, ln) made what egress port e sends, in
+    place: its tag popped (e sends the VLAN untagged), pushed into the frame's headroom (e
+    sends it tagged), or its VID set (priority-tagged in, tagged out).  The new address, or
+    (uint64_t)-1 when a push finds no headroom.  whole: the descriptor is the whole frame (a
+    chain is never short enough to pad)."""
     cdef uint8_t *pkt = w.sw.umem.area + addr
     cdef bint want = f.vlan != w.vuntag[e]
     if f.tagged == want:
@@ -419,7 +472,7 @@ cdef inline uint64_t retag(Worker *w, uint16_t e, uint64_t addr, uint32_t *ln,
         return addr
     if f.tagged:                                # pop: the MACs move up over the tag
         memmove(pkt + 4, pkt, 12)
-        ln[0] = pad(pkt + 4, ln[0] - 4)
+        ln[0] = pad(pkt + 4, ln[0] - 4) if whole else ln[0] - 4
         return addr + 4
     if pyxsw_unlikely((addr & ~w.sw.umem.frame_mask) < 4):
         return <uint64_t>-1
@@ -433,9 +486,9 @@ cdef inline uint64_t retag(Worker *w, uint16_t e, uint64_t addr, uint32_t *ln,
 
 
 cdef inline uint32_t copy_for(Worker *w, uint16_t e, const uint8_t *src, uint32_t ln,
-                              const Frame *f, uint8_t *dst) noexcept nogil:
-    """A flood copy of the frame at src into dst as egress port e sends it (tagged or not);
-    its length."""
+                              const Frame *f, uint8_t *dst, bint whole) noexcept nogil:
+    """A flood copy of the frame at src (its first descriptor, of ln bytes) into dst as
+    egress port e sends it (tagged or not); its length."""
     cdef bint want = f.vlan != w.vuntag[e]
     if f.tagged == want:
         memcpy(dst, src, ln)
@@ -445,7 +498,7 @@ cdef inline uint32_t copy_for(Worker *w, uint16_t e, const uint8_t *src, uint32_
     memcpy(dst, src, 12)
     if f.tagged:                                # untagged copy of a tagged frame
         memcpy(dst + 12, src + 16, ln - 16)
-        return pad(dst, ln - 4)
+        return pad(dst, ln - 4) if whole else ln - 4
     dst[12] = 0x81                              # tagged copy of an untagged frame
     dst[13] = 0x00
     dst[14] = f.vlan >> 8
@@ -454,13 +507,17 @@ cdef inline uint32_t copy_for(Worker *w, uint16_t e, const uint8_t *src, uint32_
     return ln + 4
 
 
-cdef void flood(Worker *w, uint16_t p, uint64_t addr, uint32_t ln, const Frame *f) noexcept nogil:
-    """Stage a frame on every up port of its VLAN but its ingress, tagged or untagged as each
-    port sends it; copies only for the 2nd and later, the original (retagged in place) last."""
+cdef void flood(Worker *w, uint16_t p, uint64_t *a, uint32_t *l, uint32_t k,
+                const Frame *f) noexcept nogil:
+    """Stage a frame (a, l, k) on every up port of its VLAN but its ingress, tagged or
+    untagged as each port sends it; copies only for the 2nd and later, the original (retagged
+    in place) last."""
     cdef int j
+    cdef uint32_t i
     cdef uint16_t e, first = 0xffff
-    cdef uint64_t c
-    cdef const uint8_t *src = w.sw.umem.area + addr
+    cdef uint64_t c[MAX_FRAGS]
+    cdef uint32_t cl[MAX_FRAGS]
+    cdef uint8_t *area = w.sw.umem.area
     for j in range(w.nup):
         e = w.upl[j]
         if (e == p or w.sock[e] == NULL
@@ -469,80 +526,164 @@ cdef void flood(Worker *w, uint16_t p, uint64_t addr, uint32_t ln, const Frame *
         if first == 0xffff:
             first = e
             continue            # the original goes out last, after every copy is made
-        c = cache_take(w)
-        if c == <uint64_t>-1:
+        if not take_frames(w, c, k):
             w.st[e].c[PORT_TX_DROPPED] += 1
             continue
-        stage(w, e, c + COPY_OFF, copy_for(w, e, src, ln, f, w.sw.umem.area + c + COPY_OFF))
+        c[0] += COPY_OFF
+        cl[0] = copy_for(w, e, area + a[0], l[0], f, area + c[0], k == 1)
+        for i in range(1, k):
+            c[i] += COPY_OFF
+            cl[i] = l[i]
+            memcpy(area + c[i], area + a[i], l[i])
+        stage(w, e, c, cl, k)
     if first == 0xffff:
-        cache_put(w, addr)      # nobody else to send it to
+        drop(w, a, k)           # nobody else to send it to
         return
-    c = retag(w, first, addr, &ln, f)
-    if pyxsw_unlikely(c == <uint64_t>-1):
-        cache_put(w, addr)
+    c[0] = retag(w, first, a[0], &l[0], f, k == 1)
+    if pyxsw_unlikely(c[0] == <uint64_t>-1):
+        drop(w, a, k)
         w.st[first].c[PORT_TX_DROPPED] += 1
         return
-    stage(w, first, c, ln)
+    a[0] = c[0]
+    stage(w, first, a, l, k)
+
+
+cdef inline void rx_frame(Worker *w, uint16_t p, FdbTable *tab, uint32_t now, uint64_t *a,
+                          uint32_t *l, uint32_t k, uint32_t ln, bint taps) noexcept nogil:
+    """Forward, flood or drop one received frame: k descriptors (a, l), ln bytes."""
+    cdef PortStats *st = &w.st[p]
+    cdef Frame f
+    cdef uint64_t addr
+    cdef int e
+    st.c[PORT_RX_PACKETS] += 1
+    st.c[PORT_RX_BYTES] += ln
+    if pyxsw_unlikely(taps):
+        if w.mdst[p]:                   # a mirror's output forwards nothing (a capture sees it)
+            if w.tap[p] & TAP_IN:
+                cap_put(w, p, TAP_IN, a, l, k, ln)
+            st.c[PORT_MIRROR_DROPPED] += 1
+            drop(w, a, k)
+            return
+        tap_frame(w, p, TAP_IN, a, l, k, ln)
+    e = decide(w, tab, w.sw.umem.area + a[0], l[0], p, now, &f)
+    if pyxsw_likely(e >= 0):
+        addr = retag(w, <uint16_t>e, a[0], &l[0], &f, k == 1)
+        if pyxsw_unlikely(addr == <uint64_t>-1):
+            drop(w, a, k)
+            w.st[e].c[PORT_TX_DROPPED] += 1
+            return
+        a[0] = addr
+        stage(w, <uint16_t>e, a, l, k)
+    elif e == FWD_FLOOD:
+        if pyxsw_unlikely(w.fl_allow[p] != 0):
+            if w.fl_used[p] >= w.fl_allow[p]:
+                st.c[PORT_FLOOD_LIMITED] += 1
+                drop(w, a, k)
+                return
+            w.fl_used[p] += 1
+        st.c[PORT_FLOODED] += 1
+        flood(w, p, a, l, k, &f)
+    else:
+        if e == FWD_RUNT:
+            st.c[PORT_RUNTS] += 1
+        elif e == FWD_RESERVED:
+            st.c[PORT_RESERVED_DROPPED] += 1
+        elif e == FWD_VLAN:
+            st.c[PORT_VLAN_DROPPED] += 1
+        else:
+            st.c[PORT_FILTERED] += 1
+        drop(w, a, k)
+
+
+cdef uint32_t rx_chain(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t now,
+                       uint32_t idx, uint32_t i, uint32_t n, bint taps) noexcept nogil:
+    """The frame whose descriptors start at RX slot idx + i: gathered and forwarded, or
+    dropped whole when it is longer than MAX_FRAGS descriptors (counted oversize_dropped; a
+    frame that runs past the burst's n descriptors is such a frame: rx_skip drops its rest
+    as it comes).  Where the next frame starts."""
+    cdef const xdp_desc *d
+    cdef uint32_t k = 0, ln = 0
+    cdef bint whole = False
+    while i < n:
+        d = xsk_ring_cons__rx_desc(&s.rx, idx + i)
+        i += 1
+        if PYXSW_DEBUG:
+            pyxsw_check(d.addr + d.len <= w.sw.umem.area_size, "an RX descriptor outside the UMEM")
+        if k < MAX_FRAGS:
+            w.cha[k] = d.addr
+            w.chl[k] = d.len
+        else:
+            cache_put(w, d.addr)        # too long: dropped as it is walked
+        k += 1
+        ln += d.len
+        if not (d.options & XDP_PKT_CONTD):
+            whole = True
+            break
+    if pyxsw_likely(whole and k <= MAX_FRAGS):
+        rx_frame(w, p, tab, now, w.cha, w.chl, k, ln, taps)
+        return i
+    w.rx_skip[p] = not whole
+    w.st[p].c[PORT_OVERSIZE_DROPPED] += 1
+    drop(w, w.cha, k if k < MAX_FRAGS else MAX_FRAGS)
+    return i
+
+
+cdef uint32_t rx_skip(Worker *w, Sock *s, uint16_t p, uint32_t idx, uint32_t n) noexcept nogil:
+    """Drop the rest of an oversize frame (see rx_chain) from the start of a burst; the
+    descriptors it took."""
+    cdef const xdp_desc *d
+    cdef uint32_t i = 0
+    while i < n:
+        d = xsk_ring_cons__rx_desc(&s.rx, idx + i)
+        i += 1
+        cache_put(w, d.addr)
+        if not (d.options & XDP_PKT_CONTD):
+            w.rx_skip[p] = 0
+            break
+    return i
+
+
+cdef uint32_t rx_whole(Sock *s, uint32_t idx, uint32_t n) noexcept nogil:
+    """A burst of n descriptors whose last one is not a frame's last: take up to the frame's
+    end (the kernel publishes a frame's descriptors together), MAX_FRAGS - 1 more at most.
+    The burst's new length."""
+    cdef uint32_t more = 0, j = 0
+    while more < MAX_FRAGS - 1 and xsk_ring_cons__peek(&s.rx, 1, &j) == 1:
+        more += 1
+        if not (xsk_ring_cons__rx_desc(&s.rx, j).options & XDP_PKT_CONTD):
+            break
+    return n + more
 
 
 cdef uint32_t rx_burst(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t now) noexcept nogil:
-    cdef uint32_t idx = 0, i, ln
+    cdef uint32_t idx = 0, i = 0
     cdef uint32_t n = xsk_ring_cons__peek(&s.rx, w.sw.batch, &idx)
     cdef const xdp_desc *d
     cdef uint64_t addr
-    cdef int e
-    cdef PortStats *st = &w.st[p]
-    cdef Frame f
+    cdef uint32_t ln
     cdef bint taps = w.ntaps != 0 and (w.tap[p] & TAP_IN or w.mir_in[p] or w.mdst[p])
     if n == 0:
         return 0
+    if pyxsw_unlikely(xsk_ring_cons__rx_desc(&s.rx, idx + n - 1).options & XDP_PKT_CONTD):
+        n = rx_whole(s, idx, n)
     # The kernel wrote these frames on another core: ask for all their headers at once so
     # the cache misses overlap instead of stalling the decision loop one frame at a time.
     for i in range(n):
         pyxsw_prefetch(w.sw.umem.area + xsk_ring_cons__rx_desc(&s.rx, idx + i).addr)
-    for i in range(n):
+    i = 0
+    if pyxsw_unlikely(w.rx_skip[p]):
+        i = rx_skip(w, s, p, idx, n)
+    while i < n:
         d = xsk_ring_cons__rx_desc(&s.rx, idx + i)
+        if pyxsw_unlikely(d.options & XDP_PKT_CONTD):
+            i = rx_chain(w, s, p, tab, now, idx, i, n, taps)
+            continue
+        i += 1
         addr = d.addr
         ln = d.len
         if PYXSW_DEBUG:
             pyxsw_check(addr + ln <= w.sw.umem.area_size, "an RX descriptor outside the UMEM")
-        st.c[PORT_RX_PACKETS] += 1
-        st.c[PORT_RX_BYTES] += ln
-        if pyxsw_unlikely(taps):
-            if w.mdst[p]:               # a mirror's output forwards nothing (a capture sees it)
-                if w.tap[p] & TAP_IN:
-                    cap_put(w, p, TAP_IN, w.sw.umem.area + addr, ln)
-                st.c[PORT_MIRROR_DROPPED] += 1
-                cache_put(w, addr)
-                continue
-            tap_frame(w, p, TAP_IN, w.sw.umem.area + addr, ln)
-        e = decide(w, tab, w.sw.umem.area + addr, ln, p, now, &f)
-        if pyxsw_likely(e >= 0):
-            addr = retag(w, <uint16_t>e, addr, &ln, &f)
-            if pyxsw_unlikely(addr == <uint64_t>-1):
-                cache_put(w, d.addr)
-                w.st[e].c[PORT_TX_DROPPED] += 1
-                continue
-            stage(w, <uint16_t>e, addr, ln)
-        elif e == FWD_FLOOD:
-            if pyxsw_unlikely(w.fl_allow[p] != 0):
-                if w.fl_used[p] >= w.fl_allow[p]:
-                    st.c[PORT_FLOOD_LIMITED] += 1
-                    cache_put(w, addr)
-                    continue
-                w.fl_used[p] += 1
-            st.c[PORT_FLOODED] += 1
-            flood(w, p, addr, ln, &f)
-        else:
-            if e == FWD_RUNT:
-                st.c[PORT_RUNTS] += 1
-            elif e == FWD_RESERVED:
-                st.c[PORT_RESERVED_DROPPED] += 1
-            elif e == FWD_VLAN:
-                st.c[PORT_VLAN_DROPPED] += 1
-            else:
-                st.c[PORT_FILTERED] += 1
-            cache_put(w, addr)
+        rx_frame(w, p, tab, now, &addr, &ln, 1, ln, taps)
     xsk_ring_cons__release(&s.rx, n)
     w.c[WORKER_FRAMES_FROM_RX] += n
     flush_tx(w)

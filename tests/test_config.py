@@ -580,7 +580,7 @@ def test_bounds_are_the_cores():
                       "batch": config_mod.MAX_BATCH, "workers": config_mod.MAX_WORKERS,
                       "ports": config_mod.MAX_PORTS, "capacity": config_mod.MAX_CAPACITY,
                       "port_limit": 2**32 - 1, "aging": config_mod.MAX_AGING,
-                      "flood_limit": config_mod.MAX_FLOOD_LIMIT}
+                      "flood_limit": config_mod.MAX_FLOOD_LIMIT, "fragments": config_mod.MAX_FRAGS}
     assert config_mod.MAX_PORT_LIMIT <= LIMITS["port_limit"]
 
 

@@ -19,6 +19,14 @@
  * as before.  The FDB stays userspace's: the program only writes the "seen" second of an
  * entry whose MAC sends, when it changes, so that aging sees traffic that never reaches
  * userspace.
+ *
+ * Jumbo frames: the program is frags-aware (SEC("xdp.frags")), so that it attaches to an
+ * interface whose MTU is above a page and does not cap a veth peer's MTU.  It drops, and
+ * counts, a frame longer than the switch carries ([switch] max_frame, or a UMEM frame's room
+ * when the kernel refused multi-buffer AF_XDP): nothing else would count it.  A frame in
+ * several buffers (bpf_xdp_get_buff_len() > its linear part) takes the AF_XDP path, where
+ * the workers forward it as a chain of descriptors: the fast path punts it (a redirect of
+ * such a frame needs a target whose driver sends fragments, NETDEV_XDP_ACT_NDO_XMIT_SG).
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -54,10 +62,10 @@ struct {
 	__type(value, struct pyxsw_port);
 } port_rows SEC(".maps");
 
-/* The switch's settings: [0] = 1 when fastpath = "xdp" (written before the program runs) */
+/* The switch's settings, by PYXSW_CONFIG_* (written before the program runs) */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, PYXSW_CONFIGS);
 	__type(key, __u32);
 	__type(value, __u32);
 } config_map SEC(".maps");
@@ -220,6 +228,8 @@ static __always_inline long fast(struct xdp_md *ctx, __u32 index)
 
 	if ((void *)(pkt + 14) > end || (pkt[0] & 1)) /* runt; broadcast, multicast */
 		return -1;
+	if (bpf_xdp_get_buff_len(ctx) > rx_len) /* in fragments: the workers send those */
+		return -1;
 	/* classify, as the workers do (worker.pyx classify()) */
 	tagged = pkt[12] == 0x81 && pkt[13] == 0x00;
 	if (tagged) {
@@ -285,12 +295,12 @@ static __always_inline long fast(struct xdp_md *ctx, __u32 index)
 	return XDP_REDIRECT;
 }
 
-SEC("xdp")
+SEC("xdp.frags")
 int pyxsw_xsk_redirect(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 q = ctx->rx_queue_index;
-	__u32 *slot, *fastpath, port, zero = 0;
+	__u32 *slot, *fastpath, *max_frame, port, key;
 	long act = XDP_PASS;
 
 	if (ifindex < PYXSW_IFX_DIRECT) {
@@ -305,7 +315,14 @@ int pyxsw_xsk_redirect(struct xdp_md *ctx)
 		port = *slot;
 	}
 	count(port, PYXSW_PROG_SEEN);
-	fastpath = bpf_map_lookup_elem(&config_map, &zero);
+	key = PYXSW_CONFIG_MAX_FRAME;
+	max_frame = bpf_map_lookup_elem(&config_map, &key);
+	if (max_frame && *max_frame && bpf_xdp_get_buff_len(ctx) > *max_frame) {
+		count(port, PYXSW_PROG_OVERSIZE);
+		return XDP_DROP;
+	}
+	key = PYXSW_CONFIG_FASTPATH;
+	fastpath = bpf_map_lookup_elem(&config_map, &key);
 	if (fastpath && *fastpath && fast(ctx, port) == XDP_REDIRECT)
 		return XDP_REDIRECT;
 	if (q < PYXSW_MAX_QUEUES) /* a larger queue would land on the next port's slots */

@@ -20,6 +20,11 @@
 /* The program's function name: how a start recognizes a stale copy left by a killed switch. */
 #define PYXSW_PROG_NAME "pyxsw_xsk_redirect"
 
+/* config_map's slots */
+#define PYXSW_CONFIG_FASTPATH	0	/* 1: fastpath = "xdp" */
+#define PYXSW_CONFIG_MAX_FRAME	1	/* the longest frame the switch carries (0: no limit) */
+#define PYXSW_CONFIGS		2
+
 /* ifindexes below this find their port in an array (ifx_map), others in a hash (ports_map) */
 #define PYXSW_IFX_DIRECT 65536
 

@@ -89,6 +89,7 @@ cdef extern from "<xdp/libxdp.h>" nogil:
     int libxdp_strerror(int err, char *buf, size_t size)
     xdp_program *xdp_program__open_file(const char *filename, const char *section_name, void *opts)
     void xdp_program__close(xdp_program *xdp_prog)
+    int xdp_program__set_xdp_frags_support(xdp_program *prog, bint frags)
     const char *xdp_program__name(const xdp_program *xdp_prog)
     uint32_t xdp_program__id(const xdp_program *xdp_prog)
     int xdp_program__fd(const xdp_program *xdp_prog)

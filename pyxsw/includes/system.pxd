@@ -92,6 +92,8 @@ cdef extern from "<errno.h>" nogil:
         ENOMEM
         ENETDOWN
         EINTR
+        EINVAL
+        EOPNOTSUPP
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef unsigned long pthread_t

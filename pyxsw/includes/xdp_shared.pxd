@@ -11,6 +11,8 @@ cdef extern from "pyxsw_shared.h" nogil:
         PYXSW_FP_OUT
         PYXSW_VLAN_WORDS
         PYXSW_IFX_DIRECT
+        PYXSW_CONFIG_FASTPATH
+        PYXSW_CONFIG_MAX_FRAME
     const char *PYXSW_PROG_NAME
 
     struct pyxsw_port:

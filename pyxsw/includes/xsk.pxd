@@ -28,6 +28,12 @@ cdef extern from "<linux/if_xdp.h>" nogil:
     struct xdp_options:
         uint32_t flags
 
+# Multi-buffer AF_XDP (Linux 6.6+; include/uapi/linux/if_xdp.h): Debian's header lacks both,
+# so they are spelled here.  A kernel without them refuses the bind flag with EINVAL.
+cdef enum:
+    XDP_USE_SG = 1 << 4         # bind flag: frames may span several descriptors
+    XDP_PKT_CONTD = 1 << 0      # xdp_desc.options: the frame goes on in the next descriptor
+
 cdef extern from "<xdp/xsk.h>" nogil:
     struct xsk_ring_prod:
         uint32_t cached_prod
@@ -79,6 +85,7 @@ cdef extern from "<xdp/xsk.h>" nogil:
     void xsk_ring_prod__submit(xsk_ring_prod *prod, uint32_t nb)
     uint32_t xsk_ring_cons__peek(xsk_ring_cons *cons, uint32_t nb, uint32_t *idx)
     void xsk_ring_cons__release(xsk_ring_cons *cons, uint32_t nb)
+    void xsk_ring_cons__cancel(xsk_ring_cons *cons, uint32_t nb)
 
     int xsk_umem__fd(const xsk_umem *umem)
     int xsk_socket__fd(const xsk_socket *xsk)
