@@ -864,3 +864,48 @@ cdef class Datapath:
         self.last_vlan = f.vlan
         return r
 
+
+    def flush_chains(self, chains, uint32_t room, uint32_t ring=64):
+        """Worker 0's TX flush on frames of len(chains) descriptors each (chains[i] of them),
+        staged on port 0 with a TX ring in memory (not the kernel's) of `ring` slots,
+        `room` of them free; for tests of "a whole frame or none".  Returns (the options
+        of the descriptors written, frames the port counted sent, frames it counted
+        dropped); every frame taken is back in the worker's cache or on the ring."""
+        cdef Sw *sw = self._sw()
+        cdef Worker *w = sw.workers[0]
+        cdef Sock s
+        cdef uint32_t prod = ring - room, cons = 0, flags = 0, j, k
+        cdef uint64_t a[MAX_FRAGS]
+        cdef uint32_t l[MAX_FRAGS]
+        cdef xdp_desc *descs
+        if self.has_umem or room > ring or ring & (ring - 1) or sum(chains) > TX_SLOTS \
+                or not all(0 < c <= MAX_FRAGS for c in chains):
+            raise ValueError("flush_chains() takes a Datapath(umem=False) and chains that fit")
+        descs = <xdp_desc *>calloc(ring, sizeof(xdp_desc))
+        memset(&s, 0, sizeof(s))
+        s.tx.size = ring
+        s.tx.mask = ring - 1
+        s.tx.producer = &prod
+        s.tx.consumer = &cons
+        s.tx.cached_prod = prod
+        s.tx.cached_cons = cons + ring
+        s.tx.flags = &flags
+        s.tx.ring = descs
+        s.fd = -1
+        w.sock[0] = &s
+        before = (w.st[0].c[PORT_TX_PACKETS], w.st[0].c[PORT_TX_DROPPED])
+        try:
+            for k in chains:
+                for j in range(k):
+                    a[j] = cache_take(w)
+                    l[j] = 100
+                stage(w, 0, a, l, k)
+            flush_tx(w)
+            written = [descs[(ring - room + j) & (ring - 1)].options for j in range(prod - (ring - room))]
+            for j in range(ring - room, prod):      # the ring's frames back, as a completion
+                cache_put(w, descs[j & (ring - 1)].addr)
+            return (written, w.st[0].c[PORT_TX_PACKETS] - before[0],
+                    w.st[0].c[PORT_TX_DROPPED] - before[1])
+        finally:
+            w.sock[0] = NULL
+            free(descs)

@@ -60,7 +60,8 @@ PORT = Family("port", "PORT_", "one switch port, summed over its queues", (
     Counter("tx_packets", COUNTER, "frames sent", summary=True, per_queue=True),
     Counter("tx_bytes", COUNTER, "bytes sent", summary=True),
     Counter("rx_dropped", COUNTER, "frames lost on receive: the kernel's rx_dropped and "
-            "rx_ring_full of this port's sockets, plus runts", in_c=False, summary=True),
+            "rx_ring_full of this port's sockets, plus runts and oversize_dropped", in_c=False,
+            summary=True),
     Counter("tx_dropped", COUNTER, "frames not sent: TX ring full, or no free frame for a "
             "flood copy", summary=True),
     Counter("flooded", COUNTER, "frames received here and flooded", summary=True),
@@ -171,8 +172,9 @@ def port_rx_dropped(port, xdp):
     """A port's rx_dropped: frames lost on receive.  The kernel had no fill-ring frame for
     them or they did not fit one (both in its rx_dropped; the first also in
     rx_fill_ring_empty_descs, so that one is not added again), or there was no RX-ring room;
-    plus the runts dropped here."""
-    return xdp.get("rx_dropped", 0) + xdp.get("rx_ring_full", 0) + port["runts"]
+    plus the runts and the frames longer than the switch carries, dropped here."""
+    return (xdp.get("rx_dropped", 0) + xdp.get("rx_ring_full", 0) + port["runts"]
+            + port["oversize_dropped"])
 
 
 # ---------------------------------------------------------------------------- code generation

@@ -623,6 +623,8 @@ cdef uint32_t rx_chain(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
         rx_frame(w, p, tab, now, w.cha, w.chl, k, ln, taps)
         return i
     w.rx_skip[p] = not whole
+    w.st[p].c[PORT_RX_PACKETS] += 1     # received, as a runt is, and dropped
+    w.st[p].c[PORT_RX_BYTES] += ln
     w.st[p].c[PORT_OVERSIZE_DROPPED] += 1
     drop(w, w.cha, k if k < MAX_FRAGS else MAX_FRAGS)
     return i

@@ -56,6 +56,7 @@ def test_defaults():
     assert (c.switch.xdp_mode, c.switch.zero_copy) == ("auto", "auto")
     assert c.switch.fastpath == "off"
     assert (c.switch.frame_size, c.switch.frames, c.switch.ring_size) == (2048, 16384, 2048)
+    assert c.switch.max_frame == 9216           # MTU 9000 + 18 with no extra key
     assert (c.fdb.aging, c.fdb.capacity, c.fdb.port_limit) == (300, 65536, 0)
     assert c.management.socket == "/run/pyxsw/sw0.sock"
     assert c.ports == []                     # zero ports: they can be added at run time
@@ -129,6 +130,12 @@ BAD = [
     ("[switch]\nzero_copy = 'yes'", "switch.zero_copy", "auto, on, off"),
     ("[switch]\nframe_size = 1500", "switch.frame_size", "2048 or 4096"),
     ("[switch]\nframe_size = '2048'", "switch.frame_size", "expected an integer"),
+    ("[switch]\nmax_frame = 63", "switch.max_frame", "must be at least 64, got 63"),
+    ("[switch]\nmax_frame = 0", "switch.max_frame", "positive"),
+    ("[switch]\nmax_frame = 24577", "switch.max_frame",
+     "must be at most 24576 with frame_size 2048 (a frame spans 18 UMEM frames at most), got 24577"),
+    ("[switch]\nframe_size = 4096\nmax_frame = 57345", "switch.max_frame", "at most 57344"),
+    ("[switch]\nmax_frame = '9000'", "switch.max_frame", "expected an integer"),
     ("[switch]\nframes = 0", "switch.frames", "positive"),
     ("[switch]\nframes = -5", "switch.frames", "positive"),
     ("[switch]\nframes = 16384.0", "switch.frames", "got a float"),
@@ -449,6 +456,7 @@ NEAR = {
     "priority": st.sampled_from(["idle", "normal"]),
     "cores": st.lists(st.one_of(st.integers(0, 3), INTS), min_size=1, max_size=3),
     "frame_size": st.sampled_from([2048, 4096, 1500]),
+    "max_frame": st.sampled_from([1, 64, 1518, 9216, 24576, 24577, 57344, 2**32]),
     "ring_size": st.sampled_from([2**k for k in range(0, 33)]),
     "batch": st.sampled_from([1, 32, 64, 256, 257]),
     "frames": st.one_of(st.integers(1, 2**16), st.integers(2**31, 2**33)),
@@ -514,6 +522,7 @@ def fits_the_core(c):
     (frames and capacity are built small, for memory, and checked against the types)."""
     from pyxsw._core import Datapath
     core = Datapath(umem=False, frames=min(c.switch.frames, 4096), frame_size=c.switch.frame_size,
+                max_frame=c.switch.max_frame,
                 ring_size=c.switch.ring_size, batch=c.switch.batch, workers=len(c.switch.cores),
                 capacity=min(c.fdb.capacity, 1024), port_limit=c.fdb.port_limit,
                 aging=c.fdb.aging, mode=c.switch.mode)
@@ -590,7 +599,8 @@ def test_bounds_are_the_cores():
     ("frames", 2**32), ("frames", 0), ("frames", -1), ("ring_size", 2**31), ("ring_size", 65536),
     ("ring_size", 2**32), ("ring_size", 3), ("batch", 2**32), ("batch", 4096), ("capacity", 2**31),
     ("capacity", 2**32), ("capacity", 0), ("aging", 2**32), ("aging", -1), ("port_limit", 2**32),
-    ("workers", 17), ("frame_size", 2**32), ("frames", True), ("capacity", 1.5)])
+    ("workers", 17), ("frame_size", 2**32), ("frames", True), ("capacity", 1.5),
+    ("max_frame", 63), ("max_frame", 24577), ("max_frame", 2**32)])
 def test_core_refuses_what_it_cannot_hold_naming_the_parameter(param, value):
     from pyxsw._core import Datapath
     with pytest.raises(ValueError) as e:

@@ -172,19 +172,29 @@ def test_json_lists_the_checks(lab_factory, tmp_path):
 
 
 @system
-def test_mtu_above_the_frame_is_reported_and_fixed(lab_factory):
+def test_mtu_above_max_frame_is_reported_and_fixed(lab_factory):
     lab = lab_factory(hosts=1)
     port = lab.ports[0]
-    subprocess.run(["ip", "link", "set", "dev", port, "mtu", "3000"], check=True)
+    subprocess.run(["ip", "link", "set", "dev", port, "mtu", "9000"], check=True)
+    assert find(diagnose(config(lab.ports)), "port.mtu", port).status == OK   # jumbo fits
+    subprocess.run(["ip", "link", "set", "dev", port, "mtu", "9300"], check=True)
     c = find(diagnose(config(lab.ports)), "port.mtu", port)
     assert c.status == WARN
-    assert "MTU 3000: frames up to 3018 bytes; a UMEM frame holds 1792" in c.found
-    assert c.fix == f"ip link set dev {port} mtu 1774, or edit the config: " \
-                    "switch.frame_size = 4096"
-    # with 4096-byte frames it fits
-    assert find(diagnose(config(lab.ports, frame_size=4096)), "port.mtu", port).status == OK
+    assert "MTU 9300: frames up to 9318 bytes; the switch carries 9216 (switch.max_frame)" \
+        in c.found
+    assert c.fix == f"ip link set dev {port} mtu 9198, or edit the config: " \
+                    "switch.max_frame = 9318"
+    # with that max_frame it fits
+    assert find(diagnose(config(lab.ports, max_frame=9318)), "port.mtu", port).status == OK
     apply(c.fix.split(",")[0])
     assert find(diagnose(config(lab.ports)), "port.mtu", port).status == OK
+    # a max_frame within a UMEM frame bounds the port too
+    c = find(diagnose(config(lab.ports, max_frame=1518)), "port.mtu", port)
+    assert c.status == WARN and "the switch carries 1518 (switch.max_frame)" in c.found
+    k = find(diagnose(config(lab.ports, max_frame=1518)), "kernel.multi_buffer", "")
+    assert k.status == OK and "not needed" in k.found
+    k = find(diagnose(config(lab.ports)), "kernel.multi_buffer", "")
+    assert k.status == OK and "switch.max_frame 9216 span several UMEM frames" in k.found
 
 
 @system

@@ -198,18 +198,35 @@ def test_storm_control_engaged_then_released_and_fdb_full(lab_factory, tmp_path,
     assert fdb_full[-1]["total"] == full > 1000
 
 
-def test_an_mtu_over_a_umem_frame_is_a_warning(lab_factory, tmp_path, caplog):
+def test_an_mtu_over_max_frame_is_a_warning(lab_factory, tmp_path, caplog):
     lab = lab_factory(hosts=2)
     port = lab.ports[1]
     with running(make_config(lab.ports, tmp_path)) as sw, \
             caplog.at_level(logging.INFO, logger="pyxsw"):
-        subprocess.run(["ip", "link", "set", port, "mtu", "2000"], check=True)
-        assert wait_until(lambda: _said(caplog, f"port {port}: MTU 2000"), timeout=10)
+        subprocess.run(["ip", "link", "set", port, "mtu", "9000"], check=True)    # fits
+        subprocess.run(["ip", "link", "set", port, "mtu", "9300"], check=True)
+        assert wait_until(lambda: _said(caplog, f"port {port}: MTU 9300"), timeout=10)
         subprocess.run(["ip", "link", "set", port, "mtu", "1500"], check=True)
         assert wait_until(lambda: _said(caplog, f"port {port}: MTU 1500"), timeout=10)
         assert sw.ports[port].mtu == 1500
     assert _said(caplog, f"port {port}: MTU") == [
-        ("WARNING", f"port {port}: MTU 2000 allows frames of up to 2018 bytes but a UMEM "
-                    f"frame holds 1792 (switch.frame_size 2048 less 256 of headroom): larger "
-                    f"frames are dropped"),
-        ("INFO", f"port {port}: MTU 1500: every frame fits a UMEM frame again")]
+        ("WARNING", f"port {port}: MTU 9300 allows frames of up to 9318 bytes but the switch "
+                    f"carries 9216 (switch.max_frame 9216): larger frames are dropped, counted "
+                    f"in oversize_dropped"),
+        ("INFO", f"port {port}: MTU 1500: the switch carries every frame again")]
+
+
+def test_an_mtu_over_a_umem_frame_without_multi_buffer_is_a_warning_at_start(
+        lab_factory, tmp_path, caplog):
+    """max_frame within a UMEM frame: no multi-buffer, and a port whose MTU already lets
+    larger frames in is warned about when the switch starts."""
+    lab = lab_factory(hosts=2)
+    port = lab.ports[1]
+    subprocess.run(["ip", "link", "set", port, "mtu", "2000"], check=True)
+    with caplog.at_level(logging.INFO, logger="pyxsw"), \
+            running(make_config(lab.ports, tmp_path, switch={"max_frame": 1792})):
+        pass
+    assert _said(caplog, f"port {port}: MTU") == [
+        ("WARNING", f"port {port}: MTU 2000 allows frames of up to 2018 bytes but the switch "
+                    f"carries 1792 (switch.max_frame 1792): larger frames are dropped, counted "
+                    f"in oversize_dropped")]
