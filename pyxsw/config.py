@@ -64,6 +64,7 @@ class SwitchSection:
     frame_size: int = 2048
     frames: int = 16384
     ring_size: int = 2048
+    busy_poll_tuning: bool = False  # poll mode: set the ports' NAPI deferral (pyxsw.napi)
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,10 @@ class _Parser:
         if frame_size not in FRAME_SIZES:
             self.fail("switch.frame_size", f"must be {' or '.join(map(str, FRAME_SIZES))}, "
                                                 f"got {_num(frame_size)}")
+        busy_poll_tuning = d.get("busy_poll_tuning", D.busy_poll_tuning)
+        if not isinstance(busy_poll_tuning, bool):
+            self.fail("switch.busy_poll_tuning",
+                      f"expected true or false, got {_what(busy_poll_tuning)}")
         return SwitchSection(
             name=name,
             mode=self.string(d, S, "mode", D.mode, MODES),
@@ -341,6 +346,7 @@ class _Parser:
             frame_size=frame_size,
             frames=self.integer(d, S, "frames", D.frames, 1, MAX_FRAMES),
             ring_size=ring_size,
+            busy_poll_tuning=busy_poll_tuning,
         )
 
     def fdb(self, d) -> FdbSection:
