@@ -137,10 +137,10 @@ class Tuning:
         if per_napi(self.netdev):
             found = napis(self.netdev, self.ifindex)
             if found:
-                self.via = "napi"
-                for n in found:
+                for n in found:         # one refused: those before it are restored later
                     napi_set(self.netdev, n["id"], self.defer, self.flush)
                     self.was[n["id"]] = (n["defer_hard_irqs"] or 0, n["gro_flush_timeout"] or 0)
+                    self.via = "napi"
                 log.info("port %s: busy-poll tuning: NAPI instance(s) %s: defer_hard_irqs %d, "
                          "gro_flush_timeout %d ns", self.name, ",".join(map(str, self.was)),
                          self.defer, self.flush)
@@ -150,9 +150,16 @@ class Tuning:
         if was is None:
             raise OSError(errno.EOPNOTSUPP, f"no per-NAPI settings and no {SYS_NET}/{name}/"
                           f"napi_defer_hard_irqs (a kernel before 5.11)")
+        try:
+            write_device(name, self.defer, self.flush)
+        except OSError:
+            try:
+                write_device(name, *was)    # the first written, the second refused
+            except OSError:
+                pass
+            raise
         self.via = "sysfs"
         self.was["device"] = was
-        write_device(name, self.defer, self.flush)
         log.info("port %s: busy-poll tuning: device %s: napi_defer_hard_irqs %d, "
                  "gro_flush_timeout %d ns", self.name, name, self.defer, self.flush)
 

@@ -1343,6 +1343,7 @@ class Switch:
             "zero_copy": dp.zero_copy_active,
             "tx_budget": dp.tx_budget,
             "busy_poll": dp.busy_poll,
+            "busy_poll_tuning": self.config.switch.busy_poll_tuning,
             "umem_anchor": dp.anchor,
             "fdb": dp.fdb_counters(),
             "fastpath": dict(dp.fastpath(), **({"problem": self.fastpath_problem}
