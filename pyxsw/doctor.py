@@ -185,7 +185,24 @@ def veth_peer(ifname):
 
 
 def usable_cpus():
-    return os.sched_getaffinity(0)
+    """The CPUs a thread of this process may pin itself to: its affinity mask, and the
+    online CPUs outside it that a thread is still let onto.  A mask is only where a process
+    starts (systemd's CPUAffinity=, taskset): the workers pin themselves out of it; a cgroup
+    cpuset (AllowedCPUs=) is a limit, and pinning outside it fails with EINVAL.  Each is
+    tried on the calling thread, whose mask is put back."""
+    mask = os.sched_getaffinity(0)
+    out = set(mask)
+    try:
+        for c in sorted(cpu_list(_read(f"{SYS_CPU}/online")) - mask):
+            try:
+                os.sched_setaffinity(0, {c})
+                out.add(c)
+            except OSError:
+                continue
+    finally:
+        if out != mask:
+            os.sched_setaffinity(0, mask)
+    return out
 
 
 def _cap_ipc_lock():

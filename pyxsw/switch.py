@@ -26,6 +26,7 @@ import time
 
 from . import __version__, _core, napi, taps
 from .config import Config  # noqa: F401 (type of Switch.config)
+from .doctor import usable_cpus
 from .links import RESYNC, LinkError, Links, Netdev, XdpFeatures, can_take_redirects
 from .vocab import DEFAULT_PORT_VLAN, VLAN_ETH_HLEN, XDP_HEADROOM
 from .watch import Watch
@@ -350,7 +351,7 @@ class Switch:
 
     def start(self):
         c = self.config
-        allowed = os.sched_getaffinity(0)
+        allowed = usable_cpus()             # beyond the mask CPUAffinity= starts it with
         for i, cpu in enumerate(c.switch.cores):
             if cpu not in allowed:
                 raise SwitchError(f"core {cpu} does not exist or is not usable here "
