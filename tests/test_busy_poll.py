@@ -291,3 +291,17 @@ def test_doctor_reads_the_per_napi_values(lab_factory, nd):
     c = check(busy_poll_tuning=True)
     assert c.status == OK and "switch.busy_poll_tuning sets defer_hard_irqs 2" in c.found
     assert check(mode="poll", busy_poll_tuning=False).status == WARN
+
+
+@system
+def test_a_start_that_fails_on_a_later_port_restores_the_earlier_ones(lab_factory, tmp_path,
+                                                                      nd):
+    from pyxsw.switch import Switch, SwitchError
+    lab = lab_factory(hosts=1)
+    before = _prepare(nd, lab.ports)
+    sw = Switch(make_config([*lab.ports, f"{lab.prefix}s9"], tmp_path,
+                            switch={"busy_poll_tuning": True}))
+    with pytest.raises(SwitchError) as e:
+        sw.start()
+    assert e.value.key == "port[1].name"
+    assert _values(nd, lab.ports[0]) == before[lab.ports[0]]
