@@ -6,7 +6,6 @@ or outside poll mode, nothing changes.  `pyxsw doctor` reads the per-NAPI values
 A veth has a NAPI instance only while XDP or GRO is on (its values go with it), so the lab's
 switch ends get GRO on: their instance outlives the switch and the restore can be seen."""
 import errno
-import os
 import signal
 import socket
 import struct
@@ -21,7 +20,7 @@ from pyxsw import napi, reload
 from pyxsw.client import Client
 from pyxsw.config import Config, ConfigError
 from pyxsw.doctor import OK, WARN, diagnose
-from pyxsw.links import LinkError, Netdev, _attr
+from pyxsw.links import LinkError, Netdev
 from pyxsw.mgmt.ctl import _tuning_cell
 
 system = pytest.mark.system
