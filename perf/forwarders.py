@@ -163,7 +163,8 @@ def start_pyxsw(lab, undo, row):
         # AddressSanitizer's, and it does not even start without LD_PRELOAD.
         raise Unavailable(f"{core.name} is a debug (ASan) build: run `make install` first")
     mode, fastpath, fdb_macs = row["mode"], row.get("fastpath"), row.get("fdb_macs", 0)
-    name = f"pyxsw-{mode}" + ("-fastpath" if fastpath else "")
+    name = f"pyxsw-{mode}" + ("-fastpath" if fastpath else "") \
+        + ("-bpt" if row.get("busy_poll_tuning") else "")
     cfg = lab.tmp / f"{name}.toml"
     # With the fast path ([switch] fastpath = "xdp"):
     # - GRO on gen0, as for xdp: a veth takes XDP-redirected frames only while its peer has
@@ -185,6 +186,8 @@ def start_pyxsw(lab, undo, row):
     cfg.write_text(f'[switch]\nname = "{lab.prefix}"\nmode = "{mode}"\n'
                    f"cores = {lab.args.fwd_cores}\n"
                    + ('fastpath = "xdp"\n' if fastpath else "")
+                   # the --busy-poll-tuning rows: the ports' NAPI deferral set by the switch
+                   + ("busy_poll_tuning = true\n" if row.get("busy_poll_tuning") else "")
                    + (f"[fdb]\ncapacity = {max(65536, 2 * fdb_macs)}\n" if fdb_macs else "")
                    + f'[management]\nsocket = "{lab.tmp / "sw.sock"}"\n'
                    + (f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n' if metrics_port else "")

@@ -11,7 +11,8 @@ reaches sink0.  Forwarded rate = sink frames/s over a steady window; offered rat
 the generator sent.  Systems: bridge (Linux bridge), testpmd (DPDK, AF_XDP PMD), ovs (Open
 vSwitch, netdev datapath, afxdp ports), pyxsw (once per --modes entry; --fastpath: with the
 in-kernel fast path, [switch] fastpath = "xdp"; --fastpath-modes: once more per entry, with
-it), xdp (in-kernel devmap redirect, the ceiling).  After the rate window, on the same
+it; --busy-poll-tuning: each poll-mode row once more with [switch] busy_poll_tuning = true),
+xdp (in-kernel devmap redirect, the ceiling).  After the rate window, on the same
 forwarder: --storm (pyxsw's rate under an RPC storm, and under a CPU hog as the control),
 --idle (CPU with no traffic), --latency (UDP ping-pong through the switch); --fdb-sizes:
 pyxsw with N learned MACs; --ports: pyxsw with N ports, N-2 of them idle.  Every pyxsw row
@@ -158,7 +159,8 @@ CONFIG_KEYS = {"sizes": "size", "rounds": "rounds", "seconds": "seconds", "warmu
                "latency_interval_us": "latency_interval", "idle": "idle", "storm": "storm",
                "storm_methods": "storm_methods", "fdb_sizes": "fdb_sizes", "ports": "ports",
                "vlan_trunk": "vlan_trunk", "ops": "ops", "fastpath": "fastpath",
-               "fastpath_modes": "fastpath_modes", "modes": "modes", "only": "only"}
+               "fastpath_modes": "fastpath_modes", "modes": "modes", "only": "only",
+               "busy_poll_tuning": "busy_poll_tuning"}
 
 
 def link_latest(path, name):
@@ -239,6 +241,10 @@ def parse_args():
     p.add_argument("--fastpath-modes", default="", metavar="M,..",
                    help="pyxsw modes run once more each, with the fast path, after the "
                         "--modes rows (e.g. poll,interrupt: both kinds of row in one run)")
+    p.add_argument("--busy-poll-tuning", action="store_true",
+                   help="each pyxsw poll-mode row once more with [switch] busy_poll_tuning = "
+                        'true (the ports\' NAPI deferral), labelled "pyxsw (poll, busy-poll '
+                        'tuning)", next to the row without')
     p.add_argument("--pyxsw", default=str(PYXSW), help="the pyxsw command (default: %(default)s)")
     p.add_argument("--size", type=ints, default=[64], metavar="N,..",
                    help="frame sizes with FCS, 64..1518: every measurement at the first, the "
@@ -330,6 +336,9 @@ def parse_args():
         modes = ("poll", "interrupt", "adaptive")
         if set(a.modes + a.fastpath_modes) - set(modes):
             p.error(f"--modes and --fastpath-modes take {','.join(modes)}")
+        if a.busy_poll_tuning and "poll" not in a.modes + a.fastpath_modes:
+            p.error("--busy-poll-tuning adds rows to poll mode: --modes (or --fastpath-modes) "
+                    "must have poll")
         if len(set(a.gen_cores)) != len(a.gen_cores):
             p.error("--gen-cores: each core once (each paces its share of the load)")
         if not all(64 <= x <= 1518 for x in a.size):

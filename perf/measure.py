@@ -618,6 +618,7 @@ def label(row):
     """How a row is named in tables and plots: "pyxsw (poll, fastpath)", "pyxsw (poll, 16p)",
     "pyxsw (poll, 1000 MACs)", "pyxsw (poll, trunk)", "bridge"."""
     parts = [row.get("mode"), "fastpath" if row.get("fastpath") else None,
+             "busy-poll tuning" if row.get("busy_poll_tuning") else None,
              f"{row['fdb_macs']} MACs" if row.get("fdb_macs") else None,
              f"{row['ports']}p" if row.get("ports") else None,
              "trunk" if row.get("vlan_trunk") else None,
@@ -628,7 +629,9 @@ def label(row):
 
 def rows_of(a):
     """The rows of a run, in order: every system of --only (pyxsw once per --modes entry,
-    with the fast path if --fastpath, then once per --fastpath-modes entry with it), then
+    with the fast path if --fastpath, then once per --fastpath-modes entry with it; with
+    --busy-poll-tuning each poll-mode row is followed by the same with [switch]
+    busy_poll_tuning = true), then
     pyxsw in the first of --modes with each of --fdb-sizes learned MACs, each of --ports
     ports, with the sink's port an 802.1Q trunk (--vlan-trunk), and with each of --ops:
     metrics scraped once a second, a capture of the generator's port running."""
@@ -640,8 +643,9 @@ def rows_of(a):
         for mode, fast in ([(m, a.fastpath) for m in a.modes]
                            + [(m, True) for m in a.fastpath_modes]):
             row = {"system": "pyxsw", "mode": mode, **({"fastpath": True} if fast else {})}
-            if row not in rows:
-                rows.append(row)
+            tuned = [{**row, "busy_poll_tuning": True}] \
+                if mode == "poll" and getattr(a, "busy_poll_tuning", False) else []
+            rows += [r for r in [row, *tuned] if r not in rows]
     if "pyxsw" in a.only:
         base = {"system": "pyxsw", "mode": a.modes[0],
                 **({"fastpath": True} if a.fastpath else {})}

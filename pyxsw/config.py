@@ -66,6 +66,7 @@ class SwitchSection:
     frames: int = 16384
     ring_size: int = 2048
     max_frame: int = MAX_FRAME_DEFAULT
+    busy_poll_tuning: bool = False  # poll mode: set the ports' NAPI deferral (pyxsw.napi)
 
 
 @dataclass(frozen=True)
@@ -339,6 +340,10 @@ class _Parser:
             self.fail("switch.max_frame", f"must be at most {max_frame_limit(frame_size)} with "
                       f"frame_size {frame_size} (a frame spans {MAX_FRAGS} UMEM frames at most), "
                       f"got {_num(max_frame)}")
+        busy_poll_tuning = d.get("busy_poll_tuning", D.busy_poll_tuning)
+        if not isinstance(busy_poll_tuning, bool):
+            self.fail("switch.busy_poll_tuning",
+                      f"expected true or false, got {_what(busy_poll_tuning)}")
         return SwitchSection(
             name=name,
             mode=self.string(d, S, "mode", D.mode, MODES),
@@ -351,6 +356,7 @@ class _Parser:
             frames=self.integer(d, S, "frames", D.frames, 1, MAX_FRAMES),
             ring_size=ring_size,
             max_frame=max_frame,
+            busy_poll_tuning=busy_poll_tuning,
         )
 
     def fdb(self, d) -> FdbSection:

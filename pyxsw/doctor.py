@@ -25,6 +25,7 @@ import socket
 import subprocess
 from dataclasses import asdict, dataclass
 
+from . import napi
 from .links import LinkError, Links, XdpFeatures, can_take_redirects
 from .vocab import VLAN_ETH_HLEN, XDP_HEADROOM, kernel_at_least, max_frame_limit
 
@@ -39,8 +40,8 @@ SYS_NET = "/sys/class/net"
 SYS_CPU = "/sys/devices/system/cpu"
 SYS_NODE = "/sys/devices/system/node"
 PROC_IRQ = "/proc/irq"
-# What `fix` suggests for the busy-poll deferral (the kernel's docs, "preferred busy polling")
-DEFER_HARD_IRQS, GRO_FLUSH_TIMEOUT = 2, 200000
+# What `fix` suggests for the busy-poll deferral: what busy_poll_tuning sets (pyxsw.napi)
+DEFER_HARD_IRQS, GRO_FLUSH_TIMEOUT = napi.DEFER_HARD_IRQS, napi.GRO_FLUSH_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,24 @@ def veth_peer(ifname):
 
 
 def usable_cpus():
-    return os.sched_getaffinity(0)
+    """The CPUs a thread of this process may pin itself to: its affinity mask, and the
+    online CPUs outside it that a thread is still let onto.  A mask is only where a process
+    starts (systemd's CPUAffinity=, taskset): the workers pin themselves out of it; a cgroup
+    cpuset (AllowedCPUs=) is a limit, and pinning outside it fails with EINVAL.  Each is
+    tried on the calling thread, whose mask is put back."""
+    mask = os.sched_getaffinity(0)
+    out = set(mask)
+    try:
+        for c in sorted(cpu_list(_read(f"{SYS_CPU}/online")) - mask):
+            try:
+                os.sched_setaffinity(0, {c})
+                out.add(c)
+            except OSError:
+                continue
+    finally:
+        if out != mask:
+            os.sched_setaffinity(0, mask)
+    return out
 
 
 def _cap_ipc_lock():
@@ -265,8 +283,10 @@ class Doctor:
         if bad:
             return
         spare = usable - set(cores)
+        left = (f"core {list_text(spare)}" if len(spare) == 1 else
+                f"cores {list_text(spare)}" if spare else "no core")
         found = (f"worker core(s) {list_text(cores)}: exist, usable, one worker each; "
-                 f"{list_text(spare) or 'none'} left for the kernel and management")
+                 f"{left} left for the kernel and management")
         if not spare and self.sw.mode == "poll":
             self.add("cpu.cores", "", WARN, found + ": poll-mode workers take every core",
                      f"edit {self.src}: leave one usable core out of switch.cores")
@@ -378,7 +398,7 @@ class Doctor:
         self.xdp(name, link, feats, driver, segs)
         self.fastpath(name, feats, peer)
         self.queues(name, peer)
-        self.busy_poll(name)
+        self.busy_poll(name, link.ifindex)
         self.irqs(name)
 
     def mtu(self, name, mtu):
@@ -539,25 +559,51 @@ class Doctor:
         else:
             self.add("port.queues", name, OK, found)
 
-    def busy_poll(self, name):
+    def busy_poll(self, name, ifindex):
+        """The deferral that lets SO_PREFER_BUSY_POLL mask interrupts: per NAPI instance
+        where the kernel lists the device's (6.13+: those values are the ones that apply),
+        else the device's in sysfs (which instances made later, a veth's at the attach,
+        start from)."""
         if self.sw.mode != "poll":
             return
-        defer = _read(f"{SYS_NET}/{name}/napi_defer_hard_irqs")
-        flush = _read(f"{SYS_NET}/{name}/gro_flush_timeout")
-        if defer is None or flush is None:
+        dev = napi.read_device(name)
+        instances = None
+        if napi.per_napi(self.features):
+            try:
+                instances = napi.napis(self.features, ifindex)
+            except LinkError:
+                instances = None
+        if dev is None and not instances:
             self.add("port.busy_poll", name, WARN, "no napi_defer_hard_irqs / "
                      "gro_flush_timeout in sysfs (kernel older than 5.11)",
                      "a kernel with preferred busy polling (5.11+)")
             return
-        found = f"napi_defer_hard_irqs {defer}, gro_flush_timeout {flush}"
-        if defer != "0" and flush != "0":
+        found = [f"napi_defer_hard_irqs {dev[0]}, gro_flush_timeout {dev[1]}" if dev else
+                 "no device values in sysfs"]
+        if instances:
+            found.append("NAPI " + ", ".join(
+                f"{n['id']}: defer_hard_irqs {n['defer_hard_irqs']}, gro_flush_timeout "
+                f"{n['gro_flush_timeout']}" for n in instances))
+            masked = all(napi.masks(n["defer_hard_irqs"], n["gro_flush_timeout"])
+                         for n in instances)
+        else:
+            if instances is not None:
+                found.append("no NAPI instance now (a veth has one while XDP or GRO is on)")
+            masked = napi.masks(*dev)
+        found = "; ".join(found)
+        if masked:
             self.add("port.busy_poll", name, OK, found + ": SO_PREFER_BUSY_POLL masks its "
                      "interrupts while the workers poll")
+        elif self.sw.busy_poll_tuning:
+            self.add("port.busy_poll", name, OK, found + ": switch.busy_poll_tuning sets "
+                     f"defer_hard_irqs {DEFER_HARD_IRQS} and gro_flush_timeout "
+                     f"{GRO_FLUSH_TIMEOUT} while the switch runs")
         else:
             self.add("port.busy_poll", name, WARN, found + ": in poll mode SO_PREFER_BUSY_POLL "
                      "masks no interrupts without both",
                      f"echo {DEFER_HARD_IRQS} > {SYS_NET}/{name}/napi_defer_hard_irqs; "
-                     f"echo {GRO_FLUSH_TIMEOUT} > {SYS_NET}/{name}/gro_flush_timeout")
+                     f"echo {GRO_FLUSH_TIMEOUT} > {SYS_NET}/{name}/gro_flush_timeout, or edit "
+                     f"{self.src}: switch.busy_poll_tuning = true")
 
     def irqs(self, name):
         dev = f"{SYS_NET}/{name}/device"

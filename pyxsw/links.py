@@ -41,7 +41,7 @@ RTMGRP_LINK = 0x1
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
 IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE, IFLA_CARRIER, IFLA_XDP = 3, 4, 16, 33, 43
 IFLA_XDP_DRV_PROG_ID, IFLA_XDP_SKB_PROG_ID = 5, 6
 IFA_ADDRESS, IFA_LOCAL = 1, 2
@@ -52,7 +52,8 @@ NETLINK_GENERIC, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP = 16, 270, 1
 
 # The generic-netlink controller, which names families (include/uapi/linux/genetlink.h) ...
 GENL_ID_CTRL, CTRL_CMD_GETFAMILY = 0x10, 3
-CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME, CTRL_ATTR_MCAST_GROUPS = 1, 2, 7
+CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME, CTRL_ATTR_OPS, CTRL_ATTR_MCAST_GROUPS = 1, 2, 6, 7
+CTRL_ATTR_OP_ID = 1
 CTRL_ATTR_MCAST_GRP_NAME, CTRL_ATTR_MCAST_GRP_ID = 1, 2
 # ... and its netdev family (include/uapi/linux/netdev.h, Linux 6.3+).
 NETDEV_CMD_DEV_GET, NETDEV_CMD_DEV_ADD_NTF = 1, 2
@@ -273,30 +274,20 @@ def _dev(body):
     return cmd, index, _uint(at.get(NETDEV_A_DEV_XDP_FEATURES, b""))
 
 
-class XdpFeatures:
-    """Each device's XDP features (NETDEV_XDP_ACT_* bits), from the netdev generic-netlink
-    family: `get()` asks, `read()` follows the family's "mgmt" group, where the kernel
-    announces devices added, deleted and changed (a veth gains or loses NDO_XMIT as its
-    peer's GRO or XDP program comes and goes).  As with Links: two sockets made once, so no
-    call opens a descriptor; an error is a LinkError, never "incapable"; lost notifications
-    are RESYNC.  `features` holds the last value notified per ifindex (forgotten on a delete
-    and on RESYNC); read() is meant for one thread, get() may be called from any."""
+class Netdev:
+    """Requests to the kernel's netdev generic-netlink family (Linux 6.3+) on one socket made
+    once, as Links does for rtnetlink: `request()` from any thread, an error a LinkError.
+    `ops` are the commands this kernel has (pyxsw.napi asks for NETDEV_CMD_NAPI_SET)."""
 
     def __init__(self):
         self._lock = threading.Lock()   # one request at a time on the query socket
         self._seq = 0
-        self._query = self._events = None
-        self.features = {}
+        self._query = None
         try:
             self._query = _socket(NETLINK_GENERIC)
             self._query.settimeout(TIMEOUT)
             self._query.bind((0, 0))
-            self.family, group = self._resolve()
-            self._events = _socket(NETLINK_GENERIC)
-            self._events.setblocking(False)
-            _grow_rcvbuf(self._events)
-            self._events.bind((0, 0))
-            self._events.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+            self.family, self.group, self.ops = self._resolve()
         except BaseException as e:
             self.close()
             if isinstance(e, OSError) and not isinstance(e, LinkError):
@@ -305,8 +296,8 @@ class XdpFeatures:
             raise
 
     def _resolve(self):
-        """(family id, "mgmt" group id) of the netdev family, from the controller; LinkError
-        when the kernel has no such family (older than 6.3)."""
+        """(family id, "mgmt" group id, command ids) of the netdev family, from the
+        controller; LinkError when the kernel has no such family (older than 6.3)."""
         body = GENL_HDR.pack(CTRL_CMD_GETFAMILY, 1) + _attr(CTRL_ATTR_FAMILY_NAME, b"netdev\0")
         for kind, mbody in self._ask(GENL_ID_CTRL, body, "the netdev family", (errno.ENOENT,)):
             if kind != GENL_ID_CTRL or len(mbody) < GENL_HDR.size:
@@ -317,17 +308,65 @@ class XdpFeatures:
                 g = _attrs(nested, 0)
                 groups[_name(g.get(CTRL_ATTR_MCAST_GRP_NAME, b""))] = \
                     _uint(g.get(CTRL_ATTR_MCAST_GRP_ID, b""))
+            ops = {_uint(_attrs(nested, 0).get(CTRL_ATTR_OP_ID, b""))
+                   for nested in _attrs(at.get(CTRL_ATTR_OPS, b""), 0).values()}
             family = _uint(at.get(CTRL_ATTR_FAMILY_ID, b""))
             if family and groups.get("mgmt"):
-                return family, groups["mgmt"]
+                return family, groups["mgmt"], frozenset(ops - {None})
         raise LinkError(errno.ENOENT, "the kernel has no netdev generic-netlink family with a "
                         "\"mgmt\" group (Linux 6.3+): it cannot tell which devices take "
                         "XDP-redirected frames")
 
     def close(self):
-        for sock in (self._query, self._events):
-            if sock is not None:
-                sock.close()
+        if self._query is not None:
+            self._query.close()
+
+    def request(self, cmd, attrs, what, absent=(errno.ENODEV, errno.ENOENT), flags=0):
+        """[{attribute: payload}] of the family's answers to command `cmd` with `attrs`
+        (already packed by _attr): one message, or a dump with flags NLM_F_DUMP; a change
+        (NLM_F_ACK) answers []."""
+        body = GENL_HDR.pack(cmd, 1) + attrs
+        return [_attrs(mbody, GENL_HDR.size)
+                for kind, mbody in self._ask(self.family, body, what, absent,
+                                             NLM_F_REQUEST | flags)
+                if kind == self.family and len(mbody) >= GENL_HDR.size]
+
+    def _ask(self, kind, body, what, absent, flags=NLM_F_REQUEST):
+        with self._lock:
+            self._seq = (self._seq + 1) & 0xffffffff
+            return _exchange(self._query, self._seq, kind, flags, body, what, absent)
+
+
+class XdpFeatures(Netdev):
+    """Each device's XDP features (NETDEV_XDP_ACT_* bits), from the netdev generic-netlink
+    family: `get()` asks, `read()` follows the family's "mgmt" group, where the kernel
+    announces devices added, deleted and changed (a veth gains or loses NDO_XMIT as its
+    peer's GRO or XDP program comes and goes).  As with Links: two sockets made once, so no
+    call opens a descriptor; an error is a LinkError, never "incapable"; lost notifications
+    are RESYNC.  `features` holds the last value notified per ifindex (forgotten on a delete
+    and on RESYNC); read() is meant for one thread, get() may be called from any."""
+
+    def __init__(self):
+        self._events = None
+        self.features = {}
+        super().__init__()
+        try:
+            self._events = _socket(NETLINK_GENERIC)
+            self._events.setblocking(False)
+            _grow_rcvbuf(self._events)
+            self._events.bind((0, 0))
+            self._events.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, self.group)
+        except BaseException as e:
+            self.close()
+            if isinstance(e, OSError) and not isinstance(e, LinkError):
+                raise LinkError(e.errno or errno.EIO,
+                                f"netdev generic netlink: {e.strerror or e}") from e
+            raise
+
+    def close(self):
+        super().close()
+        if self._events is not None:
+            self._events.close()
 
     def fileno(self):
         """Readable when netdev notifications are waiting: poll it, then read()."""
@@ -381,11 +420,6 @@ class XdpFeatures:
                     self.features.pop(index, None)
                 else:
                     self.features[index] = feats
-
-    def _ask(self, kind, body, what, absent):
-        with self._lock:
-            self._seq = (self._seq + 1) & 0xffffffff
-            return _exchange(self._query, self._seq, kind, NLM_F_REQUEST, body, what, absent)
 
 
 def _exchange(sock, seq, kind, flags, body, what, absent):

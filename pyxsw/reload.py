@@ -60,7 +60,8 @@ def _differs(section, old, new, keys):
 def switch_section(old, new):
     o, n = old.switch, new.switch
     out = _differs("switch", o, n, ("name", "cores", "batch", "xdp_mode", "zero_copy",
-                                    "fastpath", "frame_size", "frames", "ring_size"))
+                                    "fastpath", "frame_size", "frames", "ring_size",
+                                    "max_frame", "busy_poll_tuning"))
     if o.mode != n.mode:
         out.append(Change(SETTINGS, f"mode: {o.mode} -> {n.mode}", ("set_mode", (n.mode,), {})))
     return out

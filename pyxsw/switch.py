@@ -24,9 +24,10 @@ import subprocess
 import threading
 import time
 
-from . import __version__, _core, taps
+from . import __version__, _core, napi, taps
 from .config import Config  # noqa: F401 (type of Switch.config)
-from .links import RESYNC, LinkError, Links, XdpFeatures, can_take_redirects
+from .doctor import usable_cpus
+from .links import RESYNC, LinkError, Links, Netdev, XdpFeatures, can_take_redirects
 from .vocab import DEFAULT_PORT_VLAN, VLAN_ETH_HLEN, XDP_HEADROOM
 from .watch import Watch
 
@@ -242,6 +243,7 @@ class Port:
         self.promisc = promisc
         self.claim = claim
         self.rxvlan = None              # _RxVlanOffload: interface settings changed for it
+        self.tuning = None              # napi.Tuning: busy_poll_tuning's deferral, when set
         self.flood_limit = flood_limit
         self.forward_reserved = forward_reserved
         self.vlans = vlans              # vocab.PortVlan: what the datapath was last told
@@ -277,6 +279,8 @@ class Port:
 
     def close(self):
         self.promisc.close()
+        if self.tuning is not None:
+            self.tuning.close()
         if self.rxvlan is not None:
             self.rxvlan.close()
         if self.claim is not None:
@@ -304,6 +308,7 @@ class Switch:
         self.dp = None
         self.links = None
         self.features = None                # XdpFeatures (fastpath = "xdp"), else None
+        self.netdev = None                  # links.Netdev (busy_poll_tuning), else None
         self.fastpath_problem = ""          # why the fast path has no target at all
         self.ports: dict[str, Port] = {}
         self._threads = []
@@ -334,6 +339,7 @@ class Switch:
         self._next_flaps = 0.0
         self._next_sample = 0.0
         self.started_at = None
+        self._tuning_said = False           # busy_poll_tuning outside poll mode: said once
 
     # ------------------------------------------------------------------ life cycle
 
@@ -346,7 +352,7 @@ class Switch:
 
     def start(self):
         c = self.config
-        allowed = os.sched_getaffinity(0)
+        allowed = usable_cpus()             # beyond the mask CPUAffinity= starts it with
         for i, cpu in enumerate(c.switch.cores):
             if cpu not in allowed:
                 raise SwitchError(f"core {cpu} does not exist or is not usable here "
@@ -380,6 +386,8 @@ class Switch:
                                   temporary=_temporary(e)) from e
             if c.switch.fastpath == "xdp":
                 self._features_open()
+            if c.switch.busy_poll_tuning:
+                self._netdev_open()
             for i, p in enumerate(c.ports):
                 try:
                     self.add_port(p.name, vlans=p.vlans, flood_limit=p.flood_limit,
@@ -456,6 +464,9 @@ class Switch:
                 if self.features is not None:
                     self.features.close()
                     self.features = None
+                if self.netdev is not None:
+                    self.netdev.close()
+                    self.netdev = None
 
     # ------------------------------------------------------------------ events
 
@@ -934,6 +945,7 @@ class Switch:
         if not link.up:
             port.state, port.reason = "down", "no carrier or administratively down"
         self.ports[name] = port             # from here on, stop() or _drop_port() frees it
+        self._tune(port)                    # after the attach: a veth has NAPI from then on
         if replacing is not None and not same:
             try:
                 self._close_port(replacing)
@@ -979,6 +991,9 @@ class Switch:
         self._close_port(self.ports.pop(name))
 
     def _close_port(self, port):
+        if port.tuning is not None:     # while its NAPI instances exist (XDP attached)
+            port.tuning.close()
+            port.tuning = None
         try:
             if self.dp is not None and port.index in self.dp.ports():
                 self.dp.port_del(port.index)
@@ -1148,7 +1163,36 @@ class Switch:
     # ------------------------------------------------------------------ what users call
 
     def set_mode(self, mode):
-        self.dp.set_mode(mode)
+        with self._lock:
+            self.dp.set_mode(mode)
+            if self.config.switch.busy_poll_tuning:
+                self._tuning_said = False
+                for port in self.ports.values():
+                    self._tune(port)
+
+    # ------------------------------------------------------------------ busy-poll tuning
+
+    def _netdev_open(self):
+        try:
+            self.netdev = Netdev()
+        except LinkError as e:          # sysfs then, per device (pyxsw.napi)
+            log.info("busy_poll_tuning: no netdev generic netlink (%s): the NAPI deferral "
+                     "is set per device through sysfs", _reason(e))
+
+    def _tune(self, port):
+        """Set or restore a port's NAPI deferral as busy_poll_tuning and the mode say:
+        set in poll mode only (in the others nothing busy-polls, and deferred interrupts
+        would only delay frames)."""
+        want = self.config.switch.busy_poll_tuning and self.dp.mode == "poll"
+        if want and port.tuning is None:
+            port.tuning = napi.Tuning(self.netdev, port.name, port.ifindex)
+        elif not want and port.tuning is not None:
+            port.tuning.close()
+            port.tuning = None
+        if self.config.switch.busy_poll_tuning and not want and not self._tuning_said:
+            self._tuning_said = True
+            log.info("busy_poll_tuning: mode %s: the ports' NAPI deferral is left as it is "
+                     "(it is for poll mode's busy polling only)", self.dp.mode)
 
     @property
     def mode(self):
@@ -1277,7 +1321,8 @@ class Switch:
         for p in list(self.ports.values()):     # a snapshot: a port may go meanwhile
             try:
                 out.append(dict(self.dp.port_info(p.index), up=p.up, state=p.state,
-                                reason=p.reason))
+                                reason=p.reason, busy_poll_tuning=p.tuning.view()
+                                if p.tuning is not None else None))
             except (KeyError, ValueError):
                 continue
         return out
@@ -1313,6 +1358,7 @@ class Switch:
             "busy_poll": dp.busy_poll,
             "max_frame": dp.max_frame,
             "multi_buffer": dp.multi_buffer,
+            "busy_poll_tuning": self.config.switch.busy_poll_tuning,
             "umem_anchor": dp.anchor,
             "fdb": dp.fdb_counters(),
             "fastpath": dict(dp.fastpath(), **({"problem": self.fastpath_problem}

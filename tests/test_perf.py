@@ -219,7 +219,20 @@ def test_rows_are_the_systems_then_the_scaling_variants(monkeypatch):
     assert not any(measure.plain(r) for r in rows[5:]) and all(map(measure.plain, rows[:5]))
 
 
+def test_busy_poll_tuning_adds_a_row_after_each_poll_mode_row(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["fwd_rate.py", "--only", "bridge,pyxsw", "--modes",
+                                      "poll,interrupt", "--fastpath-modes", "poll",
+                                      "--busy-poll-tuning"])
+    rows = measure.rows_of(fwd_rate.parse_args())
+    assert [r["label"] for r in rows] == [
+        "bridge", "pyxsw (poll)", "pyxsw (poll, busy-poll tuning)", "pyxsw (interrupt)",
+        "pyxsw (poll, fastpath)", "pyxsw (poll, fastpath, busy-poll tuning)"]
+    assert all(map(measure.plain, rows))
+    assert fwd_rate.CONFIG_KEYS["busy_poll_tuning"] == "busy_poll_tuning"
+
+
 @pytest.mark.parametrize("argv,err", [
+    (["--modes", "interrupt", "--busy-poll-tuning"], "must have poll"),
     (["--sweep", "10,0"], "--sweep takes percentages"),
     (["--latency", "100", "--no-ndr"], "need the no-drop rate"),
     (["--size", "64,2000"], "--size must be 64..1518"),

@@ -72,6 +72,30 @@ def test_unit_is_notify_with_watchdog_and_every_capability_explained():
         assert re.search(rf"^#\s+{cap}\s+\S", text, re.M), f"{cap} is not explained"
 
 
+def test_dedicated_core_lines_are_explained_and_verify_once_uncommented(tmp_path):
+    """The example lines for a dedicated-core deployment are commented out (their values
+    depend on the machine); uncommented, as a drop-in would set them, the unit verifies."""
+    text = UNIT.read_text()
+    for line in ("#CPUAffinity=0-1", "#Slice=pyxsw.slice"):
+        assert re.search(rf"^{re.escape(line)}$", text, re.M), line
+    for said in ("isolcpus=", "nohz_full=", "AllowedCPUs=", "A mask, not a limit",
+                 "IRQBALANCE_BANNED_CPULIST"):
+        assert said in text, said
+    assert "CPUAffinity" not in _directives(text) and "Slice" not in _directives(text)
+    analyze = shutil.which("systemd-analyze")
+    pyxsw = Path(sys.executable).with_name("pyxsw")
+    text = text.replace("/usr/local/bin/pyxsw", str(pyxsw))
+    text = text.replace("#CPUAffinity=", "CPUAffinity=").replace("#Slice=", "Slice=")
+    (tmp_path / "pyxsw@.service").write_text(text)
+    (tmp_path / "pyxsw@sw0.service").symlink_to("pyxsw@.service")
+    d = _directives(text)
+    assert d["CPUAffinity"] == ["0-1"] and d["Slice"] == ["pyxsw.slice"]
+    r = subprocess.run([analyze, "verify", str(tmp_path / "pyxsw@sw0.service")],
+                       capture_output=True, text=True, timeout=60)
+    ours = [line for line in r.stderr.splitlines() if "pyxsw@" in line]
+    assert r.returncode == 0 and not ours, r.stderr
+
+
 # ---------------------------------------------------------------------------- sd_notify
 
 @pytest.fixture
@@ -348,6 +372,38 @@ def test_missing_interface_is_75_and_a_retry_starts_once_it_exists(prefix, short
             assert proc.wait(15) == 0
         finally:
             _end(proc)
+
+
+@pytest.mark.system
+def test_a_start_mask_without_the_worker_cores_still_pins_the_workers(lab_factory, short_dir):
+    """CPUAffinity= (here taskset) of the non-worker cores: the switch starts, its worker
+    runs pinned on its core outside that mask, the other threads stay in it."""
+    if not {0, 1} <= os.sched_getaffinity(0):
+        pytest.fail("needs cores 0 and 1")
+    lab = lab_factory(hosts=2)
+    sock = short_dir / "sw.sock"
+    conf = _conf(short_dir / "sw.toml", lab.ports, sock)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "pyxsw", "run", "-c",
+                             str(conf)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: sock.exists() or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, proc.stderr.read()
+
+        def masks():
+            out = {}
+            for tid in os.listdir(f"/proc/{proc.pid}/task"):
+                st = Path(f"/proc/{proc.pid}/task/{tid}/status").read_text()
+                out[tid] = re.search(r"^Cpus_allowed_list:\s*(\S+)", st, re.M)[1]
+            return out
+        assert wait_until(lambda: "1" in masks().values(), timeout=10), masks()
+        assert sorted(masks().values()).count("1") == 1, masks()      # the one worker
+        assert set(masks().values()) == {"0", "1"}, masks()
+        assert ping(lab, 0, 1)
+    finally:
+        _end(proc)
 
 
 @pytest.mark.system

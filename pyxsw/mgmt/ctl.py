@@ -77,7 +77,24 @@ def _mapping(d, indent=""):
 def show_status(r, args):
     if _is_number(r.get("uptime")):             # seconds in the result, for scripts
         r = dict(r, uptime=duration(r["uptime"]))
+    if any(isinstance(p, dict) and "busy_poll_tuning" in p for p in r.get("ports") or ()):
+        r = dict(r, ports=[dict(p, busy_poll_tuning=_tuning_cell(p.get("busy_poll_tuning")))
+                           for p in r["ports"]])
     return _mapping(r)
+
+
+def _tuning_cell(t):
+    """A port's busy_poll_tuning in the ports table: "napi 12,13: 2/200000ns (was 0/0ns)",
+    "not set: why", or "-" (nothing wanted: busy_poll_tuning off, or not poll mode)."""
+    if not isinstance(t, dict):
+        return None
+    if not t.get("via"):
+        return f"not set: {t.get('problem')}"
+    was = sorted({(w.get("defer_hard_irqs"), w.get("gro_flush_timeout"))
+                  for w in (t.get("was") or {}).values()}, key=str)
+    where = t["via"] + (f" {','.join(map(str, t['napi']))}" if t.get("napi") else "")
+    return (f"{where}: {t.get('defer_hard_irqs')}/{t.get('gro_flush_timeout')}ns (was "
+            + ", ".join(f"{d}/{f}ns" for d, f in was) + ")")
 
 
 def duration(seconds):
