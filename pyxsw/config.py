@@ -31,7 +31,7 @@ from .vocab import (FASTPATH, FRAME_SIZES, MAX_AGING, MAX_BATCH, MAX_CAPACITY, M
                     VLAN_ID_MAX, VLAN_MODES, XDP_MODES, ZERO_COPY, Invalid, PortVlan, port_vlan,
                     station, valid_ifname)
 from .vocab import DIRECTIONS, port_names, name as vocab_name
-from .vocab import MAX_FRAGS, MAX_FRAME_DEFAULT, MIN_FRAME, max_frame_limit
+from .vocab import MAX_FRAGS, MAX_FRAME_DEFAULT, MIN_FRAME, XDP_HEADROOM, max_frame_limit
 from .taps import Mirror, check_mirror
 
 # Bounds only the file has.
@@ -340,6 +340,10 @@ class _Parser:
             self.fail("switch.max_frame", f"must be at most {max_frame_limit(frame_size)} with "
                       f"frame_size {frame_size} (a frame spans {MAX_FRAGS} UMEM frames at most), "
                       f"got {_num(max_frame)}")
+        descs = -(-max_frame // (frame_size - XDP_HEADROOM))
+        if ring_size < descs:
+            self.fail("switch.ring_size", f"must hold a frame of switch.max_frame {max_frame} "
+                      f"bytes: {descs} descriptors of {frame_size - XDP_HEADROOM}, got {ring_size}")
         busy_poll_tuning = d.get("busy_poll_tuning", D.busy_poll_tuning)
         if not isinstance(busy_poll_tuning, bool):
             self.fail("switch.busy_poll_tuning",

@@ -673,6 +673,16 @@ cdef class Datapath:
             pyxsw_store_rel32(&self.sw.cfg_seq, seq + 2)
             self._publish()
 
+    def port_set_segs(self, int p, uint32_t segs):
+        """The descriptors a frame sent out of port p may span (zero-copy: its device's
+        zc-max-segs; 0: MAX_FRAGS): a longer jumbo frame is dropped there (tx_dropped), which
+        the device would take apart without ever completing it."""
+        cdef Port *pt
+        with self.lock:
+            pt = self._port(p)
+            pt.max_segs = segs
+            self._publish()
+
     def port_vlan(self, int p):
         """{"vlan_mode", "vlan", "allowed", "native"} of port p (allowed None: all)."""
         cdef Port *pt
@@ -865,10 +875,11 @@ cdef class Datapath:
         return r
 
 
-    def flush_chains(self, chains, uint32_t room, uint32_t ring=64):
+    def flush_chains(self, chains, uint32_t room, uint32_t ring=64, uint32_t segs=0):
         """Worker 0's TX flush on frames of len(chains) descriptors each (chains[i] of them),
         staged on port 0 with a TX ring in memory (not the kernel's) of `ring` slots,
-        `room` of them free; for tests of "a whole frame or none".  Returns (the options
+        `room` of them free, port 0 taking frames of `segs` descriptors at most (0: any);
+        for tests of "a whole frame or none".  Returns (the options
         of the descriptors written, frames the port counted sent, frames it counted
         dropped); every frame taken is back in the worker's cache or on the ring."""
         cdef Sw *sw = self._sw()
@@ -893,6 +904,7 @@ cdef class Datapath:
         s.tx.ring = descs
         s.fd = -1
         w.sock[0] = &s
+        w.maxsegs[0] = segs if 0 < segs < MAX_FRAGS else MAX_FRAGS
         before = (w.st[0].c[PORT_TX_PACKETS], w.st[0].c[PORT_TX_DROPPED])
         try:
             for k in chains:
@@ -908,4 +920,5 @@ cdef class Datapath:
                     w.st[0].c[PORT_TX_DROPPED] - before[1])
         finally:
             w.sock[0] = NULL
+            w.maxsegs[0] = MAX_FRAGS
             free(descs)

@@ -356,6 +356,20 @@ cdef int xdp_maps_make(Xdp *x, bpf_object *obj) except -1:
     return 0
 
 
+cdef int xdp_rodata_set(bpf_object *obj, uint32_t has_frags) noexcept nogil:
+    """The program's constants, before it is loaded (its .rodata: `has_frags`): 0, or -1
+    when the object has no such section as pyxsw's program does."""
+    cdef bpf_map *m = bpf_object__next_map(obj, NULL)
+    cdef size_t size = 0
+    while m != NULL:
+        if bpf_map__is_internal(m) and strstr(bpf_map__name(m), b".rodata") != NULL:
+            if bpf_map__initial_value(m, &size) == NULL or size != sizeof(uint32_t):
+                return -1
+            return bpf_map__set_initial_value(m, &has_frags, sizeof(uint32_t))
+        m = bpf_object__next_map(obj, m)
+    return -1
+
+
 cdef int xdp_config_set(Xdp *x, uint32_t key, uint32_t value) noexcept nogil:
     """One of the program's settings (PYXSW_CONFIG_*): 0 or -errno."""
     return 0 if bpf_map_update_elem(x.config_map_fd, &key, &value, BPF_ANY) == 0 else -errno
@@ -379,9 +393,14 @@ cdef int xdp_open(Xdp *x) except -1:
     if err:
         raise OSError(-err, f"cannot open the XDP program {path.decode()}: {_libxdp_err(err)}")
     # frags-aware (so that it attaches to, and does not cap, large MTUs) where the kernel
-    # knows the flag (5.18+), which also asks libxdp for a dispatcher that is
-    xdp_program__set_xdp_frags_support(prog, _vocab.kernel_at_least(5, 18))
+    # knows the flag and the program's helper (5.18+), which also asks libxdp for a
+    # dispatcher that is
+    frags = _vocab.kernel_at_least(5, 18)
     try:
+        if xdp_program__set_xdp_frags_support(prog, frags) or \
+                xdp_rodata_set(xdp_program__bpf_obj(prog), frags):
+            raise OSError(_errno.EINVAL, f"{path.decode()}: cannot set it up for "
+                                         f"{'' if frags else 'no '}frags")
         xdp_maps_make(x, xdp_program__bpf_obj(prog))
     except BaseException:
         xdp_program__close(prog)

@@ -760,6 +760,33 @@ class Switch:
             log.warning("port %s: its state can be read again: %s", port.name, port.state)
         port.unsure = False
 
+    def _zero_copy_segs(self, port):
+        """In zero-copy mode a frame sent out of a port spans at most its device's
+        zc-max-segs descriptors (the netdev family's xsk-features): the workers drop a longer
+        one there (tx_dropped), which the device would take apart and never complete."""
+        if not self.dp.zero_copy_active or self.dp.multi_buffer != "on":
+            return
+        try:
+            features = self.features or XdpFeatures()
+            try:
+                found = features.device(port.ifindex)
+            finally:
+                if features is not self.features:
+                    features.close()
+        except LinkError as e:
+            log.warning("port %s: cannot read its zero-copy segments (%s): frames in more "
+                        "descriptors than its driver sends may be lost", port.name, _reason(e))
+            return
+        segs = found[1] if found else None
+        if not segs:
+            return                      # not reported: the bind's own check stands
+        self.dp.port_set_segs(port.index, segs)
+        room = self.config.switch.frame_size - XDP_HEADROOM
+        if segs * room < self.dp.max_frame:
+            log.warning("port %s: its driver sends zero-copy frames of %d descriptor(s) at most "
+                        "(zc-max-segs): frames above %d bytes are dropped when sent out of it "
+                        "(tx_dropped)", port.name, segs, segs * room)
+
     def _mtu_said(self, port, mtu):
         """Warn when port's new MTU lets frames in that the switch does not carry (above
         [switch] max_frame, or a UMEM frame where multi-buffer is off: the XDP program drops
@@ -957,8 +984,11 @@ class Switch:
             self._sg_said = True        # the first socket's bind decides: said once
             log.warning("multi-buffer AF_XDP refused (XDP_USE_SG: Linux 6.6+, and a zero-copy "
                         "driver that receives in fragments): frames above %d bytes (a UMEM "
-                        "frame) are dropped, counted in oversize_dropped", self.dp.max_frame,
+                        "frame) are dropped, counted in oversize_dropped%s", self.dp.max_frame,
+                        "; zero_copy = \"off\" carries them in copy mode"
+                        if self.dp.zero_copy_active else "",
                         extra={"event": "switch.multi_buffer", "max_frame": self.dp.max_frame})
+        self._zero_copy_segs(port)
         port.xdp_mode = self.dp.port_info(index)["xdp_mode"]
         port.xdp_expect = self.dp.port_prog_id(index)     # or libxdp's dispatcher: _reconcile
         for mac, vlan in statics:

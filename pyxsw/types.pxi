@@ -286,6 +286,8 @@ cdef struct Port:
     int fp_capable          # its device takes XDP-redirected frames (the switch asks the
                             # kernel's netdev family): a fast-path target while up
     uint32_t mtu            # its interface's MTU, as the switch follows it (0: not known)
+    uint32_t max_segs       # descriptors a frame it sends may span (zero-copy: the device's
+                            # zc-max-segs); 0: MAX_FRAGS
     uint32_t row_seq        # the seq its row in the XDP program's port_rows has (even)
     char name[16]
     int attach_mode         # XDP_MODE_NATIVE / XDP_MODE_SKB while the program is attached, else 0
@@ -380,6 +382,8 @@ cdef struct Worker:
     uint64_t cha[MAX_FRAGS]
     uint32_t chl[MAX_FRAGS]
     uint8_t rx_skip[MAX_PORTS]
+    uint8_t maxsegs[MAX_PORTS]      # descriptors a frame sent out of p may span (MAX_FRAGS,
+                                    # or its zero-copy device's zc-max-segs)
     # burst scratch: descriptors staged per egress port, a length with TXL_CONTD on every
     # descriptor of a frame but its last
     int ndirty

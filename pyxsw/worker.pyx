@@ -93,6 +93,8 @@ cdef void worker_copy_ports(Worker *w) noexcept nogil:
     for p in range(MAX_PORTS):
         pt = &sw.ports[p]
         w.isup[p] = 0
+        if pt.socks[w.q] != w.sock[p]:
+            w.rx_skip[p] = 0            # a new socket owes no rest of an old frame
         w.sock[p] = NULL
         w.tap[p] = 0
         w.mdst[p] = 0
@@ -107,6 +109,7 @@ cdef void worker_copy_ports(Worker *w) noexcept nogil:
             w.mir_out[p] = pt.mirror_out
             w.ntaps += 1
         w.kind[p] = pt.kind
+        w.maxsegs[p] = pt.max_segs if 0 < pt.max_segs < MAX_FRAGS else MAX_FRAGS
         w.sock[p] = pt.socks[w.q]
         w.act[w.nact] = p
         w.nact += 1
@@ -233,8 +236,13 @@ cdef inline int decide(Worker *w, FdbTable *tab, const uint8_t *pkt, uint32_t ln
 
 cdef inline void stage(Worker *w, uint16_t e, const uint64_t *a, const uint32_t *l,
                        uint32_t k) noexcept nogil:
-    """Stage a frame of k descriptors (addresses a, lengths l) on egress port e."""
+    """Stage a frame of k descriptors (addresses a, lengths l) on egress port e; a frame in
+    more descriptors than e's device sends (zero-copy: its zc-max-segs) is dropped there."""
     cdef uint32_t n = w.ntx[e], j
+    if pyxsw_unlikely(k > w.maxsegs[e]):
+        drop(w, a, k)
+        w.st[e].c[PORT_TX_DROPPED] += 1
+        return
     if PYXSW_DEBUG:
         # a burst stages at most its descriptors per egress port; mirror copies check their
         # own room
@@ -609,6 +617,14 @@ cdef uint32_t rx_chain(Worker *w, Sock *s, uint16_t p, FdbTable *tab, uint32_t n
         i += 1
         if PYXSW_DEBUG:
             pyxsw_check(d.addr + d.len <= w.sw.umem.area_size, "an RX descriptor outside the UMEM")
+        if d.len == 0 and k:
+            # an empty fragment (a zero-copy driver's) carries nothing, and the kernel
+            # refuses an empty TX descriptor (the whole frame then never completes)
+            cache_put(w, d.addr)
+            if not (d.options & XDP_PKT_CONTD):
+                whole = True
+                break
+            continue
         if k < MAX_FRAGS:
             w.cha[k] = d.addr
             w.chl[k] = d.len

@@ -136,6 +136,8 @@ BAD = [
      "must be at most 24576 with frame_size 2048 (a frame spans 18 UMEM frames at most), got 24577"),
     ("[switch]\nframe_size = 4096\nmax_frame = 57345", "switch.max_frame", "at most 57344"),
     ("[switch]\nmax_frame = '9000'", "switch.max_frame", "expected an integer"),
+    ("[switch]\nring_size = 4\nbatch = 4", "switch.ring_size",
+     "must hold a frame of switch.max_frame 9216 bytes: 6 descriptors of 1792, got 4"),
     ("[switch]\nframes = 0", "switch.frames", "positive"),
     ("[switch]\nframes = -5", "switch.frames", "positive"),
     ("[switch]\nframes = 16384.0", "switch.frames", "got a float"),

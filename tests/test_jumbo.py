@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from helpers import (BCAST, capture, eth_frame, make_config, ping, running, send,
+from helpers import (BCAST, capture, eth_frame, make_config, nettool, ping, running, send,
                      tcp_transfer, wait_until)
 from test_vlan import at_rest_exact, TESTS
 
@@ -286,3 +286,23 @@ def test_captures_and_mirrors_take_a_jumbo_frame_whole(lab_factory, tmp_path):
         (_, _, direction, length, data), = got
         assert (direction, length, data) == ("in", 9000, frame)
         at_rest_exact(sw)
+
+
+def test_an_oversize_frame_on_a_queue_the_switch_does_not_serve_goes_to_the_kernel(
+        lab_factory, tmp_path):
+    """The XDP program drops a frame above max_frame only where a worker serves its queue;
+    on another queue it is the kernel's, as every frame there is (review)."""
+    lab = lab_factory(hosts=2, queues=2)
+    mtu(lab, 9000)
+    h = lab.hosts
+    with running(make_config(lab.ports, tmp_path, cores=(1,),
+                             switch={"max_frame": 4000})) as sw:
+        before = sw.port_stats()[h[0].port]["xdp"]
+        r = nettool(lab, 0, "udp-flows", "--dst", h[1].ip, "--flows", "64", "--count", "640",
+                    "--size", "5000", capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        after = sw.port_stats()[h[0].port]["xdp"]
+        oversize = after["prog_oversize"] - before["prog_oversize"]
+        passed = after["prog_passed"] - before["prog_passed"]
+        assert oversize > 0 and passed > 0 and oversize + passed >= 640, (oversize, passed)
+        assert sw.port_stats()[h[0].port]["oversize_dropped"] == after["prog_oversize"]

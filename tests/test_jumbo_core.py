@@ -24,6 +24,12 @@ def test_a_frame_the_ring_has_no_room_for_is_dropped_whole_and_the_ones_before_i
     assert written == [0, 1, 1, 1, 1, 1, 0, 1, 1, 0, 1, 0] and (sent, dropped) == (4, 0)
 
 
+def test_a_frame_longer_than_the_egress_device_sends_is_dropped_whole():
+    """Zero-copy: a device sends frames of zc-max-segs descriptors at most."""
+    written, sent, dropped = dp().flush_chains([1, 6, 3, 2, 1], room=64, segs=3)
+    assert written == [0, 1, 1, 0, 1, 0, 0] and (sent, dropped) == (4, 1)
+
+
 @settings(max_examples=300, deadline=None)
 @given(chains=st.lists(st.integers(1, MAX_FRAGS), min_size=1, max_size=12),
        room=st.integers(0, 64))

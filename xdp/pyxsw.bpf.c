@@ -35,6 +35,19 @@
 
 #define NSEC_PER_SEC 1000000000ULL
 
+/* Set by the switch before the program is loaded (its .rodata, ports.pyx xdp_open): 1 where
+ * the kernel has frags and bpf_xdp_get_buff_len() (5.18+).  At 0 the branches that call the
+ * helper are dead, and a kernel that lacks it never sees the call. */
+const volatile __u32 has_frags = 1;
+
+/* The frame's length, fragments included. */
+static __always_inline __u32 frame_len(struct xdp_md *ctx)
+{
+	if (has_frags)
+		return (__u32)bpf_xdp_get_buff_len(ctx);
+	return (__u32)(ctx->data_end - ctx->data);
+}
+
 /* ifindex -> the port's index + 1 (0: not a port), for ifindexes below PYXSW_IFX_DIRECT: an
  * array lookup, which the verifier inlines (a hash lookup cost 30-40 ns a frame here). */
 struct {
@@ -228,7 +241,7 @@ static __always_inline long fast(struct xdp_md *ctx, __u32 index)
 
 	if ((void *)(pkt + 14) > end || (pkt[0] & 1)) /* runt; broadcast, multicast */
 		return -1;
-	if (bpf_xdp_get_buff_len(ctx) > rx_len) /* in fragments: the workers send those */
+	if (frame_len(ctx) > rx_len) /* in fragments: the workers send those */
 		return -1;
 	/* classify, as the workers do (worker.pyx classify()) */
 	tagged = pkt[12] == 0x81 && pkt[13] == 0x00;
@@ -300,7 +313,7 @@ int pyxsw_xsk_redirect(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 q = ctx->rx_queue_index;
-	__u32 *slot, *fastpath, *max_frame, port, key;
+	__u32 *slot, *fastpath, *max_frame, port, key, qkey;
 	long act = XDP_PASS;
 
 	if (ifindex < PYXSW_IFX_DIRECT) {
@@ -315,18 +328,25 @@ int pyxsw_xsk_redirect(struct xdp_md *ctx)
 		port = *slot;
 	}
 	count(port, PYXSW_PROG_SEEN);
+	qkey = port * PYXSW_MAX_QUEUES + q;
 	key = PYXSW_CONFIG_MAX_FRAME;
 	max_frame = bpf_map_lookup_elem(&config_map, &key);
-	if (max_frame && *max_frame && bpf_xdp_get_buff_len(ctx) > *max_frame) {
-		count(port, PYXSW_PROG_OVERSIZE);
-		return XDP_DROP;
+	if (max_frame && *max_frame && frame_len(ctx) > *max_frame) {
+		/* longer than the switch carries: dropped and counted, where the switch serves
+		 * this queue; else the kernel's, as every frame there is */
+		if (q < PYXSW_MAX_QUEUES && bpf_map_lookup_elem(&xsks_map, &qkey)) {
+			count(port, PYXSW_PROG_OVERSIZE);
+			return XDP_DROP;
+		}
+		count(port, PYXSW_PROG_PASSED);
+		return XDP_PASS;
 	}
 	key = PYXSW_CONFIG_FASTPATH;
 	fastpath = bpf_map_lookup_elem(&config_map, &key);
 	if (fastpath && *fastpath && fast(ctx, port) == XDP_REDIRECT)
 		return XDP_REDIRECT;
 	if (q < PYXSW_MAX_QUEUES) /* a larger queue would land on the next port's slots */
-		act = bpf_redirect_map(&xsks_map, port * PYXSW_MAX_QUEUES + q, XDP_PASS);
+		act = bpf_redirect_map(&xsks_map, qkey, XDP_PASS);
 	count(port, act == XDP_REDIRECT ? PYXSW_PROG_REDIRECTED : PYXSW_PROG_PASSED);
 	return act;
 }

@@ -15,6 +15,8 @@ cdef extern from "<bpf/libbpf.h>" nogil:
     uint32_t bpf_map__map_flags(const bpf_map *map)
     bint bpf_map__is_internal(const bpf_map *map)
     int bpf_map__reuse_fd(bpf_map *map, int fd)
+    const void *bpf_map__initial_value(bpf_map *map, size_t *psize)
+    int bpf_map__set_initial_value(bpf_map *map, const void *data, size_t size)
     int libbpf_num_possible_cpus()
     ctypedef int (*libbpf_print_fn_t)(int level, const char *fmt, va_list ap)
     libbpf_print_fn_t libbpf_set_print(libbpf_print_fn_t fn)
