@@ -306,3 +306,21 @@ def test_an_oversize_frame_on_a_queue_the_switch_does_not_serve_goes_to_the_kern
         passed = after["prog_passed"] - before["prog_passed"]
         assert oversize > 0 and passed > 0 and oversize + passed >= 640, (oversize, passed)
         assert sw.port_stats()[h[0].port]["oversize_dropped"] == after["prog_oversize"]
+
+
+def test_a_kernel_without_frags_gets_the_program_without_them(lab_factory, tmp_path,
+                                                              monkeypatch):
+    """Before 5.18 the kernel has neither frags nor bpf_xdp_get_buff_len(): the program is
+    loaded without the flag and with the helper's branches dead (.rodata has_frags = 0), and
+    it forwards; frames above max_frame are still dropped and counted."""
+    from pyxsw import vocab
+    monkeypatch.setattr(vocab, "kernel_at_least", lambda major, minor: (major, minor) < (5, 18))
+    lab = lab_factory(hosts=2)
+    mtu(lab, 3000)                      # a non-frags program attaches below a page
+    h = lab.hosts
+    with running(make_config(lab.ports, tmp_path, switch={"max_frame": 2000})) as sw:
+        assert ping(lab, 0, 1) and ping_df(lab, 0, 1, size=2000 - 42, count=1)
+        big = eth_frame(BCAST, h[0].mac, payload(2500, 1))
+        send(lab, 0, big, count=3)
+        assert wait_until(lambda: sw.port_stats()[h[0].port]["oversize_dropped"] == 3)
+        at_rest_exact(sw)
