@@ -51,7 +51,8 @@ ASAN_LIB = $(shell gcc -print-file-name=libasan.so)
 test-debug: install
 	PYXSW_DEBUG=1 $(VPY) setup.py -q build_ext --inplace --force
 	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$(ASAN_LIB) $(VPY) -m pytest -p no:cacheprovider \
-		tests/test_fdb.py tests/test_switch.py tests/test_faults.py tests/test_ops.py && \
+		tests/test_fdb.py tests/test_switch.py tests/test_faults.py tests/test_ops.py \
+		tests/test_jumbo.py tests/test_jumbo_core.py && \
 	PYXSW_SOAK_FRAMES=6000000 ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$(ASAN_LIB) $(VPY) -m pytest \
 		-p no:cacheprovider -s tests/test_soak.py; \
 	rc=$$?; $(VPY) setup.py -q build_ext --inplace --force; exit $$rc

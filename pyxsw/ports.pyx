@@ -388,7 +388,7 @@ cdef int xdp_open(Xdp *x) except -1:
     if x.ncpu <= 0:
         raise OSError(-x.ncpu if x.ncpu < 0 else _errno.EINVAL, "cannot tell how many CPUs "
                       "the per-CPU counters of the XDP program have")
-    prog = xdp_program__open_file(path, b"xdp.frags", NULL)
+    prog = xdp_program__open_file(path, b"xdp", NULL)
     err = libxdp_get_error(prog)
     if err:
         raise OSError(-err, f"cannot open the XDP program {path.decode()}: {_libxdp_err(err)}")

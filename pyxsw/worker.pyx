@@ -46,7 +46,8 @@ cdef inline void cache_put(Worker *w, uint64_t addr) noexcept nogil:
         pool_put(&w.sw.umem.pool, &w.cache[w.ncache], CACHE_CHUNK)
         w.c[WORKER_FRAMES_TO_POOL] += CACHE_CHUNK
     if PYXSW_DEBUG:
-        pyxsw_check(addr < w.sw.umem.area_size, "a frame address outside the UMEM")
+        pyxsw_check(addr < w.sw.umem.area_size or w.sw.umem.area == NULL,   # (tests: no UMEM)
+                    "a frame address outside the UMEM")
     w.cache[w.ncache] = addr & w.sw.umem.frame_mask
     w.ncache += 1
 

@@ -220,20 +220,23 @@ def test_socket_refuses_unprivileged_users(lab_factory, tmp_path):
 
 
 def test_bad_frames_are_dropped_or_forwarded_and_counted(lab_factory, tmp_path):
-    """Header-only frames, odd EtherTypes and frames bigger than a UMEM frame: forwarded
-    when the rules say so, dropped and counted otherwise, never a crash or a lost frame."""
+    """Header-only frames, odd EtherTypes, frames bigger than a UMEM frame (a chain of two)
+    and bigger than max_frame: forwarded when the rules say so, dropped and counted
+    otherwise, never a crash or a lost frame."""
     lab = lab_factory(hosts=2)
     for i, p in enumerate(lab.ports):               # room for frames over 2048 bytes
         subprocess.run(["ip", "link", "set", p, "mtu", "3000"], check=True)
         lab.run(i, "ip", "link", "set", "eth0", "mtu", "3000", check=True)
-    with running(make_config(lab.ports, tmp_path, xdp_mode="generic")) as sw:
+    with running(make_config(lab.ports, tmp_path, xdp_mode="generic",
+                             switch={"max_frame": 2500})) as sw:
         h0, h1 = lab.hosts
         assert ping(lab, 0, 1)
         dst, src = mac_bytes(h1.mac), mac_bytes(h0.mac)
         frames = [dst + src + b"\x88\xb5",                           # header only
                   dst + src + b"\xff\xff" + bytes(46),              # reserved EtherType
                   dst + src + b"\x00\x01" + bytes(46),              # a length, not a type
-                  dst + src + b"\x88\xb5" + bytes(2986)]            # 3000 bytes > frame_size
+                  dst + src + b"\x88\xb5" + bytes(2386),           # 2400 bytes: 2 UMEM frames
+                  dst + src + b"\x88\xb5" + bytes(2986)]            # 3000 bytes > max_frame
         for f in frames:
             r = nettool(lab, 0, "send", "--ifname", "eth0", "--hex", f.hex(), "--count", "10",
                         capture_output=True, text=True)
@@ -241,8 +244,9 @@ def test_bad_frames_are_dropped_or_forwarded_and_counted(lab_factory, tmp_path):
         time.sleep(0.5)
         st = sw.port_stats()
         s0, s1 = st[lab.ports[0]], st[lab.ports[1]]
-        assert s0["rx_packets"] >= 30 and s1["tx_packets"] >= 30   # the well-formed ones
-        assert s0["xdp"]["rx_dropped"] >= 10                       # the oversize ones, counted
+        assert s0["rx_packets"] >= 40 and s1["tx_packets"] >= 40   # the well-formed ones
+        assert s1["tx_bytes"] >= 10 * 2400
+        assert s0["oversize_dropped"] == s0["xdp"]["prog_oversize"] == 10   # counted
         assert s0["rx_dropped"] >= 10
         assert ping(lab, 0, 1) and ping(lab, 1, 0)
         assert sw.wait_quiet()["in_flight"] == 0

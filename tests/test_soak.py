@@ -82,7 +82,8 @@ def test_soak_mixed_traffic(lab_factory, tmp_path, fastpath):
     lab = lab_factory(hosts=3)
     gen, a, b = lab.hosts
     # Room for the oversize kind on the way in (XDP refuses to send a frame over the MTU of
-    # either veth end, so the switch would never see it); the UMEM frames stay 2048 bytes.
+    # either veth end, so the switch would never see it); the UMEM frames stay 2048 bytes,
+    # and max_frame 2500 makes its 3000 bytes more than the switch carries.
     subprocess.run(["ip", "link", "set", gen.port, "mtu", "3000"], check=True)
     lab.run(0, "ip", "link", "set", "eth0", "mtu", "3000", check=True)
     lib = libbpf()
@@ -97,7 +98,7 @@ def test_soak_mixed_traffic(lab_factory, tmp_path, fastpath):
         # A and B never send during the soak: aging longer than any soak keeps their entries,
         # so that their kinds stay known unicast however long `make soak` runs
         cfg = make_config(lab.ports, tmp_path, port_extra=trunks,
-                          switch={"fastpath": fastpath}, aging=3600)
+                          switch={"fastpath": fastpath, "max_frame": 2500}, aging=3600)
         with running(cfg) as sw:
             # every port a fast-path target (`pyxsw lab up` turned GRO on at the host ends)
             assert all(p.fastpath["target"] == (fastpath == "xdp")
@@ -156,14 +157,15 @@ def check_everything(lab, sw, samples, sent, before, fastpath):
     assert all(n >= total // len(KINDS) - 1 for n in sent[:-1]), sent
 
     # 2. Every frame an XDP program saw it forwarded itself (the fast path: counted in the
-    #    port's rx_packets and in its fastpath rx_packets), passed to the kernel (no socket)
-    #    or redirected to a socket; and every frame it redirected was taken by a worker or
-    #    counted as dropped by the kernel (oversize: rx_dropped; no room in the RX ring:
-    #    rx_ring_full).
+    #    port's rx_packets and in its fastpath rx_packets), passed to the kernel (no socket),
+    #    dropped as longer than max_frame (prog_oversize) or redirected to a socket; and
+    #    every frame it redirected was taken by a worker or counted as dropped by the kernel
+    #    (no fill frame: rx_dropped; no room in the RX ring: rx_ring_full).
     def ingress_balanced():
         st = sw.port_stats()
         return all(s["xdp"]["prog_seen"] == s["xdp"]["prog_redirected"]
                    + s["xdp"]["prog_passed"] + s["fastpath"]["rx_packets"]
+                   + s["xdp"]["prog_oversize"]
                    and s["rx_packets"] - s["fastpath"]["rx_packets"] + s["xdp"]["rx_dropped"]
                    + s["xdp"]["rx_ring_full"] == s["xdp"]["prog_redirected"]
                    for s in st.values()), st
@@ -173,11 +175,11 @@ def check_everything(lab, sw, samples, sent, before, fastpath):
     ok, st = ingress_balanced()
     assert ok, {p: (s["rx_packets"], s["xdp"], s["fastpath"]) for p, s in st.items()}
     s0 = st[ports[0]]
-    # The oversize kind never reaches a worker: the kernel drops it and counts it in
-    # rx_dropped, with the frames that found the fill ring empty (also counted apart).
+    # The oversize kind never reaches a worker: the XDP program drops it and counts it.
     missing = max(0, total - s0["xdp"]["prog_seen"])        # lost on the generator's side
-    oversize = s0["xdp"]["rx_dropped"] - s0["xdp"]["rx_fill_ring_empty_descs"]
+    oversize = s0["xdp"]["prog_oversize"]
     assert sent[OVERSIZE] - missing <= oversize <= sent[OVERSIZE]
+    assert s0["oversize_dropped"] == oversize
     assert s0["rx_bytes"] <= s0["rx_packets"] * 1514
 
     # 3. Every frame the switch took went out (unicast: once; flood: to the 2 other ports of
@@ -238,7 +240,8 @@ def check_everything(lab, sw, samples, sent, before, fastpath):
         assert all("kernel" not in e for e in fdb)
     else:
         assert fast[pa] == fast[pb] == 0, fast
-        assert delta(g, "xdp", "prog_redirected") >= total - to_a - to_b - unseen
+        assert delta(g, "xdp", "prog_redirected") >= (total - to_a - to_b - unseen
+                                                      - delta(g, "xdp", "prog_oversize"))
         assert to_a + to_b >= fast[g] >= (to_a + to_b - unseen) * 0.95, (fast, to_a, to_b)
         assert to_a >= delta(pa, "fastpath", "tx_packets") >= (to_a - unseen) * 0.95
         assert to_b >= delta(pb, "fastpath", "tx_packets") >= (to_b - unseen) * 0.95
@@ -284,8 +287,8 @@ def check_everything(lab, sw, samples, sent, before, fastpath):
           f"{s0['xdp']['prog_seen']:,} reached the switch, {rx:,} taken by it, of which "
           f"{fast_rx:,} ({fast_rx / max(rx, 1):.1%}) forwarded by the XDP program, "
           f"{rx - fast_rx:,} by the worker; {out:,} sent, {flooded:,} floods, "
+          f"{s0['xdp']['prog_oversize']:,} oversize dropped by the XDP program, "
           f"{s0['xdp']['rx_dropped']:,} + {s0['xdp']['rx_ring_full']:,} dropped by the kernel "
-          f"(oversize {sent[OVERSIZE]:,} or no fill frame {s0['xdp']['rx_fill_ring_empty_descs']:,}"
-          f"; no RX room); rate {min(steady)/1e6:.3f}/{median(steady)/1e6:.3f}/"
+          f"(no fill frame {s0['xdp']['rx_fill_ring_empty_descs']:,}; no RX room); rate {min(steady)/1e6:.3f}/{median(steady)/1e6:.3f}/"
           f"{max(steady)/1e6:.3f} Mpps (min/median/max of {len(steady)} windows), first half "
           f"{first/1e6:.3f}, second half {last/1e6:.3f}; accounting {acc}")

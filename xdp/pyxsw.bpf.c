@@ -20,8 +20,11 @@
  * entry whose MAC sends, when it changes, so that aging sees traffic that never reaches
  * userspace.
  *
- * Jumbo frames: the program is frags-aware (SEC("xdp.frags")), so that it attaches to an
- * interface whose MTU is above a page and does not cap a veth peer's MTU.  It drops, and
+ * Jumbo frames: the program is frags-aware (BPF_F_XDP_HAS_FRAGS, set by the switch through
+ * libxdp's xdp_program__set_xdp_frags_support() where the kernel has it, 5.18+: the section
+ * is plain "xdp", since libbpf forces the flag on for "xdp.frags" whatever the kernel), so
+ * that it attaches to an interface whose MTU is above a page and does not cap a veth peer's
+ * MTU.  It drops, and
  * counts, a frame longer than the switch carries ([switch] max_frame, or a UMEM frame's room
  * when the kernel refused multi-buffer AF_XDP): nothing else would count it.  A frame in
  * several buffers (bpf_xdp_get_buff_len() > its linear part) takes the AF_XDP path, where
@@ -308,7 +311,7 @@ static __always_inline long fast(struct xdp_md *ctx, __u32 index)
 	return XDP_REDIRECT;
 }
 
-SEC("xdp.frags")
+SEC("xdp")
 int pyxsw_xsk_redirect(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
