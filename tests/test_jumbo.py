@@ -5,6 +5,7 @@ Every interface of these labs is at MTU 9000 unless a test says otherwise: the h
 and the switch's ports.  With 2048-byte UMEM frames a fragment holds 1792 bytes, so a
 9000-byte frame is a chain of 6 descriptors, 2500 bytes 2 and 4000 bytes 3.
 """
+import os
 import random
 import subprocess
 import sys
@@ -334,3 +335,64 @@ def test_a_kernel_without_frags_gets_the_program_without_them(lab_factory, tmp_p
         send(lab, 0, big, count=3)
         assert wait_until(lambda: sw.port_stats()[h[0].port]["oversize_dropped"] == 3)
         at_rest_exact(sw)
+
+
+NO_SG_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <sys/socket.h>
+#include <linux/if_xdp.h>
+
+/* A kernel before 6.6: an AF_XDP bind with XDP_USE_SG (1 << 4) is refused with EINVAL. */
+int bind(int fd, const struct sockaddr *a, socklen_t len)
+{
+	static int (*real)(int, const struct sockaddr *, socklen_t);
+
+	if (!real)
+		real = (int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "bind");
+	if (a && a->sa_family == AF_XDP && len >= sizeof(struct sockaddr_xdp)
+	    && (((const struct sockaddr_xdp *)a)->sxdp_flags & (1 << 4))) {
+		errno = EINVAL;
+		return -1;
+	}
+	return real(fd, a, len);
+}
+"""
+
+
+def test_a_kernel_that_refuses_multi_buffer_starts_and_says_so(lab_factory, tmp_path):
+    """Where the kernel refuses XDP_USE_SG (before 6.6; here a bind() shim refuses it as such
+    a kernel does), the switch binds without it, starts, says once that frames above a UMEM
+    frame are dropped, warns about the ports whose MTU lets them in, and drops and counts
+    them while the rest forwards."""
+    from pyxsw.client import Client
+    src, shim = tmp_path / "nosg.c", tmp_path / "nosg.so"
+    src.write_text(NO_SG_SHIM)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    lab = jumbo_lab(lab_factory, hosts=2)
+    sock = tmp_path / "sw.sock"
+    conf = tmp_path / "sw.toml"
+    conf.write_text(f'[switch]\nname = "t"\ncores = [1]\n[management]\nsocket = "{sock}"\n'
+                    + "".join(f'[[port]]\nname = "{p}"\n' for p in lab.ports))
+    proc = subprocess.Popen([sys.executable, "-m", "pyxsw.cli", "run", "-c", str(conf)],
+                            env={**os.environ, "LD_PRELOAD": str(shim)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: proc.poll() is not None or ping(lab, 0, 1), timeout=20)
+        assert proc.poll() is None
+        with Client(str(sock), timeout=5) as c:
+            st = c.status()
+            assert (st["multi_buffer"], st["max_frame"]) == ("refused", 1792)
+            assert ping_df(lab, 0, 1, size=1792 - 14 - 28, count=1)     # one UMEM frame
+            assert not ping_df(lab, 0, 1, size=8972, count=2)
+            s = c.port_stats(lab.ports[0])[lab.ports[0]]
+            assert s["oversize_dropped"] == s["xdp"]["prog_oversize"] >= 2
+    finally:
+        proc.terminate()
+        err = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 0, err
+    assert err.count("multi-buffer AF_XDP refused") == 1, err
+    assert "frames above 1792 bytes (a UMEM frame) are dropped" in err
+    assert f"port {lab.ports[0]}: MTU 9000 allows frames of up to 9018 bytes but the switch " \
+           f"carries 1792 (a UMEM frame holds 1792" in err, err
