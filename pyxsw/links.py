@@ -289,11 +289,15 @@ class Netdev:
             self._query.bind((0, 0))
             self.family, self.group, self.ops = self._resolve()
         except BaseException as e:
-            self.close()
-            if isinstance(e, OSError) and not isinstance(e, LinkError):
-                raise LinkError(e.errno or errno.EIO,
-                                f"netdev generic netlink: {e.strerror or e}") from e
-            raise
+            self._failed(e)
+
+    def _failed(self, e):
+        """A failed open: everything closed, and e raised again (an OSError as a LinkError)."""
+        self.close()
+        if isinstance(e, OSError) and not isinstance(e, LinkError):
+            raise LinkError(e.errno or errno.EIO,
+                            f"netdev generic netlink: {e.strerror or e}") from e
+        raise e
 
     def _resolve(self):
         """(family id, "mgmt" group id, command ids) of the netdev family, from the
@@ -357,11 +361,7 @@ class XdpFeatures(Netdev):
             self._events.bind((0, 0))
             self._events.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, self.group)
         except BaseException as e:
-            self.close()
-            if isinstance(e, OSError) and not isinstance(e, LinkError):
-                raise LinkError(e.errno or errno.EIO,
-                                f"netdev generic netlink: {e.strerror or e}") from e
-            raise
+            self._failed(e)
 
     def close(self):
         super().close()

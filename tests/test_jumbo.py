@@ -16,7 +16,7 @@ import pytest
 
 from helpers import (BCAST, capture, eth_frame, make_config, nettool, ping, running, send,
                      tcp_transfer, wait_until)
-from test_vlan import at_rest_exact, TESTS
+from test_vlan import at_rest_exact, blast
 
 pytestmark = pytest.mark.system
 
@@ -45,19 +45,6 @@ def ping_df(lab, a, b, size=8972, count=3):
 
 def payload(n, seed):
     return random.Random(seed).randbytes(n)
-
-
-def send_mix(lab, i, frames, rounds):
-    """Host i sends `frames` in turn, `rounds` times, as fast as its queue takes them."""
-    code = ("import socket, sys; sys.path.insert(0, %r); from nettool import send_waiting\n"
-            "frames = [bytes.fromhex(h) for h in %r]\n"
-            "with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as s:\n"
-            "    s.bind(('eth0', 0))\n"
-            "    for _ in range(%d):\n"
-            "        for f in frames:\n"
-            "            send_waiting(s, f)\n") % (TESTS, [f.hex() for f in frames], rounds)
-    r = lab.run(i, sys.executable, "-c", code, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
 
 
 def host_rx(lab, i):
@@ -166,9 +153,9 @@ def test_chains_of_1_2_3_and_6_descriptors_mixed_under_load(lab_factory, tmp_pat
         h1_before = host_rx(lab, 1)
         out_before = sw.port_stats()[h[1].port]
         with capture(lab, 1, seconds=8) as got:
-            t = threading.Thread(target=send_mix, args=(lab, 2, frames[2], rounds))
+            t = threading.Thread(target=blast, args=(lab, 2, frames[2], rounds))
             t.start()
-            send_mix(lab, 0, frames[0], rounds)
+            blast(lab, 0, frames[0], rounds)
             t.join(300)
         at_rest_exact(sw)
         assert no_invalid_descs(sw)
