@@ -15,6 +15,8 @@ each:
         share lost (the sender is one core, the generator here: XDP live frames cannot carry
         frames above a page).
 
+--fastpath adds, for each pyxsw row, one with `fastpath = "xdp"`: a 9000-byte frame is then
+forwarded by the XDP program (to a target that takes fragments), and the hosts keep GRO on.
 Segmentation offloads are off on the hosts (`ethtool -K eth0 tso off gso off gro off`) unless
 --offloads: then TCP hands veth 64 KB segments, which the bridge forwards whole (one skb for
 seven frames) while an XDP program on a port turns them off at its peer, so pyxsw forwards
@@ -40,7 +42,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from pyxsw.lab import Lab  # noqa: E402
 
-PYXSW = REPO / ".venv" / "bin" / "pyxsw"
 MTU = 9000
 
 
@@ -80,9 +81,10 @@ class Bridge:
 
 
 class Pyxsw:
-    def __init__(self, lab, args, mode, frame_size):
+    def __init__(self, lab, args, mode, frame_size, fastpath=False):
         self.lab, self.args, self.mode, self.frame_size = lab, args, mode, frame_size
-        self.name = f"pyxsw ({mode}, {frame_size})"
+        self.fastpath = fastpath
+        self.name = f"pyxsw ({mode}, {frame_size}{', fastpath' if fastpath else ''})"
         self.proc = None
 
     def __enter__(self):
@@ -91,20 +93,44 @@ class Pyxsw:
         cfg.write_text(f'[switch]\nname = "jumbo"\nmode = "{self.mode}"\n'
                        f"cores = [{self.args.fwd_core}]\nframe_size = {self.frame_size}\n"
                        f"frames = {16384 * 2048 // self.frame_size}\n"
+                       + ('fastpath = "xdp"\n' if self.fastpath else "") +
                        f'[management]\nsocket = "{self.dir}/sw.sock"\n'
                        + "".join(f'[[port]]\nname = "{p}"\n' for p in self.lab.ports))
-        self.proc = subprocess.Popen([str(PYXSW), "run", "-c", str(cfg)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # this checkout's pyxsw, with the interpreter running this script
+        self.proc = subprocess.Popen([sys.executable, "-m", "pyxsw.cli", "run", "-c", str(cfg)],
+                                     cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pyxsw exited: {self.proc.stderr.read()}")
             if self.lab.run(0, "ping", "-c1", "-W1", "-s", MTU - 28, "-M", "do",
                             self.lab.hosts[1].ip, capture_output=True).returncode == 0:
+                if self.fastpath:
+                    self.napi_to_fwd_core()
                 return self
         raise RuntimeError("no jumbo ping through pyxsw after 30 s")
 
+    def napi_to_fwd_core(self):
+        """The fast path forwards inside the receiving port's NAPI, which a veth runs on the
+        sending CPU (the hosts' core): threaded, its kthread pinned to the forwarder core at
+        SCHED_FIFO 50, as perf/forwarders.py does for the in-kernel rows."""
+        for p in self.lab.ports:
+            Path(f"/sys/class/net/{p}/threaded").write_text("1")
+            for d in Path("/proc").iterdir():
+                try:
+                    if d.name.isdigit() and (d / "comm").read_text().startswith(f"napi/{p}-"):
+                        sh("taskset", "-pc", self.args.fwd_core, d.name)
+                        sh("chrt", "-f", "-p", 50, d.name)
+                except OSError:
+                    pass
+
     def __exit__(self, *exc):
+        for p in self.lab.ports if self.fastpath else ():
+            try:
+                Path(f"/sys/class/net/{p}/threaded").write_text("0")
+            except OSError:
+                pass
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -158,6 +184,9 @@ def main(argv=None):
     ap.add_argument("--fwd-core", type=int, default=1)
     ap.add_argument("--host-core", type=int, default=0)
     ap.add_argument("--prefix", default=f"pj{os.getpid() % 1000}-")
+    ap.add_argument("--fastpath", action="store_true",
+                    help="each pyxsw row once more with fastpath = \"xdp\" (the hosts' GRO is "
+                         "left on: a veth takes redirected frames while its peer has it)")
     ap.add_argument("--offloads", action="store_true",
                     help="leave the hosts' TSO/GSO/GRO on (see above)")
     ap.add_argument("--no-save", action="store_true")
@@ -170,11 +199,13 @@ def main(argv=None):
             sh("ip", "link", "set", "dev", h.port, "mtu", MTU)
             lab.run(h.index, "ip", "link", "set", "dev", "eth0", "mtu", MTU, check=True)
             if not args.offloads:
-                lab.run(h.index, "ethtool", "-K", "eth0", "tso", "off", "gso", "off", "gro",
-                        "off", check=True, capture_output=True)
+                lab.run(h.index, "ethtool", "-K", "eth0", "tso", "off", "gso", "off",
+                        "gro", "on" if args.fastpath else "off", check=True,
+                        capture_output=True)
         systems = [lambda: Bridge(lab, args)] + [
-            (lambda m, f: lambda: Pyxsw(lab, args, m, f))(m, int(f))
-            for m in args.modes.split(",") if m for f in args.frame_sizes.split(",") if f]
+            (lambda m, f, fp: lambda: Pyxsw(lab, args, m, f, fp))(m, int(f), fp)
+            for m in args.modes.split(",") if m for f in args.frame_sizes.split(",") if f
+            for fp in ((False, True) if args.fastpath else (False,))]
         for rnd in range(args.rounds):
             for make in systems:
                 sys_ = make()
@@ -202,7 +233,7 @@ def main(argv=None):
     if not args.no_save:
         out = REPO / "perf" / "results" / f"jumbo-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.write_text(json.dumps({"mtu": MTU, "rounds": args.rounds, "seconds": args.seconds,
-                                   "offloads": args.offloads,
+                                   "offloads": args.offloads, "fastpath": args.fastpath,
                                    "kernel": os.uname().release, "results": results}, indent=1))
         print(f"saved {out}")
 

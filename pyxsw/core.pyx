@@ -434,12 +434,14 @@ cdef class Datapath:
             pyxsw_store_int(&pt.up, 1 if up else 0)
             self._publish()
 
-    def set_port_fastpath_capable(self, int p, bint capable):
-        """Whether port p's device takes XDP-redirected frames (as the kernel reports it):
-        with the fast path on, an up port that does is a fast-path target."""
+    def set_port_fastpath_capable(self, int p, bint capable, bint fragments=False):
+        """Whether port p's device takes XDP-redirected frames (as the kernel reports it),
+        and frames in several buffers too (jumbo frames): with the fast path on, an up port
+        that does is a fast-path target (for jumbo frames, if it takes fragments)."""
         cdef Port *pt = self._port(p)
         with self.lock:
             pt.fp_capable = 1 if capable else 0
+            pt.fp_sg = 1 if capable and fragments else 0
             if pt.active:
                 fp_port_write(self.sw, pt)
 

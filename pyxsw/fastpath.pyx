@@ -107,10 +107,12 @@ cdef uint32_t fp_flags(Sw *sw, Port *pt) noexcept nogil:
     if not sw.fastpath or pt.kind != KIND_AFXDP or not pt.active or not pt.up or pt.mirror_dst:
         return 0
     flags = PYXSW_FP_IN | (PYXSW_FP_OUT if pt.fp_capable and pt.mtu else 0)
+    if flags & PYXSW_FP_OUT and pt.fp_sg:
+        flags |= PYXSW_FP_OUT_SG
     if pt.tap & TAP_IN or pt.mirror_in:
         flags &= ~(<uint32_t>PYXSW_FP_IN)
     if pt.tap & TAP_OUT or pt.mirror_out:
-        flags &= ~(<uint32_t>PYXSW_FP_OUT)
+        flags &= ~(<uint32_t>(PYXSW_FP_OUT | PYXSW_FP_OUT_SG))
     return flags
 
 

@@ -60,6 +60,7 @@ NETDEV_CMD_DEV_GET, NETDEV_CMD_DEV_ADD_NTF = 1, 2
 NETDEV_CMD_DEV_DEL_NTF, NETDEV_CMD_DEV_CHANGE_NTF = 3, 4
 NETDEV_A_DEV_IFINDEX, NETDEV_A_DEV_XDP_FEATURES, NETDEV_A_DEV_XDP_ZC_MAX_SEGS = 1, 3, 4
 NDO_XMIT = 1 << 2                       # NETDEV_XDP_ACT_NDO_XMIT: takes redirected frames
+NDO_XMIT_SG = 1 << 6                    # NETDEV_XDP_ACT_NDO_XMIT_SG: ... in fragments too
 
 NLMSG_HDR = struct.Struct("=IHHII")     # length, type, flags, sequence, port id
 IFINFO = struct.Struct("=BxHiII")       # family, type, index, flags, change
@@ -253,6 +254,11 @@ class Links:
         with self._lock:
             self._seq = (self._seq + 1) & 0xffffffff
             return _exchange(self._query, self._seq, kind, flags, body, what, (errno.ENODEV,))
+
+
+def takes_fragments(features) -> bool:
+    """Whether a device takes XDP-redirected frames in several buffers (jumbo frames)."""
+    return can_take_redirects(features) and bool(features & NDO_XMIT_SG)
 
 
 def can_take_redirects(features) -> bool:

@@ -27,7 +27,8 @@ import time
 from . import __version__, _core, napi, taps
 from .config import Config  # noqa: F401 (type of Switch.config)
 from .doctor import usable_cpus
-from .links import RESYNC, LinkError, Links, Netdev, XdpFeatures, can_take_redirects
+from .links import (RESYNC, LinkError, Links, Netdev, XdpFeatures, can_take_redirects,
+                    takes_fragments)
 from .vocab import DEFAULT_PORT_VLAN, VLAN_ETH_HLEN, XDP_HEADROOM
 from .watch import Watch
 
@@ -725,7 +726,8 @@ class Switch:
             return
         port.fp_unsure = ""
         self.dp.set_port_fastpath_capable(port.index, feats is not None
-                                          and can_take_redirects(feats))
+                                          and can_take_redirects(feats),
+                                          feats is not None and takes_fragments(feats))
 
     # ------------------------------------------------------------------ port states
 

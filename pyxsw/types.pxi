@@ -285,6 +285,7 @@ cdef struct Port:
     int forward_reserved    # flood reserved link-local frames received here (else drop them)
     int fp_capable          # its device takes XDP-redirected frames (the switch asks the
                             # kernel's netdev family): a fast-path target while up
+    int fp_sg               # ... in several buffers too: a target for jumbo frames
     uint32_t mtu            # its interface's MTU, as the switch follows it (0: not known)
     uint32_t max_segs       # descriptors a frame it sends may span (zero-copy: the device's
                             # zc-max-segs); 0: MAX_FRAGS

@@ -27,9 +27,10 @@
  * MTU.  It drops, and
  * counts, a frame longer than the switch carries ([switch] max_frame, or a UMEM frame's room
  * when the kernel refused multi-buffer AF_XDP): nothing else would count it.  A frame in
- * several buffers (bpf_xdp_get_buff_len() > its linear part) takes the AF_XDP path, where
- * the workers forward it as a chain of descriptors: the fast path punts it (a redirect of
- * such a frame needs a target whose driver sends fragments, NETDEV_XDP_ACT_NDO_XMIT_SG).
+ * several buffers (bpf_xdp_get_buff_len() > its linear part) is forwarded by the fast path
+ * only to a target whose driver sends fragments (NETDEV_XDP_ACT_NDO_XMIT_SG: PYXSW_FP_OUT_SG
+ * in its row); to others it takes the AF_XDP path, where the workers forward it as a chain
+ * of descriptors.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -232,8 +233,8 @@ static __always_inline long fast(struct xdp_md *ctx, __u32 index)
 {
 	__u8 *pkt = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	__u32 rx_len = (__u32)((long)end - (long)pkt);
-	__u32 len = rx_len;
+	__u32 linear = (__u32)((long)end - (long)pkt);
+	__u32 rx_len, len;
 	struct pyxsw_fdb_val *src, *dst;
 	struct row in, out;
 	__u64 key, now;
@@ -244,8 +245,8 @@ static __always_inline long fast(struct xdp_md *ctx, __u32 index)
 
 	if ((void *)(pkt + 14) > end || (pkt[0] & 1)) /* runt; broadcast, multicast */
 		return -1;
-	if (frame_len(ctx) > rx_len) /* in fragments: the workers send those */
-		return -1;
+	rx_len = frame_len(ctx);	/* fragments included */
+	len = rx_len;
 	/* classify, as the workers do (worker.pyx classify()) */
 	tagged = pkt[12] == 0x81 && pkt[13] == 0x00;
 	if (tagged) {
@@ -281,6 +282,8 @@ static __always_inline long fast(struct xdp_md *ctx, __u32 index)
 	e = dst->port;
 	if (row_read(e, vlan, &out) || !(out.flags & PYXSW_FP_OUT) || !carries(&out, vlan))
 		return -1;
+	if (rx_len > linear && !(out.flags & PYXSW_FP_OUT_SG))
+		return -1; /* in fragments, to a device that takes none: the workers send it */
 	untag_out = out.untagged == vlan;
 	if (tagged && untag_out)
 		len -= 4;

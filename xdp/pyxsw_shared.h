@@ -32,6 +32,7 @@
  * port changes, under `seq` (pyxsw/fastpath.pyx). */
 #define PYXSW_FP_IN	1	/* its frames may be forwarded in the kernel (fastpath = "xdp") */
 #define PYXSW_FP_OUT	2	/* a fast-path target: up, and its device takes redirected frames */
+#define PYXSW_FP_OUT_SG	4	/* ... in several buffers too (NDO_XMIT_SG): jumbo frames */
 #define PYXSW_VLAN_WORDS 64	/* __u64 words of a 4096-bit VLAN map */
 
 struct pyxsw_port {

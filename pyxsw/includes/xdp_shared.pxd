@@ -9,6 +9,7 @@ cdef extern from "pyxsw_shared.h" nogil:
         PYXSW_MAX_QUEUES
         PYXSW_FP_IN
         PYXSW_FP_OUT
+        PYXSW_FP_OUT_SG
         PYXSW_VLAN_WORDS
         PYXSW_IFX_DIRECT
         PYXSW_CONFIG_FASTPATH
