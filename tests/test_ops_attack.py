@@ -7,6 +7,7 @@ import struct
 import threading
 import time
 import tomllib
+from contextlib import contextmanager
 
 import msgpack
 import pytest
@@ -256,6 +257,16 @@ def frames_at_rest(sw):
     assert acc["in_flight"] == 0 and placed == acc["frames"] == sw.config.switch.frames, acc
 
 
+@contextmanager
+def fast_served(lab, tmp_path, short_dir):
+    """A switch with the fast path on, served, every port a target and hosts 0 and 1
+    learned (both MACs in the kernel FDB): (switch, socket path)."""
+    with served(make_config(lab.ports, tmp_path, switch=FAST), short_dir) as (sw, path):
+        assert wait_until(lambda: all(p.fastpath["target"] for p in sw.ports.values()))
+        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+        yield sw, path
+
+
 def _fast_rx(sw, port):
     return sw.port_stats(port)[port]["fastpath"]["rx_packets"]
 
@@ -264,9 +275,7 @@ def test_a_killed_capture_client_gives_the_fast_path_back(lab_factory, short_dir
     from helpers import udp_flows
     lab = lab_factory(hosts=2)
     h0, h1 = lab.hosts
-    with served(make_config(lab.ports, tmp_path, switch=FAST), short_dir) as (sw, path):
-        assert wait_until(lambda: all(p.fastpath["target"] for p in sw.ports.values()))
-        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+    with fast_served(lab, tmp_path, short_dir) as (sw, path):
         s = raw(path)
         request(s, 1, "capture.start", port=h0.port, count=10**6)
         capturing(sw)
@@ -286,10 +295,7 @@ def test_a_fast_path_mirror_whose_output_goes_and_comes_back(lab_factory, short_
     from helpers import udp_flows, udp_sink
     lab = lab_factory(hosts=3)
     h0, h1, h2 = lab.hosts
-    with served(make_config(lab.ports, tmp_path, switch=FAST), short_dir) as (sw, path), \
-            Client(path) as c:
-        assert wait_until(lambda: all(p.fastpath["target"] for p in sw.ports.values()))
-        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+    with fast_served(lab, tmp_path, short_dir) as (sw, path), Client(path) as c:
         c.mirror_add("m", [h0.port], h2.port, direction="in")
         c.port_del(h2.port)
         c.port_add(h2.port)
@@ -312,10 +318,7 @@ def test_capture_start_stop_storm_on_a_fast_path_port_under_traffic(lab_factory,
     from helpers import udp_flows, udp_sink
     lab = lab_factory(hosts=2)
     h0, h1 = lab.hosts
-    with served(make_config(lab.ports, tmp_path, switch=FAST), short_dir) as (sw, path), \
-            Client(path) as c:
-        assert wait_until(lambda: all(p.fastpath["target"] for p in sw.ports.values()))
-        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+    with fast_served(lab, tmp_path, short_dir) as (sw, path), Client(path) as c:
         stop = threading.Event()
 
         def storm():
@@ -483,10 +486,7 @@ def test_what_the_fast_path_sends_out_of_a_port_is_copied(lab_factory, short_dir
     from helpers import udp_flows, udp_sink
     lab = lab_factory(hosts=3)
     h0, h1, h2 = lab.hosts
-    with served(make_config(lab.ports, tmp_path, switch=FAST), short_dir) as (sw, path), \
-            Client(path) as c:
-        assert wait_until(lambda: all(p.fastpath["target"] for p in sw.ports.values()))
-        assert ping(lab, 0, 1) and ping(lab, 1, 0)
+    with fast_served(lab, tmp_path, short_dir) as (sw, path), Client(path) as c:
         before = _fast_rx(sw, h0.port)
         udp_flows(lab, 0, h1.ip, flows=4, count=100)
         assert _fast_rx(sw, h0.port) - before >= 75         # h0 -> h1 in the kernel
