@@ -265,7 +265,9 @@ cdef class Datapath:
         """"on" (frames span descriptors), "off" (max_frame fits a UMEM frame), or
         "refused" (the kernel or the driver refused XDP_USE_SG: larger frames dropped)."""
         u = &self._sw().umem
-        return "refused" if u.sg_refused else "on" if u.sg else "off"
+        if u.sg:
+            return "on"
+        return "refused" if u.max_frame > u.frame_size - XDP_PACKET_HEADROOM else "off"
 
     @property
     def busy_poll(self):

@@ -138,9 +138,8 @@ cdef struct Umem:
     uint32_t fill_target    # frames kept in each fill ring (half the UMEM over all sockets)
     uint32_t max_frame      # [switch] max_frame: the longest frame the switch carries
     int sg                  # multi-buffer (XDP_USE_SG): 1 wanted (max_frame > a frame's room)
-                            # and, once the first socket is bound, taken; 0 not wanted or
-                            # refused by the kernel (frames above a UMEM frame are dropped)
-    bint sg_refused         # the kernel refused XDP_USE_SG (the switch says so)
+                            # and, once the first socket is bound, taken; 0 not wanted, or
+                            # (max_frame above a frame's room) refused by the kernel
     int nsocks              # sockets of ports open on the UMEM (not a retired anchor)
     int zero_copy           # ZC_*: as configured
     bint zero_copy_active   # the sockets bound in zero-copy mode

@@ -184,9 +184,7 @@ cdef int umem_sock_open(Umem *u, const char *ifname, int ifindex, int q, Sock **
         # so, and the XDP program counts them).
         u.sg = 0
         rc = umem_first_sock(u, ifname, ifindex, q, out)
-        if rc == 0:
-            u.sg_refused = True
-        else:
+        if rc:
             u.sg = 1
     return rc
 
